@@ -1,0 +1,436 @@
+//! Configuration: the TOML file, environment overrides, defaults and validation.
+//!
+//! Every field's `///` doc is user documentation (docs/configuration.md repeats it with examples).
+//! Unknown keys are rejected with their name, so a typo never silently falls back to a default.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file (`--config` or `FACTORWATCH_CONFIG`),
+//! then the `FACTORWATCH_*` environment variables listed on [`Config::apply_env`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// The whole configuration of one factorwatch process.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener and the hook endpoint.
+    pub server: ServerConfig,
+    /// How Okta authenticates to us.
+    pub okta: OktaConfig,
+    /// Where the durable spool lives and how large its backlog may grow.
+    pub storage: StorageConfig,
+    /// Which Sigma rules run and how events are de-duplicated.
+    pub rules: RulesConfig,
+    /// Retry and dead-letter policy shared by every sink.
+    pub delivery: DeliveryConfig,
+    /// Log format and verbosity.
+    pub log: LogConfig,
+    /// Where alerts go. Empty means one file sink writing `<data_dir>/alerts.jsonl`.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[server]`: the HTTP side.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Env: `FACTORWATCH_LISTEN`.
+    pub listen: SocketAddr,
+    /// The one URL path Okta calls: GET to verify the hook, POST to deliver events.
+    pub hook_path: String,
+    /// Largest request body accepted on the hook; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// A request that takes longer than this (slow client, stalled disk) is answered 408 or 503.
+    /// Okta itself gives up after 3 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take to finish before the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            hook_path: "/okta/events".into(),
+            max_body_bytes: 5 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// `[okta]`: authentication of Okta's requests.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OktaConfig {
+    /// The header Okta puts the secret in: Okta's "Authentication field" (usually `Authorization`).
+    pub auth_header: String,
+    /// Every value accepted as Okta's "Authentication secret". List the old and the new value while
+    /// rotating. Env: `FACTORWATCH_OKTA_SECRETS` (comma-separated).
+    pub secrets: Vec<Secret>,
+    /// A file holding accepted secrets, one per line (blank lines and `#` comments ignored), read at
+    /// start; added to `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
+    pub secrets_file: Option<PathBuf>,
+}
+
+impl Default for OktaConfig {
+    fn default() -> Self {
+        Self {
+            auth_header: "Authorization".into(),
+            secrets: Vec::new(),
+            secrets_file: None,
+        }
+    }
+}
+
+/// `[storage]`: the embedded durable spool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the spool database (`spool.redb`) and of the default alert file.
+    /// Env: `FACTORWATCH_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Once batches waiting for detection plus alerts waiting for delivery take this many bytes,
+    /// new batches are answered 503 (Okta retries once) and `/readyz` turns false, so a load
+    /// balancer sends traffic to another replica instead of filling this disk.
+    pub max_backlog_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            max_backlog_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[rules]`: detection.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Load the rules shipped inside the binary (MFA factor deactivated, all MFA factors reset).
+    pub builtin: bool,
+    /// Extra Sigma rule files, or folders searched for `*.yml` / `*.yaml`.
+    pub paths: Vec<PathBuf>,
+    /// How long an event uuid is remembered, so that Okta's redelivery of a batch raises no second alert.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            builtin: true,
+            paths: Vec::new(),
+            dedup_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[delivery]`: how a forwarder retries a sink before giving up on an alert.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts per alert and sink before it moves to the dead-letter table.
+    pub max_attempts: u32,
+    /// An alert still undelivered this long after it was raised moves to the dead-letter table.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Wait before the first retry; doubles with each failure (with jitter) up to `max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 20,
+            max_age: Duration::from_secs(24 * 3600),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines. Env: `FACTORWATCH_LOG_FORMAT`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `factorwatch=debug`. `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One `[[sinks]]` block: where alerts are delivered. `type` selects the kind.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Append each alert as one JSON line to a local file, flushed and fsynced before it counts as delivered.
+    File {
+        /// Unique name of this sink: labels its metrics, outbox and dead letters.
+        name: String,
+        /// The file to append to; created if missing (its directory must exist).
+        path: PathBuf,
+    },
+}
+
+impl SinkConfig {
+    /// The sink's unique name.
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::File { name, .. } => name,
+        }
+    }
+}
+
+/// The value of one environment variable, `None` when unset or empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+impl Config {
+    /// Reads the file at `path` (if any), applies environment overrides and validates the result.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env()?;
+        config.load_secrets_file()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file. Errors name the file, the key and the line.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
+    /// `FACTORWATCH_OKTA_SECRETS_FILE` and `FACTORWATCH_LOG_FORMAT`.
+    pub fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
+            self.server.listen = listen.parse().with_context(|| {
+                format!("FACTORWATCH_LISTEN={listen:?} is not an address like 0.0.0.0:8080")
+            })?;
+        }
+        if let Some(dir) = env_var("FACTORWATCH_DATA_DIR") {
+            self.storage.data_dir = PathBuf::from(dir);
+        }
+        if let Some(secrets) = env_var("FACTORWATCH_OKTA_SECRETS") {
+            self.okta.secrets = split_secrets(&secrets, ',');
+        }
+        if let Some(file) = env_var("FACTORWATCH_OKTA_SECRETS_FILE") {
+            self.okta.secrets_file = Some(PathBuf::from(file));
+        }
+        if let Some(format) = env_var("FACTORWATCH_LOG_FORMAT") {
+            self.log.format = match format.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => bail!("FACTORWATCH_LOG_FORMAT={other:?}: expected \"text\" or \"json\""),
+            };
+        }
+        Ok(())
+    }
+
+    fn load_secrets_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.okta.secrets_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("okta.secrets_file: cannot read {}", path.display()))?;
+        let from_file = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(Secret::new);
+        self.okta.secrets.extend(from_file);
+        Ok(())
+    }
+
+    /// Checks what the types alone cannot. Each error names the key at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let hook = &self.server.hook_path;
+        if !hook.starts_with('/') || hook.len() < 2 {
+            bail!("server.hook_path = {hook:?}: must be a path such as \"/okta/events\"");
+        }
+        if ["/healthz", "/readyz", "/metrics"].contains(&hook.as_str()) {
+            bail!("server.hook_path = {hook:?}: collides with a built-in endpoint");
+        }
+        if self.server.max_body_bytes == 0 {
+            bail!("server.max_body_bytes must be greater than 0");
+        }
+        if self
+            .okta
+            .auth_header
+            .parse::<axum::http::HeaderName>()
+            .is_err()
+        {
+            bail!(
+                "okta.auth_header = {:?}: not a valid HTTP header name",
+                self.okta.auth_header
+            );
+        }
+        if self.okta.secrets.iter().any(|s| s.expose().is_empty()) {
+            bail!("okta.secrets: an empty secret would let anyone in; remove it");
+        }
+        if self.delivery.max_attempts == 0 {
+            bail!("delivery.max_attempts must be at least 1");
+        }
+        let mut names = std::collections::HashSet::new();
+        for sink in &self.sinks {
+            if !names.insert(sink.name()) {
+                bail!(
+                    "sinks: two sinks are named {:?}; names must be unique",
+                    sink.name()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails with instructions when no secret is configured: `serve` must not run open.
+    pub fn require_secret(&self) -> anyhow::Result<()> {
+        if self.okta.secrets.is_empty() {
+            bail!(
+                "no Okta secret is configured, so every request would be refused.\n\
+                 Set the value you entered as the hook's \"Authentication secret\" in Okta, one of:\n  \
+                 [okta] secrets = [\"...\"] in the config file\n  \
+                 FACTORWATCH_OKTA_SECRETS=... (comma-separated while rotating)\n  \
+                 FACTORWATCH_OKTA_SECRETS_FILE=/path/to/file (one secret per line)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The sinks in effect: the configured ones, or the default alert file.
+    pub fn effective_sinks(&self) -> Vec<SinkConfig> {
+        if self.sinks.is_empty() {
+            vec![SinkConfig::File {
+                name: "alerts-file".into(),
+                path: self.storage.data_dir.join("alerts.jsonl"),
+            }]
+        } else {
+            self.sinks.clone()
+        }
+    }
+
+    /// The configuration as TOML with every secret replaced by `<redacted>`.
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        let mut effective = self.clone();
+        effective.sinks = self.effective_sinks();
+        Ok(toml::to_string_pretty(&effective)?)
+    }
+}
+
+fn split_secrets(list: &str, separator: char) -> Vec<Secret> {
+    list.split(separator)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = Config::from_toml(
+            r#"
+            [server]
+            listen = "127.0.0.1:8080"
+            hook_path = "/okta/events"
+            max_body_bytes = 5242880
+            [okta]
+            auth_header = "Authorization"
+            secrets = ["Basic ZXhhbXBsZTpzZWNyZXQ="]
+            [storage]
+            data_dir = "./data"
+            [[sinks]]
+            name = "alerts-file"
+            type = "file"
+            path = "./data/alerts.jsonl"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.okta.secrets.len(), 1);
+        assert_eq!(config.sinks[0].name(), "alerts-file");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[server]\nlisen = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = Config::from_toml("[[sinks]]\nname='x'\ntype='carrier-pigeon'\n").unwrap_err();
+        assert!(err.to_string().contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn redacted_toml_has_no_secret() {
+        let mut config = Config::default();
+        config.okta.secrets = vec![Secret::new("s3cr3t-value")];
+        let text = config.to_redacted_toml().unwrap();
+        assert!(!text.contains("s3cr3t-value"));
+        assert!(text.contains("<redacted>"));
+        assert!(
+            text.contains("alerts.jsonl"),
+            "default sink is shown: {text}"
+        );
+    }
+
+    #[test]
+    fn missing_secret_explains_how_to_set_one() {
+        let err = Config::default().require_secret().unwrap_err().to_string();
+        assert!(err.contains("FACTORWATCH_OKTA_SECRETS"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_sink_names_are_rejected() {
+        let config = Config::from_toml(
+            "[[sinks]]\nname='a'\ntype='file'\npath='x'\n[[sinks]]\nname='a'\ntype='file'\npath='y'\n",
+        )
+        .unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("\"a\""));
+    }
+}

@@ -1,0 +1,44 @@
+//! factorwatch: an Okta Event Hook receiver that catches MFA factor resets and delivers alerts.
+//!
+//! Okta pushes System Log events to the hook; factorwatch authenticates each batch, stores it
+//! durably before answering, then detects (Sigma rules), de-duplicates and forwards alerts to the
+//! sinks a team watches, at least once and with a deterministic alert id for idempotency.
+//!
+//! # Layout
+//! The path of one batch, module by module:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`http`] | axum router: the hook endpoint (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
+//! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
+//! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, realistic sample events |
+//! | [`spool`] | the embedded durable store (redb) and its group-commit writer: batches, outbox, dead letters, de-dup window |
+//! | [`detect`] | the detector: split, de-duplicate, run Sigma rules, queue alerts per sink |
+//! | [`alert`] | the alert schema and its deterministic id |
+//! | [`forward`] | the per-sink delivery loop: backoff, retry, dead-letter |
+//! | [`sinks`] | the `Sink` trait and one module per destination |
+//! | [`config`] | TOML configuration, environment overrides, validation |
+//! | [`app`] | wiring and graceful shutdown |
+//! | [`telemetry`] | logging and Prometheus metrics |
+//! | [`simulate`] | plays Okta against a running receiver (the `simulate` and `demo` commands) |
+//! | [`clock`] | time helpers |
+//!
+//! The binary (`src/main.rs`) only parses the command line and calls into these modules.
+
+pub mod alert;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod detect;
+pub mod forward;
+pub mod http;
+pub mod okta;
+pub mod secret;
+pub mod simulate;
+pub mod sinks;
+pub mod spool;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;
