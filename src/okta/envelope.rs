@@ -1,0 +1,167 @@
+//! The event-hook envelope Okta POSTs: `{eventType, eventId, source, data: {events: [LogEvent...]}}`.
+//!
+//! Two views of the same bytes:
+//! - [`EnvelopeCheck::parse`] runs while Okta waits. It borrows from the body and looks only at what
+//!   decides whether the batch is acceptable (`data.events` is an array); every event stays an
+//!   unparsed [`RawValue`], which is far cheaper than building a `serde_json::Value` tree.
+//! - [`Envelope::parse`] runs later, in the detector, on the stored bytes, and keeps each event's
+//!   raw JSON verbatim so alerts can carry it with unknown fields intact.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Why a body is not an acceptable envelope. The message is meant for the person who sent it.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not valid JSON at all.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// Valid JSON, but not shaped like an Okta event-hook envelope.
+    #[error(
+        "not an Okta event-hook envelope: expected an object with data.events as an array of events ({0})"
+    )]
+    NotAnEnvelope(String),
+}
+
+impl From<serde_json::Error> for EnvelopeError {
+    fn from(err: serde_json::Error) -> Self {
+        match err.classify() {
+            serde_json::error::Category::Data => EnvelopeError::NotAnEnvelope(err.to_string()),
+            _ => EnvelopeError::Malformed(err.to_string()),
+        }
+    }
+}
+
+/// What intake learns about a body before it stores it.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeCheck<'a> {
+    #[serde(borrow)]
+    data: CheckData<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckData<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+impl<'a> EnvelopeCheck<'a> {
+    /// Validates the whole body as JSON and its envelope shape, without building the events.
+    pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        Ok(serde_json::from_slice(body)?)
+    }
+
+    /// Number of events in the batch.
+    pub fn event_count(&self) -> usize {
+        self.data.events.len()
+    }
+}
+
+/// A stored envelope, parsed for detection.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    /// `https://{org}/api/v1/eventHooks/{hookId}`: which org and hook sent the batch.
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub source: Option<String>,
+    /// One id per delivery; Okta's retry of a delivery reuses it.
+    #[serde(default, rename = "eventId", deserialize_with = "lenient_text")]
+    pub event_id: Option<String>,
+    /// The batch.
+    pub data: EnvelopeData,
+}
+
+/// `data` of an envelope.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeData {
+    /// One System Log `LogEvent` each, kept as the exact JSON Okta sent.
+    pub events: Vec<Box<RawValue>>,
+}
+
+/// Reads any JSON value as optional text, so an odd `source` or `eventId` never loses a batch.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(crate::okta::event::scalar_text(&value))
+}
+
+impl Envelope {
+    /// Parses a stored body. It passed [`EnvelopeCheck`] before it was stored, so this only fails
+    /// on a spool written by an incompatible version.
+    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(serde_json::from_slice(body)?)
+    }
+
+    /// The Okta org and hook id named by `source`.
+    pub fn origin(&self) -> Origin {
+        self.source
+            .as_deref()
+            .map(Origin::from_source)
+            .unwrap_or_default()
+    }
+}
+
+/// Which Okta org and hook a batch came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// The org's host name, such as `acme.okta.com`.
+    pub org: Option<String>,
+    /// The event hook id (starts with `who`).
+    pub hook_id: Option<String>,
+}
+
+impl Origin {
+    /// Reads `https://{org}/api/v1/eventHooks/{hookId}`; tolerates anything else by leaving parts unknown.
+    pub fn from_source(source: &str) -> Self {
+        let without_scheme = source.split_once("://").map_or(source, |(_, rest)| rest);
+        let (host, path) = without_scheme
+            .split_once('/')
+            .unwrap_or((without_scheme, ""));
+        let hook_id = path
+            .strip_prefix("api/v1/eventHooks/")
+            .map(|id| id.trim_end_matches('/'))
+            .filter(|id| !id.is_empty() && !id.contains('/'));
+        Self {
+            org: Some(host).filter(|h| !h.is_empty()).map(str::to_owned),
+            hook_id: hook_id.map(str::to_owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_events_without_parsing_them() {
+        let body = br#"{"eventType":"com.okta.event_hook","data":{"events":[{"uuid":"a","x":{"deep":[1,2]}},{}]}}"#;
+        assert_eq!(EnvelopeCheck::parse(body).unwrap().event_count(), 2);
+    }
+
+    #[test]
+    fn tells_malformed_json_from_wrong_shape() {
+        assert!(matches!(
+            EnvelopeCheck::parse(b"{\"data\":").unwrap_err(),
+            EnvelopeError::Malformed(_)
+        ));
+        for body in [
+            &b"[]"[..],
+            b"{}",
+            b"{\"data\":{}}",
+            b"{\"data\":{\"events\":null}}",
+            b"{\"data\":{\"events\":{}}}",
+        ] {
+            let err = EnvelopeCheck::parse(body).unwrap_err();
+            assert!(matches!(err, EnvelopeError::NotAnEnvelope(_)), "{err}");
+            assert!(err.to_string().contains("data.events"));
+        }
+    }
+
+    #[test]
+    fn origin_from_source() {
+        let origin = Origin::from_source("https://acme.okta.com/api/v1/eventHooks/whoabc123");
+        assert_eq!(origin.org.as_deref(), Some("acme.okta.com"));
+        assert_eq!(origin.hook_id.as_deref(), Some("whoabc123"));
+        assert_eq!(Origin::from_source("garbage").hook_id, None);
+    }
+}
