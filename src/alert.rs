@@ -1,0 +1,259 @@
+//! The alert: the one schema every sink delivers (documented field by field in docs/alerts.md).
+//!
+//! Fields copied from Okta keep Okta's camelCase names (`eventType`, `alternateId`, `ipAddress`), so
+//! they read the same as in the System Log; fields factorwatch adds are snake_case.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::okta::Origin;
+use crate::okta::event::{LogEvent, scalar_text};
+
+/// Namespace of alert ids (UUIDv5): fixed forever, so ids stay stable across versions and replicas.
+const ALERT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7d3c_8f52_1a4e_4b0c_9e2f_6a1d_5c8b_3f70);
+
+/// The alert id: a pure function of the rule and the event, so a redelivered or replayed event
+/// yields the same id and every sink can de-duplicate on it.
+pub fn alert_id(rule_id: &str, event_key: &str) -> String {
+    Uuid::new_v5(
+        &ALERT_ID_NAMESPACE,
+        format!("{rule_id}\n{event_key}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// One alert: a rule matched an Okta event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alert {
+    /// Deterministic id, see [`alert_id`]. Sinks use it as their idempotency key.
+    pub id: String,
+    /// The rule that matched.
+    pub rule: RuleRef,
+    /// The essentials of the event that matched.
+    pub event: EventSummary,
+    /// Who did it (`actor` of the LogEvent).
+    pub actor: Option<Principal>,
+    /// The users acted on (the `target` entries of type `User`).
+    pub targets: Vec<Principal>,
+    /// Where the request came from.
+    pub client: ClientInfo,
+    /// Which Okta org and hook delivered the event.
+    pub okta: OktaRef,
+    /// When factorwatch stored the batch (RFC 3339, UTC).
+    pub received_at: String,
+    /// The LogEvent exactly as Okta sent it, unknown fields included.
+    pub raw_event: Box<RawValue>,
+}
+
+/// The rule behind an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleRef {
+    /// Sigma rule id.
+    pub id: String,
+    /// Sigma rule title.
+    pub title: String,
+    /// Sigma level: informational, low, medium, high or critical.
+    pub level: String,
+    /// Sigma rule author.
+    pub author: Option<String>,
+    /// Sigma tags, such as `attack.t1556.006`.
+    pub tags: Vec<String>,
+}
+
+/// The fields of the matched event a person reads first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventSummary {
+    /// Okta's event uuid (absent when Okta sent none).
+    pub uuid: Option<String>,
+    /// Okta event type.
+    #[serde(rename = "eventType")]
+    pub event_type: Option<String>,
+    /// When Okta recorded the event.
+    pub published: Option<String>,
+    /// Okta's human-readable description.
+    #[serde(rename = "displayMessage")]
+    pub display_message: Option<String>,
+    /// Result and reason.
+    pub outcome: Outcome,
+}
+
+/// `outcome` of a LogEvent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// `SUCCESS`, `FAILURE`, ... as Okta sent it (case preserved).
+    pub result: Option<String>,
+    /// Such as "User reset FIDO_WEBAUTHN factor".
+    pub reason: Option<String>,
+}
+
+/// An actor or a target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Okta id (`00u...` for users).
+    pub id: Option<String>,
+    /// `User`, `SystemPrincipal`, `PublicClientApp`, ...
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Login or e-mail.
+    #[serde(rename = "alternateId")]
+    pub alternate_id: Option<String>,
+    /// Display name.
+    #[serde(rename = "displayName")]
+    pub display_name: Option<String>,
+}
+
+/// `client` of a LogEvent, flattened to what a responder needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// Source IP address as Okta saw it.
+    #[serde(rename = "ipAddress")]
+    pub ip_address: Option<String>,
+    /// Raw user agent string.
+    #[serde(rename = "userAgent")]
+    pub user_agent: Option<String>,
+    /// City, state, country and postal code, when Okta resolved them.
+    pub geo: Option<Map<String, Value>>,
+}
+
+/// Origin of the batch, from the envelope.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OktaRef {
+    /// Okta org host, such as `acme.okta.com`.
+    pub org: Option<String>,
+    /// Event hook id.
+    pub hook_id: Option<String>,
+    /// Envelope `eventId` of the delivery that carried the event.
+    pub delivery_id: Option<String>,
+}
+
+/// Everything needed to build an alert besides the rule.
+pub struct Matched<'a> {
+    /// The parsed event.
+    pub event: LogEvent<'a>,
+    /// Its exact JSON.
+    pub raw: &'a RawValue,
+    /// What it is de-duplicated on (uuid or content hash).
+    pub key: &'a str,
+    /// Org and hook.
+    pub origin: &'a Origin,
+    /// Envelope `eventId`.
+    pub delivery_id: Option<&'a str>,
+    /// When the batch was stored.
+    pub received_at: &'a str,
+}
+
+impl Alert {
+    /// Builds the alert for `rule` matching `matched`.
+    pub fn build(rule: &RuleRef, matched: &Matched<'_>) -> Self {
+        let event = matched.event;
+        Alert {
+            id: alert_id(&rule.id, matched.key),
+            rule: rule.clone(),
+            event: EventSummary {
+                uuid: event.uuid(),
+                event_type: event.event_type(),
+                published: event.text("published"),
+                display_message: event.text("displayMessage"),
+                outcome: Outcome {
+                    result: event.text("outcome.result"),
+                    reason: event.text("outcome.reason"),
+                },
+            },
+            actor: event.get("actor").map(principal),
+            targets: event
+                .targets()
+                .iter()
+                .filter(|t| t.get("type").and_then(Value::as_str) == Some("User"))
+                .map(principal)
+                .collect(),
+            client: ClientInfo {
+                ip_address: event.text("client.ipAddress"),
+                user_agent: event.text("client.userAgent.rawUserAgent"),
+                geo: event.get("client.geographicalContext").map(geography),
+            },
+            okta: OktaRef {
+                org: matched.origin.org.clone(),
+                hook_id: matched.origin.hook_id.clone(),
+                delivery_id: matched.delivery_id.map(str::to_owned),
+            },
+            received_at: matched.received_at.to_owned(),
+            raw_event: matched.raw.to_owned(),
+        }
+    }
+
+    /// The alert as one line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an alert always serializes")
+    }
+}
+
+fn principal(value: &Value) -> Principal {
+    let field = |name: &str| value.get(name).and_then(scalar_text);
+    Principal {
+        id: field("id"),
+        kind: field("type"),
+        alternate_id: field("alternateId"),
+        display_name: field("displayName"),
+    }
+}
+
+/// Keeps the scalar parts of `geographicalContext` (the nested geolocation stays in `raw_event`).
+fn geography(value: &Value) -> Map<String, Value> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null() && !v.is_object())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_id_is_a_pure_function_of_rule_and_event() {
+        assert_eq!(alert_id("r1", "e1"), alert_id("r1", "e1"));
+        assert_ne!(alert_id("r1", "e1"), alert_id("r2", "e1"));
+        assert_ne!(alert_id("r1", "e1"), alert_id("r1", "e2"));
+        // The separator keeps ("a", "bc") and ("ab", "c") apart.
+        assert_ne!(alert_id("a", "bc"), alert_id("ab", "c"));
+    }
+
+    #[test]
+    fn builds_from_a_sparse_event() {
+        let raw = RawValue::from_string(
+            r#"{"uuid":"u1","eventType":"user.mfa.factor.reset_all","actor":null,"target":[{"type":"User","alternateId":"bob@example.com"},{"type":"AppInstance"}],"newField":{"x":1}}"#.into(),
+        )
+        .unwrap();
+        let value: Value = serde_json::from_str(raw.get()).unwrap();
+        let rule = RuleRef {
+            id: "r".into(),
+            title: "t".into(),
+            level: "medium".into(),
+            author: None,
+            tags: vec![],
+        };
+        let alert = Alert::build(
+            &rule,
+            &Matched {
+                event: LogEvent(&value),
+                raw: &raw,
+                key: "u1",
+                origin: &Origin::default(),
+                delivery_id: None,
+                received_at: "2026-01-01T00:00:00Z",
+            },
+        );
+        assert_eq!(alert.actor, None);
+        assert_eq!(alert.targets.len(), 1);
+        assert_eq!(
+            alert.targets[0].alternate_id.as_deref(),
+            Some("bob@example.com")
+        );
+        assert!(alert.to_json().contains(r#""newField":{"x":1}"#));
+    }
+}

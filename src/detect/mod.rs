@@ -1,0 +1,240 @@
+//! Detection: turns stored batches into alerts in every sink's outbox.
+//!
+//! The detector runs after Okta has had its answer. Each pass takes the oldest stored batches,
+//! splits them into events, drops events already seen inside the de-duplication window (Okta
+//! delivers at least once), runs the rules over the rest and commits, in one transaction, the
+//! removal of the batches, the new `seen` keys and one outbox row per alert and sink.
+
+pub mod rules;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{Alert, Matched};
+use crate::clock::{now_ms, rfc3339};
+use crate::okta::event::dedup_key;
+use crate::okta::{Envelope, LogEvent};
+use crate::spool::{DetectedBatch, OutboxRecord, Spool, SpoolError, StoredBatch};
+
+pub use rules::RuleSet;
+
+/// Batches taken per pass: bounds memory and the size of one commit.
+const BATCHES_PER_PASS: usize = 64;
+
+/// The detection worker.
+pub struct Detector {
+    /// Compiled rules.
+    pub rules: Arc<RuleSet>,
+    /// Where batches come from and alerts go.
+    pub spool: Arc<Spool>,
+    /// Names of the sinks every alert is queued for.
+    pub sinks: Vec<String>,
+    /// How long an event key is remembered.
+    pub dedup_window: Duration,
+    /// Woken after alerts were queued.
+    pub forwarders: Arc<Notify>,
+}
+
+/// An event parsed out of a batch, with its de-duplication key.
+struct ParsedEvent {
+    raw: Box<RawValue>,
+    value: Value,
+    key: String,
+}
+
+/// A batch split into events.
+struct ParsedBatch {
+    batch: StoredBatch,
+    envelope_meta: Envelope,
+    events: Vec<ParsedEvent>,
+}
+
+impl Detector {
+    /// Runs until `shutdown`, woken by `intake` after each stored batch (and every second anyway).
+    pub async fn run(self, intake: Arc<Notify>, shutdown: CancellationToken) {
+        loop {
+            match self.pass().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(err) => {
+                    tracing::error!(error = %err, "detection pass failed; retrying in 1 s");
+                }
+            }
+            tokio::select! {
+                _ = intake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Detects the oldest pending batches; returns how many were processed.
+    pub async fn pass(&self) -> Result<usize, SpoolError> {
+        let batches = self.spool.pending_batches(BATCHES_PER_PASS).await?;
+        if batches.is_empty() {
+            return Ok(0);
+        }
+        let count = batches.len();
+        let (parsed, unreadable) = tokio::task::spawn_blocking(move || parse_batches(batches))
+            .await
+            .map_err(|err| SpoolError::Storage(format!("detector parse task failed: {err}")))?;
+        for batch in unreadable {
+            self.spool.quarantine(batch).await?;
+        }
+        let keys = parsed
+            .iter()
+            .flat_map(|p| p.events.iter().map(|e| e.key.clone()))
+            .collect();
+        let now = now_ms();
+        let seen = self.spool.already_seen(keys, now).await?;
+        let rules = self.rules.clone();
+        let sinks = self.sinks.clone();
+        let seen_until_ms = now + self.dedup_window.as_millis() as u64;
+        let detected = tokio::task::spawn_blocking(move || {
+            detect_batches(&rules, &sinks, parsed, &seen, now, seen_until_ms)
+        })
+        .await
+        .map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
+        let queued = detected.iter().any(|d| !d.outbox.is_empty());
+        self.spool.complete_batches(detected).await?;
+        if queued {
+            self.forwarders.notify_waiters();
+        }
+        Ok(count)
+    }
+}
+
+/// Splits batches into events; batches that cannot be read go apart for quarantine.
+fn parse_batches(batches: Vec<StoredBatch>) -> (Vec<ParsedBatch>, Vec<StoredBatch>) {
+    let mut parsed = Vec::with_capacity(batches.len());
+    let mut unreadable = Vec::new();
+    for batch in batches {
+        match Envelope::parse(&batch.body) {
+            Ok(mut envelope) => {
+                let events = std::mem::take(&mut envelope.data.events)
+                    .into_iter()
+                    .map(parse_event)
+                    .collect();
+                parsed.push(ParsedBatch {
+                    batch,
+                    envelope_meta: envelope,
+                    events,
+                });
+            }
+            Err(err) => {
+                tracing::error!(batch = batch.id, error = %err, "stored batch is unreadable; quarantined");
+                unreadable.push(batch);
+            }
+        }
+    }
+    (parsed, unreadable)
+}
+
+fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
+    // The raw text already passed JSON validation at intake, so this parse cannot fail.
+    let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+    let key = dedup_key(&LogEvent(&value), raw.get());
+    ParsedEvent { raw, value, key }
+}
+
+/// Runs the rules over every event not seen before and builds the outbox rows.
+fn detect_batches(
+    rules: &RuleSet,
+    sinks: &[String],
+    parsed: Vec<ParsedBatch>,
+    seen: &HashSet<String>,
+    now: u64,
+    seen_until_ms: u64,
+) -> Vec<DetectedBatch> {
+    // Keys new in this pass: a uuid repeated within or across these batches counts once.
+    let mut fresh: HashSet<String> = HashSet::new();
+    let mut detected = Vec::with_capacity(parsed.len());
+    for ParsedBatch {
+        batch,
+        envelope_meta,
+        events,
+    } in parsed
+    {
+        let origin = envelope_meta.origin();
+        let delivery_id = envelope_meta.event_id.as_deref();
+        let received_at = rfc3339(batch.received_at_ms);
+        let mut seen_keys = Vec::new();
+        let mut outbox = Vec::new();
+        for event in &events {
+            if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
+                metrics::counter!("factorwatch_duplicate_events_total").increment(1);
+                continue;
+            }
+            seen_keys.push(event.key.clone());
+            let matched = Matched {
+                event: LogEvent(&event.value),
+                raw: &event.raw,
+                key: &event.key,
+                origin: &origin,
+                delivery_id,
+                received_at: &received_at,
+            };
+            for rule in rules.matching(&event.value) {
+                let alert = Alert::build(rule, &matched);
+                log_alert(&alert);
+                outbox.extend(outbox_rows(&alert, sinks, now));
+            }
+        }
+        metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
+        detected.push(DetectedBatch {
+            batch,
+            seen_keys,
+            seen_until_ms,
+            outbox,
+        });
+    }
+    detected
+}
+
+/// One outbox row per sink for `alert`.
+fn outbox_rows(alert: &Alert, sinks: &[String], now: u64) -> Vec<(String, OutboxRecord)> {
+    let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
+    sinks
+        .iter()
+        .map(|sink| {
+            let record = OutboxRecord {
+                alert_id: alert.id.clone(),
+                created_at_ms: now,
+                attempts: 0,
+                next_attempt_at_ms: now,
+                last_error: None,
+                alert: json.clone(),
+            };
+            (sink.clone(), record)
+        })
+        .collect()
+}
+
+fn log_alert(alert: &Alert) {
+    metrics::counter!(
+        "factorwatch_alerts_total",
+        "rule_id" => alert.rule.id.clone(),
+        "level" => alert.rule.level.clone()
+    )
+    .increment(1);
+    let login = |p: Option<&crate::alert::Principal>| {
+        p.and_then(|p| p.alternate_id.clone())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    tracing::info!(
+        alert_id = %alert.id,
+        rule = %alert.rule.title,
+        level = %alert.rule.level,
+        event_uuid = alert.event.uuid.as_deref().unwrap_or("-"),
+        actor = %login(alert.actor.as_ref()),
+        target = %login(alert.targets.first()),
+        ip = alert.client.ip_address.as_deref().unwrap_or("-"),
+        "alert"
+    );
+}

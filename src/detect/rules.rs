@@ -1,0 +1,222 @@
+//! Loading Sigma rules (through `rsigma-parser`) and evaluating them (through `rsigma-eval`).
+//!
+//! Loading is all or nothing: one rule that fails to parse or compile fails the whole set with the
+//! file and the reason, so a service never runs with half its detections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rsigma_eval::Engine;
+use rsigma_eval::event::JsonEvent;
+use rsigma_parser::SigmaRule;
+use serde_json::Value;
+
+use crate::alert::RuleRef;
+use crate::config::RulesConfig;
+
+/// The rules shipped inside the binary, as (name, YAML).
+pub const BUILTIN_RULES: &[(&str, &str)] = &[
+    (
+        "builtin:rules/mfa_factor_deactivated.yml",
+        include_str!("../../rules/mfa_factor_deactivated.yml"),
+    ),
+    (
+        "builtin:rules/mfa_factors_reset_all.yml",
+        include_str!("../../rules/mfa_factors_reset_all.yml"),
+    ),
+];
+
+/// A compiled set of detection rules.
+pub struct RuleSet {
+    engine: Engine,
+    rules: HashMap<String, RuleRef>,
+    origins: Vec<String>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("origins", &self.origins)
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// Loads the built-in rules (unless disabled) and every file or folder in `config.paths`.
+    pub fn load(config: &RulesConfig) -> anyhow::Result<Self> {
+        let mut sources: Vec<(String, String)> = Vec::new();
+        if config.builtin {
+            sources.extend(
+                BUILTIN_RULES
+                    .iter()
+                    .map(|(name, yaml)| (name.to_string(), yaml.to_string())),
+            );
+        }
+        for path in &config.paths {
+            for file in rule_files(path)? {
+                let yaml = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read rule file {}", file.display()))?;
+                sources.push((file.display().to_string(), yaml));
+            }
+        }
+        Self::from_sources(&sources)
+    }
+
+    /// Compiles rules from (origin, YAML) pairs; the origin names the rule in errors.
+    pub fn from_sources(sources: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut engine = Engine::new();
+        let mut rules: HashMap<String, RuleRef> = HashMap::new();
+        for (origin, yaml) in sources {
+            let collection = rsigma_parser::parse_sigma_yaml(yaml)
+                .with_context(|| format!("rule file {origin}: cannot parse"))?;
+            if let Some(error) = collection.errors.first() {
+                bail!("rule file {origin}: {error}");
+            }
+            for rule in &collection.rules {
+                let reference = rule_ref(rule);
+                if rules.contains_key(&reference.id) {
+                    bail!(
+                        "rule file {origin}: rule id {} is defined twice",
+                        reference.id
+                    );
+                }
+                engine
+                    .add_rule(rule)
+                    .with_context(|| format!("rule file {origin}: rule {:?}", rule.title))?;
+                rules.insert(reference.id.clone(), reference);
+            }
+        }
+        if rules.is_empty() {
+            bail!(
+                "no detection rules loaded: enable [rules] builtin or list rule files in [rules] paths"
+            );
+        }
+        Ok(Self {
+            engine,
+            rules,
+            origins: sources.iter().map(|(origin, _)| origin.clone()).collect(),
+        })
+    }
+
+    /// Number of detection rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when no rule is loaded (never the case for a set built by [`RuleSet::load`]).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Every rule, in no particular order.
+    pub fn rules(&self) -> impl Iterator<Item = &RuleRef> {
+        self.rules.values()
+    }
+
+    /// The rules that match `event`.
+    pub fn matching(&self, event: &Value) -> Vec<&RuleRef> {
+        self.engine
+            .evaluate(&JsonEvent::borrow(event))
+            .iter()
+            .filter_map(|result| {
+                let header = &result.header;
+                let key = header.rule_id.as_deref().unwrap_or(&header.rule_title);
+                self.rules.get(key)
+            })
+            .collect()
+    }
+}
+
+/// The alert's view of a rule; a rule without `id` is identified by its title.
+fn rule_ref(rule: &SigmaRule) -> RuleRef {
+    RuleRef {
+        id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
+        title: rule.title.clone(),
+        level: rule
+            .level
+            .as_ref()
+            .map_or("medium", |level| level.as_str())
+            .to_owned(),
+        author: rule.author.clone(),
+        tags: rule.tags.clone(),
+    }
+}
+
+/// `path` itself, or the `*.yml` / `*.yaml` files below it, sorted.
+fn rule_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("rules.paths: {} does not exist", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)
+        .with_context(|| format!("rules.paths: cannot list {}", path.display()))?
+    {
+        let entry_path = entry?.path();
+        if entry_path.is_dir() {
+            files.extend(rule_files(&entry_path)?);
+        } else if entry_path
+            .extension()
+            .is_some_and(|ext| ext == "yml" || ext == "yaml")
+        {
+            files.push(entry_path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn builtin() -> RuleSet {
+        RuleSet::load(&RulesConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn builtin_rules_load_with_their_metadata() {
+        let rules = builtin();
+        assert_eq!(rules.len(), 2);
+        for rule in rules.rules() {
+            assert_eq!(rule.level, "medium");
+            assert!(rule.author.is_some());
+        }
+    }
+
+    #[test]
+    fn builtin_rules_match_only_their_event_types() {
+        let rules = builtin();
+        let deactivate = json!({"eventType": "user.mfa.factor.deactivate"});
+        let reset_all = json!({"eventType": "user.mfa.factor.reset_all"});
+        let activate = json!({"eventType": "user.mfa.factor.activate"});
+        assert_eq!(rules.matching(&deactivate).len(), 1);
+        assert_eq!(rules.matching(&reset_all).len(), 1);
+        assert_ne!(
+            rules.matching(&deactivate)[0].id,
+            rules.matching(&reset_all)[0].id
+        );
+        assert!(rules.matching(&activate).is_empty());
+        assert!(rules.matching(&json!("not an object")).is_empty());
+    }
+
+    #[test]
+    fn a_broken_rule_fails_the_whole_set_naming_its_file() {
+        let sources = vec![
+            (
+                "good.yml".to_string(),
+                BUILTIN_RULES[0].1.to_string(),
+            ),
+            (
+                "broken.yml".to_string(),
+                "title: x\nlogsource: {product: okta}\ndetection:\n  sel: {a: b}\n  condition: sel and\n".to_string(),
+            ),
+        ];
+        let err = format!("{:#}", RuleSet::from_sources(&sources).unwrap_err());
+        assert!(err.contains("broken.yml"), "{err}");
+    }
+}
