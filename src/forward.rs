@@ -1,0 +1,265 @@
+//! The delivery loop every sink shares: read due alerts from the sink's outbox, publish them in
+//! order, remove what was acknowledged, reschedule failures with exponential backoff and jitter, and
+//! move to the dead-letter table what ran out of attempts or age, or was refused outright.
+//!
+//! Each sink has its own loop and its own outbox, so one destination being down never delays another.
+//! Delivery is at least once: a crash between the publish and the outbox removal publishes again
+//! with the same alert id, which the destinations de-duplicate on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::config::DeliveryConfig;
+use crate::sinks::{Delivery, DeliveryError, Sink};
+use crate::spool::{OutboxEntry, Spool};
+
+/// Alerts read from the outbox per pass.
+const ENTRIES_PER_PASS: usize = 64;
+/// Longest sleep while nothing is due; new alerts wake the loop earlier.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// A failing sink is reported at warn level at most this often; retries in between log at debug.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// What to do with an alert after a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again at this time (Unix ms).
+    RetryAt(u64),
+    /// Give up: move to the dead-letter table, with the reason.
+    DeadLetter(String),
+}
+
+/// The retry policy.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy(pub DeliveryConfig);
+
+impl RetryPolicy {
+    /// Decides the fate of an alert that has now failed `attempts` times.
+    pub fn after_failure(
+        &self,
+        record_created_ms: u64,
+        attempts: u32,
+        error: &DeliveryError,
+        now: u64,
+        rng: &mut impl Rng,
+    ) -> AfterFailure {
+        let policy = &self.0;
+        if let DeliveryError::Permanent(reason) = error {
+            return AfterFailure::DeadLetter(format!("refused by the destination: {reason}"));
+        }
+        if attempts >= policy.max_attempts {
+            return AfterFailure::DeadLetter(format!(
+                "gave up after {attempts} attempts (delivery.max_attempts)"
+            ));
+        }
+        let delay = self.backoff(attempts, rng);
+        if now + delay.as_millis() as u64 > record_created_ms + policy.max_age.as_millis() as u64 {
+            return AfterFailure::DeadLetter(format!(
+                "undelivered for longer than delivery.max_age ({})",
+                humantime::format_duration(policy.max_age)
+            ));
+        }
+        AfterFailure::RetryAt(now + delay.as_millis() as u64)
+    }
+
+    /// Exponential backoff with "equal jitter": between half and all of `initial * 2^(n-1)`,
+    /// capped at `max_backoff`, so many replicas retrying one broker do not retry in lockstep.
+    pub fn backoff(&self, attempts: u32, rng: &mut impl Rng) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(30);
+        let full = self
+            .0
+            .initial_backoff
+            .saturating_mul(1 << exponent)
+            .min(self.0.max_backoff);
+        let half = full / 2;
+        half + full.saturating_sub(half).mul_f64(rng.random::<f64>())
+    }
+}
+
+/// The delivery loop of one sink.
+pub struct Forwarder {
+    /// The destination.
+    pub sink: Arc<dyn Sink>,
+    /// Where its outbox lives.
+    pub spool: Arc<Spool>,
+    /// Retry and dead-letter policy.
+    pub policy: RetryPolicy,
+}
+
+impl Forwarder {
+    /// Runs until `shutdown`. `wake` is notified when the detector queued new alerts.
+    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let mut last_warning: Option<Instant> = None;
+        while !shutdown.is_cancelled() {
+            let wait = match self.pass(&shutdown, &mut last_warning).await {
+                Ok(wait) => wait,
+                Err(err) => {
+                    tracing::error!(sink = self.sink.name(), error = %err, "cannot read the outbox");
+                    Duration::from_secs(1)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Publishes what is due; returns how long to wait before the next pass.
+    async fn pass(
+        &self,
+        shutdown: &CancellationToken,
+        last_warning: &mut Option<Instant>,
+    ) -> Result<Duration, crate::spool::SpoolError> {
+        let name = self.sink.name();
+        let now = now_ms();
+        let (due, next_due) = self.spool.due(name, now, ENTRIES_PER_PASS).await?;
+        if due.is_empty() {
+            return Ok(next_due.map_or(IDLE_WAIT, |at| {
+                Duration::from_millis(at.saturating_sub(now)).min(IDLE_WAIT)
+            }));
+        }
+        let mut delivered = Vec::with_capacity(due.len());
+        let mut wait = Duration::ZERO;
+        for mut entry in due {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let outcome = self.publish(&entry).await;
+            match outcome {
+                Ok(()) => delivered.push(entry),
+                Err(error) => {
+                    wait = self.failed(&mut entry, &error, last_warning).await?;
+                    if matches!(error, DeliveryError::Transient(_)) {
+                        // The destination is probably down: stop this pass instead of trying
+                        // every queued alert against it.
+                        break;
+                    }
+                }
+            }
+        }
+        self.spool.delivered(&delivered).await?;
+        if !delivered.is_empty() && last_warning.is_some() {
+            tracing::info!(sink = name, "sink is delivering again");
+            *last_warning = None;
+        }
+        Ok(wait)
+    }
+
+    async fn publish(&self, entry: &OutboxEntry) -> Result<(), DeliveryError> {
+        let name = self.sink.name().to_owned();
+        metrics::counter!("factorwatch_delivery_attempts_total", "sink" => name.clone())
+            .increment(1);
+        let delivery = Delivery {
+            alert_id: &entry.record.alert_id,
+            payload: entry.record.alert.get(),
+        };
+        let result = self.sink.publish(delivery).await;
+        if result.is_err() {
+            metrics::counter!("factorwatch_delivery_failures_total", "sink" => name).increment(1);
+        }
+        result
+    }
+
+    /// Records a failed attempt; returns how long the sink should pause.
+    async fn failed(
+        &self,
+        entry: &mut OutboxEntry,
+        error: &DeliveryError,
+        last_warning: &mut Option<Instant>,
+    ) -> Result<Duration, crate::spool::SpoolError> {
+        let name = self.sink.name();
+        let now = now_ms();
+        let record = &mut entry.record;
+        record.attempts += 1;
+        record.last_error = Some(error.to_string());
+        let decision = self.policy.after_failure(
+            record.created_at_ms,
+            record.attempts,
+            error,
+            now,
+            &mut rand::rng(),
+        );
+        match decision {
+            AfterFailure::RetryAt(at) => {
+                record.next_attempt_at_ms = at;
+                self.spool.reschedule(entry).await?;
+                if last_warning.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(sink = name, error = %error, attempts = entry.record.attempts,
+                        "delivery failing; alerts wait in the outbox and are retried with backoff");
+                    *last_warning = Some(Instant::now());
+                } else {
+                    tracing::debug!(sink = name, error = %error, "delivery attempt failed");
+                }
+                Ok(Duration::from_millis(at.saturating_sub(now)))
+            }
+            AfterFailure::DeadLetter(reason) => {
+                record.last_error = Some(format!("{reason}; last error: {error}"));
+                self.spool.dead_letter(entry).await?;
+                metrics::counter!("factorwatch_dead_letters_total", "sink" => name.to_owned())
+                    .increment(1);
+                tracing::error!(sink = name, alert_id = %entry.record.alert_id, %reason,
+                    "alert moved to the dead-letter table; see `factorwatch dlq list`");
+                Ok(Duration::ZERO)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy(DeliveryConfig {
+            max_attempts: 5,
+            max_age: Duration::from_secs(3600),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        })
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let policy = policy();
+        let mut rng = rand::rng();
+        for attempts in 1..=12 {
+            let full = Duration::from_secs(1 << (attempts - 1)).min(Duration::from_secs(60));
+            let delay = policy.backoff(attempts, &mut rng);
+            assert!(delay >= full / 2 && delay <= full, "{attempts}: {delay:?}");
+        }
+    }
+
+    #[test]
+    fn gives_up_on_attempts_age_or_refusal() {
+        let policy = policy();
+        let mut rng = rand::rng();
+        let transient = DeliveryError::Transient("down".into());
+        assert!(matches!(
+            policy.after_failure(0, 1, &transient, 0, &mut rng),
+            AfterFailure::RetryAt(_)
+        ));
+        assert!(matches!(
+            policy.after_failure(0, 5, &transient, 0, &mut rng),
+            AfterFailure::DeadLetter(reason) if reason.contains("max_attempts")
+        ));
+        assert!(matches!(
+            policy.after_failure(0, 1, &transient, 3_600_000, &mut rng),
+            AfterFailure::DeadLetter(reason) if reason.contains("max_age")
+        ));
+        let permanent = DeliveryError::Permanent("400 bad payload".into());
+        assert!(matches!(
+            policy.after_failure(0, 1, &permanent, 0, &mut rng),
+            AfterFailure::DeadLetter(reason) if reason.contains("400 bad payload")
+        ));
+    }
+}
