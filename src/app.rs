@@ -1,0 +1,199 @@
+//! Wiring: builds every part from a [`Config`], runs them, and shuts them down in order.
+//!
+//! Shutdown order matters for durability: first readiness turns false and the listener stops
+//! accepting; requests in flight finish (their batches are committed); then the detector and the
+//! forwarders stop between two units of work; last the spool's writer commits what is queued.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::detect::{Detector, RuleSet};
+use crate::forward::{Forwarder, RetryPolicy};
+use crate::http::{AppState, router};
+use crate::secret::SecretSet;
+use crate::sinks::{self, Sink};
+use crate::spool::Spool;
+
+/// How often expired de-duplication keys are pruned (also the spool's write heartbeat).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
+
+/// A built, not yet running, factorwatch.
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    spool: Arc<Spool>,
+    rules: Arc<RuleSet>,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+impl Application {
+    /// Opens the spool, loads the rules, builds the sinks and binds the listener. Fails before
+    /// anything runs if any part is misconfigured.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.require_secret()?;
+        let rules = Arc::new(RuleSet::load(&config.rules)?);
+        let sinks = config
+            .effective_sinks()
+            .iter()
+            .map(sinks::build)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let spool = Arc::new(
+            Spool::open(&config.storage.data_dir, config.storage.max_backlog_bytes)
+                .context("cannot open the spool")?,
+        );
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {} (server.listen)", config.server.listen)
+            })?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            hook_path = %config.server.hook_path,
+            rules = rules.len(),
+            sinks = ?sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            spool = %spool.path().display(),
+            backlog_batches = spool.backlog().batches,
+            "factorwatch ready"
+        );
+        Ok(Self {
+            config,
+            listener,
+            spool,
+            rules,
+            sinks,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Runs until `shutdown` resolves, then stops gracefully.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            config,
+            listener,
+            spool,
+            rules,
+            sinks,
+        } = self;
+        let stop_workers = CancellationToken::new();
+        let detector_wake = Arc::new(Notify::new());
+        let forwarder_wake = Arc::new(Notify::new());
+        let mut workers = JoinSet::new();
+
+        let detector = Detector {
+            rules,
+            spool: spool.clone(),
+            sinks: sinks.iter().map(|s| s.name().to_owned()).collect(),
+            dedup_window: config.rules.dedup_window,
+            forwarders: forwarder_wake.clone(),
+        };
+        workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
+        for sink in sinks {
+            let forwarder = Forwarder {
+                sink,
+                spool: spool.clone(),
+                policy: RetryPolicy(config.delivery.clone()),
+            };
+            workers.spawn(forwarder.run(forwarder_wake.clone(), stop_workers.clone()));
+        }
+        workers.spawn(maintenance(spool.clone(), stop_workers.clone()));
+
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            spool: spool.clone(),
+            secrets: Arc::new(SecretSet::new(&config.okta.secrets)),
+            auth_header: config.okta.auth_header.parse()?,
+            max_body_bytes: config.server.max_body_bytes,
+            detector: detector_wake,
+            metrics: crate::telemetry::metrics_handle(),
+            shutting_down: shutting_down.clone(),
+        };
+        let app = router(
+            state,
+            &config.server.hook_path,
+            config.server.request_timeout,
+        )
+        .into_make_service_with_connect_info::<SocketAddr>();
+
+        let http_done = CancellationToken::new();
+        let signal = {
+            let http_done = http_done.clone();
+            async move {
+                shutdown.await;
+                shutting_down.store(true, Ordering::Relaxed);
+                tracing::info!("shutting down: finishing requests in flight");
+                http_done.cancel();
+            }
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let grace = config.server.shutdown_grace;
+        tokio::select! {
+            result = server => result.context("HTTP server failed")?,
+            _ = async { http_done.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace = ?grace, "requests still in flight after server.shutdown_grace; closing anyway");
+            }
+        }
+
+        stop_workers.cancel();
+        while workers.join_next().await.is_some() {}
+        drop(spool);
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+/// Periodic housekeeping: forgets expired de-duplication keys and refreshes the backlog gauges.
+async fn maintenance(spool: Arc<Spool>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MAINTENANCE_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match spool.prune_seen(crate::clock::now_ms(), 10_000).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::debug!(forgotten, "pruned expired de-duplication keys"),
+            Err(err) => tracing::error!(error = %err, "spool maintenance failed"),
+        }
+        crate::telemetry::record_backlog(&spool.backlog());
+        crate::telemetry::metrics_handle().run_upkeep();
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,132 @@
+//! The hook endpoint: Okta's one-time verification GET and its event-batch POSTs.
+//!
+//! A POST is answered only after the batch is durably in the spool, and never waits for detection
+//! or delivery: Okta gives a receiver 3 seconds and retries at most once.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::clock::now_ms;
+use crate::okta::EnvelopeCheck;
+use crate::spool::SpoolError;
+
+/// The header Okta's verification GET carries.
+pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
+
+/// `GET hook_path`: echoes the challenge as `{"verification": ...}`.
+pub async fn verify(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let result = authenticate(&state, &headers).and_then(|()| challenge(&headers));
+    match result {
+        Ok(value) => {
+            tracing::info!(%peer, "answered Okta's verification challenge");
+            let body = serde_json::json!({ "verification": value }).to_string();
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(err) => refuse(err, peer, "verify"),
+    }
+}
+
+/// `POST hook_path`: authenticates, validates and durably stores a batch, then answers 204.
+pub async fn receive(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    match store_batch(&state, &headers, body).await {
+        Ok(events) => {
+            metrics::counter!("factorwatch_events_received_total").increment(events as u64);
+            metrics::histogram!("factorwatch_ack_latency_seconds")
+                .record(started.elapsed().as_secs_f64());
+            tracing::debug!(%peer, events, "batch stored");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(err) => refuse(err, peer, "deliver"),
+    }
+}
+
+async fn store_batch(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+    authenticate(state, headers)?;
+    require_json(headers)?;
+    let body = read_body(body, state.max_body_bytes).await?;
+    let events = EnvelopeCheck::parse(&body)
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?
+        .event_count();
+    state
+        .spool
+        .append_batch(now_ms(), &body)
+        .await
+        .map_err(|err: SpoolError| ApiError::Unavailable(err.to_string()))?;
+    state.detector.notify_one();
+    Ok(events)
+}
+
+/// Checks the configured auth header against every accepted secret, in constant time.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(&state.auth_header)
+        .ok_or(ApiError::Unauthorized("auth header missing"))?;
+    if state.secrets.accepts(presented.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("auth header value not accepted"))
+    }
+}
+
+fn challenge(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get(CHALLENGE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .ok_or(ApiError::MissingChallenge)
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(content_type))
+    }
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "cannot read the request body: {err}"
+        ))),
+    }
+}
+
+/// Logs a refused request with its reason (never a secret) and builds the response.
+fn refuse(err: ApiError, peer: SocketAddr, action: &'static str) -> Response {
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(%peer, action, status = status.as_u16(), reason = %err, "request refused");
+    } else {
+        tracing::warn!(%peer, action, status = status.as_u16(), reason = %err, "request refused");
+    }
+    err.into_response()
+}

@@ -1,0 +1,125 @@
+//! The HTTP server: the Okta hook endpoint and the operational endpoints.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET server.hook_path` | Okta's verification challenge ([`hook::verify`]) |
+//! | `POST server.hook_path` | event batches ([`hook::receive`]) |
+//! | `GET /healthz` | the process is up |
+//! | `GET /readyz` | the spool takes writes and its backlog is under the limit, and not shutting down |
+//! | `GET /metrics` | Prometheus text format |
+
+pub mod error;
+pub mod hook;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio::sync::Notify;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::secret::SecretSet;
+use crate::spool::Spool;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The durable spool batches go to.
+    pub spool: Arc<Spool>,
+    /// Accepted secrets (digests only).
+    pub secrets: Arc<SecretSet>,
+    /// Okta's "Authentication field".
+    pub auth_header: HeaderName,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Woken after each stored batch.
+    pub detector: Arc<Notify>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Set when shutdown began: readiness turns false so the load balancer drains this replica.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Builds the router for `hook_path`.
+pub fn router(state: AppState, hook_path: &str, request_timeout: std::time::Duration) -> Router {
+    Router::new()
+        .route(hook_path, get(hook::verify).post(hook::receive))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(count_requests))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// 200 while this replica should receive traffic, 503 with the reason otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let backlog = state.spool.backlog();
+    let refusal = if state.shutting_down.load(Ordering::Relaxed) {
+        Some("shutting down".to_owned())
+    } else {
+        backlog.refusal()
+    };
+    let body = json!({
+        "ready": refusal.is_none(),
+        "reason": refusal,
+        "backlog_bytes": backlog.bytes,
+        "backlog_limit_bytes": backlog.limit_bytes,
+        "pending_batches": backlog.batches,
+    });
+    let status = if refusal.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::record_backlog(&state.spool.backlog());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "not_found", "message": "no such endpoint"})),
+    )
+}
+
+/// Counts every answer by status and route.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::counter!(
+        "factorwatch_http_requests_total",
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}

@@ -1,0 +1,67 @@
+//! Logs (tracing) and metrics (the `metrics` facade, exported in Prometheus format).
+//!
+//! Metric names, all prefixed `factorwatch_` (docs/operations.md explains each):
+//! `http_requests_total{route,status}`, `events_received_total`, `events_detected_total`,
+//! `duplicate_events_total`, `alerts_total{rule_id,level}`, `delivery_attempts_total{sink}`,
+//! `delivery_failures_total{sink}`, `dead_letters_total{sink}`, `spool_backlog_bytes`,
+//! `spool_pending_batches`, `outbox_pending{sink}`, `dead_letter_pending{sink}`,
+//! `ack_latency_seconds` (histogram), `spool_commit_group_size` (histogram).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+use crate::spool::BacklogSnapshot;
+
+/// Installs the global log subscriber. Later calls (tests starting several apps) are no-ops.
+pub fn init_logging(config: &LogConfig) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("factorwatch_ack_latency_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("factorwatch_spool_commit_group_size".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                    )
+                })
+                .expect("bucket lists are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// Publishes the spool's counters as gauges.
+pub fn record_backlog(backlog: &BacklogSnapshot) {
+    metrics::gauge!("factorwatch_spool_backlog_bytes").set(backlog.bytes as f64);
+    metrics::gauge!("factorwatch_spool_pending_batches").set(backlog.batches as f64);
+    metrics::gauge!("factorwatch_spool_writable").set(if backlog.writable { 1.0 } else { 0.0 });
+    for (sink, counts) in &backlog.sinks {
+        metrics::gauge!("factorwatch_outbox_pending", "sink" => sink.clone())
+            .set(counts.pending as f64);
+        metrics::gauge!("factorwatch_dead_letter_pending", "sink" => sink.clone())
+            .set(counts.dead as f64);
+    }
+}
