@@ -1,0 +1,132 @@
+//! The `factorwatch` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use factorwatch::secret::Secret;
+use factorwatch::simulate::SimulateOptions;
+use factorwatch::{Application, Config, app, telemetry};
+
+/// Okta Event Hook receiver that turns MFA factor resets into durable, de-duplicated alerts.
+#[derive(Parser)]
+#[command(name = "factorwatch", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults plus FACTORWATCH_* variables.
+    #[arg(long, global = true, env = "FACTORWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the receiver.
+    Serve,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Play Okta against a running receiver: the verification GET, then event batches.
+    Simulate {
+        /// The hook URL, such as http://127.0.0.1:8080/okta/events.
+        #[arg(long)]
+        url: String,
+        /// The secret Okta sends (the hook's "Authentication secret").
+        #[arg(long, env = "FACTORWATCH_SIMULATE_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The header it is sent in (the hook's "Authentication field").
+        #[arg(long, default_value = "Authorization")]
+        header: String,
+        /// Send these events instead of built-in ones: a JSON array, JSON lines or an envelope.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Number of batches to send.
+        #[arg(long, default_value_t = 3)]
+        batches: usize,
+        /// Events per batch.
+        #[arg(long, default_value_t = 10)]
+        batch_size: usize,
+    },
+    /// Serve on a throw-away data directory, play Okta against it and print the alerts.
+    Demo {
+        /// Keep the demo's data directory afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Exit 0 if the receiver at the configured address answers /healthz (for container health checks).
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(config_path)?;
+            telemetry::init_logging(&config.log);
+            let app = Application::build(config).await?;
+            app.run_until(app::shutdown_signal()).await
+        }
+        Command::CheckConfig => {
+            let config = Config::load(config_path)?;
+            config.require_secret()?;
+            factorwatch::detect::RuleSet::load(&config.rules)?;
+            print!("{}", config.to_redacted_toml()?);
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+        Command::Simulate {
+            url,
+            secret,
+            header,
+            events,
+            batches,
+            batch_size,
+        } => {
+            let options = SimulateOptions {
+                url,
+                secret: Secret::new(secret),
+                header,
+                events,
+                batches,
+                batch_size,
+            };
+            factorwatch::simulate::run(options).await.map(drop)
+        }
+        Command::Demo { keep } => factorwatch::demo::run(keep).await,
+        Command::Healthcheck => healthcheck(config_path).await,
+    }
+}
+
+async fn healthcheck(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let mut addr = config.server.listen;
+    if addr.ip().is_unspecified() {
+        // Listening on every interface: loopback reaches it from inside the container.
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/healthz");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .with_context(|| format!("{url} unreachable"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    Ok(())
+}
