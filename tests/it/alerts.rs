@@ -1,0 +1,160 @@
+//! What lands in the alert file: the documented fields, for every MFA event of every batch.
+
+use factorwatch::okta::samples::{self, Initiator};
+use serde_json::{Value, json};
+
+use crate::helpers::{alerted_uuids, batch_with_mfa, envelope, spawn_app};
+
+const DEACTIVATED_RULE: &str = "6f1e2b9c-3a0d-4e57-9a61-2d4c8b7f0a11";
+const RESET_ALL_RULE: &str = "b3c9d2e1-7f44-4a8e-8c0d-5e6f7a8b9c22";
+
+#[tokio::test]
+async fn an_admin_reset_alert_carries_every_documented_field() {
+    let app = spawn_app().await;
+    let users = samples::users();
+    let mut event =
+        samples::mfa_factor_deactivate(&users[1], "FIDO_WEBAUTHN", Initiator::Admin, "tx-1");
+    // A field Okta may add tomorrow must reach the alert untouched.
+    event["brandNewOktaField"] = json!({"nested": [1, "two", null]});
+    let uuid = event["uuid"].as_str().unwrap().to_owned();
+    let raw_event = event.clone();
+    let batch = envelope(vec![
+        samples::session_start(&users[0], "198.51.100.9"),
+        event,
+    ]);
+    assert_eq!(app.post(&batch).await.status(), 204);
+
+    let alerts = app.wait_for_alerts(1).await;
+    assert_eq!(alerts.len(), 1);
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["id"],
+        factorwatch::alert::alert_id(DEACTIVATED_RULE, &uuid)
+    );
+    assert_eq!(alert["rule"]["id"], DEACTIVATED_RULE);
+    assert_eq!(alert["rule"]["level"], "medium");
+    assert_eq!(alert["rule"]["author"], "factorwatch");
+    assert!(
+        alert["rule"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("Deactivated")
+    );
+    assert!(!alert["rule"]["tags"].as_array().unwrap().is_empty());
+    assert_eq!(alert["event"]["uuid"], uuid.as_str());
+    assert_eq!(alert["event"]["eventType"], "user.mfa.factor.deactivate");
+    assert_eq!(alert["event"]["published"], raw_event["published"]);
+    assert_eq!(alert["event"]["displayMessage"], "Reset factor for user");
+    assert_eq!(alert["event"]["outcome"]["result"], "SUCCESS");
+    assert_eq!(
+        alert["event"]["outcome"]["reason"],
+        "User reset FIDO_WEBAUTHN factor"
+    );
+    assert_eq!(alert["actor"]["alternateId"], "dana.admin@example.com");
+    let targets = alert["targets"].as_array().unwrap();
+    assert_eq!(
+        targets.len(),
+        1,
+        "only the User target is a person acted on"
+    );
+    assert_eq!(targets[0]["alternateId"], users[1].login.as_str());
+    assert_eq!(
+        alert["client"]["ipAddress"],
+        raw_event["client"]["ipAddress"]
+    );
+    assert!(alert["client"]["userAgent"].as_str().is_some());
+    assert!(alert["client"]["geo"]["country"].as_str().is_some());
+    assert_eq!(alert["okta"]["org"], "acme.okta.com");
+    assert_eq!(alert["okta"]["hook_id"], "whoTEST000000000001");
+    assert_eq!(alert["okta"]["delivery_id"], batch["eventId"]);
+    assert!(alert["received_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        alert["raw_event"], raw_event,
+        "raw_event is the LogEvent verbatim"
+    );
+}
+
+#[tokio::test]
+async fn every_event_of_every_batch_is_evaluated() {
+    let app = spawn_app().await;
+    let mut expected = Vec::new();
+    for _ in 0..3 {
+        let (batch, uuids) = batch_with_mfa(20, 4);
+        expected.extend(uuids);
+        assert_eq!(app.post(&batch).await.status(), 204);
+    }
+    let alerts = app.wait_for_alerts(expected.len()).await;
+    let mut got = alerted_uuids(&alerts);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn reset_all_alerts_under_its_own_rule() {
+    let app = spawn_app().await;
+    let users = samples::users();
+    let event = samples::mfa_factor_reset_all(&users[2], Initiator::ApiToken);
+    assert_eq!(app.post(&envelope(vec![event])).await.status(), 204);
+    let alerts = app.wait_for_alerts(1).await;
+    assert_eq!(alerts[0]["rule"]["id"], RESET_ALL_RULE);
+    assert_eq!(
+        alerts[0]["event"]["displayMessage"],
+        "Reset all factors for user"
+    );
+}
+
+#[tokio::test]
+async fn odd_events_do_not_cost_the_rest_of_the_batch() {
+    let app = spawn_app().await;
+    let users = samples::users();
+    let good = samples::mfa_factor_deactivate(&users[0], "SMS", Initiator::SelfService, "tx-9");
+    let preview_style = json!({
+        "uuid": "odd-1", "eventType": "user.mfa.factor.reset_all", "version": 0,
+        "actor": null, "target": null, "outcome": {"result": "Success"},
+        "client": {"zone": "null", "geographicalContext": {"postalCode": 94105}}
+    });
+    let batch = envelope(vec![
+        json!("not an object"),
+        json!(null),
+        json!({"eventType": 42}),
+        preview_style,
+        good.clone(),
+    ]);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    let alerts = app.wait_for_alerts(2).await;
+    let mut got = alerted_uuids(&alerts);
+    got.sort();
+    let mut expected = vec![
+        "odd-1".to_owned(),
+        good["uuid"].as_str().unwrap().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    let odd = alerts
+        .iter()
+        .find(|a| a["event"]["uuid"] == "odd-1")
+        .unwrap();
+    assert_eq!(odd["actor"], Value::Null);
+    assert_eq!(odd["targets"], json!([]));
+    assert_eq!(odd["event"]["outcome"]["result"], "Success");
+}
+
+#[tokio::test]
+async fn an_event_without_uuid_still_alerts_once() {
+    let app = spawn_app().await;
+    let event =
+        json!({"eventType": "user.mfa.factor.deactivate", "published": "2026-01-01T00:00:00.000Z"});
+    let batch = envelope(vec![event.clone()]);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    app.wait_for_alerts(1).await;
+    app.wait_until_drained().await;
+    let alerts = crate::helpers::read_alert_lines(&app.alerts_path());
+    assert_eq!(
+        alerts.len(),
+        1,
+        "the content hash de-duplicates the redelivery"
+    );
+    assert_eq!(alerts[0]["event"]["uuid"], Value::Null);
+}

@@ -1,0 +1,185 @@
+//! The command line as users script it.
+
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+use crate::helpers::{SECRET, spawn_app};
+
+fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
+    command.args(args);
+    for name in [
+        "FACTORWATCH_CONFIG",
+        "FACTORWATCH_OKTA_SECRETS",
+        "FACTORWATCH_OKTA_SECRETS_FILE",
+        "FACTORWATCH_LISTEN",
+        "FACTORWATCH_DATA_DIR",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("factorwatch runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("factorwatch.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:8080\"\nhook_paht = \"/x\"\n",
+    )
+    .unwrap();
+    let output = factorwatch(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("hook_paht"), "{message}");
+    assert!(message.contains("factorwatch.toml"), "{message}");
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_secrets() {
+    let dir = TempDir::new().unwrap();
+    let secrets_file = dir.path().join("secrets");
+    std::fs::write(&secrets_file, "# rotated 2026-11\nfile-secret-value\n\n").unwrap();
+    let output = factorwatch(
+        &["check-config"],
+        &[
+            ("FACTORWATCH_OKTA_SECRETS", "env-secret-a, env-secret-b"),
+            (
+                "FACTORWATCH_OKTA_SECRETS_FILE",
+                secrets_file.to_str().unwrap(),
+            ),
+            ("FACTORWATCH_LISTEN", "0.0.0.0:9999"),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("0.0.0.0:9999"), "{printed}");
+    assert_eq!(printed.matches("<redacted>").count(), 3, "{printed}");
+    for secret in ["env-secret-a", "env-secret-b", "file-secret-value"] {
+        assert!(!printed.contains(secret) && !stderr(&output).contains(secret));
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret_and_says_how_to_set_one() {
+    let dir = TempDir::new().unwrap();
+    let output = factorwatch(
+        &["serve"],
+        &[
+            ("FACTORWATCH_DATA_DIR", dir.path().to_str().unwrap()),
+            ("FACTORWATCH_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("FACTORWATCH_OKTA_SECRETS"), "{message}");
+    assert!(message.contains("[okta] secrets"), "{message}");
+}
+
+#[tokio::test]
+async fn simulate_plays_okta_against_a_running_receiver() {
+    let app = spawn_app().await;
+    let url = app.hook_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        factorwatch(
+            &[
+                "simulate",
+                "--url",
+                &url,
+                "--secret",
+                SECRET,
+                "--batches",
+                "2",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(
+        printed.contains("verify: 200 OK, challenge echoed"),
+        "{printed}"
+    );
+    assert!(printed.contains("batch 2/2"), "{printed}");
+    assert!(
+        printed.contains("2 batches accepted, 0 refused, 4 MFA reset events"),
+        "{printed}"
+    );
+    app.wait_for_alerts(4).await;
+
+    let wrong = app.hook_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        factorwatch(&["simulate", "--url", &wrong, "--secret", "nope"], &[])
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("verification failed"));
+}
+
+#[tokio::test]
+async fn simulate_sends_events_from_a_file() {
+    let app = spawn_app().await;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let lines = [
+        r#"{"uuid":"file-1","eventType":"user.mfa.factor.deactivate"}"#,
+        r#"{"uuid":"file-2","eventType":"user.session.start"}"#,
+        r#"{"uuid":"file-3","eventType":"user.mfa.factor.reset_all"}"#,
+    ];
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let (url, file) = (app.hook_url.clone(), path.to_str().unwrap().to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        factorwatch(
+            &[
+                "simulate",
+                "--url",
+                &url,
+                "--secret",
+                SECRET,
+                "--events",
+                &file,
+                "--batch-size",
+                "2",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(
+        printed.contains("batch 1/2: 2 events (1 MFA resets)"),
+        "{printed}"
+    );
+    let alerts = app.wait_for_alerts(2).await;
+    let mut uuids = crate::helpers::alerted_uuids(&alerts);
+    uuids.sort();
+    assert_eq!(uuids, ["file-1", "file-3"]);
+
+    std::fs::write(&path, "{\"uuid\":\"a\"}\nnot json\n").unwrap();
+    let (url, file) = (app.hook_url.clone(), path.to_str().unwrap().to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        factorwatch(
+            &[
+                "simulate", "--url", &url, "--secret", SECRET, "--events", &file,
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("line 2: not JSON"), "{message}");
+}

@@ -1,0 +1,294 @@
+//! Shared test helpers: start the real server on 127.0.0.1:0 (in-process, or as a child process
+//! for crash tests) and talk to it like Okta does.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use factorwatch::Application;
+use factorwatch::config::Config;
+use factorwatch::okta::samples::{self, Initiator};
+use factorwatch::secret::Secret;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The secret every test app accepts.
+pub const SECRET: &str = "Basic dGVzdDp0ZXN0LXNlY3JldA==";
+
+/// A running in-process factorwatch with its own data directory.
+pub struct TestApp {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Full hook URL.
+    pub hook_url: String,
+    /// Owns the data directory (deleted on drop unless kept by the test).
+    pub data_dir: TempDir,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration for tests: loopback port 0, the given data directory, one secret, fast retries.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage.data_dir = data_dir.to_owned();
+    config.okta.secrets = vec![Secret::new(SECRET)];
+    config.delivery.initial_backoff = Duration::from_millis(50);
+    config.delivery.max_backoff = Duration::from_millis(200);
+    config
+}
+
+/// Starts an app with the default test configuration.
+pub async fn spawn_app() -> TestApp {
+    let data_dir = TempDir::new().unwrap();
+    let config = test_config(data_dir.path());
+    spawn_app_with(config, data_dir).await
+}
+
+/// Starts an app with `config`; `data_dir` must be the directory `config` points at.
+pub async fn spawn_app_with(config: Config, data_dir: TempDir) -> TestApp {
+    factorwatch::telemetry::init_logging(&config.log);
+    let app = Application::build(config.clone())
+        .await
+        .expect("app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        hook_url: format!("http://{addr}{}", config.server.hook_path),
+        data_dir,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Stops the app gracefully and returns its data directory (to start it again on the same spool).
+    pub async fn stop(mut self) -> TempDir {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+        self.data_dir
+    }
+
+    /// Okta's verification GET.
+    pub async fn verify(&self, secret: Option<&str>, challenge: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(&self.hook_url);
+        if let Some(secret) = secret {
+            request = request.header("Authorization", secret);
+        }
+        if let Some(challenge) = challenge {
+            request = request.header("X-Okta-Verification-Challenge", challenge);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A POST the way Okta sends it.
+    pub async fn post(&self, envelope: &Value) -> reqwest::Response {
+        self.post_raw(
+            envelope.to_string().into_bytes(),
+            "application/json",
+            Some(SECRET),
+        )
+        .await
+    }
+
+    /// A POST with full control over body, content type and secret.
+    pub async fn post_raw(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+        secret: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(&self.hook_url)
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(secret) = secret {
+            request = request.header("Authorization", secret);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// GET on another endpoint.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The default alert file.
+    pub fn alerts_path(&self) -> PathBuf {
+        self.data_dir.path().join("alerts.jsonl")
+    }
+
+    /// Waits until the alert file holds at least `count` alerts.
+    pub async fn wait_for_alerts(&self, count: usize) -> Vec<Value> {
+        wait_for_alert_lines(&self.alerts_path(), count, Duration::from_secs(20)).await
+    }
+
+    /// Waits until the spool holds no batch nor undelivered alert, so "no alert" can be asserted.
+    pub async fn wait_until_drained(&self) {
+        let started = Instant::now();
+        loop {
+            let ready: Value = self.get("/readyz").await.json().await.unwrap();
+            if ready["backlog_bytes"] == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "spool never drained: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Every alert line of a file, parsed (none if the file is missing).
+pub fn read_alert_lines(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).expect("alert line is JSON"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls a file until it holds at least `count` alerts.
+pub async fn wait_for_alert_lines(path: &Path, count: usize, timeout: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let alerts = read_alert_lines(path);
+        if alerts.len() >= count {
+            return alerts;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {} of {count} alerts arrived in {}",
+            alerts.len(),
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `event.uuid` of every alert.
+pub fn alerted_uuids(alerts: &[Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| a["event"]["uuid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An envelope from the test org holding `events`.
+pub fn envelope(events: Vec<Value>) -> Value {
+    samples::envelope("acme.okta.com", "whoTEST000000000001", events)
+}
+
+/// A batch of `size` events with exactly `mfa` MFA resets in it; returns it and the MFA uuids.
+pub fn batch_with_mfa(size: usize, mfa: usize) -> (Value, Vec<String>) {
+    let users = samples::users();
+    let mut events: Vec<Value> = (0..size - mfa)
+        .map(|i| samples::session_start(&users[i % 3], "198.51.100.7"))
+        .collect();
+    let mut uuids = Vec::new();
+    for i in 0..mfa {
+        let event = samples::mfa_factor_deactivate(
+            &users[i % 3],
+            "OKTA_VERIFY_PUSH",
+            Initiator::Admin,
+            &format!("tx-{i}"),
+        );
+        uuids.push(event["uuid"].as_str().unwrap().to_owned());
+        // Spread MFA events through the batch: every event must be evaluated, not only the first.
+        let position = (i * size / mfa.max(1)).min(events.len());
+        events.insert(position, event);
+    }
+    (envelope(events), uuids)
+}
+
+/// A factorwatch child process, for tests that kill it.
+pub struct ChildServer {
+    /// The process.
+    pub child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its hook URL.
+    pub hook_url: String,
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ChildServer {
+    /// Starts `factorwatch serve` on `data_dir` and `port`, and waits until /healthz answers.
+    pub async fn start(data_dir: &Path, port: u16) -> ChildServer {
+        let child = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+            .arg("serve")
+            .env_remove("FACTORWATCH_CONFIG")
+            .env("FACTORWATCH_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FACTORWATCH_DATA_DIR", data_dir)
+            .env("FACTORWATCH_OKTA_SECRETS", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("factorwatch binary starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let server = ChildServer {
+            child,
+            addr,
+            hook_url: format!("http://{addr}/okta/events"),
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&self) {
+        let started = Instant::now();
+        let url = format!("http://{}/healthz", self.addr);
+        while reqwest::get(&url).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "factorwatch did not come up on {}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// POSTs an envelope with the test secret; true when it was acknowledged (2xx).
+pub async fn post_envelope(client: &reqwest::Client, url: &str, envelope: &Value) -> bool {
+    client
+        .post(url)
+        .header("Authorization", SECRET)
+        .json(envelope)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// A minimal event: the given type and uuid, nothing else.
+pub fn bare_event(event_type: &str, uuid: &str) -> Value {
+    json!({"uuid": uuid, "eventType": event_type})
+}

@@ -1,0 +1,247 @@
+//! Each line of the HTTP contract on the hook path and the operational endpoints.
+
+use std::time::Duration;
+
+use factorwatch::secret::Secret;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::helpers::{SECRET, batch_with_mfa, spawn_app, spawn_app_with, test_config};
+
+#[tokio::test]
+async fn verification_echoes_the_challenge_exactly() {
+    let app = spawn_app().await;
+    let response = app
+        .verify(Some(SECRET), Some("Wf8c1Q-challenge_\"quoted\""))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let body = response.text().await.unwrap();
+    assert_eq!(body, r#"{"verification":"Wf8c1Q-challenge_\"quoted\""}"#);
+}
+
+#[tokio::test]
+async fn verification_requires_the_secret() {
+    let app = spawn_app().await;
+    for secret in [None, Some("Basic wrong"), Some("")] {
+        let response = app.verify(secret, Some("challenge-value")).await;
+        assert_eq!(response.status(), 401, "secret {secret:?}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("challenge-value"), "{body}");
+        let error: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(error["error"], "unauthorized");
+        assert_eq!(error["message"], "missing or invalid credentials");
+    }
+}
+
+#[tokio::test]
+async fn verification_without_a_challenge_is_a_bad_request() {
+    let app = spawn_app().await;
+    let response = app.verify(Some(SECRET), None).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Okta-Verification-Challenge")
+    );
+}
+
+#[tokio::test]
+async fn delivery_is_refused_without_the_right_secret_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let (envelope, _) = batch_with_mfa(5, 2);
+    for secret in [None, Some("Basic wrong"), Some(&SECRET[..SECRET.len() - 1])] {
+        let response = app
+            .post_raw(
+                envelope.to_string().into_bytes(),
+                "application/json",
+                secret,
+            )
+            .await;
+        assert_eq!(response.status(), 401);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["message"], "missing or invalid credentials");
+    }
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["pending_batches"], 0);
+    assert_eq!(ready["backlog_bytes"], 0);
+}
+
+#[tokio::test]
+async fn accepted_batches_get_204_with_an_empty_body() {
+    let app = spawn_app().await;
+    let (envelope, _) = batch_with_mfa(10, 1);
+    let response = app.post(&envelope).await;
+    assert_eq!(response.status(), 204);
+    assert!(response.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_rotated_secret_and_a_custom_header_work() {
+    let data_dir = TempDir::new().unwrap();
+    let mut config = test_config(data_dir.path());
+    config.okta.auth_header = "X-Factorwatch-Key".into();
+    config.okta.secrets = vec![Secret::new("old-one"), Secret::new("new-one")];
+    let app = spawn_app_with(config, data_dir).await;
+    for secret in ["old-one", "new-one"] {
+        let response = app
+            .client
+            .get(&app.hook_url)
+            .header("X-Factorwatch-Key", secret)
+            .header("X-Okta-Verification-Challenge", "c")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{secret}");
+    }
+    // The secret in the default header is not looked at.
+    let response = app.verify(Some("new-one"), Some("c")).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let data_dir = TempDir::new().unwrap();
+    let mut config = test_config(data_dir.path());
+    config.server.max_body_bytes = 2048;
+    let app = spawn_app_with(config, data_dir).await;
+    let (envelope, _) = batch_with_mfa(10, 1);
+    let body = envelope.to_string().into_bytes();
+    assert!(body.len() > 2048);
+    let response = app.post_raw(body, "application/json", Some(SECRET)).await;
+    assert_eq!(response.status(), 413);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_body_bytes")
+    );
+}
+
+#[tokio::test]
+async fn non_json_content_types_get_415() {
+    let app = spawn_app().await;
+    let (envelope, _) = batch_with_mfa(2, 1);
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", ""] {
+        let response = app
+            .post_raw(
+                envelope.to_string().into_bytes(),
+                content_type,
+                Some(SECRET),
+            )
+            .await;
+        assert_eq!(response.status(), 415, "{content_type:?}");
+    }
+    let response = app
+        .post_raw(
+            envelope.to_string().into_bytes(),
+            "application/json; charset=utf-8",
+            Some(SECRET),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+}
+
+#[tokio::test]
+async fn malformed_json_and_non_envelopes_get_400_with_an_actionable_message() {
+    let app = spawn_app().await;
+    let cases: [(&[u8], &str); 6] = [
+        (b"{\"data\": {\"events\": [", "malformed JSON"),
+        (b"\xff\xfe not utf8", "malformed JSON"),
+        (b"[1, 2, 3]", "data.events"),
+        (b"{\"eventType\": \"com.okta.event_hook\"}", "data.events"),
+        (b"{\"data\": {\"events\": null}}", "data.events"),
+        (b"{\"data\": {\"events\": {\"0\": {}}}}", "data.events"),
+    ];
+    for (body, expected) in cases {
+        let response = app
+            .post_raw(body.to_vec(), "application/json", Some(SECRET))
+            .await;
+        assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
+        let error: Value = response.json().await.unwrap();
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let (envelope, _) = batch_with_mfa(4, 1);
+    assert_eq!(app.post(&envelope).await.status(), 204);
+    app.wait_for_alerts(1).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "factorwatch_http_requests_total",
+        "factorwatch_events_received_total",
+        "factorwatch_alerts_total",
+        "factorwatch_delivery_attempts_total",
+        "factorwatch_spool_backlog_bytes",
+        "factorwatch_ack_latency_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(metrics.contains("status=\"204\""));
+    assert_eq!(app.get("/no/such/path").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_503_and_turns_readiness_false() {
+    let data_dir = TempDir::new().unwrap();
+    let mut config = test_config(data_dir.path());
+    // A sink that cannot deliver keeps its alerts in the outbox, so the backlog stays.
+    let unwritable = data_dir.path().join("missing-dir").join("alerts.jsonl");
+    config.sinks = vec![factorwatch::config::SinkConfig::File {
+        name: "broken".into(),
+        path: unwritable,
+    }];
+    config.storage.max_backlog_bytes = 4096;
+    let app = spawn_app_with(config, data_dir).await;
+    let mut refused = None;
+    for _ in 0..50 {
+        let (envelope, _) = batch_with_mfa(10, 3);
+        let response = app.post(&envelope).await;
+        if response.status() == 503 {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 204);
+    }
+    let refused = refused.expect("the backlog limit was never enforced");
+    assert!(refused.headers().contains_key("retry-after"));
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_backlog_bytes"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn okta_sample_envelope_is_accepted() {
+    let app = spawn_app().await;
+    let sample = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/okta/samples/okta-docs_envelope_user.session.start.json"
+    ))
+    .expect("the shared Okta samples sit beside the repository");
+    let response = app.post_raw(sample, "application/json", Some(SECRET)).await;
+    assert_eq!(response.status(), 204);
+    // user.session.start raises no alert, and the batch still leaves the spool.
+    app.wait_until_drained().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!app.alerts_path().exists());
+}
