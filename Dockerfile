@@ -32,9 +32,10 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src
 
-# The real source. Only src/ is needed to build the binary; tests and benches
-# are not compiled by `cargo build`.
+# The real source. src/ and rules/ (the built-in Sigma rules are compiled into
+# the binary with include_str!) are all `cargo build` needs.
 COPY src ./src
+COPY rules ./rules
 # COPY keeps the modification times of the build context, which can be older
 # than the placeholder artifacts built above; cargo would then consider the
 # crate fresh and ship the empty `fn main() {}`. Touching the crate roots forces
@@ -66,10 +67,9 @@ RUN groupadd --system --gid 10001 factorwatch \
 
 COPY --from=builder /factorwatch /usr/local/bin/factorwatch
 
-# Detection rules shipped with the image. Owned by root and read-only for the
-# service user: a compromised process must not be able to rewrite its rules.
-# Mount a directory over this path to use your own rules.
-COPY rules/ /etc/factorwatch/rules/
+# The default rules are compiled into the binary. Your own rules: mount them
+# read-only (a compromised process must not rewrite its rules) and list the
+# folder in `[rules] paths` of a config file named by FACTORWATCH_CONFIG.
 
 # The spool directory must exist and belong to the service user *before* the
 # VOLUME instruction: Docker seeds a new named volume from the image's

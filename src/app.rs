@@ -94,7 +94,8 @@ impl Application {
         } = self;
         let stop_workers = CancellationToken::new();
         let detector_wake = Arc::new(Notify::new());
-        let forwarder_wake = Arc::new(Notify::new());
+        let forwarder_wakes: Vec<Arc<Notify>> =
+            sinks.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut workers = JoinSet::new();
 
         let detector = Detector {
@@ -102,16 +103,16 @@ impl Application {
             spool: spool.clone(),
             sinks: sinks.iter().map(|s| s.name().to_owned()).collect(),
             dedup_window: config.rules.dedup_window,
-            forwarders: forwarder_wake.clone(),
+            forwarders: forwarder_wakes.clone(),
         };
         workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
-        for sink in sinks {
+        for (sink, wake) in sinks.into_iter().zip(forwarder_wakes) {
             let forwarder = Forwarder {
                 sink,
                 spool: spool.clone(),
                 policy: RetryPolicy(config.delivery.clone()),
             };
-            workers.spawn(forwarder.run(forwarder_wake.clone(), stop_workers.clone()));
+            workers.spawn(forwarder.run(wake, stop_workers.clone()));
         }
         workers.spawn(maintenance(spool.clone(), stop_workers.clone()));
 

@@ -37,8 +37,9 @@ pub struct Detector {
     pub sinks: Vec<String>,
     /// How long an event key is remembered.
     pub dedup_window: Duration,
-    /// Woken after alerts were queued.
-    pub forwarders: Arc<Notify>,
+    /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
+    /// forwarder that is busy right then, so no wake-up is lost.
+    pub forwarders: Vec<Arc<Notify>>,
 }
 
 /// An event parsed out of a batch, with its de-duplication key.
@@ -104,7 +105,7 @@ impl Detector {
         let queued = detected.iter().any(|d| !d.outbox.is_empty());
         self.spool.complete_batches(detected).await?;
         if queued {
-            self.forwarders.notify_waiters();
+            self.forwarders.iter().for_each(|wake| wake.notify_one());
         }
         Ok(count)
     }
