@@ -83,26 +83,24 @@ fn serve_refuses_to_start_without_a_secret_and_says_how_to_set_one() {
     assert!(message.contains("[okta] secrets"), "{message}");
 }
 
+/// Runs `factorwatch simulate` on a blocking thread, so the app under test keeps serving.
+async fn simulate(url: &str, secret: &str, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = ["simulate", "--url", url, "--secret", secret]
+        .map(String::from)
+        .to_vec();
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        factorwatch(&args, &[])
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn simulate_plays_okta_against_a_running_receiver() {
     let app = spawn_app().await;
-    let url = app.hook_url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        factorwatch(
-            &[
-                "simulate",
-                "--url",
-                &url,
-                "--secret",
-                SECRET,
-                "--batches",
-                "2",
-            ],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let output = simulate(&app.hook_url, SECRET, &["--batches", "2"]).await;
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{printed}{}", stderr(&output));
     assert!(
@@ -116,12 +114,7 @@ async fn simulate_plays_okta_against_a_running_receiver() {
     );
     app.wait_for_alerts(4).await;
 
-    let wrong = app.hook_url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        factorwatch(&["simulate", "--url", &wrong, "--secret", "nope"], &[])
-    })
-    .await
-    .unwrap();
+    let output = simulate(&app.hook_url, "nope", &[]).await;
     assert!(!output.status.success());
     assert!(stderr(&output).contains("verification failed"));
 }
@@ -131,31 +124,19 @@ async fn simulate_sends_events_from_a_file() {
     let app = spawn_app().await;
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("events.jsonl");
+    let file = path.to_str().unwrap();
     let lines = [
         r#"{"uuid":"file-1","eventType":"user.mfa.factor.deactivate"}"#,
         r#"{"uuid":"file-2","eventType":"user.session.start"}"#,
         r#"{"uuid":"file-3","eventType":"user.mfa.factor.reset_all"}"#,
     ];
     std::fs::write(&path, lines.join("\n")).unwrap();
-    let (url, file) = (app.hook_url.clone(), path.to_str().unwrap().to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        factorwatch(
-            &[
-                "simulate",
-                "--url",
-                &url,
-                "--secret",
-                SECRET,
-                "--events",
-                &file,
-                "--batch-size",
-                "2",
-            ],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let output = simulate(
+        &app.hook_url,
+        SECRET,
+        &["--events", file, "--batch-size", "2"],
+    )
+    .await;
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{printed}{}", stderr(&output));
     assert!(
@@ -168,17 +149,7 @@ async fn simulate_sends_events_from_a_file() {
     assert_eq!(uuids, ["file-1", "file-3"]);
 
     std::fs::write(&path, "{\"uuid\":\"a\"}\nnot json\n").unwrap();
-    let (url, file) = (app.hook_url.clone(), path.to_str().unwrap().to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        factorwatch(
-            &[
-                "simulate", "--url", &url, "--secret", SECRET, "--events", &file,
-            ],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let output = simulate(&app.hook_url, SECRET, &["--events", file]).await;
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("line 2: not JSON"), "{message}");
