@@ -47,6 +47,41 @@ pub struct Alert {
     pub raw_event: Box<RawValue>,
 }
 
+/// Sigma rule levels, in increasing order of severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Of interest, no action expected.
+    Informational,
+    /// Low.
+    Low,
+    /// Medium: the level of the built-in rules.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Level {
+    /// The lower-case name used in rules, alerts and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The rule behind an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleRef {
@@ -55,7 +90,7 @@ pub struct RuleRef {
     /// Sigma rule title.
     pub title: String,
     /// Sigma level: informational, low, medium, high or critical.
-    pub level: String,
+    pub level: Level,
     /// Sigma rule author.
     pub author: Option<String>,
     /// Sigma tags, such as `attack.t1556.006`.
@@ -233,7 +268,7 @@ mod tests {
         let rule = RuleRef {
             id: "r".into(),
             title: "t".into(),
-            level: "medium".into(),
+            level: Level::Medium,
             author: None,
             tags: vec![],
         };

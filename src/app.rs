@@ -101,7 +101,7 @@ impl Application {
         let detector = Detector {
             rules,
             spool: spool.clone(),
-            sinks: sinks.iter().map(|s| s.name().to_owned()).collect(),
+            sinks: config.effective_sinks().into(),
             dedup_window: config.rules.dedup_window,
             forwarders: forwarder_wakes.clone(),
         };

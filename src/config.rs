@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::{Level, RuleRef};
 use crate::secret::Secret;
 
 /// The whole configuration of one factorwatch process.
@@ -192,25 +193,56 @@ pub enum LogFormat {
     Json,
 }
 
-/// One `[[sinks]]` block: where alerts are delivered. `type` selects the kind.
+/// One `[[sinks]]` block: where alerts go, and which alerts go there. `type` selects the kind;
+/// the keys of each kind are documented in docs/sinks.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SinkConfig {
+    /// Unique name of this sink: labels its metrics, outbox and dead letters.
+    pub name: String,
+    /// Only alerts of this level or above (`informational`, `low`, `medium`, `high`, `critical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<Level>,
+    /// Only alerts of these rule ids. Empty: every rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Only alerts whose rule has at least one of these tags (such as `attack.t1556.006`). Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The destination and its own keys.
+    #[serde(flatten)]
+    pub kind: SinkKind,
+}
+
+/// The kinds of sink. Unknown keys inside a block are rejected with their name.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// Append each alert as one JSON line to a local file, flushed and fsynced before it counts as delivered.
-    File {
-        /// Unique name of this sink: labels its metrics, outbox and dead letters.
-        name: String,
-        /// The file to append to; created if missing (its directory must exist).
-        path: PathBuf,
-    },
+pub enum SinkKind {
+    /// Append each alert as one JSON line to a local file.
+    File(crate::sinks::file::FileConfig),
 }
 
 impl SinkConfig {
     /// The sink's unique name.
     pub fn name(&self) -> &str {
-        match self {
-            SinkConfig::File { name, .. } => name,
+        &self.name
+    }
+
+    /// A file sink with no filter (the default sink, and handy in tests).
+    pub fn file(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_owned(),
+            min_level: None,
+            rules: Vec::new(),
+            tags: Vec::new(),
+            kind: SinkKind::File(crate::sinks::file::FileConfig { path: path.into() }),
         }
+    }
+
+    /// True when this sink wants alerts of `rule`.
+    pub fn accepts(&self, rule: &RuleRef) -> bool {
+        self.min_level.is_none_or(|min| rule.level >= min)
+            && (self.rules.is_empty() || self.rules.contains(&rule.id))
+            && (self.tags.is_empty() || rule.tags.iter().any(|tag| self.tags.contains(tag)))
     }
 }
 
@@ -344,10 +376,10 @@ impl Config {
     /// The sinks in effect: the configured ones, or the default alert file.
     pub fn effective_sinks(&self) -> Vec<SinkConfig> {
         if self.sinks.is_empty() {
-            vec![SinkConfig::File {
-                name: "alerts-file".into(),
-                path: self.storage.data_dir.join("alerts.jsonl"),
-            }]
+            vec![SinkConfig::file(
+                "alerts-file",
+                self.storage.data_dir.join("alerts.jsonl"),
+            )]
         } else {
             self.sinks.clone()
         }
@@ -423,6 +455,29 @@ mod tests {
     fn missing_secret_explains_how_to_set_one() {
         let err = Config::default().require_secret().unwrap_err().to_string();
         assert!(err.contains("FACTORWATCH_OKTA_SECRETS"), "{err}");
+    }
+
+    #[test]
+    fn sink_blocks_reject_unknown_keys_and_filter_alerts() {
+        let err =
+            Config::from_toml("[[sinks]]\nname='a'\ntype='file'\npath='x'\npth='y'\n").unwrap_err();
+        assert!(err.to_string().contains("pth"), "{err}");
+        let config = Config::from_toml(
+            "[[sinks]]\nname='pd'\ntype='file'\npath='x'\nmin_level='high'\ntags=['attack.t1556.006']\n",
+        )
+        .unwrap();
+        let mut rule = RuleRef {
+            id: "r".into(),
+            title: "t".into(),
+            level: Level::Medium,
+            author: None,
+            tags: vec!["attack.t1556.006".into()],
+        };
+        assert!(!config.sinks[0].accepts(&rule), "medium is below high");
+        rule.level = Level::Critical;
+        assert!(config.sinks[0].accepts(&rule));
+        rule.tags.clear();
+        assert!(!config.sinks[0].accepts(&rule), "tag filter");
     }
 
     #[test]

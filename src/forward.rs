@@ -13,6 +13,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::Alert;
 use crate::clock::now_ms;
 use crate::config::DeliveryConfig;
 use crate::sinks::{Delivery, DeliveryError, Sink};
@@ -159,11 +160,20 @@ impl Forwarder {
         let name = self.sink.name().to_owned();
         metrics::counter!("factorwatch_delivery_attempts_total", "sink" => name.clone())
             .increment(1);
-        let delivery = Delivery {
-            alert_id: &entry.record.alert_id,
-            payload: entry.record.alert.get(),
+        let payload = entry.record.alert.get();
+        let result = match serde_json::from_str::<Alert>(payload) {
+            Ok(alert) => {
+                self.sink
+                    .publish(Delivery {
+                        payload,
+                        alert: &alert,
+                    })
+                    .await
+            }
+            Err(err) => Err(DeliveryError::Permanent(format!(
+                "the stored alert is unreadable: {err}"
+            ))),
         };
-        let result = self.sink.publish(delivery).await;
         if result.is_err() {
             metrics::counter!("factorwatch_delivery_failures_total", "sink" => name).increment(1);
         }

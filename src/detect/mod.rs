@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
+use crate::config::SinkConfig;
 use crate::okta::event::dedup_key;
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectedBatch, OutboxRecord, Spool, SpoolError, StoredBatch};
@@ -33,8 +34,8 @@ pub struct Detector {
     pub rules: Arc<RuleSet>,
     /// Where batches come from and alerts go.
     pub spool: Arc<Spool>,
-    /// Names of the sinks every alert is queued for.
-    pub sinks: Vec<String>,
+    /// The sinks, whose filters decide which alerts each one is queued.
+    pub sinks: Arc<[SinkConfig]>,
     /// How long an event key is remembered.
     pub dedup_window: Duration,
     /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
@@ -147,7 +148,7 @@ fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
 /// Runs the rules over every event not seen before and builds the outbox rows.
 fn detect_batches(
     rules: &RuleSet,
-    sinks: &[String],
+    sinks: &[SinkConfig],
     parsed: Vec<ParsedBatch>,
     seen: &HashSet<String>,
     now: u64,
@@ -198,11 +199,12 @@ fn detect_batches(
     detected
 }
 
-/// One outbox row per sink for `alert`.
-fn outbox_rows(alert: &Alert, sinks: &[String], now: u64) -> Vec<(String, OutboxRecord)> {
+/// One outbox row for each sink whose filter accepts `alert`.
+fn outbox_rows(alert: &Alert, sinks: &[SinkConfig], now: u64) -> Vec<(String, OutboxRecord)> {
     let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
     sinks
         .iter()
+        .filter(|sink| sink.accepts(&alert.rule))
         .map(|sink| {
             let record = OutboxRecord {
                 alert_id: alert.id.clone(),
@@ -212,7 +214,7 @@ fn outbox_rows(alert: &Alert, sinks: &[String], now: u64) -> Vec<(String, Outbox
                 last_error: None,
                 alert: json.clone(),
             };
-            (sink.clone(), record)
+            (sink.name.clone(), record)
         })
         .collect()
 }
@@ -221,7 +223,7 @@ fn log_alert(alert: &Alert) {
     metrics::counter!(
         "factorwatch_alerts_total",
         "rule_id" => alert.rule.id.clone(),
-        "level" => alert.rule.level.clone()
+        "level" => alert.rule.level.as_str()
     )
     .increment(1);
     let login = |p: Option<&crate::alert::Principal>| {

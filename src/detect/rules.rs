@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rsigma_eval::Engine;
 use rsigma_eval::event::JsonEvent;
-use rsigma_parser::SigmaRule;
+use rsigma_parser::{Level as SigmaLevel, SigmaRule};
 use serde_json::Value;
 
-use crate::alert::RuleRef;
+use crate::alert::{Level, RuleRef};
 use crate::config::RulesConfig;
 
 /// The rules shipped inside the binary, as (name, YAML).
@@ -137,8 +137,13 @@ fn rule_ref(rule: &SigmaRule) -> RuleRef {
         level: rule
             .level
             .as_ref()
-            .map_or("medium", |level| level.as_str())
-            .to_owned(),
+            .map_or(Level::Medium, |level| match level {
+                SigmaLevel::Informational => Level::Informational,
+                SigmaLevel::Low => Level::Low,
+                SigmaLevel::Medium => Level::Medium,
+                SigmaLevel::High => Level::High,
+                SigmaLevel::Critical => Level::Critical,
+            }),
         author: rule.author.clone(),
         tags: rule.tags.clone(),
     }
@@ -183,7 +188,7 @@ mod tests {
         let rules = builtin();
         assert_eq!(rules.len(), 2);
         for rule in rules.rules() {
-            assert_eq!(rule.level, "medium");
+            assert_eq!(rule.level, Level::Medium);
             assert!(rule.author.is_some());
         }
     }

@@ -4,9 +4,18 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
+
+/// `type = "file"` keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The file to append to; created if missing (its directory must exist).
+    pub path: PathBuf,
+}
 
 /// Appends alerts to a local JSON-lines file.
 #[derive(Debug)]

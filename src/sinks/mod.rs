@@ -2,23 +2,27 @@
 //! whether the destination acknowledged it; retries, backoff, dead-lettering and the outbox are the
 //! shared delivery loop's job ([`crate::forward`]).
 
-mod file;
+pub mod file;
+pub mod lazy;
+pub mod template;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::SinkConfig;
+use crate::alert::Alert;
+use crate::config::{SinkConfig, SinkKind};
 
 pub use file::FileSink;
 
 /// One alert handed to a sink.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
-    /// The alert id: every sink passes it on as its idempotency key.
-    pub alert_id: &'a str,
-    /// The alert as JSON (the schema in docs/alerts.md).
+    /// The alert as JSON (the schema in docs/alerts.md): what message bodies carry.
     pub payload: &'a str,
+    /// The same alert, parsed, for sinks that format a message or route on its fields. Its `id`
+    /// is every sink's idempotency key.
+    pub alert: &'a Alert,
 }
 
 /// Why a publish did not succeed.
@@ -47,7 +51,7 @@ pub trait Sink: Send + Sync {
 
 /// Builds the sink a `[[sinks]]` block describes.
 pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
-    Ok(match config {
-        SinkConfig::File { name, path } => Arc::new(FileSink::new(name, path)),
+    Ok(match &config.kind {
+        SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
     })
 }

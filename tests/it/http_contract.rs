@@ -200,10 +200,7 @@ async fn a_full_spool_answers_503_and_turns_readiness_false() {
     let mut config = test_config(data_dir.path());
     // A sink that cannot deliver keeps its alerts in the outbox, so the backlog stays.
     let unwritable = data_dir.path().join("missing-dir").join("alerts.jsonl");
-    config.sinks = vec![factorwatch::config::SinkConfig::File {
-        name: "broken".into(),
-        path: unwritable,
-    }];
+    config.sinks = vec![factorwatch::config::SinkConfig::file("broken", unwritable)];
     config.storage.max_backlog_bytes = 4096;
     let app = spawn_app_with(config, data_dir).await;
     let mut refused = None;

@@ -1,0 +1,105 @@
+//! Destination names (subjects, streams, topics, routing keys, queues) that depend on the alert:
+//! `alerts.{level}` or `factorwatch-{rule_id}`. Placeholders are checked when the configuration
+//! loads, so a typo fails `check-config` instead of the first delivery.
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Alert;
+
+/// The placeholders a template may use.
+const PLACEHOLDERS: &[&str] = &["rule_id", "level"];
+
+/// A destination name with optional `{rule_id}` and `{level}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NameTemplate(String);
+
+impl TryFrom<String> for NameTemplate {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.is_empty() {
+            return Err("a destination name cannot be empty".into());
+        }
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("{text:?}: unclosed '{{'"))?;
+            let name = &after[..close];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "{text:?}: unknown placeholder {{{name}}}; use {{rule_id}} or {{level}}"
+                ));
+            }
+            rest = &after[close + 1..];
+        }
+        Ok(Self(text))
+    }
+}
+
+impl From<NameTemplate> for String {
+    fn from(template: NameTemplate) -> Self {
+        template.0
+    }
+}
+
+impl NameTemplate {
+    /// A template from a literal known to be valid.
+    pub fn new(text: &str) -> Self {
+        Self::try_from(text.to_owned()).expect("a valid template")
+    }
+
+    /// The name for `alert`. The rule id is reduced to `[A-Za-z0-9_-]` (other characters become
+    /// `_`) so it is safe in any broker's names.
+    pub fn render(&self, alert: &Alert) -> String {
+        let rule_id: String = alert
+            .rule
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.0
+            .replace("{rule_id}", &rule_id)
+            .replace("{level}", alert.rule.level.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_placeholders() {
+        assert!(
+            NameTemplate::try_from("alerts.{levle}".to_owned())
+                .unwrap_err()
+                .contains("levle")
+        );
+        assert!(NameTemplate::try_from("alerts.{level".to_owned()).is_err());
+        assert!(NameTemplate::try_from(String::new()).is_err());
+        assert!(NameTemplate::try_from("plain".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn renders_level_and_a_safe_rule_id() {
+        let alert: Alert = serde_json::from_value(serde_json::json!({
+            "id": "a", "rule": {"id": "My rule/1", "title": "t", "level": "high", "author": null, "tags": []},
+            "event": {"uuid": null, "eventType": null, "published": null, "displayMessage": null,
+                      "outcome": {"result": null, "reason": null}},
+            "actor": null, "targets": [], "client": {"ipAddress": null, "userAgent": null, "geo": null},
+            "okta": {"org": null, "hook_id": null, "delivery_id": null},
+            "received_at": "now", "raw_event": {}
+        }))
+        .unwrap();
+        let template = NameTemplate::new("factorwatch.{level}.{rule_id}");
+        assert_eq!(template.render(&alert), "factorwatch.high.My_rule_1");
+    }
+}
