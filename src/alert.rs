@@ -139,6 +139,17 @@ pub struct Principal {
     pub display_name: Option<String>,
 }
 
+impl Principal {
+    /// The login, else the display name, else the id.
+    pub fn label(&self) -> &str {
+        self.alternate_id
+            .as_deref()
+            .or(self.display_name.as_deref())
+            .or(self.id.as_deref())
+            .unwrap_or("unknown")
+    }
+}
+
 /// `client` of a LogEvent, flattened to what a responder needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClientInfo {
@@ -216,6 +227,36 @@ impl Alert {
             received_at: matched.received_at.to_owned(),
             raw_event: matched.raw.to_owned(),
         }
+    }
+
+    /// One sentence a person reads first: who did what to whom, from where. Used by the chat and
+    /// paging sinks and the demo.
+    pub fn summary(&self) -> String {
+        let what = self
+            .event
+            .outcome
+            .reason
+            .as_deref()
+            .or(self.event.display_message.as_deref())
+            .or(self.event.event_type.as_deref())
+            .unwrap_or("matched");
+        let mut text = format!(
+            "{}: {} -> {}: {what}",
+            self.rule.title,
+            self.actor.as_ref().map_or("unknown actor", Principal::label),
+            self.targets.first().map_or("unknown user", Principal::label),
+        );
+        if let Some(ip) = &self.client.ip_address {
+            text.push_str(&format!(" from {ip}"));
+            let place: Vec<&str> = ["city", "country"]
+                .iter()
+                .filter_map(|key| self.client.geo.as_ref()?.get(*key)?.as_str())
+                .collect();
+            if !place.is_empty() {
+                text.push_str(&format!(" ({})", place.join(", ")));
+            }
+        }
+        text
     }
 
     /// The alert as one line of JSON.

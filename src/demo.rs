@@ -110,27 +110,9 @@ async fn play(
     Ok(())
 }
 
-/// One line a person can read: level, rule, who did what to whom, from where.
+/// One line a person can read: level, summary, alert id.
 pub fn describe(alert: &Alert) -> String {
-    let who = |p: Option<&crate::alert::Principal>| {
-        p.and_then(|p| p.alternate_id.clone().or(p.display_name.clone()))
-            .unwrap_or_else(|| "unknown".into())
-    };
-    format!(
-        "[{}] {}: {} -> {} ({}) from {} [alert {}]",
-        alert.rule.level,
-        alert.rule.title,
-        who(alert.actor.as_ref()),
-        who(alert.targets.first()),
-        alert
-            .event
-            .outcome
-            .reason
-            .as_deref()
-            .unwrap_or(alert.event.display_message.as_deref().unwrap_or("")),
-        alert.client.ip_address.as_deref().unwrap_or("no IP"),
-        alert.id
-    )
+    format!("[{}] {} [alert {}]", alert.rule.level, alert.summary(), alert.id)
 }
 
 /// Every alert in a JSON-lines file (none if the file does not exist yet).
