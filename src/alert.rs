@@ -243,8 +243,12 @@ impl Alert {
         let mut text = format!(
             "{}: {} -> {}: {what}",
             self.rule.title,
-            self.actor.as_ref().map_or("unknown actor", Principal::label),
-            self.targets.first().map_or("unknown user", Principal::label),
+            self.actor
+                .as_ref()
+                .map_or("unknown actor", Principal::label),
+            self.targets
+                .first()
+                .map_or("unknown user", Principal::label),
         );
         if let Some(ip) = &self.client.ip_address {
             text.push_str(&format!(" from {ip}"));

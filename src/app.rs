@@ -64,6 +64,7 @@ impl Application {
             backlog_batches = spool.backlog().batches,
             "factorwatch ready"
         );
+        warn_about_stranded_alerts(&spool, &config);
         Ok(Self {
             config,
             listener,
@@ -122,6 +123,7 @@ impl Application {
             secrets: Arc::new(SecretSet::new(&config.okta.secrets)),
             auth_header: config.okta.auth_header.parse()?,
             max_body_bytes: config.server.max_body_bytes,
+            request_timeout: config.server.request_timeout,
             detector: detector_wake,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: shutting_down.clone(),
@@ -134,12 +136,17 @@ impl Application {
         .into_make_service_with_connect_info::<SocketAddr>();
 
         let http_done = CancellationToken::new();
+        let drain_delay = config.server.shutdown_drain_delay;
         let signal = {
             let http_done = http_done.clone();
             async move {
                 shutdown.await;
                 shutting_down.store(true, Ordering::Relaxed);
-                tracing::info!("shutting down: finishing requests in flight");
+                if !drain_delay.is_zero() {
+                    tracing::info!(delay = ?drain_delay, "shutting down: /readyz answers 503, still serving while the load balancer drains");
+                    tokio::time::sleep(drain_delay).await;
+                }
+                tracing::info!("shutting down: listener closed, finishing requests in flight");
                 http_done.cancel();
             }
         };
@@ -157,6 +164,25 @@ impl Application {
         drop(spool);
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+}
+
+/// Alerts queued for a sink that is no longer configured would wait forever: say so at start.
+fn warn_about_stranded_alerts(spool: &Spool, config: &Config) {
+    let configured: Vec<String> = config
+        .effective_sinks()
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    for (sink, counts) in spool.backlog().sinks {
+        if counts.pending > 0 && !configured.contains(&sink) {
+            tracing::warn!(
+                sink = %sink,
+                pending = counts.pending,
+                "alerts wait in the outbox of a sink that is no longer configured; add the sink \
+                 back under its old name to deliver them"
+            );
+        }
     }
 }
 

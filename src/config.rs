@@ -46,11 +46,17 @@ pub struct ServerConfig {
     pub hook_path: String,
     /// Largest request body accepted on the hook; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// A request that takes longer than this (slow client, stalled disk) is answered 408 or 503.
-    /// Okta itself gives up after 3 s.
+    /// A delivery that takes longer than this to read and store (slow client, stalled disk) is
+    /// answered 503 and logged. Okta itself gives up after 3 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// On SIGTERM, how long to keep serving after `/readyz` turned 503, so a load balancer stops
+    /// routing here before the listener closes. Set it above the balancer's health-check interval
+    /// (for example 5s on Kubernetes).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_drain_delay: Duration,
     /// On SIGTERM, how long requests in flight may take to finish before the process exits anyway.
+    /// Keep drain delay plus grace under the orchestrator's stop timeout (Docker: 10 s).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -62,7 +68,8 @@ impl Default for ServerConfig {
             hook_path: "/okta/events".into(),
             max_body_bytes: 5 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(20),
+            shutdown_drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(8),
         }
     }
 }
@@ -271,9 +278,22 @@ impl Config {
         Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. The error names the key and the line, but never quotes the line: it may
+    /// hold a secret.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|err| {
+            let position = err.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" (line {line}, column {column})")
+            });
+            anyhow::anyhow!(
+                "{}{}",
+                err.message().trim_end(),
+                position.unwrap_or_default()
+            )
+        })
     }
 
     /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
@@ -346,6 +366,18 @@ impl Config {
         }
         if self.delivery.max_attempts == 0 {
             bail!("delivery.max_attempts must be at least 1");
+        }
+        if self.delivery.initial_backoff > self.delivery.max_backoff {
+            bail!("delivery.initial_backoff must not exceed delivery.max_backoff");
+        }
+        if self.storage.max_backlog_bytes == 0 {
+            bail!("storage.max_backlog_bytes must be greater than 0");
+        }
+        if self.server.request_timeout.is_zero() {
+            bail!("server.request_timeout must be greater than 0");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bail!("log.level = {:?}: {err}", self.log.level);
         }
         let mut names = std::collections::HashSet::new();
         for sink in &self.sinks {
@@ -436,6 +468,16 @@ mod tests {
         assert!(err.to_string().contains("lisen"), "{err}");
         let err = Config::from_toml("[[sinks]]\nname='x'\ntype='carrier-pigeon'\n").unwrap_err();
         assert!(err.to_string().contains("carrier-pigeon"), "{err}");
+        let err = Config::from_toml("[server]\nlisten = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_offending_line() {
+        let err = Config::from_toml("[okta]\nsecret = [\"hunter2-value\"]\n").unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("secret"), "{message}");
+        assert!(!message.contains("hunter2-value"), "{message}");
     }
 
     #[test]

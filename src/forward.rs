@@ -1,6 +1,7 @@
-//! The delivery loop every sink shares: read due alerts from the sink's outbox, publish them in
-//! order, remove what was acknowledged, reschedule failures with exponential backoff and jitter, and
-//! move to the dead-letter table what ran out of attempts or age, or was refused outright.
+//! The delivery loop every sink shares: read due alerts from the sink's outbox, publish them
+//! oldest first (an alert waiting for its backoff can be overtaken by later ones), remove what
+//! was acknowledged, reschedule failures with exponential backoff and jitter, and move to the
+//! dead-letter table what ran out of attempts or age, or was refused outright.
 //!
 //! Each sink has its own loop and its own outbox, so one destination being down never delays another.
 //! Delivery is at least once: a crash between the publish and the outbox removal publishes again

@@ -23,7 +23,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::secret::SecretSet;
 use crate::spool::Spool;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub auth_header: HeaderName,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Time allowed to read and store one delivery.
+    pub request_timeout: std::time::Duration,
     /// Woken after each stored batch.
     pub detector: Arc<Notify>,
     /// Renders `/metrics`.
@@ -56,10 +60,14 @@ pub fn router(state: AppState, hook_path: &str, request_timeout: std::time::Dura
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .layer(middleware::from_fn(count_requests))
+        // A backstop for every route; the hook handler times out first, with a logged reason.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
+            request_timeout + std::time::Duration::from_secs(1),
         ))
+        // A bug must cost one request a 500, not the connection and its neighbours.
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 

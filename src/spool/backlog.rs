@@ -125,6 +125,10 @@ impl Backlog {
         });
     }
 
+    pub fn outbox_resized(&self, old_len: u64, new_len: u64) {
+        self.update(|t| t.bytes = (t.bytes + new_len).saturating_sub(old_len));
+    }
+
     pub fn dead_lettered(&self, sink: &str) {
         self.update(|t| t.sinks.entry(sink.to_owned()).or_default().dead += 1);
     }

@@ -125,6 +125,8 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// The record.
     pub record: OutboxRecord,
+    /// Bytes the row took when last stored; keeps the backlog counters exact when it changes.
+    pub stored_len: u64,
 }
 
 impl OutboxEntry {
@@ -140,6 +142,7 @@ impl OutboxEntry {
             sink: sink.to_owned(),
             seq,
             record,
+            stored_len: value.len() as u64,
         })
     }
 }
@@ -195,13 +198,18 @@ impl Spool {
                 );
             })
             .create(&path)
-            .map_err(|err| {
-                SpoolError::Storage(format!(
+            .map_err(|err| match err {
+                redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::Storage(format!(
+                    "spool {} is in use by another factorwatch process; each replica needs its \
+                     own storage.data_dir",
+                    path.display()
+                )),
+                err => SpoolError::Storage(format!(
                     "cannot open spool {}: {err}. If the file is damaged beyond repair, move it \
                      aside and start again; events Okta already delivered can be read back \
                      from the System Log API",
                     path.display()
-                ))
+                )),
             })?;
         create_tables(&db)?;
         let scan = backlog::scan(&db)?;
@@ -335,8 +343,14 @@ impl Spool {
             );
             entries.extend(batch.outbox.into_iter().map(|(sink, record)| {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let entry = OutboxEntry { sink, seq, record };
+                let mut entry = OutboxEntry {
+                    sink,
+                    seq,
+                    record,
+                    stored_len: 0,
+                };
                 let value = entry.encode();
+                entry.stored_len = value.len() as u64;
                 (entry, value)
             }));
         }
@@ -427,7 +441,7 @@ impl Spool {
         }
         let removed: Vec<(String, u64, u64)> = entries
             .iter()
-            .map(|e| (e.sink.clone(), e.seq, e.encode().len() as u64))
+            .map(|e| (e.sink.clone(), e.seq, e.stored_len))
             .collect();
         let keys = removed.clone();
         self.write(move |txn| {
@@ -445,20 +459,24 @@ impl Spool {
     }
 
     /// Stores an entry's updated attempt count, error and next attempt time.
-    pub async fn reschedule(&self, entry: &OutboxEntry) -> Result<(), SpoolError> {
+    pub async fn reschedule(&self, entry: &mut OutboxEntry) -> Result<(), SpoolError> {
         let (sink, seq, value) = (entry.sink.clone(), entry.seq, entry.encode());
+        let new_len = value.len() as u64;
         self.write(move |txn| {
             txn.open_table(OUTBOX)?
                 .insert((sink.as_str(), seq), value.as_slice())?;
             Ok(())
         })
-        .await
+        .await?;
+        self.backlog.outbox_resized(entry.stored_len, new_len);
+        entry.stored_len = new_len;
+        Ok(())
     }
 
     /// Moves an entry from the outbox to the dead-letter table in one transaction.
     pub async fn dead_letter(&self, entry: &OutboxEntry) -> Result<(), SpoolError> {
         let (sink, seq, value) = (entry.sink.clone(), entry.seq, entry.encode());
-        let len = value.len() as u64;
+        let len = entry.stored_len;
         let sink_name = sink.clone();
         self.write(move |txn| {
             txn.open_table(OUTBOX)?.remove((sink.as_str(), seq))?;
