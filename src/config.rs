@@ -226,6 +226,12 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// Append each alert as one JSON line to a local file.
     File(crate::sinks::file::FileConfig),
+    /// POST each alert, signed the Standard Webhooks way, to an HTTPS endpoint.
+    Webhook(crate::sinks::webhook::WebhookConfig),
+    /// Post a readable message to a Slack incoming webhook.
+    Slack(crate::sinks::slack::SlackConfig),
+    /// Trigger a PagerDuty incident (Events API v2).
+    PagerDuty(crate::sinks::pagerduty::PagerDutyConfig),
 }
 
 impl SinkConfig {

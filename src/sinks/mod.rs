@@ -3,8 +3,12 @@
 //! shared delivery loop's job ([`crate::forward`]).
 
 pub mod file;
+mod http;
 pub mod lazy;
+pub mod pagerduty;
+pub mod slack;
 pub mod template;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,5 +57,8 @@ pub trait Sink: Send + Sync {
 pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
+        SinkKind::Webhook(webhook) => Arc::new(webhook::WebhookSink::new(&config.name, webhook)?),
+        SinkKind::Slack(slack) => Arc::new(slack::SlackSink::new(&config.name, slack)?),
+        SinkKind::PagerDuty(pd) => Arc::new(pagerduty::PagerDutySink::new(&config.name, pd)?),
     })
 }

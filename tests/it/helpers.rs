@@ -38,6 +38,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.data_dir = data_dir.to_owned();
     config.okta.secrets = vec![Secret::new(SECRET)];
+    config.log.level = "warn".into();
     config.delivery.initial_backoff = Duration::from_millis(50);
     config.delivery.max_backoff = Duration::from_millis(200);
     config
