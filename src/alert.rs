@@ -229,6 +229,39 @@ impl Alert {
         }
     }
 
+    /// A clearly marked test alert (`factorwatch sinks test`), with a fresh id each time so
+    /// de-duplicating destinations still show it.
+    pub fn test_alert() -> Self {
+        let rule = RuleRef {
+            id: "factorwatch-sinks-test".into(),
+            title: "factorwatch sinks test: not a real alert, ignore".into(),
+            level: Level::Informational,
+            author: Some("factorwatch".into()),
+            tags: vec!["factorwatch.test".into()],
+        };
+        let event_uuid = Uuid::new_v4().to_string();
+        let now = crate::clock::rfc3339(crate::clock::now_ms());
+        let raw = serde_json::json!({"uuid": event_uuid, "eventType": "factorwatch.sinks.test",
+            "displayMessage": "Test alert sent by `factorwatch sinks test`", "published": now});
+        Alert {
+            id: alert_id(&rule.id, &event_uuid),
+            rule,
+            event: EventSummary {
+                uuid: Some(event_uuid),
+                event_type: Some("factorwatch.sinks.test".into()),
+                published: Some(now.clone()),
+                display_message: Some("Test alert sent by `factorwatch sinks test`".into()),
+                outcome: Outcome::default(),
+            },
+            actor: None,
+            targets: Vec::new(),
+            client: ClientInfo::default(),
+            okta: OktaRef::default(),
+            received_at: now,
+            raw_event: serde_json::value::to_raw_value(&raw).expect("JSON value serializes"),
+        }
+    }
+
     /// One sentence a person reads first: who did what to whom, from where. Used by the chat and
     /// paging sinks and the demo.
     pub fn summary(&self) -> String {

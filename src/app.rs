@@ -30,6 +30,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 pub struct Application {
     config: Config,
     listener: TcpListener,
+    admin_listener: Option<TcpListener>,
     spool: Arc<Spool>,
     rules: Arc<RuleSet>,
     sinks: Vec<Arc<dyn Sink>>,
@@ -55,6 +56,16 @@ impl Application {
             .with_context(|| {
                 format!("cannot listen on {} (server.listen)", config.server.listen)
             })?;
+        let admin_listener = match config.server.admin_enabled {
+            true => Some(TcpListener::bind(config.server.admin_listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {} (server.admin_listen; another factorwatch on this host? \
+                     give each its own admin port, or set server.admin_enabled = false)",
+                    config.server.admin_listen
+                )
+            })?),
+            false => None,
+        };
         tracing::info!(
             listen = %listener.local_addr()?,
             hook_path = %config.server.hook_path,
@@ -68,6 +79,7 @@ impl Application {
         Ok(Self {
             config,
             listener,
+            admin_listener,
             spool,
             rules,
             sinks,
@@ -81,6 +93,13 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The admin API's address, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Runs until `shutdown` resolves, then stops gracefully.
     pub async fn run_until(
         self,
@@ -89,6 +108,7 @@ impl Application {
         let Application {
             config,
             listener,
+            admin_listener,
             spool,
             rules,
             sinks,
@@ -107,6 +127,11 @@ impl Application {
             forwarders: forwarder_wakes.clone(),
         };
         workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
+        let admin_sinks: Vec<(String, Arc<Notify>)> = sinks
+            .iter()
+            .map(|s| s.name().to_owned())
+            .zip(forwarder_wakes.iter().cloned())
+            .collect();
         for (sink, wake) in sinks.into_iter().zip(forwarder_wakes) {
             let forwarder = Forwarder {
                 sink,
@@ -150,6 +175,26 @@ impl Application {
                 http_done.cancel();
             }
         };
+        if let Some(admin_listener) = admin_listener {
+            let admin = crate::admin::router(crate::admin::AdminState {
+                spool: spool.clone(),
+                token: config
+                    .server
+                    .admin_token
+                    .as_ref()
+                    .map(|token| Arc::new(SecretSet::new([token]))),
+                sinks: admin_sinks,
+            });
+            let stop = http_done.clone().cancelled_owned();
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(admin_listener, admin)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %err, "admin API failed");
+                }
+            });
+        }
         let server = axum::serve(listener, app).with_graceful_shutdown(signal);
         let grace = config.server.shutdown_grace;
         tokio::select! {

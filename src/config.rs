@@ -50,6 +50,13 @@ pub struct ServerConfig {
     /// answered 503 and logged. Okta itself gives up after 3 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Serve the admin API (dead-letter management for `factorwatch dlq`) on `admin_listen`.
+    pub admin_enabled: bool,
+    /// Address of the admin API. Keep it on loopback (reach it with `docker exec` or `kubectl
+    /// exec`); any other address requires `admin_token`. Env: `FACTORWATCH_ADMIN_LISTEN`.
+    pub admin_listen: SocketAddr,
+    /// Bearer token the admin API requires, if set. Required when `admin_listen` is not loopback.
+    pub admin_token: Option<Secret>,
     /// On SIGTERM, how long to keep serving after `/readyz` turned 503, so a load balancer stops
     /// routing here before the listener closes. Set it above the balancer's health-check interval
     /// (for example 5s on Kubernetes).
@@ -68,6 +75,9 @@ impl Default for ServerConfig {
             hook_path: "/okta/events".into(),
             max_body_bytes: 5 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
+            admin_enabled: true,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_token: None,
             shutdown_drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(8),
         }
@@ -302,12 +312,17 @@ impl Config {
         })
     }
 
-    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
+    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
     /// `FACTORWATCH_OKTA_SECRETS_FILE` and `FACTORWATCH_LOG_FORMAT`.
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
         if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
             self.server.listen = listen.parse().with_context(|| {
                 format!("FACTORWATCH_LISTEN={listen:?} is not an address like 0.0.0.0:8080")
+            })?;
+        }
+        if let Some(admin) = env_var("FACTORWATCH_ADMIN_LISTEN") {
+            self.server.admin_listen = admin.parse().with_context(|| {
+                format!("FACTORWATCH_ADMIN_LISTEN={admin:?} is not an address like 127.0.0.1:8081")
             })?;
         }
         if let Some(dir) = env_var("FACTORWATCH_DATA_DIR") {
@@ -352,6 +367,15 @@ impl Config {
         }
         if ["/healthz", "/readyz", "/metrics"].contains(&hook.as_str()) {
             bail!("server.hook_path = {hook:?}: collides with a built-in endpoint");
+        }
+        if self.server.admin_enabled
+            && !self.server.admin_listen.ip().is_loopback()
+            && self.server.admin_token.is_none()
+        {
+            bail!(
+                "server.admin_listen = {}: the admin API off loopback needs server.admin_token",
+                self.server.admin_listen
+            );
         }
         if self.server.max_body_bytes == 0 {
             bail!("server.max_body_bytes must be greater than 0");

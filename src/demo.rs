@@ -23,6 +23,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
     config.storage.data_dir = data_dir.clone();
     config.okta.secrets = vec![Secret::new(secret.as_str())];
     config.log.level = "warn".into();
+    config.server.admin_enabled = false;
     telemetry::init_logging(&config.log);
 
     let app = Application::build(config.clone()).await?;

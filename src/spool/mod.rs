@@ -507,6 +507,79 @@ impl Spool {
         .await
     }
 
+    /// Moves dead letters back to their outbox as new (attempts 0, due now), optionally only one
+    /// sink's or one alert's. Returns the sinks and how many rows moved.
+    pub async fn replay_dead_letters(
+        &self,
+        sink: Option<String>,
+        alert_id: Option<String>,
+    ) -> Result<Vec<OutboxEntry>, SpoolError> {
+        let now = crate::clock::now_ms();
+        let mut entries = self.matching_dead_letters(sink, alert_id).await?;
+        for entry in &mut entries {
+            let record = &mut entry.record;
+            record.last_error = record
+                .last_error
+                .take()
+                .map(|e| format!("replayed after: {e}"));
+            record.attempts = 0;
+            record.created_at_ms = now;
+            record.next_attempt_at_ms = now;
+        }
+        let rows: Vec<(String, u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.sink.clone(), e.seq, e.encode()))
+            .collect();
+        self.write(move |txn| {
+            let mut dead = txn.open_table(DEAD_LETTERS)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for (sink, seq, value) in &rows {
+                dead.remove((sink.as_str(), *seq))?;
+                outbox.insert((sink.as_str(), *seq), value.as_slice())?;
+            }
+            Ok(())
+        })
+        .await?;
+        for entry in &mut entries {
+            entry.stored_len = entry.encode().len() as u64;
+            self.backlog.undead(&entry.sink);
+            self.backlog.outbox_added(&entry.sink, entry.stored_len);
+        }
+        Ok(entries)
+    }
+
+    /// Deletes dead letters for good, optionally only one sink's or one alert's. Returns how many.
+    pub async fn purge_dead_letters(
+        &self,
+        sink: Option<String>,
+        alert_id: Option<String>,
+    ) -> Result<usize, SpoolError> {
+        let entries = self.matching_dead_letters(sink, alert_id).await?;
+        let keys: Vec<(String, u64)> = entries.iter().map(|e| (e.sink.clone(), e.seq)).collect();
+        let count = keys.len();
+        let sinks: Vec<String> = keys.iter().map(|(sink, _)| sink.clone()).collect();
+        self.write(move |txn| {
+            let mut dead = txn.open_table(DEAD_LETTERS)?;
+            for (sink, seq) in &keys {
+                dead.remove((sink.as_str(), *seq))?;
+            }
+            Ok(())
+        })
+        .await?;
+        sinks.iter().for_each(|sink| self.backlog.undead(sink));
+        Ok(count)
+    }
+
+    async fn matching_dead_letters(
+        &self,
+        sink: Option<String>,
+        alert_id: Option<String>,
+    ) -> Result<Vec<OutboxEntry>, SpoolError> {
+        let mut entries = self.dead_letters(sink).await?;
+        entries.retain(|e| alert_id.as_ref().is_none_or(|id| *id == e.record.alert_id));
+        Ok(entries)
+    }
+
     /// Forgets de-duplication keys whose window ended before `now_ms`, at most `max` per call.
     /// Returns how many were forgotten.
     pub async fn prune_seen(&self, now_ms: u64, max: usize) -> Result<usize, SpoolError> {

@@ -3,7 +3,9 @@
 mod alerts;
 mod cli;
 mod dedup;
+mod dlq;
 mod durability;
 mod helpers;
 mod http_contract;
+mod receiver;
 mod sinks_http;

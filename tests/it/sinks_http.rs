@@ -1,87 +1,26 @@
 //! The HTTPS sinks against a real local HTTP endpoint: signed webhook (verified with the
 //! Standard Webhooks reference library), Slack message, PagerDuty event, retries and refusals.
 
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use factorwatch::config::{SinkConfig, SinkKind};
 use factorwatch::secret::Secret;
 use factorwatch::sinks::{pagerduty::PagerDutyConfig, slack::SlackConfig, webhook::WebhookConfig};
 use serde_json::Value;
+use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::helpers::{TestApp, batch_with_mfa, spawn_app_with, test_config};
+use crate::receiver::Receiver;
 
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A local endpoint that records every request and answers with a status the test controls.
-#[derive(Clone, Default)]
-struct Receiver {
-    requests: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
-    /// Answer this status to the first `failures` requests, 200 afterwards.
-    failing_status: Arc<AtomicU16>,
-    failures: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    async fn start() -> (Receiver, String) {
-        let receiver = Receiver::default();
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (receiver, url)
-    }
-
-    fn fail_first(&self, count: usize, status: u16) {
-        self.failing_status.store(status, Ordering::SeqCst);
-        self.failures.store(count, Ordering::SeqCst);
-    }
-
-    async fn wait_for(&self, count: usize) -> Vec<(HeaderMap, Bytes)> {
-        let started = Instant::now();
-        loop {
-            let requests = self.requests.lock().unwrap().clone();
-            if requests.len() >= count {
-                return requests;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{} of {count} requests",
-                requests.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn record(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    receiver.requests.lock().unwrap().push((headers, body));
-    let failing = receiver
-        .failures
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    if failing {
-        StatusCode::from_u16(receiver.failing_status.load(Ordering::SeqCst)).unwrap()
-    } else {
-        StatusCode::ACCEPTED
-    }
-}
-
-fn sink(name: &str, kind: SinkKind) -> SinkConfig {
+pub fn sink(name: &str, kind: SinkKind) -> SinkConfig {
     let mut sink = SinkConfig::file(name, "unused");
     sink.kind = kind;
     sink
 }
 
 /// An app with the file sink (the reference copy of every alert) and `extra` sinks.
-async fn app_with(extra: Vec<SinkConfig>) -> TestApp {
+pub async fn app_with(extra: Vec<SinkConfig>) -> TestApp {
     let data_dir = TempDir::new().unwrap();
     let mut config = test_config(data_dir.path());
     config.sinks = vec![SinkConfig::file(
@@ -245,4 +184,50 @@ async fn failing_endpoints_are_retried_and_refusals_dead_lettered() {
     assert_eq!(refusing.requests.lock().unwrap().len(), 1);
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["backlog_bytes"], 0);
+}
+
+#[tokio::test]
+async fn sinks_test_sends_a_marked_alert_and_reports_each_sink() {
+    let (receiver, url) = Receiver::start().await;
+    let dir = TempDir::new().unwrap();
+    let alerts_file = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("factorwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sinks]]\nname = \"file\"\ntype = \"file\"\npath = {alerts_file:?}\n\n\
+             [[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
+             [[sinks]]\nname = \"down\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"{WEBHOOK_SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+            .args(["sinks", "test", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "one sink is down: {printed}");
+    assert!(printed.contains("file: delivered test alert"), "{printed}");
+    assert!(printed.contains("hook: delivered test alert"), "{printed}");
+    assert!(printed.contains("down: FAILED"), "{printed}");
+    let (headers, body) = receiver.wait_for(1).await.remove(0);
+    standardwebhooks::Webhook::new(WEBHOOK_SECRET)
+        .unwrap()
+        .verify(&body, &headers)
+        .unwrap();
+    let alert: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(alert["rule"]["id"], "factorwatch-sinks-test");
+    assert!(
+        alert["rule"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("not a real alert")
+    );
+    let line = std::fs::read_to_string(&alerts_file).unwrap();
+    assert!(line.contains(alert["id"].as_str().unwrap()));
 }
