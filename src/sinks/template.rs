@@ -100,6 +100,12 @@ mod tests {
         }))
         .unwrap();
         let template = NameTemplate::new("factorwatch.{level}.{rule_id}");
+        assert!(!template.is_static());
         assert_eq!(template.render(&alert), "factorwatch.high.My_rule_1");
+        assert_eq!(
+            template.render_with(&alert, str::to_owned),
+            "factorwatch.high.My rule/1"
+        );
+        assert!(NameTemplate::new("alerts").is_static());
     }
 }
