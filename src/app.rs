@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::detect::{Detector, RuleSet};
-use crate::forward::{Forwarder, RetryPolicy};
+use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::{AppState, router};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
@@ -132,11 +132,13 @@ impl Application {
             .map(|s| s.name().to_owned())
             .zip(forwarder_wakes.iter().cloned())
             .collect();
+        let health = SinkHealth::default();
         for (sink, wake) in sinks.into_iter().zip(forwarder_wakes) {
             let forwarder = Forwarder {
                 sink,
                 spool: spool.clone(),
                 policy: RetryPolicy(config.delivery.clone()),
+                health: health.clone(),
             };
             workers.spawn(forwarder.run(wake, stop_workers.clone()));
         }
@@ -152,6 +154,7 @@ impl Application {
             detector: detector_wake,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: shutting_down.clone(),
+            sink_health: health,
         };
         let app = router(
             state,

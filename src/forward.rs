@@ -27,6 +27,46 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// A failing sink is reported at warn level at most this often; retries in between log at debug.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// What each forwarder last saw of its destination, for `/readyz` and the logs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SinkStatus {
+    /// True from a failed attempt until the next successful one.
+    pub failing: bool,
+    /// The last error, kept after recovery for the record.
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
+}
+
+/// The status of every sink, shared by the forwarders and the HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct SinkHealth(Arc<std::sync::Mutex<std::collections::BTreeMap<String, SinkStatus>>>);
+
+impl SinkHealth {
+    /// A copy of every sink's status.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, SinkStatus> {
+        self.0.lock().expect("sink health lock poisoned").clone()
+    }
+
+    fn record(&self, sink: &str, error: Option<&DeliveryError>) {
+        let mut all = self.0.lock().expect("sink health lock poisoned");
+        let status = all.entry(sink.to_owned()).or_default();
+        status.failing = error.is_some();
+        metrics::gauge!("factorwatch_sink_up", "sink" => sink.to_owned()).set(if error.is_some() {
+            0.0
+        } else {
+            1.0
+        });
+        if let Some(error) = error {
+            let now = now_ms();
+            status.last_error = Some(error.to_string());
+            status.last_error_at = Some(crate::clock::rfc3339(now));
+            metrics::gauge!("factorwatch_sink_last_error_timestamp_seconds", "sink" => sink.to_owned())
+                .set(now as f64 / 1000.0);
+        }
+    }
+}
+
 /// What to do with an alert after a failed attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AfterFailure {
@@ -91,6 +131,8 @@ pub struct Forwarder {
     pub spool: Arc<Spool>,
     /// Retry and dead-letter policy.
     pub policy: RetryPolicy,
+    /// Where this sink's status is reported.
+    pub health: SinkHealth,
 }
 
 impl Forwarder {
@@ -178,6 +220,7 @@ impl Forwarder {
         if result.is_err() {
             metrics::counter!("factorwatch_delivery_failures_total", "sink" => name).increment(1);
         }
+        self.health.record(self.sink.name(), result.as_ref().err());
         result
     }
 

@@ -47,6 +47,8 @@ pub struct AppState {
     pub detector: Arc<Notify>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Each sink's last delivery outcome.
+    pub sink_health: crate::forward::SinkHealth,
     /// Set when shutdown began: readiness turns false so the load balancer drains this replica.
     pub shutting_down: Arc<AtomicBool>,
 }
@@ -83,12 +85,33 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         backlog.refusal()
     };
+    // A failing sink does not make this replica unready (its alerts wait in the outbox); only a
+    // backlog at its limit does. The per-sink view says what is failing.
+    let health = state.sink_health.snapshot();
+    let names: std::collections::BTreeSet<&String> =
+        backlog.sinks.keys().chain(health.keys()).collect();
+    let sinks: serde_json::Map<String, serde_json::Value> = names
+        .into_iter()
+        .map(|name| {
+            let counts = backlog.sinks.get(name).copied().unwrap_or_default();
+            let status = health.get(name).cloned().unwrap_or_default();
+            let view = json!({
+                "pending": counts.pending,
+                "dead_letters": counts.dead,
+                "failing": status.failing,
+                "last_error": status.last_error,
+                "last_error_at": status.last_error_at,
+            });
+            (name.clone(), view)
+        })
+        .collect();
     let body = json!({
         "ready": refusal.is_none(),
         "reason": refusal,
         "backlog_bytes": backlog.bytes,
         "backlog_limit_bytes": backlog.limit_bytes,
         "pending_batches": backlog.batches,
+        "sinks": sinks,
     });
     let status = if refusal.is_none() {
         StatusCode::OK

@@ -184,6 +184,17 @@ async fn failing_endpoints_are_retried_and_refusals_dead_lettered() {
     assert_eq!(refusing.requests.lock().unwrap().len(), 1);
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["backlog_bytes"], 0);
+    let flaky = &ready["sinks"]["flaky"];
+    assert_eq!(flaky["failing"], false, "recovered: {ready}");
+    assert!(
+        flaky["last_error"].as_str().unwrap().contains("503"),
+        "{ready}"
+    );
+    assert_eq!(ready["sinks"]["refusing"]["dead_letters"], 1, "{ready}");
+    assert!(
+        metrics.contains("factorwatch_sink_up{sink=\"flaky\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
