@@ -48,14 +48,17 @@ pub struct Alert {
 }
 
 /// Sigma rule levels, in increasing order of severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Of interest, no action expected.
     Informational,
     /// Low.
     Low,
-    /// Medium: the level of the built-in rules.
+    /// Medium: the level of the built-in rules, and of rules that set none.
+    #[default]
     Medium,
     /// High.
     High,
@@ -83,7 +86,7 @@ impl std::fmt::Display for Level {
 }
 
 /// The rule behind an alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleRef {
     /// Sigma rule id.
     pub id: String,
@@ -95,6 +98,12 @@ pub struct RuleRef {
     pub author: Option<String>,
     /// Sigma tags, such as `attack.t1556.006`.
     pub tags: Vec<String>,
+    /// Where to read more about what the rule detects.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Known benign causes, for the responder's triage.
+    #[serde(default)]
+    pub falsepositives: Vec<String>,
 }
 
 /// The fields of the matched event a person reads first.
@@ -238,6 +247,7 @@ impl Alert {
             level: Level::Informational,
             author: Some("factorwatch".into()),
             tags: vec!["factorwatch.test".into()],
+            ..Default::default()
         };
         let event_uuid = Uuid::new_v4().to_string();
         let now = crate::clock::rfc3339(crate::clock::now_ms());
@@ -349,6 +359,7 @@ mod tests {
             level: Level::Medium,
             author: None,
             tags: vec![],
+            ..Default::default()
         };
         let alert = Alert::build(
             &rule,

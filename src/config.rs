@@ -544,6 +544,7 @@ mod tests {
             level: Level::Medium,
             author: None,
             tags: vec!["attack.t1556.006".into()],
+            ..Default::default()
         };
         assert!(!config.sinks[0].accepts(&rule), "medium is below high");
         rule.level = Level::Critical;

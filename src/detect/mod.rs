@@ -5,6 +5,7 @@
 //! delivers at least once), runs the rules over the rest and commits, in one transaction, the
 //! removal of the batches, the new `seen` keys and one outbox row per alert and sink.
 
+pub mod fields;
 pub mod rules;
 
 use std::collections::HashSet;

@@ -12,6 +12,7 @@ use rsigma_eval::event::JsonEvent;
 use rsigma_parser::{Level as SigmaLevel, SigmaRule};
 use serde_json::Value;
 
+use super::fields;
 use crate::alert::{Level, RuleRef};
 use crate::config::RulesConfig;
 
@@ -75,6 +76,9 @@ impl RuleSet {
                 bail!("rule file {origin}: {error}");
             }
             for rule in &collection.rules {
+                let mut rule = rule.clone();
+                fields::canonicalize_rule(&mut rule);
+                let rule = &rule;
                 let reference = rule_ref(rule);
                 if rules.contains_key(&reference.id) {
                     bail!(
@@ -146,6 +150,8 @@ fn rule_ref(rule: &SigmaRule) -> RuleRef {
             }),
         author: rule.author.clone(),
         tags: rule.tags.clone(),
+        references: rule.references.clone(),
+        falsepositives: rule.falsepositives.clone(),
     }
 }
 
@@ -207,6 +213,43 @@ mod tests {
         );
         assert!(rules.matching(&activate).is_empty());
         assert!(rules.matching(&json!("not an object")).is_empty());
+    }
+
+    fn one_rule(detection: &str) -> RuleSet {
+        let yaml = format!(
+            "title: t\nid: t-1\nlogsource: {{product: okta, service: okta}}\ndetection:\n{detection}\nlevel: high\n"
+        );
+        RuleSet::from_sources(&[("test.yml".into(), yaml)]).unwrap()
+    }
+
+    #[test]
+    fn lower_case_field_names_of_published_rules_resolve() {
+        let rules = one_rule(
+            "  selection:\n    eventtype: user.mfa.factor.deactivate\n    actor.alternateid|endswith: '@example.com'\n    securitycontext.isproxy: 'true'\n  condition: selection",
+        );
+        let event = json!({"eventType": "user.mfa.factor.deactivate",
+            "actor": {"alternateId": "dana@example.com"}, "securityContext": {"isProxy": true}});
+        assert_eq!(rules.matching(&event).len(), 1, "'true' matches JSON true");
+        let not_proxy = json!({"eventType": "user.mfa.factor.deactivate",
+            "actor": {"alternateId": "dana@example.com"}, "securityContext": {"isProxy": false}});
+        assert!(rules.matching(&not_proxy).is_empty());
+    }
+
+    #[test]
+    fn arrays_match_on_any_element_and_values_ignore_case() {
+        let rules = one_rule(
+            "  selection:\n    target.displayname: 'security key or biometric'\n  condition: selection",
+        );
+        let event = json!({"target": [{"displayName": "Alice"}, {"displayName": "Security Key or Biometric"}]});
+        assert_eq!(rules.matching(&event).len(), 1);
+    }
+
+    #[test]
+    fn null_matches_null_or_missing() {
+        let rules = one_rule("  selection:\n    client.useragent.rawuseragent: null\n  condition: selection");
+        assert_eq!(rules.matching(&json!({"client": {"userAgent": null}})).len(), 1);
+        assert_eq!(rules.matching(&json!({"client": {}})).len(), 1);
+        assert!(rules.matching(&json!({"client": {"userAgent": {"rawUserAgent": "x"}}})).is_empty());
     }
 
     #[test]

@@ -1,0 +1,126 @@
+//! Field names in rules resolve to Okta's JSON paths whatever their case.
+//!
+//! Okta's LogEvent is camelCase (`eventType`, `actor.alternateId`), but older published Sigma
+//! rules for Okta (SigmaHQ's among them) write the same fields in lower case (`eventtype`,
+//! `actor.alternateid`, `securitycontext.isproxy`). Rather than look fields up case-insensitively
+//! for every event, each rule's field names are rewritten once, at load: every all-lower-case path
+//! segment that names a LogEvent property is replaced by Okta's spelling. Rules keep working
+//! unchanged and evaluation stays an exact, fast lookup.
+
+use rsigma_parser::{Detection, DetectionItem, Modifier, SigmaRule, SigmaValue};
+
+/// Every LogEvent property name with a capital letter (from Okta's LogEvent schema, plus the
+/// `debugData` keys rules commonly use). Lower-case names need no mapping.
+const CAMEL_CASE_SEGMENTS: &[&str] = &[
+    "alternateId",
+    "asNumber",
+    "asOrg",
+    "authenticationContext",
+    "authenticationProvider",
+    "authenticationStep",
+    "botProtection",
+    "changeDetails",
+    "credentialProvider",
+    "credentialType",
+    "debugContext",
+    "debugData",
+    "detailEntry",
+    "detectionName",
+    "displayMessage",
+    "displayName",
+    "eventType",
+    "externalSessionId",
+    "geographicalContext",
+    "ipAddress",
+    "ipChain",
+    "ipDetails",
+    "isProxy",
+    "legacyEventType",
+    "logOnlySecurityData",
+    "postalCode",
+    "previousLevel",
+    "rawUserAgent",
+    "requestApiTokenId",
+    "requestId",
+    "requestUri",
+    "securityContext",
+    "threatSuspected",
+    "userAgent",
+    "userBehaviors",
+    "behaviors",
+    "dtHash",
+];
+
+/// `name` with every known all-lower-case segment in Okta's spelling.
+pub fn canonical_field(name: &str) -> String {
+    name.split('.')
+        .map(|segment| {
+            CAMEL_CASE_SEGMENTS
+                .iter()
+                .find(|known| known.to_ascii_lowercase() == segment)
+                .copied()
+                .unwrap_or(segment)
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Rewrites every field name of `rule` (and field references in `|fieldref` values).
+pub fn canonicalize_rule(rule: &mut SigmaRule) {
+    for detection in rule.detection.named.values_mut() {
+        canonicalize_detection(detection);
+    }
+}
+
+fn canonicalize_detection(detection: &mut Detection) {
+    match detection {
+        Detection::AllOf(items) => items.iter_mut().for_each(canonicalize_item),
+        Detection::AnyOf(parts) | Detection::And(parts) => {
+            parts.iter_mut().for_each(canonicalize_detection)
+        }
+        Detection::ArrayMatch { field, body, .. } => {
+            *field = canonical_field(field);
+            canonicalize_detection(body);
+        }
+        Detection::Conditional { named, .. } => named.values_mut().for_each(canonicalize_detection),
+        Detection::Keywords(_) => {}
+    }
+}
+
+fn canonicalize_item(item: &mut DetectionItem) {
+    if let Some(name) = &mut item.field.name {
+        *name = canonical_field(name);
+    }
+    if item.field.has_modifier(Modifier::FieldRef) {
+        for value in &mut item.values {
+            if let SigmaValue::String(text) = value
+                && let Some(plain) = text.as_plain()
+            {
+                *value =
+                    SigmaValue::String(rsigma_parser::SigmaString::new(&canonical_field(&plain)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_field;
+
+    #[test]
+    fn lower_case_paths_become_okta_paths() {
+        assert_eq!(canonical_field("eventtype"), "eventType");
+        assert_eq!(canonical_field("actor.alternateid"), "actor.alternateId");
+        assert_eq!(
+            canonical_field("securitycontext.isproxy"),
+            "securityContext.isProxy"
+        );
+        assert_eq!(
+            canonical_field("debugcontext.debugdata.requesturi"),
+            "debugContext.debugData.requestUri"
+        );
+        assert_eq!(canonical_field("eventType"), "eventType");
+        assert_eq!(canonical_field("outcome.result"), "outcome.result");
+        assert_eq!(canonical_field("someCustom.field"), "someCustom.field");
+    }
+}
