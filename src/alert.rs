@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::detect::context::MfaContext;
 use crate::okta::Origin;
 use crate::okta::event::{LogEvent, scalar_text};
 
@@ -31,6 +32,9 @@ pub struct Alert {
     pub id: String,
     /// The rule that matched.
     pub rule: RuleRef,
+    /// The alert's level: the rule's, raised when the context shows more risk (see `context`).
+    /// Sink filters and `{level}` use this one.
+    pub level: Level,
     /// The essentials of the event that matched.
     pub event: EventSummary,
     /// Who did it (`actor` of the LogEvent).
@@ -41,6 +45,9 @@ pub struct Alert {
     pub client: ClientInfo,
     /// Which Okta org and hook delivered the event.
     pub okta: OktaRef,
+    /// Who-did-what context, on alerts about `user.mfa.*` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<MfaContext>,
     /// When factorwatch stored the batch (RFC 3339, UTC).
     pub received_at: String,
     /// The LogEvent exactly as Okta sent it, unknown fields included.
@@ -206,6 +213,7 @@ impl Alert {
         Alert {
             id: alert_id(&rule.id, matched.key),
             rule: rule.clone(),
+            level: rule.level,
             event: EventSummary {
                 uuid: event.uuid(),
                 event_type: event.event_type(),
@@ -228,6 +236,7 @@ impl Alert {
                 user_agent: event.text("client.userAgent.rawUserAgent"),
                 geo: event.get("client.geographicalContext").map(geography),
             },
+            context: None,
             okta: OktaRef {
                 org: matched.origin.org.clone(),
                 hook_id: matched.origin.hook_id.clone(),
@@ -255,6 +264,7 @@ impl Alert {
             "displayMessage": "Test alert sent by `factorwatch sinks test`", "published": now});
         Alert {
             id: alert_id(&rule.id, &event_uuid),
+            level: rule.level,
             rule,
             event: EventSummary {
                 uuid: Some(event_uuid),
@@ -267,6 +277,7 @@ impl Alert {
             targets: Vec::new(),
             client: ClientInfo::default(),
             okta: OktaRef::default(),
+            context: None,
             received_at: now,
             raw_event: serde_json::value::to_raw_value(&raw).expect("JSON value serializes"),
         }

@@ -124,6 +124,7 @@ impl Application {
             spool: spool.clone(),
             sinks: config.effective_sinks().into(),
             dedup_window: config.rules.dedup_window,
+            privileged_users: config.rules.privileged_users.clone().into(),
             forwarders: forwarder_wakes.clone(),
         };
         workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Level, RuleRef};
+use crate::alert::{Alert, Level};
 use crate::secret::Secret;
 
 /// The whole configuration of one factorwatch process.
@@ -138,6 +138,9 @@ pub struct RulesConfig {
     pub builtin: bool,
     /// Extra Sigma rule files, or folders searched for `*.yml` / `*.yaml`.
     pub paths: Vec<PathBuf>,
+    /// Logins (`alternateId`) or Okta user ids of privileged users (admins, executives, break-glass
+    /// accounts): an MFA change on one of them raises the alert's level.
+    pub privileged_users: Vec<String>,
     /// How long an event uuid is remembered, so that Okta's redelivery of a batch raises no second alert.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
@@ -148,6 +151,7 @@ impl Default for RulesConfig {
         Self {
             builtin: true,
             paths: Vec::new(),
+            privileged_users: Vec::new(),
             dedup_window: Duration::from_secs(24 * 3600),
         }
     }
@@ -261,9 +265,10 @@ impl SinkConfig {
         }
     }
 
-    /// True when this sink wants alerts of `rule`.
-    pub fn accepts(&self, rule: &RuleRef) -> bool {
-        self.min_level.is_none_or(|min| rule.level >= min)
+    /// True when this sink wants `alert` (its level, after risk adjustment, and its rule).
+    pub fn accepts(&self, alert: &Alert) -> bool {
+        let rule = &alert.rule;
+        self.min_level.is_none_or(|min| alert.level >= min)
             && (self.rules.is_empty() || self.rules.contains(&rule.id))
             && (self.tags.is_empty() || rule.tags.iter().any(|tag| self.tags.contains(tag)))
     }
@@ -538,19 +543,14 @@ mod tests {
             "[[sinks]]\nname='pd'\ntype='file'\npath='x'\nmin_level='high'\ntags=['attack.t1556.006']\n",
         )
         .unwrap();
-        let mut rule = RuleRef {
-            id: "r".into(),
-            title: "t".into(),
-            level: Level::Medium,
-            author: None,
-            tags: vec!["attack.t1556.006".into()],
-            ..Default::default()
-        };
-        assert!(!config.sinks[0].accepts(&rule), "medium is below high");
-        rule.level = Level::Critical;
-        assert!(config.sinks[0].accepts(&rule));
-        rule.tags.clear();
-        assert!(!config.sinks[0].accepts(&rule), "tag filter");
+        let mut alert = Alert::test_alert();
+        alert.rule.tags = vec!["attack.t1556.006".into()];
+        alert.level = Level::Medium;
+        assert!(!config.sinks[0].accepts(&alert), "medium is below high");
+        alert.level = Level::Critical;
+        assert!(config.sinks[0].accepts(&alert));
+        alert.rule.tags.clear();
+        assert!(!config.sinks[0].accepts(&alert), "tag filter");
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! delivers at least once), runs the rules over the rest and commits, in one transaction, the
 //! removal of the batches, the new `seen` keys and one outbox row per alert and sink.
 
+pub mod context;
 pub mod fields;
 pub mod rules;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{Alert, Matched};
+use crate::alert::{Alert, Matched, alert_id};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::SinkConfig;
 use crate::okta::event::{dedup_key, single_line};
@@ -39,6 +40,8 @@ pub struct Detector {
     pub sinks: Arc<[SinkConfig]>,
     /// How long an event key is remembered.
     pub dedup_window: Duration,
+    /// Logins or ids of users whose MFA changes rank higher (`[rules] privileged_users`).
+    pub privileged_users: Arc<[String]>,
     /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
     /// forwarder that is busy right then, so no wake-up is lost.
     pub forwarders: Vec<Arc<Notify>>,
@@ -96,11 +99,21 @@ impl Detector {
             .collect();
         let now = now_ms();
         let seen = self.spool.already_seen(keys, now).await?;
-        let rules = self.rules.clone();
-        let sinks = self.sinks.clone();
+        let (rules, sinks, privileged) = (
+            self.rules.clone(),
+            self.sinks.clone(),
+            self.privileged_users.clone(),
+        );
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
         let detected = tokio::task::spawn_blocking(move || {
-            detect_batches(&rules, &sinks, parsed, &seen, now, seen_until_ms)
+            let pass = Pass {
+                rules: &rules,
+                sinks: &sinks,
+                privileged_users: &privileged,
+                now,
+                seen_until_ms,
+            };
+            detect_batches(&pass, parsed, &seen)
         })
         .await
         .map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
@@ -147,29 +160,50 @@ fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
     ParsedEvent { raw, value, key }
 }
 
-/// Runs the rules over every event not seen before and builds the outbox rows.
-fn detect_batches(
-    rules: &RuleSet,
-    sinks: &[SinkConfig],
-    parsed: Vec<ParsedBatch>,
-    seen: &HashSet<String>,
+/// What one detection pass needs besides the batches.
+struct Pass<'a> {
+    rules: &'a RuleSet,
+    sinks: &'a [SinkConfig],
+    privileged_users: &'a [String],
     now: u64,
     seen_until_ms: u64,
+}
+
+impl Pass<'_> {
+    /// The alert for `rule` matching an event, with MFA context and its risk level.
+    fn alert(&self, rule: &crate::alert::RuleRef, matched: &Matched<'_>) -> Alert {
+        let mut alert = Alert::build(rule, matched);
+        if let Some(mut context) = context::mfa_context(&matched.event, self.privileged_users) {
+            alert.level = context::risk_level(rule.level, &mut context);
+            alert.context = Some(context);
+        }
+        alert
+    }
+}
+
+/// Runs the rules over every event not seen before and builds the outbox rows.
+fn detect_batches(
+    pass: &Pass<'_>,
+    parsed: Vec<ParsedBatch>,
+    seen: &HashSet<String>,
 ) -> Vec<DetectedBatch> {
     // Keys new in this pass: a uuid repeated within or across these batches counts once.
     let mut fresh: HashSet<String> = HashSet::new();
     let mut detected = Vec::with_capacity(parsed.len());
-    for ParsedBatch {
-        batch,
-        envelope_meta,
-        events,
-    } in parsed
+    let mut alerts: Vec<(usize, Alert)> = Vec::new();
+    for (
+        index,
+        ParsedBatch {
+            batch,
+            envelope_meta,
+            events,
+        },
+    ) in parsed.into_iter().enumerate()
     {
         let origin = envelope_meta.origin();
         let delivery_id = envelope_meta.event_id.as_deref();
         let received_at = rfc3339(batch.received_at_ms);
         let mut seen_keys = Vec::new();
-        let mut outbox = Vec::new();
         for event in &events {
             if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
                 metrics::counter!("factorwatch_duplicate_events_total").increment(1);
@@ -184,21 +218,70 @@ fn detect_batches(
                 delivery_id,
                 received_at: &received_at,
             };
-            for rule in rules.matching(&event.value) {
-                let alert = Alert::build(rule, &matched);
-                log_alert(&alert);
-                outbox.extend(outbox_rows(&alert, sinks, now));
+            for rule in pass.rules.matching(&event.value) {
+                alerts.push((index, pass.alert(rule, &matched)));
             }
         }
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
         detected.push(DetectedBatch {
             batch,
             seen_keys,
-            seen_until_ms,
-            outbox,
+            seen_until_ms: pass.seen_until_ms,
+            outbox: Vec::new(),
         });
     }
+    for (index, alert) in group_factor_resets(alerts) {
+        log_alert(&alert);
+        detected[index]
+            .outbox
+            .extend(outbox_rows(&alert, pass.sinks, pass.now));
+    }
     detected
+}
+
+/// On Okta Identity Engine a "reset all factors" arrives as one `user.mfa.factor.deactivate` per
+/// factor, sharing a `transaction.id`. Alerts of one rule on such events become one alert listing
+/// every factor, with an id derived from the transaction. Okta sends them in one delivery; were
+/// they split across detection passes, each part would alert on its own.
+fn group_factor_resets(alerts: Vec<(usize, Alert)>) -> Vec<(usize, Alert)> {
+    let mut grouped: Vec<(usize, Alert)> = Vec::with_capacity(alerts.len());
+    let mut groups: HashMap<(String, String), usize> = HashMap::new();
+    for (batch, alert) in alerts {
+        let key = alert
+            .context
+            .as_ref()
+            .and_then(|c| c.transaction_id.clone())
+            .filter(|tx| tx != "unknown")
+            .filter(|_| alert.event.event_type.as_deref() == Some("user.mfa.factor.deactivate"))
+            .map(|tx| (alert.rule.id.clone(), tx));
+        match key.as_ref().and_then(|key| groups.get(key)) {
+            Some(&at) => merge_reset(&mut grouped[at].1, alert),
+            None => {
+                if let Some(key) = key {
+                    groups.insert(key, grouped.len());
+                }
+                grouped.push((batch, alert));
+            }
+        }
+    }
+    grouped
+}
+
+/// Folds `other` (same rule, same transaction) into `group`.
+fn merge_reset(group: &mut Alert, other: Alert) {
+    let (Some(context), Some(other_context)) = (group.context.as_mut(), other.context) else {
+        return;
+    };
+    if let Some(tx) = &context.transaction_id {
+        group.id = alert_id(&group.rule.id, &format!("transaction:{tx}"));
+    }
+    for factor in other_context.factors {
+        if !context.factors.contains(&factor) {
+            context.factors.push(factor);
+        }
+    }
+    context.event_uuids.extend(other_context.event_uuids);
+    group.level = group.level.max(other.level);
 }
 
 /// One outbox row for each sink whose filter accepts `alert`.
@@ -206,7 +289,7 @@ fn outbox_rows(alert: &Alert, sinks: &[SinkConfig], now: u64) -> Vec<(String, Ou
     let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
     sinks
         .iter()
-        .filter(|sink| sink.accepts(&alert.rule))
+        .filter(|sink| sink.accepts(alert))
         .map(|sink| {
             let record = OutboxRecord {
                 alert_id: alert.id.clone(),
@@ -225,7 +308,7 @@ fn log_alert(alert: &Alert) {
     metrics::counter!(
         "factorwatch_alerts_total",
         "rule_id" => alert.rule.id.clone(),
-        "level" => alert.rule.level.as_str()
+        "level" => alert.level.as_str()
     )
     .increment(1);
     let login = |p: Option<&crate::alert::Principal>| {
@@ -235,7 +318,7 @@ fn log_alert(alert: &Alert) {
     tracing::info!(
         alert_id = %alert.id,
         rule = %alert.rule.title,
-        alert_level = %alert.rule.level,
+        alert_level = %alert.level,
         event_uuid = alert.event.uuid.as_deref().unwrap_or("-"),
         actor = %login(alert.actor.as_ref()),
         target_user = %login(alert.targets.first()),

@@ -246,10 +246,21 @@ mod tests {
 
     #[test]
     fn null_matches_null_or_missing() {
-        let rules = one_rule("  selection:\n    client.useragent.rawuseragent: null\n  condition: selection");
-        assert_eq!(rules.matching(&json!({"client": {"userAgent": null}})).len(), 1);
+        let rules = one_rule(
+            "  selection:\n    client.useragent.rawuseragent: null\n  condition: selection",
+        );
+        assert_eq!(
+            rules
+                .matching(&json!({"client": {"userAgent": null}}))
+                .len(),
+            1
+        );
         assert_eq!(rules.matching(&json!({"client": {}})).len(), 1);
-        assert!(rules.matching(&json!({"client": {"userAgent": {"rawUserAgent": "x"}}})).is_empty());
+        assert!(
+            rules
+                .matching(&json!({"client": {"userAgent": {"rawUserAgent": "x"}}}))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn event(alert: &Alert, routing_key: &str) -> serde_json::Value {
         "payload": {
             "summary": alert.summary().chars().take(1024).collect::<String>(),
             "source": alert.okta.org.as_deref().unwrap_or("okta"),
-            "severity": severity(alert.rule.level),
+            "severity": severity(alert.level),
             "timestamp": alert.event.published,
             "component": "okta",
             "group": "identity",

@@ -38,14 +38,14 @@ impl SlackSink {
 
 /// The Slack message for an alert: a plain-text fallback and blocks.
 pub fn message(alert: &Alert) -> serde_json::Value {
-    let icon = match alert.rule.level {
+    let icon = match alert.level {
         Level::Critical | Level::High => ":rotating_light:",
         Level::Medium => ":warning:",
         Level::Low | Level::Informational => ":information_source:",
     };
     let headline = format!(
         "{icon} [{}] {}",
-        alert.rule.level.as_str().to_uppercase(),
+        alert.level.as_str().to_uppercase(),
         alert.rule.title
     );
     let details = format!(

@@ -86,7 +86,7 @@ impl NameTemplate {
     pub fn render_with(&self, alert: &Alert, clean: impl Fn(&str) -> String) -> String {
         self.0
             .replace("{rule_id}", &clean(&alert.rule.id))
-            .replace("{level}", &clean(alert.rule.level.as_str()))
+            .replace("{level}", &clean(alert.level.as_str()))
     }
 }
 
@@ -108,15 +108,9 @@ mod tests {
 
     #[test]
     fn renders_level_and_a_safe_rule_id() {
-        let alert: Alert = serde_json::from_value(serde_json::json!({
-            "id": "a", "rule": {"id": "My rule/1", "title": "t", "level": "high", "author": null, "tags": []},
-            "event": {"uuid": null, "eventType": null, "published": null, "displayMessage": null,
-                      "outcome": {"result": null, "reason": null}},
-            "actor": null, "targets": [], "client": {"ipAddress": null, "userAgent": null, "geo": null},
-            "okta": {"org": null, "hook_id": null, "delivery_id": null},
-            "received_at": "now", "raw_event": {}
-        }))
-        .unwrap();
+        let mut alert = Alert::test_alert();
+        alert.rule.id = "My rule/1".into();
+        alert.level = crate::alert::Level::High;
         let template = NameTemplate::new("factorwatch.{level}.{rule_id}");
         assert!(!template.is_static());
         assert_eq!(template.render(&alert), "factorwatch.high.My_rule_1");

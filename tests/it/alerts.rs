@@ -182,3 +182,60 @@ async fn a_pretty_printed_delivery_still_gives_one_alert_per_line() {
             .clone()
     );
 }
+
+#[tokio::test]
+async fn an_identity_engine_reset_all_becomes_one_alert_listing_the_factors() {
+    let app = spawn_app().await;
+    let users = samples::users();
+    let factors = ["OKTA_VERIFY_PUSH", "FIDO_WEBAUTHN", "SMS"];
+    let events: Vec<Value> = factors
+        .iter()
+        .map(|f| samples::mfa_factor_deactivate(&users[2], f, Initiator::Admin, "oie-tx-1"))
+        .collect();
+    let uuids: Vec<Value> = events.iter().map(|e| e["uuid"].clone()).collect();
+    assert_eq!(app.post(&envelope(events)).await.status(), 204);
+    app.wait_for_alerts(1).await;
+    app.wait_until_drained().await;
+    let alerts = crate::helpers::read_alert_lines(&app.alerts_path());
+    assert_eq!(alerts.len(), 1, "one alert for one transaction: {alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["context"]["factors"], json!(factors));
+    assert_eq!(alert["context"]["event_uuids"], json!(uuids));
+    assert_eq!(alert["context"]["initiated_by"], "admin");
+    assert_eq!(alert["level"], "high");
+    assert_eq!(
+        alert["id"],
+        factorwatch::alert::alert_id(DEACTIVATED_RULE, "transaction:oie-tx-1")
+    );
+}
+
+#[tokio::test]
+async fn okta_support_and_self_service_resets_are_told_apart() {
+    let app = spawn_app().await;
+    let users = samples::users();
+    let support = samples::mfa_factor_reset_all(&users[0], Initiator::OktaSupport);
+    let own = samples::mfa_factor_deactivate(&users[1], "SMS", Initiator::SelfService, "tx-own");
+    assert_eq!(
+        app.post(&envelope(vec![support.clone(), own.clone()]))
+            .await
+            .status(),
+        204
+    );
+    let alerts = app.wait_for_alerts(2).await;
+    let by_uuid = |event: &Value| {
+        alerts
+            .iter()
+            .find(|a| a["event"]["uuid"] == event["uuid"])
+            .unwrap()
+            .clone()
+    };
+    let support_alert = by_uuid(&support);
+    assert_eq!(support_alert["context"]["initiated_by"], "okta_support");
+    assert_eq!(support_alert["level"], "high");
+    assert_eq!(support_alert["rule"]["level"], "medium");
+    let own_alert = by_uuid(&own);
+    assert_eq!(own_alert["context"]["initiated_by"], "self");
+    assert_eq!(own_alert["context"]["factors"], json!(["SMS"]));
+    assert_eq!(own_alert["level"], "medium");
+    assert!(own_alert["context"]["ip_chain"].as_array().is_some());
+}

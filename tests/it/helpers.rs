@@ -216,7 +216,7 @@ pub fn batch_with_mfa(size: usize, mfa: usize) -> (Value, Vec<String>) {
             &users[i % 3],
             "OKTA_VERIFY_PUSH",
             Initiator::Admin,
-            &format!("tx-{i}"),
+            &uuid::Uuid::new_v4().to_string(),
         );
         uuids.push(event["uuid"].as_str().unwrap().to_owned());
         // Spread MFA events through the batch: every event must be evaluated, not only the first.

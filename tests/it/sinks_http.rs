@@ -2,6 +2,7 @@
 //! Standard Webhooks reference library), Slack message, PagerDuty event, retries and refusals.
 
 use factorwatch::config::{SinkConfig, SinkKind};
+use factorwatch::okta::samples::{self, Initiator};
 use factorwatch::secret::Secret;
 use factorwatch::sinks::{pagerduty::PagerDutyConfig, slack::SlackConfig, webhook::WebhookConfig};
 use serde_json::Value;
@@ -85,8 +86,9 @@ async fn slack_gets_a_readable_message() {
     let (_, body) = receiver.wait_for(1).await.remove(0);
     let message: Value = serde_json::from_slice(&body).unwrap();
     let text = message["text"].as_str().unwrap();
+    let level = alert["level"].as_str().unwrap().to_uppercase();
     for expected in [
-        "MEDIUM",
+        level.as_str(),
         alert["rule"]["title"].as_str().unwrap(),
         alert["actor"]["alternateId"].as_str().unwrap(),
         alert["targets"][0]["alternateId"].as_str().unwrap(),
@@ -116,23 +118,32 @@ async fn pagerduty_events_dedup_on_the_alert_id_and_filters_apply() {
     let mut high_only = pagerduty("pd-high");
     high_only.min_level = Some(factorwatch::alert::Level::High);
     let app = app_with(vec![pagerduty("pd"), high_only]).await;
-    let (batch, _) = batch_with_mfa(4, 2);
+    // A user resetting their own factor stays medium; an admin resetting someone's ranks high.
+    let users = samples::users();
+    let own = samples::mfa_factor_deactivate(&users[0], "SMS", Initiator::SelfService, "tx-a");
+    let by_admin = samples::mfa_factor_deactivate(&users[1], "SMS", Initiator::Admin, "tx-b");
+    let batch = crate::helpers::envelope(vec![own, by_admin]);
     assert_eq!(app.post(&batch).await.status(), 204);
     let alerts = app.wait_for_alerts(2).await;
-    let requests = receiver.wait_for(2).await;
+    let requests = receiver.wait_for(3).await;
     app.wait_until_drained().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         receiver.requests.lock().unwrap().len(),
-        2,
-        "the high-only sink got the medium alerts"
+        3,
+        "both alerts to pd, only the high one to pd-high"
     );
     for (_, body) in requests {
         let event: Value = serde_json::from_slice(&body).unwrap();
         let alert = by_id(&alerts, event["dedup_key"].as_str().unwrap());
         assert_eq!(event["routing_key"], "R0UT1NGKEY");
         assert_eq!(event["event_action"], "trigger");
-        assert_eq!(event["payload"]["severity"], "warning");
+        let severity = match alert["level"].as_str().unwrap() {
+            "medium" => "warning",
+            "high" => "error",
+            other => panic!("unexpected level {other}"),
+        };
+        assert_eq!(event["payload"]["severity"], severity);
         assert_eq!(event["payload"]["source"], "acme.okta.com");
         assert_eq!(event["payload"]["custom_details"], alert);
     }
