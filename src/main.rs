@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Validate and try out Sigma rules offline.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Check the configured sinks.
     Sinks {
         #[command(subcommand)]
@@ -65,6 +70,27 @@ enum Command {
     },
     /// Exit 0 if the receiver at the configured address answers /healthz (for container health checks).
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files or folders and print what each rule matches on.
+    Check {
+        /// Rule files, or folders of *.yml / *.yaml.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run rules over exported events and print the alerts as JSON lines, with a summary per rule.
+    Test {
+        /// Rule files or folders (repeat for several).
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+        /// Also run the built-in rules.
+        #[arg(long)]
+        builtin: bool,
+        /// A System Log export (JSON array), JSON lines, or event-hook envelopes.
+        events: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,6 +152,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { keep } => factorwatch::demo::run(keep).await,
         Command::Healthcheck => healthcheck(config_path).await,
+        Command::Rules {
+            command: RulesCommand::Check { paths },
+        } => factorwatch::detect::offline::check(paths),
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    rules,
+                    builtin,
+                    events,
+                },
+        } => {
+            anyhow::ensure!(
+                builtin || !rules.is_empty(),
+                "name rule files with --rules, or use --builtin"
+            );
+            factorwatch::detect::offline::test(rules, builtin, events)
+        }
         Command::Sinks {
             command: SinksCommand::Test { sink },
         } => {

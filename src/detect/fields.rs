@@ -67,37 +67,55 @@ pub fn canonical_field(name: &str) -> String {
 
 /// Rewrites every field name of `rule` (and field references in `|fieldref` values).
 pub fn canonicalize_rule(rule: &mut SigmaRule) {
+    visit_field_names(rule, &mut |name| *name = canonical_field(name));
+}
+
+/// The distinct field names `rule` tests, in first-use order (for `rules check`).
+pub fn field_names(rule: &SigmaRule) -> Vec<String> {
+    let mut names = Vec::new();
+    visit_field_names(&mut rule.clone(), &mut |name| {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    });
+    names
+}
+
+/// Calls `visit` on every field name in `rule`'s detections, including `|fieldref` values.
+fn visit_field_names(rule: &mut SigmaRule, visit: &mut impl FnMut(&mut String)) {
     for detection in rule.detection.named.values_mut() {
-        canonicalize_detection(detection);
+        visit_detection(detection, visit);
     }
 }
 
-fn canonicalize_detection(detection: &mut Detection) {
+fn visit_detection(detection: &mut Detection, visit: &mut impl FnMut(&mut String)) {
     match detection {
-        Detection::AllOf(items) => items.iter_mut().for_each(canonicalize_item),
-        Detection::AnyOf(parts) | Detection::And(parts) => {
-            parts.iter_mut().for_each(canonicalize_detection)
-        }
+        Detection::AllOf(items) => items.iter_mut().for_each(|item| visit_item(item, visit)),
+        Detection::AnyOf(parts) | Detection::And(parts) => parts
+            .iter_mut()
+            .for_each(|part| visit_detection(part, visit)),
         Detection::ArrayMatch { field, body, .. } => {
-            *field = canonical_field(field);
-            canonicalize_detection(body);
+            visit(field);
+            visit_detection(body, visit);
         }
-        Detection::Conditional { named, .. } => named.values_mut().for_each(canonicalize_detection),
+        Detection::Conditional { named, .. } => named
+            .values_mut()
+            .for_each(|part| visit_detection(part, visit)),
         Detection::Keywords(_) => {}
     }
 }
 
-fn canonicalize_item(item: &mut DetectionItem) {
+fn visit_item(item: &mut DetectionItem, visit: &mut impl FnMut(&mut String)) {
     if let Some(name) = &mut item.field.name {
-        *name = canonical_field(name);
+        visit(name);
     }
     if item.field.has_modifier(Modifier::FieldRef) {
         for value in &mut item.values {
             if let SigmaValue::String(text) = value
-                && let Some(plain) = text.as_plain()
+                && let Some(mut plain) = text.as_plain()
             {
-                *value =
-                    SigmaValue::String(rsigma_parser::SigmaString::new(&canonical_field(&plain)));
+                visit(&mut plain);
+                *value = SigmaValue::String(rsigma_parser::SigmaString::new(&plain));
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod fields;
+pub mod offline;
 pub mod rules;
 
 use std::collections::{HashMap, HashSet};

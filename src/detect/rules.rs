@@ -33,6 +33,18 @@ pub struct RuleSet {
     engine: Engine,
     rules: HashMap<String, RuleRef>,
     origins: Vec<String>,
+    described: Vec<RuleDescription>,
+}
+
+/// What `rules check` shows of one loaded rule.
+#[derive(Debug, Clone)]
+pub struct RuleDescription {
+    /// The rule as alerts name it.
+    pub rule: RuleRef,
+    /// The file it came from.
+    pub origin: String,
+    /// The Okta fields it tests (after lower-case names were resolved).
+    pub fields: Vec<String>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -69,6 +81,7 @@ impl RuleSet {
     pub fn from_sources(sources: &[(String, String)]) -> anyhow::Result<Self> {
         let mut engine = Engine::new();
         let mut rules: HashMap<String, RuleRef> = HashMap::new();
+        let mut described = Vec::new();
         for (origin, yaml) in sources {
             let collection = rsigma_parser::parse_sigma_yaml(yaml)
                 .with_context(|| format!("rule file {origin}: cannot parse"))?;
@@ -89,6 +102,11 @@ impl RuleSet {
                 engine
                     .add_rule(rule)
                     .with_context(|| format!("rule file {origin}: rule {:?}", rule.title))?;
+                described.push(RuleDescription {
+                    rule: reference.clone(),
+                    origin: origin.clone(),
+                    fields: fields::field_names(rule),
+                });
                 rules.insert(reference.id.clone(), reference);
             }
         }
@@ -101,6 +119,7 @@ impl RuleSet {
             engine,
             rules,
             origins: sources.iter().map(|(origin, _)| origin.clone()).collect(),
+            described,
         })
     }
 
@@ -112,6 +131,11 @@ impl RuleSet {
     /// True when no rule is loaded (never the case for a set built by [`RuleSet::load`]).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Every rule in load order, with its file and the fields it tests.
+    pub fn describe(&self) -> &[RuleDescription] {
+        &self.described
     }
 
     /// Every rule, in no particular order.

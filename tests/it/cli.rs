@@ -154,3 +154,71 @@ async fn simulate_sends_events_from_a_file() {
     let message = stderr(&output);
     assert!(message.contains("line 2: not JSON"), "{message}");
 }
+
+#[test]
+fn rules_check_lists_rules_and_rejects_a_broken_one_with_its_file() {
+    let rules_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let output = factorwatch(&["rules", "check", rules_dir], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("Okta MFA Factor Deactivated [medium]"),
+        "{printed}"
+    );
+    assert!(printed.contains("fields:  eventType"), "{printed}");
+
+    let dir = TempDir::new().unwrap();
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(
+        &broken,
+        "title: Broken\nlogsource: {product: okta}\ndetection:\n  sel:\n    eventtype|nosuchmodifier: x\n  condition: sel\n",
+    )
+    .unwrap();
+    let output = factorwatch(&["rules", "check", dir.path().to_str().unwrap()], &[]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("broken.yml"), "{message}");
+    assert!(message.contains("nosuchmodifier"), "{message}");
+}
+
+#[test]
+fn rules_test_runs_rules_over_an_export_and_summarises() {
+    let dir = TempDir::new().unwrap();
+    let rule = dir.path().join("admin_reset.yml");
+    std::fs::write(
+        &rule,
+        "title: Admin resets MFA\nid: admin-reset\nlogsource: {product: okta, service: okta}\n\
+         detection:\n  selection:\n    eventtype: user.mfa.factor.reset_all\n    actor.alternateid|endswith: '@example.com'\n  condition: selection\nlevel: high\n",
+    )
+    .unwrap();
+    let users = factorwatch::okta::samples::users();
+    let admin_reset = factorwatch::okta::samples::mfa_factor_reset_all(
+        &users[0],
+        factorwatch::okta::samples::Initiator::Admin,
+    );
+    let session = factorwatch::okta::samples::session_start(&users[0], "198.51.100.2");
+    // The System Log API's shape: a JSON array; the same event twice is de-duplicated.
+    let export = dir.path().join("export.json");
+    let events = serde_json::json!([admin_reset, session, admin_reset]);
+    std::fs::write(&export, events.to_string()).unwrap();
+    let output = factorwatch(
+        &[
+            "rules",
+            "test",
+            "--rules",
+            rule.to_str().unwrap(),
+            export.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["rule"]["id"], "admin-reset");
+    assert_eq!(lines[0]["event"]["uuid"], admin_reset["uuid"]);
+    let summary = stderr(&output);
+    assert!(summary.contains("3 events, 1 alerts"), "{summary}");
+}
