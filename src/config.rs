@@ -219,6 +219,21 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// Append each alert as one JSON line to a local file.
     File(crate::sinks::file::FileConfig),
+    /// Publish to a RabbitMQ (AMQP 0-9-1) exchange with publisher confirms.
+    Amqp(crate::sinks::amqp::AmqpConfig),
+    /// Publish to an MQTT broker with QoS 1.
+    Mqtt(crate::sinks::mqtt::MqttConfig),
+}
+
+impl SinkKind {
+    /// Checks the kind's own keys beyond what their types check.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match self {
+            SinkKind::File(_) => Ok(()),
+            SinkKind::Amqp(amqp) => amqp.validate(),
+            SinkKind::Mqtt(mqtt) => mqtt.validate(),
+        }
+    }
 }
 
 impl SinkConfig {
@@ -355,6 +370,9 @@ impl Config {
                     sink.name()
                 );
             }
+            sink.kind
+                .validate()
+                .with_context(|| format!("sinks: {:?}", sink.name()))?;
         }
         Ok(())
     }

@@ -2,8 +2,10 @@
 //! whether the destination acknowledged it; retries, backoff, dead-lettering and the outbox are the
 //! shared delivery loop's job ([`crate::forward`]).
 
+pub mod amqp;
 pub mod file;
 pub mod lazy;
+pub mod mqtt;
 pub mod template;
 
 use std::future::Future;
@@ -13,7 +15,9 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::config::{SinkConfig, SinkKind};
 
+pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub use mqtt::MqttSink;
 
 /// One alert handed to a sink.
 #[derive(Debug, Clone, Copy)]
@@ -53,5 +57,7 @@ pub trait Sink: Send + Sync {
 pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
+        SinkKind::Amqp(amqp) => Arc::new(AmqpSink::new(&config.name, amqp)?),
+        SinkKind::Mqtt(mqtt) => Arc::new(MqttSink::new(&config.name, mqtt)?),
     })
 }
