@@ -499,6 +499,42 @@ mod tests {
     }
 
     #[test]
+    fn broker_sinks_parse_validate_and_redact() {
+        let config = Config::from_toml(
+            r#"
+            [[sinks]]
+            name = "rabbitmq"
+            type = "amqp"
+            username = "fw"
+            password = "amqp-pa55"
+            exchange = "amq.topic"
+            routing_key = "factorwatch.{level}"
+            [[sinks]]
+            name = "mosquitto"
+            type = "mqtt"
+            topic = "factorwatch/{rule_id}"
+            username = "fw"
+            password = "mqtt-pa55"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let text = config.to_redacted_toml().unwrap();
+        assert!(!text.contains("pa55"), "{text}");
+        let err = Config::from_toml(
+            "[[sinks]]\nname='r'\ntype='amqp'\nurl='amqp://u:pw@h/%2f'\nrouting_key='k'\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("\"r\""), "{err:#}");
+        assert!(!format!("{err:#}").contains("pw@"), "{err:#}");
+        let err =
+            Config::from_toml("[[sinks]]\nname='m'\ntype='mqtt'\ntopic='t'\nqos=2\n").unwrap_err();
+        assert!(err.to_string().contains("qos"), "{err}");
+    }
+
+    #[test]
     fn duplicate_sink_names_are_rejected() {
         let config = Config::from_toml(
             "[[sinks]]\nname='a'\ntype='file'\npath='x'\n[[sinks]]\nname='a'\ntype='file'\npath='y'\n",

@@ -299,6 +299,45 @@ async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_missing_exchange_is_retried_until_it_exists() {
+    let mut queue = AmqpQueue::declare().await;
+    let name = "amqp-missing-exchange";
+    let exchange = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
+    let data_dir = TempDir::new().unwrap();
+    let amqp = amqp_sink(name, RABBITMQ, &exchange, "alerts", Some(&queue.name));
+    let app = spawn_app_with(config_with(data_dir.path(), amqp), data_dir).await;
+    let (batch, uuids) = batch_with_mfa(5, 2);
+    assert!(app.post(&batch).await.status().is_success());
+    let alerts = app.wait_for_alerts(uuids.len()).await;
+    // RabbitMQ closes the channel (404 NOT_FOUND): a failure worth retrying, not a dead letter.
+    assert_waiting_in_outbox(&app, name).await;
+
+    queue
+        .channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            lapin::options::ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let received = queue.receive(uuids.len()).await;
+    assert_same_alerts(&alerts, &received);
+    app.wait_until_drained().await;
+    app.stop().await;
+    queue
+        .channel
+        .exchange_delete(
+            exchange.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    queue.delete().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // MQTT
 
