@@ -139,6 +139,17 @@ pub struct Principal {
     pub display_name: Option<String>,
 }
 
+impl Principal {
+    /// The login, else the display name, else the id.
+    pub fn label(&self) -> &str {
+        self.alternate_id
+            .as_deref()
+            .or(self.display_name.as_deref())
+            .or(self.id.as_deref())
+            .unwrap_or("unknown")
+    }
+}
+
 /// `client` of a LogEvent, flattened to what a responder needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClientInfo {
@@ -216,6 +227,73 @@ impl Alert {
             received_at: matched.received_at.to_owned(),
             raw_event: matched.raw.to_owned(),
         }
+    }
+
+    /// A clearly marked test alert (`factorwatch sinks test`), with a fresh id each time so
+    /// de-duplicating destinations still show it.
+    pub fn test_alert() -> Self {
+        let rule = RuleRef {
+            id: "factorwatch-sinks-test".into(),
+            title: "factorwatch sinks test: not a real alert, ignore".into(),
+            level: Level::Informational,
+            author: Some("factorwatch".into()),
+            tags: vec!["factorwatch.test".into()],
+        };
+        let event_uuid = Uuid::new_v4().to_string();
+        let now = crate::clock::rfc3339(crate::clock::now_ms());
+        let raw = serde_json::json!({"uuid": event_uuid, "eventType": "factorwatch.sinks.test",
+            "displayMessage": "Test alert sent by `factorwatch sinks test`", "published": now});
+        Alert {
+            id: alert_id(&rule.id, &event_uuid),
+            rule,
+            event: EventSummary {
+                uuid: Some(event_uuid),
+                event_type: Some("factorwatch.sinks.test".into()),
+                published: Some(now.clone()),
+                display_message: Some("Test alert sent by `factorwatch sinks test`".into()),
+                outcome: Outcome::default(),
+            },
+            actor: None,
+            targets: Vec::new(),
+            client: ClientInfo::default(),
+            okta: OktaRef::default(),
+            received_at: now,
+            raw_event: serde_json::value::to_raw_value(&raw).expect("JSON value serializes"),
+        }
+    }
+
+    /// One sentence a person reads first: who did what to whom, from where. Used by the chat and
+    /// paging sinks and the demo.
+    pub fn summary(&self) -> String {
+        let what = self
+            .event
+            .outcome
+            .reason
+            .as_deref()
+            .or(self.event.display_message.as_deref())
+            .or(self.event.event_type.as_deref())
+            .unwrap_or("matched");
+        let mut text = format!(
+            "{}: {} -> {}: {what}",
+            self.rule.title,
+            self.actor
+                .as_ref()
+                .map_or("unknown actor", Principal::label),
+            self.targets
+                .first()
+                .map_or("unknown user", Principal::label),
+        );
+        if let Some(ip) = &self.client.ip_address {
+            text.push_str(&format!(" from {ip}"));
+            let place: Vec<&str> = ["city", "country"]
+                .iter()
+                .filter_map(|key| self.client.geo.as_ref()?.get(*key)?.as_str())
+                .collect();
+            if !place.is_empty() {
+                text.push_str(&format!(" ({})", place.join(", ")));
+            }
+        }
+        text
     }
 
     /// The alert as one line of JSON.

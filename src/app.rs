@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::detect::{Detector, RuleSet};
-use crate::forward::{Forwarder, RetryPolicy};
+use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::{AppState, router};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
@@ -30,6 +30,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 pub struct Application {
     config: Config,
     listener: TcpListener,
+    admin_listener: Option<TcpListener>,
     spool: Arc<Spool>,
     rules: Arc<RuleSet>,
     sinks: Vec<Arc<dyn Sink>>,
@@ -55,6 +56,16 @@ impl Application {
             .with_context(|| {
                 format!("cannot listen on {} (server.listen)", config.server.listen)
             })?;
+        let admin_listener = match config.server.admin_enabled {
+            true => Some(TcpListener::bind(config.server.admin_listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {} (server.admin_listen; another factorwatch on this host? \
+                     give each its own admin port, or set server.admin_enabled = false)",
+                    config.server.admin_listen
+                )
+            })?),
+            false => None,
+        };
         tracing::info!(
             listen = %listener.local_addr()?,
             hook_path = %config.server.hook_path,
@@ -64,9 +75,11 @@ impl Application {
             backlog_batches = spool.backlog().batches,
             "factorwatch ready"
         );
+        warn_about_stranded_alerts(&spool, &config);
         Ok(Self {
             config,
             listener,
+            admin_listener,
             spool,
             rules,
             sinks,
@@ -80,6 +93,13 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The admin API's address, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Runs until `shutdown` resolves, then stops gracefully.
     pub async fn run_until(
         self,
@@ -88,6 +108,7 @@ impl Application {
         let Application {
             config,
             listener,
+            admin_listener,
             spool,
             rules,
             sinks,
@@ -106,11 +127,18 @@ impl Application {
             forwarders: forwarder_wakes.clone(),
         };
         workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
+        let admin_sinks: Vec<(String, Arc<Notify>)> = sinks
+            .iter()
+            .map(|s| s.name().to_owned())
+            .zip(forwarder_wakes.iter().cloned())
+            .collect();
+        let health = SinkHealth::default();
         for (sink, wake) in sinks.into_iter().zip(forwarder_wakes) {
             let forwarder = Forwarder {
                 sink,
                 spool: spool.clone(),
                 policy: RetryPolicy(config.delivery.clone()),
+                health: health.clone(),
             };
             workers.spawn(forwarder.run(wake, stop_workers.clone()));
         }
@@ -122,9 +150,11 @@ impl Application {
             secrets: Arc::new(SecretSet::new(&config.okta.secrets)),
             auth_header: config.okta.auth_header.parse()?,
             max_body_bytes: config.server.max_body_bytes,
+            request_timeout: config.server.request_timeout,
             detector: detector_wake,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: shutting_down.clone(),
+            sink_health: health,
         };
         let app = router(
             state,
@@ -134,15 +164,40 @@ impl Application {
         .into_make_service_with_connect_info::<SocketAddr>();
 
         let http_done = CancellationToken::new();
+        let drain_delay = config.server.shutdown_drain_delay;
         let signal = {
             let http_done = http_done.clone();
             async move {
                 shutdown.await;
                 shutting_down.store(true, Ordering::Relaxed);
-                tracing::info!("shutting down: finishing requests in flight");
+                if !drain_delay.is_zero() {
+                    tracing::info!(delay = ?drain_delay, "shutting down: /readyz answers 503, still serving while the load balancer drains");
+                    tokio::time::sleep(drain_delay).await;
+                }
+                tracing::info!("shutting down: listener closed, finishing requests in flight");
                 http_done.cancel();
             }
         };
+        if let Some(admin_listener) = admin_listener {
+            let admin = crate::admin::router(crate::admin::AdminState {
+                spool: spool.clone(),
+                token: config
+                    .server
+                    .admin_token
+                    .as_ref()
+                    .map(|token| Arc::new(SecretSet::new([token]))),
+                sinks: admin_sinks,
+            });
+            let stop = http_done.clone().cancelled_owned();
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(admin_listener, admin)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %err, "admin API failed");
+                }
+            });
+        }
         let server = axum::serve(listener, app).with_graceful_shutdown(signal);
         let grace = config.server.shutdown_grace;
         tokio::select! {
@@ -157,6 +212,25 @@ impl Application {
         drop(spool);
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+}
+
+/// Alerts queued for a sink that is no longer configured would wait forever: say so at start.
+fn warn_about_stranded_alerts(spool: &Spool, config: &Config) {
+    let configured: Vec<String> = config
+        .effective_sinks()
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    for (sink, counts) in spool.backlog().sinks {
+        if counts.pending > 0 && !configured.contains(&sink) {
+            tracing::warn!(
+                sink = %sink,
+                pending = counts.pending,
+                "alerts wait in the outbox of a sink that is no longer configured; add the sink \
+                 back under its old name to deliver them"
+            );
+        }
     }
 }
 

@@ -46,11 +46,24 @@ pub struct ServerConfig {
     pub hook_path: String,
     /// Largest request body accepted on the hook; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// A request that takes longer than this (slow client, stalled disk) is answered 408 or 503.
-    /// Okta itself gives up after 3 s.
+    /// A delivery that takes longer than this to read and store (slow client, stalled disk) is
+    /// answered 503 and logged. Okta itself gives up after 3 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Serve the admin API (dead-letter management for `factorwatch dlq`) on `admin_listen`.
+    pub admin_enabled: bool,
+    /// Address of the admin API. Keep it on loopback (reach it with `docker exec` or `kubectl
+    /// exec`); any other address requires `admin_token`. Env: `FACTORWATCH_ADMIN_LISTEN`.
+    pub admin_listen: SocketAddr,
+    /// Bearer token the admin API requires, if set. Required when `admin_listen` is not loopback.
+    pub admin_token: Option<Secret>,
+    /// On SIGTERM, how long to keep serving after `/readyz` turned 503, so a load balancer stops
+    /// routing here before the listener closes. Set it above the balancer's health-check interval
+    /// (for example 5s on Kubernetes).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_drain_delay: Duration,
     /// On SIGTERM, how long requests in flight may take to finish before the process exits anyway.
+    /// Keep drain delay plus grace under the orchestrator's stop timeout (Docker: 10 s).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -62,7 +75,11 @@ impl Default for ServerConfig {
             hook_path: "/okta/events".into(),
             max_body_bytes: 5 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(20),
+            admin_enabled: true,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_token: None,
+            shutdown_drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(8),
         }
     }
 }
@@ -223,15 +240,24 @@ pub enum SinkKind {
     Amqp(crate::sinks::amqp::AmqpConfig),
     /// Publish to an MQTT broker with QoS 1.
     Mqtt(crate::sinks::mqtt::MqttConfig),
+    /// POST each alert, signed the Standard Webhooks way, to an HTTPS endpoint.
+    Webhook(crate::sinks::webhook::WebhookConfig),
+    /// Post a readable message to a Slack incoming webhook.
+    Slack(crate::sinks::slack::SlackConfig),
+    /// Trigger a PagerDuty incident (Events API v2).
+    PagerDuty(crate::sinks::pagerduty::PagerDutyConfig),
 }
 
 impl SinkKind {
     /// Checks the kind's own keys beyond what their types check.
     pub fn validate(&self) -> anyhow::Result<()> {
         match self {
-            SinkKind::File(_) => Ok(()),
             SinkKind::Amqp(amqp) => amqp.validate(),
             SinkKind::Mqtt(mqtt) => mqtt.validate(),
+            SinkKind::File(_)
+            | SinkKind::Webhook(_)
+            | SinkKind::Slack(_)
+            | SinkKind::PagerDuty(_) => Ok(()),
         }
     }
 }
@@ -286,17 +312,35 @@ impl Config {
         Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. The error names the key and the line, but never quotes the line: it may
+    /// hold a secret.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|err| {
+            let position = err.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" (line {line}, column {column})")
+            });
+            anyhow::anyhow!(
+                "{}{}",
+                err.message().trim_end(),
+                position.unwrap_or_default()
+            )
+        })
     }
 
-    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
+    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
     /// `FACTORWATCH_OKTA_SECRETS_FILE` and `FACTORWATCH_LOG_FORMAT`.
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
         if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
             self.server.listen = listen.parse().with_context(|| {
                 format!("FACTORWATCH_LISTEN={listen:?} is not an address like 0.0.0.0:8080")
+            })?;
+        }
+        if let Some(admin) = env_var("FACTORWATCH_ADMIN_LISTEN") {
+            self.server.admin_listen = admin.parse().with_context(|| {
+                format!("FACTORWATCH_ADMIN_LISTEN={admin:?} is not an address like 127.0.0.1:8081")
             })?;
         }
         if let Some(dir) = env_var("FACTORWATCH_DATA_DIR") {
@@ -342,6 +386,15 @@ impl Config {
         if ["/healthz", "/readyz", "/metrics"].contains(&hook.as_str()) {
             bail!("server.hook_path = {hook:?}: collides with a built-in endpoint");
         }
+        if self.server.admin_enabled
+            && !self.server.admin_listen.ip().is_loopback()
+            && self.server.admin_token.is_none()
+        {
+            bail!(
+                "server.admin_listen = {}: the admin API off loopback needs server.admin_token",
+                self.server.admin_listen
+            );
+        }
         if self.server.max_body_bytes == 0 {
             bail!("server.max_body_bytes must be greater than 0");
         }
@@ -361,6 +414,18 @@ impl Config {
         }
         if self.delivery.max_attempts == 0 {
             bail!("delivery.max_attempts must be at least 1");
+        }
+        if self.delivery.initial_backoff > self.delivery.max_backoff {
+            bail!("delivery.initial_backoff must not exceed delivery.max_backoff");
+        }
+        if self.storage.max_backlog_bytes == 0 {
+            bail!("storage.max_backlog_bytes must be greater than 0");
+        }
+        if self.server.request_timeout.is_zero() {
+            bail!("server.request_timeout must be greater than 0");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bail!("log.level = {:?}: {err}", self.log.level);
         }
         let mut names = std::collections::HashSet::new();
         for sink in &self.sinks {
@@ -454,6 +519,16 @@ mod tests {
         assert!(err.to_string().contains("lisen"), "{err}");
         let err = Config::from_toml("[[sinks]]\nname='x'\ntype='carrier-pigeon'\n").unwrap_err();
         assert!(err.to_string().contains("carrier-pigeon"), "{err}");
+        let err = Config::from_toml("[server]\nlisten = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_offending_line() {
+        let err = Config::from_toml("[okta]\nsecret = [\"hunter2-value\"]\n").unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("secret"), "{message}");
+        assert!(!message.contains("hunter2-value"), "{message}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
     config.storage.data_dir = data_dir.clone();
     config.okta.secrets = vec![Secret::new(secret.as_str())];
     config.log.level = "warn".into();
+    config.server.admin_enabled = false;
     telemetry::init_logging(&config.log);
 
     let app = Application::build(config.clone()).await?;
@@ -110,25 +111,12 @@ async fn play(
     Ok(())
 }
 
-/// One line a person can read: level, rule, who did what to whom, from where.
+/// One line a person can read: level, summary, alert id.
 pub fn describe(alert: &Alert) -> String {
-    let who = |p: Option<&crate::alert::Principal>| {
-        p.and_then(|p| p.alternate_id.clone().or(p.display_name.clone()))
-            .unwrap_or_else(|| "unknown".into())
-    };
     format!(
-        "[{}] {}: {} -> {} ({}) from {} [alert {}]",
+        "[{}] {} [alert {}]",
         alert.rule.level,
-        alert.rule.title,
-        who(alert.actor.as_ref()),
-        who(alert.targets.first()),
-        alert
-            .event
-            .outcome
-            .reason
-            .as_deref()
-            .unwrap_or(alert.event.display_message.as_deref().unwrap_or("")),
-        alert.client.ip_address.as_deref().unwrap_or("no IP"),
+        alert.summary(),
         alert.id
     )
 }

@@ -1,6 +1,7 @@
-//! The delivery loop every sink shares: read due alerts from the sink's outbox, publish them in
-//! order, remove what was acknowledged, reschedule failures with exponential backoff and jitter, and
-//! move to the dead-letter table what ran out of attempts or age, or was refused outright.
+//! The delivery loop every sink shares: read due alerts from the sink's outbox, publish them
+//! oldest first (an alert waiting for its backoff can be overtaken by later ones), remove what
+//! was acknowledged, reschedule failures with exponential backoff and jitter, and move to the
+//! dead-letter table what ran out of attempts or age, or was refused outright.
 //!
 //! Each sink has its own loop and its own outbox, so one destination being down never delays another.
 //! Delivery is at least once: a crash between the publish and the outbox removal publishes again
@@ -25,6 +26,46 @@ const ENTRIES_PER_PASS: usize = 64;
 const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// A failing sink is reported at warn level at most this often; retries in between log at debug.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// What each forwarder last saw of its destination, for `/readyz` and the logs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SinkStatus {
+    /// True from a failed attempt until the next successful one.
+    pub failing: bool,
+    /// The last error, kept after recovery for the record.
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
+}
+
+/// The status of every sink, shared by the forwarders and the HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct SinkHealth(Arc<std::sync::Mutex<std::collections::BTreeMap<String, SinkStatus>>>);
+
+impl SinkHealth {
+    /// A copy of every sink's status.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, SinkStatus> {
+        self.0.lock().expect("sink health lock poisoned").clone()
+    }
+
+    fn record(&self, sink: &str, error: Option<&DeliveryError>) {
+        let mut all = self.0.lock().expect("sink health lock poisoned");
+        let status = all.entry(sink.to_owned()).or_default();
+        status.failing = error.is_some();
+        metrics::gauge!("factorwatch_sink_up", "sink" => sink.to_owned()).set(if error.is_some() {
+            0.0
+        } else {
+            1.0
+        });
+        if let Some(error) = error {
+            let now = now_ms();
+            status.last_error = Some(error.to_string());
+            status.last_error_at = Some(crate::clock::rfc3339(now));
+            metrics::gauge!("factorwatch_sink_last_error_timestamp_seconds", "sink" => sink.to_owned())
+                .set(now as f64 / 1000.0);
+        }
+    }
+}
 
 /// What to do with an alert after a failed attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +131,8 @@ pub struct Forwarder {
     pub spool: Arc<Spool>,
     /// Retry and dead-letter policy.
     pub policy: RetryPolicy,
+    /// Where this sink's status is reported.
+    pub health: SinkHealth,
 }
 
 impl Forwarder {
@@ -177,6 +220,7 @@ impl Forwarder {
         if result.is_err() {
             metrics::counter!("factorwatch_delivery_failures_total", "sink" => name).increment(1);
         }
+        self.health.record(self.sink.name(), result.as_ref().err());
         result
     }
 

@@ -19,12 +19,14 @@
 //! | [`sinks`] | the `Sink` trait and one module per destination |
 //! | [`config`] | TOML configuration, environment overrides, validation |
 //! | [`app`] | wiring and graceful shutdown |
+//! | [`admin`] | the admin API (dead letters) and the `dlq` commands that call it |
 //! | [`telemetry`] | logging and Prometheus metrics |
 //! | [`simulate`] | plays Okta against a running receiver (the `simulate` and `demo` commands) |
 //! | [`clock`] | time helpers |
 //!
 //! The binary (`src/main.rs`) only parses the command line and calls into these modules.
 
+pub mod admin;
 pub mod alert;
 pub mod app;
 pub mod clock;

@@ -53,8 +53,28 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Check the configured sinks.
+    Sinks {
+        #[command(subcommand)]
+        command: SinksCommand,
+    },
+    /// Manage dead-lettered alerts of the running service (through its admin API).
+    Dlq {
+        #[command(subcommand)]
+        command: factorwatch::admin::DlqCommand,
+    },
     /// Exit 0 if the receiver at the configured address answers /healthz (for container health checks).
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum SinksCommand {
+    /// Send a clearly marked test alert through each sink and report what happened.
+    Test {
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +126,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { keep } => factorwatch::demo::run(keep).await,
         Command::Healthcheck => healthcheck(config_path).await,
+        Command::Sinks {
+            command: SinksCommand::Test { sink },
+        } => {
+            let config = Config::load(config_path)?;
+            factorwatch::sinks::send_test_alert(&config.effective_sinks(), sink.as_deref()).await
+        }
+        Command::Dlq { command } => {
+            let config = Config::load(config_path)?;
+            factorwatch::admin::run_dlq(&config, command).await
+        }
     }
 }
 

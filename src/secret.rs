@@ -53,8 +53,21 @@ impl Serialize for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// A value written `${NAME}` is read from the environment variable `NAME`, so a config file
+    /// can name every credential without holding it.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        let text = String::deserialize(deserializer)?;
+        match text
+            .strip_prefix("${")
+            .and_then(|rest| rest.strip_suffix('}'))
+        {
+            Some(name) => std::env::var(name).map(Secret).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "the environment variable {name} (named by ${{{name}}}) is not set"
+                ))
+            }),
+            None => Ok(Secret(text)),
+        }
     }
 }
 
@@ -132,6 +145,20 @@ mod tests {
         let set = SecretSet::new(&[]);
         assert!(set.is_empty());
         assert!(!set.accepts(b""));
+    }
+
+    #[test]
+    fn secrets_can_come_from_the_environment() {
+        let from_env: Secret = serde_json::from_str("\"${PATH}\"").unwrap();
+        assert_eq!(from_env.expose(), std::env::var("PATH").unwrap());
+        let err =
+            serde_json::from_str::<Secret>("\"${FACTORWATCH_SURELY_UNSET_VAR}\"").unwrap_err();
+        assert!(
+            err.to_string().contains("FACTORWATCH_SURELY_UNSET_VAR"),
+            "{err}"
+        );
+        let literal: Secret = serde_json::from_str("\"$notavar\"").unwrap();
+        assert_eq!(literal.expose(), "$notavar");
     }
 
     #[test]

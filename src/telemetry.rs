@@ -4,7 +4,7 @@
 //! `http_requests_total{route,status}`, `events_received_total`, `events_detected_total`,
 //! `duplicate_events_total`, `alerts_total{rule_id,level}`, `delivery_attempts_total{sink}`,
 //! `delivery_failures_total{sink}`, `dead_letters_total{sink}`, `spool_backlog_bytes`,
-//! `spool_pending_batches`, `outbox_pending{sink}`, `dead_letter_pending{sink}`,
+//! `spool_pending_batches`, `spool_writable`, `outbox_pending{sink}`, `dead_letter_pending{sink}`,
 //! `ack_latency_seconds` (histogram), `spool_commit_group_size` (histogram).
 
 use std::sync::OnceLock;
@@ -21,7 +21,8 @@ pub fn init_logging(config: &LogConfig) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::SinkConfig;
-use crate::okta::event::dedup_key;
+use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectedBatch, OutboxRecord, Spool, SpoolError, StoredBatch};
 
@@ -139,6 +139,7 @@ fn parse_batches(batches: Vec<StoredBatch>) -> (Vec<ParsedBatch>, Vec<StoredBatc
 }
 
 fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
+    let raw = single_line(raw);
     // The raw text already passed JSON validation at intake, so this parse cannot fail.
     let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
     let key = dedup_key(&LogEvent(&value), raw.get());
@@ -233,10 +234,10 @@ fn log_alert(alert: &Alert) {
     tracing::info!(
         alert_id = %alert.id,
         rule = %alert.rule.title,
-        level = %alert.rule.level,
+        alert_level = %alert.rule.level,
         event_uuid = alert.event.uuid.as_deref().unwrap_or("-"),
         actor = %login(alert.actor.as_ref()),
-        target = %login(alert.targets.first()),
+        target_user = %login(alert.targets.first()),
         ip = alert.client.ip_address.as_deref().unwrap_or("-"),
         "alert"
     );

@@ -46,7 +46,15 @@ pub async fn receive(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    match store_batch(&state, &headers, body).await {
+    let outcome = tokio::time::timeout(state.request_timeout, store_batch(&state, &headers, body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Unavailable(format!(
+                "not read and stored within server.request_timeout ({:?})",
+                state.request_timeout
+            )))
+        });
+    match outcome {
         Ok(events) => {
             metrics::counter!("factorwatch_events_received_total").increment(events as u64);
             metrics::histogram!("factorwatch_ack_latency_seconds")
@@ -65,10 +73,12 @@ async fn store_batch(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
     let events = EnvelopeCheck::parse(&body)
         .map_err(|err| ApiError::BadRequest(err.to_string()))?
         .event_count();
-    state
-        .spool
-        .append_batch(now_ms(), &body)
+    // Stored from its own task: if the client goes away mid-commit, the batch is still stored
+    // and counted, and Okta's retry is then de-duplicated.
+    let spool = state.spool.clone();
+    tokio::spawn(async move { spool.append_batch(now_ms(), &body).await })
         .await
+        .map_err(|err| ApiError::Unavailable(format!("spool task failed: {err}")))?
         .map_err(|err: SpoolError| ApiError::Unavailable(err.to_string()))?;
     state.detector.notify_one();
     Ok(events)

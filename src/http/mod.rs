@@ -23,7 +23,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::secret::SecretSet;
 use crate::spool::Spool;
@@ -39,10 +41,14 @@ pub struct AppState {
     pub auth_header: HeaderName,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Time allowed to read and store one delivery.
+    pub request_timeout: std::time::Duration,
     /// Woken after each stored batch.
     pub detector: Arc<Notify>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Each sink's last delivery outcome.
+    pub sink_health: crate::forward::SinkHealth,
     /// Set when shutdown began: readiness turns false so the load balancer drains this replica.
     pub shutting_down: Arc<AtomicBool>,
 }
@@ -56,10 +62,14 @@ pub fn router(state: AppState, hook_path: &str, request_timeout: std::time::Dura
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .layer(middleware::from_fn(count_requests))
+        // A backstop for every route; the hook handler times out first, with a logged reason.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
+            request_timeout + std::time::Duration::from_secs(1),
         ))
+        // A bug must cost one request a 500, not the connection and its neighbours.
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -75,12 +85,33 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         backlog.refusal()
     };
+    // A failing sink does not make this replica unready (its alerts wait in the outbox); only a
+    // backlog at its limit does. The per-sink view says what is failing.
+    let health = state.sink_health.snapshot();
+    let names: std::collections::BTreeSet<&String> =
+        backlog.sinks.keys().chain(health.keys()).collect();
+    let sinks: serde_json::Map<String, serde_json::Value> = names
+        .into_iter()
+        .map(|name| {
+            let counts = backlog.sinks.get(name).copied().unwrap_or_default();
+            let status = health.get(name).cloned().unwrap_or_default();
+            let view = json!({
+                "pending": counts.pending,
+                "dead_letters": counts.dead,
+                "failing": status.failing,
+                "last_error": status.last_error,
+                "last_error_at": status.last_error_at,
+            });
+            (name.clone(), view)
+        })
+        .collect();
     let body = json!({
         "ready": refusal.is_none(),
         "reason": refusal,
         "backlog_bytes": backlog.bytes,
         "backlog_limit_bytes": backlog.limit_bytes,
         "pending_batches": backlog.batches,
+        "sinks": sinks,
     });
     let status = if refusal.is_none() {
         StatusCode::OK

@@ -6,6 +6,7 @@
 //! and nothing is ever rejected for a field we did not expect.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// A read-only view of one LogEvent.
@@ -66,6 +67,33 @@ pub fn dedup_key(event: &LogEvent<'_>, raw: &str) -> String {
     }
 }
 
+/// The event's JSON with the line breaks between tokens removed (and the other whitespace between
+/// tokens with them), so an alert always fits on one JSON line. Key order, number spelling, string
+/// escapes and unknown fields are kept exactly. JSON that has no line break is returned as is.
+pub fn single_line(raw: Box<RawValue>) -> Box<RawValue> {
+    let text = raw.get();
+    if !text.contains(['\n', '\r']) {
+        return raw;
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    RawValue::from_string(out).expect("removing whitespace between JSON tokens keeps it valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +116,16 @@ mod tests {
         assert_eq!(event.text("client.geographicalContext.city"), None);
         assert_eq!(event.text("actor.id"), None);
         assert!(event.targets().is_empty());
+    }
+
+    #[test]
+    fn pretty_printed_events_become_one_line_and_keep_their_content() {
+        let pretty = "{\n  \"b\": \"a \\\" \\n x\",\n  \"a\": [1.50, {\"k\": null}]\n}";
+        let raw = RawValue::from_string(pretty.to_owned()).unwrap();
+        let line = single_line(raw);
+        assert_eq!(line.get(), r#"{"b":"a \" \n x","a":[1.50,{"k":null}]}"#);
+        let compact = RawValue::from_string(r#"{"x": 1}"#.to_owned()).unwrap();
+        assert_eq!(single_line(compact).get(), r#"{"x": 1}"#);
     }
 
     #[test]

@@ -4,9 +4,13 @@
 
 pub mod amqp;
 pub mod file;
+mod http;
 pub mod lazy;
 pub mod mqtt;
+pub mod pagerduty;
+pub mod slack;
 pub mod template;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,5 +63,50 @@ pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
         SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
         SinkKind::Amqp(amqp) => Arc::new(AmqpSink::new(&config.name, amqp)?),
         SinkKind::Mqtt(mqtt) => Arc::new(MqttSink::new(&config.name, mqtt)?),
+        SinkKind::Webhook(webhook) => Arc::new(webhook::WebhookSink::new(&config.name, webhook)?),
+        SinkKind::Slack(slack) => Arc::new(slack::SlackSink::new(&config.name, slack)?),
+        SinkKind::PagerDuty(pd) => Arc::new(pagerduty::PagerDutySink::new(&config.name, pd)?),
     })
+}
+
+/// `factorwatch sinks test`: sends one clearly marked test alert through each configured sink (or
+/// only `only`), straight to the destination, and reports per sink. Fails if any sink failed.
+pub async fn send_test_alert(sinks: &[SinkConfig], only: Option<&str>) -> anyhow::Result<()> {
+    let chosen: Vec<&SinkConfig> = sinks
+        .iter()
+        .filter(|s| only.is_none_or(|name| s.name() == name))
+        .collect();
+    if let Some(name) = only {
+        anyhow::ensure!(!chosen.is_empty(), "no sink named {name:?} is configured");
+    }
+    let alert = Alert::test_alert();
+    let payload = alert.to_json();
+    let mut failed = 0;
+    for config in chosen {
+        let started = std::time::Instant::now();
+        let outcome = match build(config) {
+            Ok(sink) => {
+                sink.publish(Delivery {
+                    payload: &payload,
+                    alert: &alert,
+                })
+                .await
+            }
+            Err(err) => Err(DeliveryError::Permanent(format!("{err:#}"))),
+        };
+        match outcome {
+            Ok(()) => println!(
+                "{}: delivered test alert {} in {:.0} ms",
+                config.name(),
+                alert.id,
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(err) => {
+                failed += 1;
+                println!("{}: FAILED: {err}", config.name());
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} sinks failed the test");
+    Ok(())
 }

@@ -48,27 +48,45 @@ impl From<NameTemplate> for String {
 impl NameTemplate {
     /// A template from a literal known to be valid.
     pub fn new(text: &str) -> Self {
-        Self::try_from(text.to_owned()).expect("a valid template")
+        Self::parse(text).expect("a valid template")
     }
 
-    /// The name for `alert`. The rule id is reduced to `[A-Za-z0-9_-]` (other characters become
-    /// `_`) so it is safe in any broker's names.
+    /// Checks `text`; the error says which placeholder is unknown or which brace is unclosed.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::try_from(text.to_owned())
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the name has no placeholder: every alert goes to the same place.
+    pub fn is_static(&self) -> bool {
+        !PLACEHOLDERS
+            .iter()
+            .any(|p| self.0.contains(&format!("{{{p}}}")))
+    }
+
+    /// The name for `alert`. The values are reduced to `[A-Za-z0-9_-]` (other characters become
+    /// `_`) so they are safe in any broker's names.
     pub fn render(&self, alert: &Alert) -> String {
-        let rule_id: String = alert
-            .rule
-            .id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        self.render_with(alert, |value| {
+            value
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+                    _ => '_',
+                })
+                .collect()
+        })
+    }
+
+    /// The name for `alert`, with `clean` adapting the substituted values to a destination's rules.
+    pub fn render_with(&self, alert: &Alert, clean: impl Fn(&str) -> String) -> String {
         self.0
-            .replace("{rule_id}", &rule_id)
-            .replace("{level}", alert.rule.level.as_str())
+            .replace("{rule_id}", &clean(&alert.rule.id))
+            .replace("{level}", &clean(alert.rule.level.as_str()))
     }
 }
 
@@ -100,6 +118,12 @@ mod tests {
         }))
         .unwrap();
         let template = NameTemplate::new("factorwatch.{level}.{rule_id}");
+        assert!(!template.is_static());
         assert_eq!(template.render(&alert), "factorwatch.high.My_rule_1");
+        assert_eq!(
+            template.render_with(&alert, str::to_owned),
+            "factorwatch.high.My rule/1"
+        );
+        assert!(NameTemplate::new("alerts").is_static());
     }
 }

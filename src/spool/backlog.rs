@@ -125,6 +125,17 @@ impl Backlog {
         });
     }
 
+    pub fn outbox_resized(&self, old_len: u64, new_len: u64) {
+        self.update(|t| t.bytes = (t.bytes + new_len).saturating_sub(old_len));
+    }
+
+    pub fn undead(&self, sink: &str) {
+        self.update(|t| {
+            let counts = t.sinks.entry(sink.to_owned()).or_default();
+            counts.dead = counts.dead.saturating_sub(1);
+        });
+    }
+
     pub fn dead_lettered(&self, sink: &str) {
         self.update(|t| t.sinks.entry(sink.to_owned()).or_default().dead += 1);
     }

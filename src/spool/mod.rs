@@ -125,6 +125,8 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// The record.
     pub record: OutboxRecord,
+    /// Bytes the row took when last stored; keeps the backlog counters exact when it changes.
+    pub stored_len: u64,
 }
 
 impl OutboxEntry {
@@ -140,6 +142,7 @@ impl OutboxEntry {
             sink: sink.to_owned(),
             seq,
             record,
+            stored_len: value.len() as u64,
         })
     }
 }
@@ -195,13 +198,18 @@ impl Spool {
                 );
             })
             .create(&path)
-            .map_err(|err| {
-                SpoolError::Storage(format!(
+            .map_err(|err| match err {
+                redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::Storage(format!(
+                    "spool {} is in use by another factorwatch process; each replica needs its \
+                     own storage.data_dir",
+                    path.display()
+                )),
+                err => SpoolError::Storage(format!(
                     "cannot open spool {}: {err}. If the file is damaged beyond repair, move it \
                      aside and start again; events Okta already delivered can be read back \
                      from the System Log API",
                     path.display()
-                ))
+                )),
             })?;
         create_tables(&db)?;
         let scan = backlog::scan(&db)?;
@@ -335,8 +343,14 @@ impl Spool {
             );
             entries.extend(batch.outbox.into_iter().map(|(sink, record)| {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let entry = OutboxEntry { sink, seq, record };
+                let mut entry = OutboxEntry {
+                    sink,
+                    seq,
+                    record,
+                    stored_len: 0,
+                };
                 let value = entry.encode();
+                entry.stored_len = value.len() as u64;
                 (entry, value)
             }));
         }
@@ -427,7 +441,7 @@ impl Spool {
         }
         let removed: Vec<(String, u64, u64)> = entries
             .iter()
-            .map(|e| (e.sink.clone(), e.seq, e.encode().len() as u64))
+            .map(|e| (e.sink.clone(), e.seq, e.stored_len))
             .collect();
         let keys = removed.clone();
         self.write(move |txn| {
@@ -445,20 +459,24 @@ impl Spool {
     }
 
     /// Stores an entry's updated attempt count, error and next attempt time.
-    pub async fn reschedule(&self, entry: &OutboxEntry) -> Result<(), SpoolError> {
+    pub async fn reschedule(&self, entry: &mut OutboxEntry) -> Result<(), SpoolError> {
         let (sink, seq, value) = (entry.sink.clone(), entry.seq, entry.encode());
+        let new_len = value.len() as u64;
         self.write(move |txn| {
             txn.open_table(OUTBOX)?
                 .insert((sink.as_str(), seq), value.as_slice())?;
             Ok(())
         })
-        .await
+        .await?;
+        self.backlog.outbox_resized(entry.stored_len, new_len);
+        entry.stored_len = new_len;
+        Ok(())
     }
 
     /// Moves an entry from the outbox to the dead-letter table in one transaction.
     pub async fn dead_letter(&self, entry: &OutboxEntry) -> Result<(), SpoolError> {
         let (sink, seq, value) = (entry.sink.clone(), entry.seq, entry.encode());
-        let len = value.len() as u64;
+        let len = entry.stored_len;
         let sink_name = sink.clone();
         self.write(move |txn| {
             txn.open_table(OUTBOX)?.remove((sink.as_str(), seq))?;
@@ -487,6 +505,79 @@ impl Spool {
             Ok(entries)
         })
         .await
+    }
+
+    /// Moves dead letters back to their outbox as new (attempts 0, due now), optionally only one
+    /// sink's or one alert's. Returns the sinks and how many rows moved.
+    pub async fn replay_dead_letters(
+        &self,
+        sink: Option<String>,
+        alert_id: Option<String>,
+    ) -> Result<Vec<OutboxEntry>, SpoolError> {
+        let now = crate::clock::now_ms();
+        let mut entries = self.matching_dead_letters(sink, alert_id).await?;
+        for entry in &mut entries {
+            let record = &mut entry.record;
+            record.last_error = record
+                .last_error
+                .take()
+                .map(|e| format!("replayed after: {e}"));
+            record.attempts = 0;
+            record.created_at_ms = now;
+            record.next_attempt_at_ms = now;
+        }
+        let rows: Vec<(String, u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.sink.clone(), e.seq, e.encode()))
+            .collect();
+        self.write(move |txn| {
+            let mut dead = txn.open_table(DEAD_LETTERS)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for (sink, seq, value) in &rows {
+                dead.remove((sink.as_str(), *seq))?;
+                outbox.insert((sink.as_str(), *seq), value.as_slice())?;
+            }
+            Ok(())
+        })
+        .await?;
+        for entry in &mut entries {
+            entry.stored_len = entry.encode().len() as u64;
+            self.backlog.undead(&entry.sink);
+            self.backlog.outbox_added(&entry.sink, entry.stored_len);
+        }
+        Ok(entries)
+    }
+
+    /// Deletes dead letters for good, optionally only one sink's or one alert's. Returns how many.
+    pub async fn purge_dead_letters(
+        &self,
+        sink: Option<String>,
+        alert_id: Option<String>,
+    ) -> Result<usize, SpoolError> {
+        let entries = self.matching_dead_letters(sink, alert_id).await?;
+        let keys: Vec<(String, u64)> = entries.iter().map(|e| (e.sink.clone(), e.seq)).collect();
+        let count = keys.len();
+        let sinks: Vec<String> = keys.iter().map(|(sink, _)| sink.clone()).collect();
+        self.write(move |txn| {
+            let mut dead = txn.open_table(DEAD_LETTERS)?;
+            for (sink, seq) in &keys {
+                dead.remove((sink.as_str(), *seq))?;
+            }
+            Ok(())
+        })
+        .await?;
+        sinks.iter().for_each(|sink| self.backlog.undead(sink));
+        Ok(count)
+    }
+
+    async fn matching_dead_letters(
+        &self,
+        sink: Option<String>,
+        alert_id: Option<String>,
+    ) -> Result<Vec<OutboxEntry>, SpoolError> {
+        let mut entries = self.dead_letters(sink).await?;
+        entries.retain(|e| alert_id.as_ref().is_none_or(|id| *id == e.record.alert_id));
+        Ok(entries)
     }
 
     /// Forgets de-duplication keys whose window ended before `now_ms`, at most `max` per call.

@@ -158,3 +158,27 @@ async fn an_event_without_uuid_still_alerts_once() {
     );
     assert_eq!(alerts[0]["event"]["uuid"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_pretty_printed_delivery_still_gives_one_alert_per_line() {
+    let app = spawn_app().await;
+    let (batch, uuids) = batch_with_mfa(4, 2);
+    let pretty = serde_json::to_vec_pretty(&batch).unwrap();
+    let response = app
+        .post_raw(pretty, "application/json", Some(crate::helpers::SECRET))
+        .await;
+    assert_eq!(response.status(), 204);
+    let alerts = app.wait_for_alerts(2).await;
+    let raw: Value = alerts[0]["raw_event"].clone();
+    assert!(uuids.contains(&raw["uuid"].as_str().unwrap().to_owned()));
+    assert_eq!(
+        raw,
+        batch["data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["uuid"] == raw["uuid"])
+            .unwrap()
+            .clone()
+    );
+}

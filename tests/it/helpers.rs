@@ -22,6 +22,8 @@ pub const SECRET: &str = "Basic dGVzdDp0ZXN0LXNlY3JldA==";
 pub struct TestApp {
     /// Bound address.
     pub addr: SocketAddr,
+    /// The admin API's address.
+    pub admin_addr: Option<SocketAddr>,
     /// Full hook URL.
     pub hook_url: String,
     /// Owns the data directory (deleted on drop unless kept by the test).
@@ -38,6 +40,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.data_dir = data_dir.to_owned();
     config.okta.secrets = vec![Secret::new(SECRET)];
+    config.log.level = "warn".into();
+    config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.delivery.initial_backoff = Duration::from_millis(50);
     config.delivery.max_backoff = Duration::from_millis(200);
     config
@@ -57,12 +61,14 @@ pub async fn spawn_app_with(config: Config, data_dir: TempDir) -> TestApp {
         .await
         .expect("app builds");
     let addr = app.local_addr();
+    let admin_addr = app.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
     TestApp {
         addr,
+        admin_addr,
         hook_url: format!("http://{addr}{}", config.server.hook_path),
         data_dir,
         client: reqwest::Client::new(),
@@ -248,6 +254,7 @@ impl ChildServer {
             .env("FACTORWATCH_LISTEN", format!("127.0.0.1:{port}"))
             .env("FACTORWATCH_DATA_DIR", data_dir)
             .env("FACTORWATCH_OKTA_SECRETS", SECRET)
+            .env("FACTORWATCH_ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

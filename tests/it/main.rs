@@ -3,7 +3,10 @@
 mod alerts;
 mod cli;
 mod dedup;
+mod dlq;
 mod durability;
 mod helpers;
 mod http_contract;
+mod receiver;
 mod sinks_amqp_mqtt;
+mod sinks_http;

@@ -1,0 +1,334 @@
+//! The admin API and the `factorwatch dlq` commands that use it.
+//!
+//! The spool is one file that only the running service may open, so dead letters are managed
+//! through the service: a small HTTP API on `server.admin_listen` (loopback by default, bearer
+//! token optional, required off loopback).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /dlq?sink=&id=` | dead-lettered alerts |
+//! | `POST /dlq/replay?sink=&id=` | move them back to their outbox, as new |
+//! | `POST /dlq/purge?sink=&id=&all=` | delete them for good (`all=true` needed without a filter) |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::clock::rfc3339;
+use crate::config::Config;
+use crate::secret::{Secret, SecretSet};
+use crate::spool::{OutboxEntry, Spool};
+
+/// What the admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The spool holding the dead letters.
+    pub spool: Arc<Spool>,
+    /// The accepted bearer token, if one is configured.
+    pub token: Option<Arc<SecretSet>>,
+    /// Each configured sink and the wake-up of its forwarder.
+    pub sinks: Vec<(String, Arc<Notify>)>,
+}
+
+/// Which dead letters a request is about.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct Selection {
+    /// Only this sink's.
+    pub sink: Option<String>,
+    /// Only this alert's.
+    pub id: Option<String>,
+    /// Purge everything when no filter is given.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// One dead letter as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The sink that gave up on it.
+    pub sink: String,
+    /// The alert id.
+    pub alert_id: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the alert was raised.
+    pub created_at: String,
+    /// Why it was dead-lettered.
+    pub last_error: Option<String>,
+    /// The alert.
+    pub alert: serde_json::Value,
+}
+
+impl From<OutboxEntry> for DeadLetter {
+    fn from(entry: OutboxEntry) -> Self {
+        let alert = serde_json::from_str(entry.record.alert.get()).unwrap_or_default();
+        Self {
+            sink: entry.sink,
+            alert_id: entry.record.alert_id,
+            attempts: entry.record.attempts,
+            created_at: rfc3339(entry.record.created_at_ms),
+            last_error: entry.record.last_error,
+            alert,
+        }
+    }
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/dlq", get(list))
+        .route("/dlq/replay", post(replay))
+        .route("/dlq/purge", post(purge))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if !token.accepts(presented) {
+            return failure(StatusCode::UNAUTHORIZED, "missing or invalid admin token");
+        }
+    }
+    next.run(request).await
+}
+
+fn failure(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn list(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
+    match state.spool.dead_letters(selection.sink).await {
+        Ok(entries) => {
+            let letters: Vec<DeadLetter> = entries
+                .into_iter()
+                .filter(|e| {
+                    selection
+                        .id
+                        .as_ref()
+                        .is_none_or(|id| *id == e.record.alert_id)
+                })
+                .map(DeadLetter::from)
+                .collect();
+            axum::Json(letters).into_response()
+        }
+        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+async fn replay(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
+    if let Some(sink) = &selection.sink
+        && !state.sinks.iter().any(|(name, _)| name == sink)
+    {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            format!("no sink named {sink:?} is configured"),
+        );
+    }
+    match state
+        .spool
+        .replay_dead_letters(selection.sink, selection.id)
+        .await
+    {
+        Ok(entries) => {
+            for (name, wake) in &state.sinks {
+                if entries.iter().any(|e| &e.sink == name) {
+                    wake.notify_one();
+                }
+            }
+            tracing::info!(replayed = entries.len(), "dead letters replayed");
+            axum::Json(json!({"replayed": entries.len()})).into_response()
+        }
+        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+async fn purge(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
+    if selection.sink.is_none() && selection.id.is_none() && !selection.all {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "name a sink or an alert id, or confirm purging every dead letter with all=true",
+        );
+    }
+    match state
+        .spool
+        .purge_dead_letters(selection.sink, selection.id)
+        .await
+    {
+        Ok(count) => {
+            tracing::warn!(purged = count, "dead letters purged");
+            axum::Json(json!({"purged": count})).into_response()
+        }
+        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+/// `factorwatch dlq ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered alerts.
+    List {
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead-lettered alerts for delivery again.
+    Replay {
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only this alert.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Delete dead-lettered alerts for good.
+    Purge {
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only this alert.
+        #[arg(long)]
+        id: Option<String>,
+        /// Every dead letter (required without --sink or --id).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Runs a `dlq` command against the service the configuration describes.
+pub async fn run_dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(config)?;
+    match command {
+        DlqCommand::List { sink, json } => {
+            let selection = Selection {
+                sink,
+                ..Default::default()
+            };
+            let letters: Vec<DeadLetter> = client
+                .call(reqwest::Method::GET, "/dlq", &selection)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print_table(&letters);
+            }
+        }
+        DlqCommand::Replay { sink, id } => {
+            let selection = Selection {
+                sink,
+                id,
+                all: false,
+            };
+            let answer: serde_json::Value = client
+                .call(reqwest::Method::POST, "/dlq/replay", &selection)
+                .await?;
+            println!(
+                "{} dead letters queued for delivery again",
+                answer["replayed"]
+            );
+        }
+        DlqCommand::Purge { sink, id, all } => {
+            let selection = Selection { sink, id, all };
+            let answer: serde_json::Value = client
+                .call(reqwest::Method::POST, "/dlq/purge", &selection)
+                .await?;
+            println!("{} dead letters deleted", answer["purged"]);
+        }
+    }
+    Ok(())
+}
+
+fn print_table(letters: &[DeadLetter]) {
+    if letters.is_empty() {
+        println!("no dead letters");
+        return;
+    }
+    println!(
+        "{:<16} {:<36} {:>8}  {:<24}  last error",
+        "sink", "alert id", "attempts", "raised"
+    );
+    for letter in letters {
+        let error: String = letter
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect();
+        println!(
+            "{:<16} {:<36} {:>8}  {:<24}  {error}",
+            letter.sink, letter.alert_id, letter.attempts, letter.created_at
+        );
+    }
+    println!("{} dead letters", letters.len());
+}
+
+/// A client of the admin API.
+struct AdminClient {
+    base: String,
+    token: Option<Secret>,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.server.admin_enabled,
+            "the admin API is disabled (server.admin_enabled = false); enable it to manage dead letters"
+        );
+        let mut addr = config.server.admin_listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(Self {
+            base: format!("http://{addr}"),
+            token: config.server.admin_token.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+        })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        selection: &Selection,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).query(selection);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(|_| {
+            anyhow::anyhow!(
+                "cannot reach the factorwatch admin API at {}: is `factorwatch serve` running with \
+                 the same configuration (server.admin_listen)?",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        anyhow::ensure!(
+            status.is_success(),
+            "admin API answered {status}: {}",
+            body["error"]
+        );
+        Ok(serde_json::from_value(body)?)
+    }
+}
