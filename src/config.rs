@@ -240,12 +240,30 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// Append each alert as one JSON line to a local file.
     File(crate::sinks::file::FileConfig),
+    /// Publish to a RabbitMQ (AMQP 0-9-1) exchange with publisher confirms.
+    Amqp(crate::sinks::amqp::AmqpConfig),
+    /// Publish to an MQTT broker with QoS 1.
+    Mqtt(crate::sinks::mqtt::MqttConfig),
     /// POST each alert, signed the Standard Webhooks way, to an HTTPS endpoint.
     Webhook(crate::sinks::webhook::WebhookConfig),
     /// Post a readable message to a Slack incoming webhook.
     Slack(crate::sinks::slack::SlackConfig),
     /// Trigger a PagerDuty incident (Events API v2).
     PagerDuty(crate::sinks::pagerduty::PagerDutyConfig),
+}
+
+impl SinkKind {
+    /// Checks the kind's own keys beyond what their types check.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match self {
+            SinkKind::Amqp(amqp) => amqp.validate(),
+            SinkKind::Mqtt(mqtt) => mqtt.validate(),
+            SinkKind::File(_)
+            | SinkKind::Webhook(_)
+            | SinkKind::Slack(_)
+            | SinkKind::PagerDuty(_) => Ok(()),
+        }
+    }
 }
 
 impl SinkConfig {
@@ -422,6 +440,9 @@ impl Config {
                     sink.name()
                 );
             }
+            sink.kind
+                .validate()
+                .with_context(|| format!("sinks: {:?}", sink.name()))?;
         }
         Ok(())
     }
@@ -551,6 +572,42 @@ mod tests {
         assert!(config.sinks[0].accepts(&alert));
         alert.rule.tags.clear();
         assert!(!config.sinks[0].accepts(&alert), "tag filter");
+    }
+
+    #[test]
+    fn broker_sinks_parse_validate_and_redact() {
+        let config = Config::from_toml(
+            r#"
+            [[sinks]]
+            name = "rabbitmq"
+            type = "amqp"
+            username = "fw"
+            password = "amqp-pa55"
+            exchange = "amq.topic"
+            routing_key = "factorwatch.{level}"
+            [[sinks]]
+            name = "mosquitto"
+            type = "mqtt"
+            topic = "factorwatch/{rule_id}"
+            username = "fw"
+            password = "mqtt-pa55"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let text = config.to_redacted_toml().unwrap();
+        assert!(!text.contains("pa55"), "{text}");
+        let err = Config::from_toml(
+            "[[sinks]]\nname='r'\ntype='amqp'\nurl='amqp://u:pw@h/%2f'\nrouting_key='k'\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("\"r\""), "{err:#}");
+        assert!(!format!("{err:#}").contains("pw@"), "{err:#}");
+        let err =
+            Config::from_toml("[[sinks]]\nname='m'\ntype='mqtt'\ntopic='t'\nqos=2\n").unwrap_err();
+        assert!(err.to_string().contains("qos"), "{err}");
     }
 
     #[test]

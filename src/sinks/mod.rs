@@ -2,9 +2,11 @@
 //! whether the destination acknowledged it; retries, backoff, dead-lettering and the outbox are the
 //! shared delivery loop's job ([`crate::forward`]).
 
+pub mod amqp;
 pub mod file;
 mod http;
 pub mod lazy;
+pub mod mqtt;
 pub mod pagerduty;
 pub mod slack;
 pub mod template;
@@ -17,7 +19,9 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::config::{SinkConfig, SinkKind};
 
+pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub use mqtt::MqttSink;
 
 /// One alert handed to a sink.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +61,8 @@ pub trait Sink: Send + Sync {
 pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
+        SinkKind::Amqp(amqp) => Arc::new(AmqpSink::new(&config.name, amqp)?),
+        SinkKind::Mqtt(mqtt) => Arc::new(MqttSink::new(&config.name, mqtt)?),
         SinkKind::Webhook(webhook) => Arc::new(webhook::WebhookSink::new(&config.name, webhook)?),
         SinkKind::Slack(slack) => Arc::new(slack::SlackSink::new(&config.name, slack)?),
         SinkKind::PagerDuty(pd) => Arc::new(pagerduty::PagerDutySink::new(&config.name, pd)?),

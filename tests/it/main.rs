@@ -8,4 +8,5 @@ mod durability;
 mod helpers;
 mod http_contract;
 mod receiver;
+mod sinks_amqp_mqtt;
 mod sinks_http;
