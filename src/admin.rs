@@ -137,22 +137,27 @@ async fn replay(State(state): State<AdminState>, Query(selection): Query<Selecti
             format!("no sink named {sink:?} is configured"),
         );
     }
-    match state
-        .spool
-        .replay_dead_letters(selection.sink, selection.id)
-        .await
-    {
-        Ok(entries) => {
-            for (name, wake) in &state.sinks {
-                if entries.iter().any(|e| &e.sink == name) {
-                    wake.notify_one();
-                }
-            }
-            tracing::info!(replayed = entries.len(), "dead letters replayed");
-            axum::Json(json!({"replayed": entries.len()})).into_response()
+    // Only configured sinks' letters: others would wait in an outbox no forwarder reads.
+    let mut replayed = 0;
+    for (name, wake) in &state.sinks {
+        if selection.sink.as_ref().is_some_and(|wanted| wanted != name) {
+            continue;
         }
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        match state
+            .spool
+            .replay_dead_letters(Some(name.clone()), selection.id.clone())
+            .await
+        {
+            Ok(entries) if entries.is_empty() => {}
+            Ok(entries) => {
+                replayed += entries.len();
+                wake.notify_one();
+            }
+            Err(err) => return failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        }
     }
+    tracing::info!(replayed, "dead letters replayed");
+    axum::Json(json!({ "replayed": replayed })).into_response()
 }
 
 async fn purge(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {

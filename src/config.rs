@@ -63,7 +63,9 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_drain_delay: Duration,
     /// On SIGTERM, how long requests in flight may take to finish before the process exits anyway.
-    /// Keep drain delay plus grace under the orchestrator's stop timeout (Docker: 10 s).
+    /// Drain delay plus grace, plus up to 10 s for a forwarder's publish in flight, should stay
+    /// under the orchestrator's stop timeout (Docker's default is 10 s: raise it with
+    /// `--stop-timeout`, or Kubernetes' `terminationGracePeriodSeconds`).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }

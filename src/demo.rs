@@ -113,12 +113,7 @@ async fn play(
 
 /// One line a person can read: level, summary, alert id.
 pub fn describe(alert: &Alert) -> String {
-    format!(
-        "[{}] {} [alert {}]",
-        alert.rule.level,
-        alert.summary(),
-        alert.id
-    )
+    format!("[{}] {} [alert {}]", alert.level, alert.summary(), alert.id)
 }
 
 /// Every alert in a JSON-lines file (none if the file does not exist yet).

@@ -91,8 +91,8 @@ impl RetryPolicy {
         rng: &mut impl Rng,
     ) -> AfterFailure {
         let policy = &self.0;
-        if let DeliveryError::Permanent(reason) = error {
-            return AfterFailure::DeadLetter(format!("refused by the destination: {reason}"));
+        if let DeliveryError::Permanent(_) = error {
+            return AfterFailure::DeadLetter("refused by the destination".into());
         }
         if attempts >= policy.max_attempts {
             return AfterFailure::DeadLetter(format!(
@@ -313,7 +313,7 @@ mod tests {
         let permanent = DeliveryError::Permanent("400 bad payload".into());
         assert!(matches!(
             policy.after_failure(0, 1, &permanent, 0, &mut rng),
-            AfterFailure::DeadLetter(reason) if reason.contains("400 bad payload")
+            AfterFailure::DeadLetter(reason) if reason == "refused by the destination"
         ));
     }
 }

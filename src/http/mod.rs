@@ -69,7 +69,8 @@ pub fn router(state: AppState, hook_path: &str, request_timeout: std::time::Dura
         ))
         // A bug must cost one request a 500, not the connection and its neighbours.
         .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
+        // Request spans at debug level; refusals are already logged once, with their reason.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 

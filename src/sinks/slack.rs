@@ -57,7 +57,11 @@ pub fn message(alert: &Alert) -> serde_json::Value {
         alert.id
     );
     json!({
-        "text": format!("{headline}: {}", alert.summary()),
+        "text": format!(
+            "{icon} [{}] {}",
+            alert.level.as_str().to_uppercase(),
+            alert.summary()
+        ),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": headline}},
             {"type": "section", "text": {"type": "mrkdwn", "text": details}}

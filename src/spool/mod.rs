@@ -534,8 +534,10 @@ impl Spool {
             let mut dead = txn.open_table(DEAD_LETTERS)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             for (sink, seq, value) in &rows {
-                dead.remove((sink.as_str(), *seq))?;
-                outbox.insert((sink.as_str(), *seq), value.as_slice())?;
+                // Purged meanwhile by another admin call: leave it gone.
+                if dead.remove((sink.as_str(), *seq))?.is_some() {
+                    outbox.insert((sink.as_str(), *seq), value.as_slice())?;
+                }
             }
             Ok(())
         })

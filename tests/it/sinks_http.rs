@@ -253,3 +253,29 @@ async fn sinks_test_sends_a_marked_alert_and_reports_each_sink() {
     let line = std::fs::read_to_string(&alerts_file).unwrap();
     assert!(line.contains(alert["id"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_taken_for_a_delivery() {
+    let (redirecting, url) = Receiver::start().await;
+    redirecting.fail_first(usize::MAX, 302);
+    let hook = sink(
+        "moved",
+        SinkKind::Webhook(WebhookConfig {
+            url,
+            secret: Secret::new(WEBHOOK_SECRET),
+        }),
+    );
+    let app = app_with(vec![hook]).await;
+    let (batch, _) = batch_with_mfa(2, 1);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    app.wait_until_drained().await;
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["sinks"]["moved"]["dead_letters"], 1, "{ready}");
+    let error = ready["sinks"]["moved"]["last_error"].as_str().unwrap();
+    assert!(error.contains("302"), "{error}");
+    assert_eq!(
+        redirecting.requests.lock().unwrap().len(),
+        1,
+        "no redirect followed"
+    );
+}
