@@ -8,4 +8,5 @@ mod durability;
 mod helpers;
 mod http_contract;
 mod receiver;
+mod sinks_brokers;
 mod sinks_http;
