@@ -179,6 +179,7 @@ impl Application {
                 http_done.cancel();
             }
         };
+        let mut admin_task = None;
         if let Some(admin_listener) = admin_listener {
             let admin = crate::admin::router(crate::admin::AdminState {
                 spool: spool.clone(),
@@ -190,14 +191,14 @@ impl Application {
                 sinks: admin_sinks,
             });
             let stop = http_done.clone().cancelled_owned();
-            tokio::spawn(async move {
+            admin_task = Some(tokio::spawn(async move {
                 if let Err(err) = axum::serve(admin_listener, admin)
                     .with_graceful_shutdown(stop)
                     .await
                 {
                     tracing::error!(error = %err, "admin API failed");
                 }
-            });
+            }));
         }
         let server = axum::serve(listener, app).with_graceful_shutdown(signal);
         let grace = config.server.shutdown_grace;
@@ -210,6 +211,11 @@ impl Application {
 
         stop_workers.cancel();
         while workers.join_next().await.is_some() {}
+        // The admin API holds the spool too: wait for it (within the grace), so that the spool is
+        // closed, and can be opened again by a restart on the same data_dir, once this returns.
+        if let Some(admin_task) = admin_task {
+            let _ = tokio::time::timeout(grace, admin_task).await;
+        }
         drop(spool);
         tracing::info!("stopped cleanly");
         Ok(())

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, Level};
-use crate::secret::Secret;
+use crate::secret::{REDACTED, Secret};
 
 /// The whole configuration of one factorwatch process.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -252,20 +252,10 @@ pub enum SinkKind {
     Slack(crate::sinks::slack::SlackConfig),
     /// Trigger a PagerDuty incident (Events API v2).
     PagerDuty(crate::sinks::pagerduty::PagerDutyConfig),
-}
-
-impl SinkKind {
-    /// Checks the kind's own keys beyond what their types check.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        match self {
-            SinkKind::Amqp(amqp) => amqp.validate(),
-            SinkKind::Mqtt(mqtt) => mqtt.validate(),
-            SinkKind::File(_)
-            | SinkKind::Webhook(_)
-            | SinkKind::Slack(_)
-            | SinkKind::PagerDuty(_) => Ok(()),
-        }
-    }
+    /// Publish each alert to a NATS JetStream subject; delivered once the stream acknowledged it.
+    Nats(crate::sinks::nats::NatsConfig),
+    /// Add each alert to a Redis stream (`XADD`); delivered once Redis returned the entry id.
+    Redis(crate::sinks::redis::RedisConfig),
 }
 
 impl SinkConfig {
@@ -291,6 +281,65 @@ impl SinkConfig {
         self.min_level.is_none_or(|min| alert.level >= min)
             && (self.rules.is_empty() || self.rules.contains(&rule.id))
             && (self.tags.is_empty() || rule.tags.iter().any(|tag| self.tags.contains(tag)))
+    }
+}
+
+/// A server URL that may carry credentials (`redis://:password@host`, `nats://user:password@host`).
+/// `Debug`, `Display` and serialized output show it with the password replaced by `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ServerUrl(String);
+
+impl ServerUrl {
+    /// Wraps a URL (or a comma-separated list of URLs).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, credentials included. Call only to connect.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with every password (or a lone token before `@`) replaced by `<redacted>`.
+    pub fn redacted(&self) -> String {
+        self.0
+            .split(',')
+            .map(redact_userinfo)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let shown = match authority[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED}"),
+        None => REDACTED.to_owned(),
+    };
+    format!("{}{shown}{}", &url[..start], &rest[at..])
+}
+
+impl std::fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for ServerUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
     }
 }
 
@@ -436,15 +485,19 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for sink in &self.sinks {
+            if sink.name().is_empty() {
+                bail!("sinks: a sink has an empty name");
+            }
             if !names.insert(sink.name()) {
                 bail!(
                     "sinks: two sinks are named {:?}; names must be unique",
                     sink.name()
                 );
             }
-            sink.kind
-                .validate()
-                .with_context(|| format!("sinks: {:?}", sink.name()))?;
+        }
+        // Building a sink checks its keys without connecting to anything.
+        for sink in &self.sinks {
+            crate::sinks::build(sink).with_context(|| format!("sinks: sink {:?}", sink.name()))?;
         }
         Ok(())
     }
@@ -619,5 +672,95 @@ mod tests {
         )
         .unwrap();
         assert!(config.validate().unwrap_err().to_string().contains("\"a\""));
+    }
+
+    #[test]
+    fn nats_and_redis_blocks_parse_with_defaults() {
+        let config = Config::from_toml(
+            r#"
+            [[sinks]]
+            name = "jetstream"
+            type = "nats"
+            subject = "factorwatch.alerts.{level}"
+            stream = "FACTORWATCH_ALERTS"
+            [[sinks]]
+            name = "redis-stream"
+            type = "redis"
+            stream = "factorwatch:alerts"
+            maxlen = 100000
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let SinkKind::Nats(nats) = &config.sinks[0].kind else {
+            panic!("not nats: {:?}", config.sinks[0]);
+        };
+        assert_eq!(nats.url.expose(), "nats://127.0.0.1:4222");
+        assert_eq!(nats.subject.as_str(), "factorwatch.alerts.{level}");
+        assert_eq!(nats.stream.as_deref(), Some("FACTORWATCH_ALERTS"));
+        let SinkKind::Redis(redis) = &config.sinks[1].kind else {
+            panic!("not redis: {:?}", config.sinks[1]);
+        };
+        assert_eq!(redis.url.expose(), "redis://127.0.0.1:6379");
+        assert_eq!(redis.maxlen, Some(100_000));
+        assert_eq!(config.sinks[1].name(), "redis-stream");
+    }
+
+    #[test]
+    fn broker_blocks_reject_unknown_keys_and_bad_values() {
+        let err = Config::from_toml("[[sinks]]\nname='n'\ntype='nats'\nsubject='a'\nsubjekt='b'\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("subjekt"), "{err}");
+        let err = Config::from_toml("[[sinks]]\nname='r'\ntype='redis'\nstream='a'\nmax_len=1\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("max_len"), "{err}");
+        let err = Config::from_toml("[[sinks]]\nname='n'\ntype='nats'\nsubject='a.{rule}'\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("{rule}"), "{err}");
+        let config =
+            Config::from_toml("[[sinks]]\nname='n'\ntype='nats'\nsubject='a.*'\n").unwrap();
+        let err = format!("{:#}", config.validate().unwrap_err());
+        assert!(err.contains("\"n\"") && err.contains("subject"), "{err}");
+        let config =
+            Config::from_toml("[[sinks]]\nname='r'\ntype='redis'\nstream='s'\nmaxlen=0\n").unwrap();
+        let err = format!("{:#}", config.validate().unwrap_err());
+        assert!(err.contains("\"r\"") && err.contains("maxlen"), "{err}");
+    }
+
+    #[test]
+    fn broker_credentials_never_print() {
+        let config = Config::from_toml(
+            r#"
+            [[sinks]]
+            name = "n"
+            type = "nats"
+            url = "nats://alice:nats-pass@127.0.0.1:4222,nats://tok3n@127.0.0.2:4222"
+            subject = "a"
+            token = "nats-token"
+            [[sinks]]
+            name = "r"
+            type = "redis"
+            url = "rediss://:redis-pass@127.0.0.1:6380/2"
+            stream = "s"
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let shown = format!("{config:?}\n{}", config.to_redacted_toml().unwrap());
+        for secret in ["nats-pass", "tok3n", "nats-token", "redis-pass"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(
+            shown.contains("nats://alice:<redacted>@127.0.0.1:4222"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("rediss://:<redacted>@127.0.0.1:6380/2"),
+            "{shown}"
+        );
+        let SinkKind::Redis(redis) = &config.sinks[1].kind else {
+            panic!("not redis");
+        };
+        assert_eq!(redis.url.expose(), "rediss://:redis-pass@127.0.0.1:6380/2");
     }
 }

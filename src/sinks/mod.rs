@@ -7,7 +7,9 @@ pub mod file;
 mod http;
 pub mod lazy;
 pub mod mqtt;
+pub mod nats;
 pub mod pagerduty;
+pub mod redis;
 pub mod slack;
 pub mod template;
 pub mod webhook;
@@ -66,6 +68,8 @@ pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
         SinkKind::Webhook(webhook) => Arc::new(webhook::WebhookSink::new(&config.name, webhook)?),
         SinkKind::Slack(slack) => Arc::new(slack::SlackSink::new(&config.name, slack)?),
         SinkKind::PagerDuty(pd) => Arc::new(pagerduty::PagerDutySink::new(&config.name, pd)?),
+        SinkKind::Nats(nats) => Arc::new(nats::NatsSink::new(&config.name, nats)?),
+        SinkKind::Redis(redis) => Arc::new(redis::RedisSink::new(&config.name, redis)?),
     })
 }
 

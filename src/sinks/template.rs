@@ -71,15 +71,7 @@ impl NameTemplate {
     /// The name for `alert`. The values are reduced to `[A-Za-z0-9_-]` (other characters become
     /// `_`) so they are safe in any broker's names.
     pub fn render(&self, alert: &Alert) -> String {
-        self.render_with(alert, |value| {
-            value
-                .chars()
-                .map(|c| match c {
-                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
-                    _ => '_',
-                })
-                .collect()
-        })
+        self.render_with(alert, safe_value)
     }
 
     /// The name for `alert`, with `clean` adapting the substituted values to a destination's rules.
@@ -88,6 +80,17 @@ impl NameTemplate {
             .replace("{rule_id}", &clean(&alert.rule.id))
             .replace("{level}", &clean(alert.level.as_str()))
     }
+}
+
+/// `value` reduced to `[A-Za-z0-9_-]`: every other character becomes `_`.
+pub fn safe_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -48,10 +48,8 @@ impl WebhookSink {
         let encoded = config.secret.expose();
         let key = BASE64
             .decode(encoded.strip_prefix("whsec_").unwrap_or(encoded))
-            .map_err(|_| {
-                anyhow::anyhow!("sink {name:?}: secret must be base64, optionally prefixed whsec_")
-            })?;
-        anyhow::ensure!(!key.is_empty(), "sink {name:?}: secret is empty");
+            .map_err(|_| anyhow::anyhow!("secret must be base64, optionally prefixed whsec_"))?;
+        anyhow::ensure!(!key.is_empty(), "secret is empty");
         Ok(Self {
             name: name.to_owned(),
             url: config.url.clone(),

@@ -9,4 +9,5 @@ mod helpers;
 mod http_contract;
 mod receiver;
 mod sinks_amqp_mqtt;
+mod sinks_brokers;
 mod sinks_http;
