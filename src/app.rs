@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::detect::{Detector, RuleSet};
+use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::{AppState, router};
 use crate::secret::SecretSet;
@@ -32,7 +32,7 @@ pub struct Application {
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     spool: Arc<Spool>,
-    rules: Arc<RuleSet>,
+    rules: SharedRules,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -41,7 +41,7 @@ impl Application {
     /// anything runs if any part is misconfigured.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.require_secret()?;
-        let rules = Arc::new(RuleSet::load(&config.rules)?);
+        let rules = SharedRules::new(RuleSet::load(&config.rules)?);
         let sinks = config
             .effective_sinks()
             .iter()
@@ -69,7 +69,7 @@ impl Application {
         tracing::info!(
             listen = %listener.local_addr()?,
             hook_path = %config.server.hook_path,
-            rules = rules.len(),
+            rules = rules.current().len(),
             sinks = ?sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
             spool = %spool.path().display(),
             backlog_batches = spool.backlog().batches,
@@ -119,6 +119,11 @@ impl Application {
             sinks.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut workers = JoinSet::new();
 
+        workers.spawn(reload_rules_on_sighup(
+            rules.clone(),
+            config.rules.clone(),
+            stop_workers.clone(),
+        ));
         let detector = Detector {
             rules,
             spool: spool.clone(),
@@ -219,6 +224,51 @@ impl Application {
         drop(spool);
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+}
+
+/// Reloads the rules on SIGHUP, without stopping intake or detection. A reload that fails keeps
+/// the rules in force and logs why.
+async fn reload_rules_on_sighup(
+    rules: SharedRules,
+    config: crate::config::RulesConfig,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; rules reload needs a restart");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let (shared, config) = (rules.clone(), config.clone());
+            let outcome = tokio::task::spawn_blocking(move || shared.reload(&config)).await;
+            match outcome {
+                Ok(Ok(count)) => {
+                    metrics::gauge!("factorwatch_rules_loaded").set(count as f64);
+                    tracing::info!(rules = count, "rules reloaded on SIGHUP");
+                }
+                Ok(Err(err)) => {
+                    metrics::counter!("factorwatch_rule_reload_failures_total").increment(1);
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        kept = rules.current().len(),
+                        "rules reload failed; the previous rules stay in force"
+                    );
+                }
+                Err(err) => tracing::error!(error = %err, "rules reload task failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (rules, config);
+        shutdown.cancelled().await;
     }
 }
 

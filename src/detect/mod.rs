@@ -26,15 +26,15 @@ use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectedBatch, OutboxRecord, Spool, SpoolError, StoredBatch};
 
-pub use rules::RuleSet;
+pub use rules::{RuleSet, SharedRules};
 
 /// Batches taken per pass: bounds memory and the size of one commit.
 const BATCHES_PER_PASS: usize = 64;
 
 /// The detection worker.
 pub struct Detector {
-    /// Compiled rules.
-    pub rules: Arc<RuleSet>,
+    /// The rules in force (reloaded on SIGHUP).
+    pub rules: SharedRules,
     /// Where batches come from and alerts go.
     pub spool: Arc<Spool>,
     /// The sinks, whose filters decide which alerts each one is queued.
@@ -101,7 +101,7 @@ impl Detector {
         let now = now_ms();
         let seen = self.spool.already_seen(keys, now).await?;
         let (rules, sinks, privileged) = (
-            self.rules.clone(),
+            self.rules.current(),
             self.sinks.clone(),
             self.privileged_users.clone(),
         );

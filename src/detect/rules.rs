@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use rsigma_eval::Engine;
@@ -27,6 +28,32 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
         include_str!("../../rules/mfa_factors_reset_all.yml"),
     ),
 ];
+
+/// The rules in force, swapped whole on reload: a pass uses the set it started with, and a reload
+/// that fails leaves the old set in place.
+#[derive(Debug, Clone)]
+pub struct SharedRules(Arc<RwLock<Arc<RuleSet>>>);
+
+impl SharedRules {
+    /// Shares `rules`.
+    pub fn new(rules: RuleSet) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(rules))))
+    }
+
+    /// The current set.
+    pub fn current(&self) -> Arc<RuleSet> {
+        self.0.read().expect("rules lock poisoned").clone()
+    }
+
+    /// Loads the rules `config` names again; on success they replace the current set, on failure
+    /// the current set stays and the error says why.
+    pub fn reload(&self, config: &RulesConfig) -> anyhow::Result<usize> {
+        let rules = RuleSet::load(config)?;
+        let count = rules.len();
+        *self.0.write().expect("rules lock poisoned") = Arc::new(rules);
+        Ok(count)
+    }
+}
 
 /// A compiled set of detection rules.
 pub struct RuleSet {

@@ -248,9 +248,15 @@ pub fn free_port() -> u16 {
 impl ChildServer {
     /// Starts `factorwatch serve` on `data_dir` and `port`, and waits until /healthz answers.
     pub async fn start(data_dir: &Path, port: u16) -> ChildServer {
+        Self::start_with(data_dir, port, &[]).await
+    }
+
+    /// As [`ChildServer::start`], with extra environment variables (such as FACTORWATCH_CONFIG).
+    pub async fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> ChildServer {
         let child = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
             .arg("serve")
             .env_remove("FACTORWATCH_CONFIG")
+            .envs(env.iter().copied())
             .env("FACTORWATCH_LISTEN", format!("127.0.0.1:{port}"))
             .env("FACTORWATCH_DATA_DIR", data_dir)
             .env("FACTORWATCH_OKTA_SECRETS", SECRET)

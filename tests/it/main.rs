@@ -8,6 +8,7 @@ mod durability;
 mod helpers;
 mod http_contract;
 mod receiver;
+mod reload;
 mod sinks_amqp_mqtt;
 mod sinks_brokers;
 mod sinks_http;
