@@ -9,6 +9,7 @@ mod helpers;
 mod http_contract;
 mod receiver;
 mod reload;
+mod rules_sigmahq;
 mod sinks_amqp_mqtt;
 mod sinks_brokers;
 mod sinks_http;
