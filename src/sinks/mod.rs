@@ -3,7 +3,9 @@
 //! shared delivery loop's job ([`crate::forward`]).
 
 pub mod file;
+pub mod kafka;
 pub mod lazy;
+pub mod sqs;
 pub mod template;
 
 use std::future::Future;
@@ -14,6 +16,8 @@ use crate::alert::Alert;
 use crate::config::{SinkConfig, SinkKind};
 
 pub use file::FileSink;
+pub use kafka::KafkaSink;
+pub use sqs::SqsSink;
 
 /// One alert handed to a sink.
 #[derive(Debug, Clone, Copy)]
@@ -53,5 +57,7 @@ pub trait Sink: Send + Sync {
 pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
+        SinkKind::Kafka(kafka) => Arc::new(KafkaSink::new(&config.name, kafka)?),
+        SinkKind::Sqs(sqs) => Arc::new(SqsSink::new(&config.name, sqs)?),
     })
 }
