@@ -6,3 +6,4 @@ mod dedup;
 mod durability;
 mod helpers;
 mod http_contract;
+mod sinks_kafka_sqs;
