@@ -305,13 +305,14 @@ impl KafkaSink {
 }
 
 /// rskafka retries some errors itself (leader moves, connection drops); bound that so a failing
-/// attempt returns to the forwarder, whose backoff and dead-lettering apply.
+/// attempt returns to the forwarder, whose backoff and dead-lettering apply. Shorter than
+/// [`CONNECT_TIMEOUT`] so a broker that refuses connections is reported as such.
 fn backoff() -> rskafka::BackoffConfig {
     rskafka::BackoffConfig {
         init_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         base: 3.,
-        deadline: Some(CONNECT_TIMEOUT),
+        deadline: Some(CONNECT_TIMEOUT.saturating_sub(Duration::from_secs(2))),
     }
 }
 

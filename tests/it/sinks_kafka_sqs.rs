@@ -71,6 +71,10 @@ struct KafkaRecord {
 /// Reads every record of `topic` from offset 0 until there are at least `count` (or fails).
 async fn read_kafka(topic: &str, count: usize) -> Vec<KafkaRecord> {
     let client = ClientBuilder::new(vec![KAFKA.to_owned()])
+        .backoff_config(rskafka::BackoffConfig {
+            deadline: Some(Duration::from_secs(10)),
+            ..Default::default()
+        })
         .build()
         .await
         .expect("the Kafka test broker answers (run scripts/test-services.sh)");
