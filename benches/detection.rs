@@ -19,7 +19,10 @@ fn twenty_five_rules() -> RuleSet {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rules/sigmahq_style");
     for entry in std::fs::read_dir(folder).expect("test rules folder") {
         let path = entry.expect("dir entry").path();
-        sources.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+        sources.push((
+            path.display().to_string(),
+            std::fs::read_to_string(&path).unwrap(),
+        ));
     }
     let event_types = [
         "user.session.start",
@@ -65,7 +68,12 @@ fn detection(c: &mut Criterion) {
     group.throughput(Throughput::Elements(events.len() as u64));
     for (name, rules) in [("builtin_2_rules", &builtin), ("25_rules", &many)] {
         group.bench_function(format!("match_only/{name}"), |b| {
-            b.iter(|| events.iter().map(|e| rules.matching(e).len()).sum::<usize>())
+            b.iter(|| {
+                events
+                    .iter()
+                    .map(|e| rules.matching(e).len())
+                    .sum::<usize>()
+            })
         });
         group.bench_function(format!("parse_and_match/{name}"), |b| {
             b.iter(|| {

@@ -256,6 +256,10 @@ pub enum SinkKind {
     Nats(crate::sinks::nats::NatsConfig),
     /// Add each alert to a Redis stream (`XADD`); delivered once Redis returned the entry id.
     Redis(crate::sinks::redis::RedisConfig),
+    /// Produce each alert as one record to a Kafka topic (acks=all), keyed by the alert id.
+    Kafka(crate::sinks::kafka::KafkaConfig),
+    /// Send each alert as one message to an Amazon SQS queue (FIFO queues de-duplicate on the alert id).
+    Sqs(crate::sinks::sqs::SqsConfig),
 }
 
 impl SinkConfig {
@@ -663,6 +667,45 @@ mod tests {
         let err =
             Config::from_toml("[[sinks]]\nname='m'\ntype='mqtt'\ntopic='t'\nqos=2\n").unwrap_err();
         assert!(err.to_string().contains("qos"), "{err}");
+    }
+
+    #[test]
+    fn kafka_and_sqs_blocks_parse_with_defaults_and_are_checked() {
+        let config = Config::from_toml(
+            r#"
+            [[sinks]]
+            name = "kafka"
+            type = "kafka"
+            topic = "factorwatch.{level}"
+            create_topic = { partitions = 3 }
+            [[sinks]]
+            name = "sqs"
+            type = "sqs"
+            queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/alerts.fifo"
+            secret_access_key = "s3cr3t-key"
+            "#,
+        )
+        .unwrap();
+        let SinkKind::Kafka(kafka) = &config.sinks[0].kind else {
+            panic!("kafka block")
+        };
+        assert_eq!(kafka.brokers, ["127.0.0.1:9092"]);
+        assert_eq!(kafka.create_topic.unwrap().replication, 1);
+        let SinkKind::Sqs(sqs) = &config.sinks[1].kind else {
+            panic!("sqs block")
+        };
+        assert_eq!(sqs.region, "us-east-1");
+        assert!(sqs.is_fifo());
+        let err = config.validate().unwrap_err();
+        assert!(format!("{err:#}").contains("access_key_id"), "{err:#}");
+        assert!(!config.to_redacted_toml().unwrap().contains("s3cr3t-key"));
+        let err =
+            Config::from_toml("[[sinks]]\nname='k'\ntype='kafka'\ntopic='t'\nbroker=['x:1']\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
+        let err =
+            Config::from_toml("[[sinks]]\nname='k'\ntype='kafka'\ntopic='t.{lvl}'\n").unwrap_err();
+        assert!(err.to_string().contains("lvl"), "{err}");
     }
 
     #[test]

@@ -17,8 +17,14 @@ use crate::spool::BacklogSnapshot;
 
 /// Installs the global log subscriber. Later calls (tests starting several apps) are no-ops.
 pub fn init_logging(config: &LogConfig) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.level.as_str()));
+    // lapin logs every message a broker returns, body included, at warn: an alert body names users
+    // and IPs, and the AMQP sink already reports the return itself.
+    let quiet_returns = "lapin::returned_messages=error"
+        .parse()
+        .expect("a valid tracing directive");
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.level.as_str()))
+        .add_directive(quiet_returns);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

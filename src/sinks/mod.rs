@@ -5,12 +5,14 @@
 pub mod amqp;
 pub mod file;
 mod http;
+pub mod kafka;
 pub mod lazy;
 pub mod mqtt;
 pub mod nats;
 pub mod pagerduty;
 pub mod redis;
 pub mod slack;
+pub mod sqs;
 pub mod template;
 pub mod webhook;
 
@@ -23,7 +25,9 @@ use crate::config::{SinkConfig, SinkKind};
 
 pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub use kafka::KafkaSink;
 pub use mqtt::MqttSink;
+pub use sqs::SqsSink;
 
 /// One alert handed to a sink.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +74,8 @@ pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
         SinkKind::PagerDuty(pd) => Arc::new(pagerduty::PagerDutySink::new(&config.name, pd)?),
         SinkKind::Nats(nats) => Arc::new(nats::NatsSink::new(&config.name, nats)?),
         SinkKind::Redis(redis) => Arc::new(redis::RedisSink::new(&config.name, redis)?),
+        SinkKind::Kafka(kafka) => Arc::new(KafkaSink::new(&config.name, kafka)?),
+        SinkKind::Sqs(sqs) => Arc::new(SqsSink::new(&config.name, sqs)?),
     })
 }
 

@@ -13,3 +13,4 @@ mod rules_sigmahq;
 mod sinks_amqp_mqtt;
 mod sinks_brokers;
 mod sinks_http;
+mod sinks_kafka_sqs;
