@@ -41,7 +41,9 @@ impl Application {
     /// anything runs if any part is misconfigured.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.require_secret()?;
-        let rules = SharedRules::new(RuleSet::load(&config.rules)?);
+        let rules = RuleSet::load(&config.rules)?;
+        metrics::gauge!("factorwatch_rules_loaded").set(rules.len() as f64);
+        let rules = SharedRules::new(rules);
         let sinks = config
             .effective_sinks()
             .iter()

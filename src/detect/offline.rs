@@ -28,7 +28,7 @@ pub fn check(paths: Vec<PathBuf>) -> anyhow::Result<()> {
         println!("  file:    {}", described.origin);
         println!("  fields:  {}", described.fields.join(", "));
     }
-    eprintln!("{} rules are valid", rules.len());
+    eprintln!("all {} rules are valid", rules.len());
     Ok(())
 }
 

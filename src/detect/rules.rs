@@ -115,7 +115,30 @@ impl RuleSet {
             if let Some(error) = collection.errors.first() {
                 bail!("rule file {origin}: {error}");
             }
+            // Refuse what would otherwise be silently ignored or silently wrong.
+            if let Some(correlation) = collection.correlations.first() {
+                bail!(
+                    "rule file {origin}: correlation rule {:?} is not supported yet; remove it or \
+                     move it to a file factorwatch does not load",
+                    correlation.title
+                );
+            }
+            if let Some(filter) = collection.filters.first() {
+                bail!(
+                    "rule file {origin}: filter rule {:?} is not supported yet",
+                    filter.title
+                );
+            }
             for rule in &collection.rules {
+                if let Some(product) = &rule.logsource.product
+                    && !product.eq_ignore_ascii_case("okta")
+                {
+                    bail!(
+                        "rule file {origin}: rule {:?} is for logsource product {product:?}; \
+                         factorwatch runs rules for product okta",
+                        rule.title
+                    );
+                }
                 let mut rule = rule.clone();
                 fields::canonicalize_rule(&mut rule);
                 let rule = &rule;
@@ -311,6 +334,28 @@ mod tests {
             rules
                 .matching(&json!({"client": {"userAgent": {"rawUserAgent": "x"}}}))
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn unsupported_rules_are_refused_not_ignored() {
+        let windows = "title: W\nlogsource: {product: windows}\ndetection:\n  sel: {a: b}\n  condition: sel\n";
+        let err = format!(
+            "{:#}",
+            RuleSet::from_sources(&[("w.yml".into(), windows.into())]).unwrap_err()
+        );
+        assert!(err.contains("w.yml") && err.contains("windows"), "{err}");
+        let correlation = format!(
+            "{}\n---\ntitle: Many\ncorrelation:\n  type: event_count\n  rules: [6f1e2b9c-3a0d-4e57-9a61-2d4c8b7f0a11]\n  group-by: [actor.alternateId]\n  timespan: 1h\n  condition: {{gte: 3}}\nlevel: high\n",
+            BUILTIN_RULES[0].1
+        );
+        let err = format!(
+            "{:#}",
+            RuleSet::from_sources(&[("c.yml".into(), correlation)]).unwrap_err()
+        );
+        assert!(
+            err.contains("correlation rule") && err.contains("not supported yet"),
+            "{err}"
         );
     }
 

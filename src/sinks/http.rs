@@ -15,7 +15,7 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         // A redirect would turn the POST into a body-less GET whose 2xx proves nothing: a 3xx
-        // is reported as a refusal instead, naming where the endpoint wanted to send us.
+        // is reported as a refusal instead, with its status.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
         .build()
