@@ -268,15 +268,23 @@ impl SinkConfig {
         &self.name
     }
 
-    /// A file sink with no filter (the default sink, and handy in tests).
-    pub fn file(name: &str, path: impl Into<PathBuf>) -> Self {
+    /// A sink of `kind` named `name`, with no filter.
+    pub fn new(name: &str, kind: SinkKind) -> Self {
         Self {
             name: name.to_owned(),
             min_level: None,
             rules: Vec::new(),
             tags: Vec::new(),
-            kind: SinkKind::File(crate::sinks::file::FileConfig { path: path.into() }),
+            kind,
         }
+    }
+
+    /// A file sink with no filter (the default sink, and handy in tests).
+    pub fn file(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self::new(
+            name,
+            SinkKind::File(crate::sinks::file::FileConfig { path: path.into() }),
+        )
     }
 
     /// True when this sink wants `alert` (its level, after risk adjustment, and its rule).

@@ -10,7 +10,8 @@ use tempfile::TempDir;
 
 use crate::helpers::{TestApp, batch_with_mfa};
 use crate::receiver::Receiver;
-use crate::sinks_http::{WEBHOOK_SECRET, app_with, sink};
+use crate::sinks_http::{WEBHOOK_SECRET, app_with};
+use factorwatch::config::SinkConfig;
 
 /// Runs `factorwatch dlq ARGS` against `app`'s admin API; returns (success, stdout, stderr).
 async fn dlq(app: &TestApp, args: &[&str]) -> (bool, String, String) {
@@ -35,7 +36,7 @@ async fn dlq(app: &TestApp, args: &[&str]) -> (bool, String, String) {
 async fn refused_alerts_can_be_listed_replayed_and_purged() {
     let (receiver, url) = Receiver::start().await;
     receiver.fail_first(2, 422);
-    let hook = sink(
+    let hook = SinkConfig::new(
         "hook",
         SinkKind::Webhook(WebhookConfig {
             url,

@@ -47,6 +47,18 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+/// The test configuration with the default alert file (the reference copy of every alert) plus
+/// `extra` sinks.
+pub fn config_with(data_dir: &Path, extra: Vec<factorwatch::config::SinkConfig>) -> Config {
+    let mut config = test_config(data_dir);
+    config.sinks = vec![factorwatch::config::SinkConfig::file(
+        "alerts-file",
+        data_dir.join("alerts.jsonl"),
+    )];
+    config.sinks.extend(extra);
+    config
+}
+
 /// Starts an app with the default test configuration.
 pub async fn spawn_app() -> TestApp {
     let data_dir = TempDir::new().unwrap();

@@ -4,10 +4,9 @@
 //! end in the dead letters instead of counting as delivered.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use factorwatch::config::{Config, SinkConfig, SinkKind};
+use factorwatch::config::{SinkConfig, SinkKind};
 use factorwatch::sinks::amqp::AmqpConfig;
 use factorwatch::sinks::mqtt::MqttConfig;
 use factorwatch::sinks::template::NameTemplate;
@@ -21,33 +20,13 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, batch_with_mfa, spawn_app_with, test_config};
+use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with};
 
 const RABBITMQ: &str = "amqp://127.0.0.1:5672/%2f";
 /// Nothing listens there.
 const CLOSED_PORT: u16 = 1;
 /// How long a message may take to come back.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A configuration with the default file sink plus `sink`.
-fn config_with(data_dir: &Path, sink: SinkConfig) -> Config {
-    let mut config = test_config(data_dir);
-    config.sinks = vec![
-        SinkConfig::file("alerts-file", data_dir.join("alerts.jsonl")),
-        sink,
-    ];
-    config
-}
-
-fn sink(name: &str, kind: SinkKind) -> SinkConfig {
-    SinkConfig {
-        name: name.to_owned(),
-        min_level: None,
-        rules: Vec::new(),
-        tags: Vec::new(),
-        kind,
-    }
-}
 
 fn amqp_sink(
     name: &str,
@@ -56,7 +35,7 @@ fn amqp_sink(
     routing_key: &str,
     queue: Option<&str>,
 ) -> SinkConfig {
-    sink(
+    SinkConfig::new(
         name,
         SinkKind::Amqp(AmqpConfig {
             url: url.to_owned(),
@@ -70,7 +49,7 @@ fn amqp_sink(
 }
 
 fn mqtt_sink(name: &str, port: u16, topic: &str) -> SinkConfig {
-    sink(
+    SinkConfig::new(
         name,
         SinkKind::Mqtt(MqttConfig {
             host: "127.0.0.1".into(),
@@ -231,7 +210,7 @@ async fn amqp_delivers_every_alert_with_its_id() {
         &routing_key,
         Some(&queue.name),
     );
-    let app = spawn_app_with(config_with(data_dir.path(), amqp), data_dir).await;
+    let app = spawn_app_with(config_with(data_dir.path(), vec![amqp]), data_dir).await;
 
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert!(app.post(&batch).await.status().is_success());
@@ -256,7 +235,7 @@ async fn amqp_outage_loses_nothing() {
         &queue.name,
         Some(&queue.name),
     );
-    let app = spawn_app_with(config_with(data_dir.path(), down), data_dir).await;
+    let app = spawn_app_with(config_with(data_dir.path(), vec![down]), data_dir).await;
     let (batch, uuids) = batch_with_mfa(10, 4);
     assert!(app.post(&batch).await.status().is_success());
     let alerts = app.wait_for_alerts(uuids.len()).await;
@@ -265,7 +244,7 @@ async fn amqp_outage_loses_nothing() {
 
     // Back up: the same sink (same outbox) on the right port.
     let up = amqp_sink(name, RABBITMQ, "", &queue.name, Some(&queue.name));
-    let app = spawn_app_with(config_with(data_dir.path(), up), data_dir).await;
+    let app = spawn_app_with(config_with(data_dir.path(), vec![up]), data_dir).await;
     let received = queue.receive(uuids.len()).await;
     assert_same_alerts(&alerts, &received);
     app.wait_until_drained().await;
@@ -281,7 +260,7 @@ async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
     // amq.direct exists on every RabbitMQ; nothing is bound with this key.
     let routing_key = format!("nobody-listens-{}", uuid::Uuid::new_v4());
     let amqp = amqp_sink(name, RABBITMQ, "amq.direct", &routing_key, None);
-    let app = spawn_app_with(config_with(data_dir.path(), amqp), data_dir).await;
+    let app = spawn_app_with(config_with(data_dir.path(), vec![amqp]), data_dir).await;
 
     let (batch, uuids) = batch_with_mfa(5, 1);
     assert!(app.post(&batch).await.status().is_success());
@@ -306,7 +285,7 @@ async fn amqp_missing_exchange_is_retried_until_it_exists() {
     let exchange = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
     let data_dir = TempDir::new().unwrap();
     let amqp = amqp_sink(name, RABBITMQ, &exchange, "alerts", Some(&queue.name));
-    let app = spawn_app_with(config_with(data_dir.path(), amqp), data_dir).await;
+    let app = spawn_app_with(config_with(data_dir.path(), vec![amqp]), data_dir).await;
     let (batch, uuids) = batch_with_mfa(5, 2);
     assert!(app.post(&batch).await.status().is_success());
     let alerts = app.wait_for_alerts(uuids.len()).await;
@@ -414,7 +393,7 @@ async fn mqtt_delivers_every_alert_with_its_id() {
         1883,
         &format!("factorwatch-test/{run}/{{level}}"),
     );
-    let app = spawn_app_with(config_with(data_dir.path(), mqtt), data_dir).await;
+    let app = spawn_app_with(config_with(data_dir.path(), vec![mqtt]), data_dir).await;
 
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert!(app.post(&batch).await.status().is_success());
@@ -433,7 +412,7 @@ async fn mqtt_outage_loses_nothing() {
     let name = "mqtt-outage";
     let data_dir = TempDir::new().unwrap();
     let app = spawn_app_with(
-        config_with(data_dir.path(), mqtt_sink(name, CLOSED_PORT, &topic)),
+        config_with(data_dir.path(), vec![mqtt_sink(name, CLOSED_PORT, &topic)]),
         data_dir,
     )
     .await;
@@ -444,7 +423,7 @@ async fn mqtt_outage_loses_nothing() {
     let data_dir = app.stop().await;
 
     let app = spawn_app_with(
-        config_with(data_dir.path(), mqtt_sink(name, 1883, &topic)),
+        config_with(data_dir.path(), vec![mqtt_sink(name, 1883, &topic)]),
         data_dir,
     )
     .await;

@@ -7,12 +7,11 @@
 //! other's messages, and removes them at the end.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use factorwatch::alert::{Alert, Level};
-use factorwatch::config::{Config, ServerUrl, SinkConfig, SinkKind};
+use factorwatch::config::{ServerUrl, SinkConfig, SinkKind};
 use factorwatch::sinks::nats::{NatsConfig, NatsSink};
 use factorwatch::sinks::redis::{RedisConfig, RedisSink};
 use factorwatch::sinks::template::NameTemplate;
@@ -21,8 +20,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, batch_with_mfa, spawn_app_with, test_config};
-use crate::sinks_http::sink;
+use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with};
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -67,16 +65,6 @@ fn alert(id: &str, rule_id: &str, level: Level) -> (Alert, String) {
     alert.level = level;
     let payload = alert.to_json();
     (alert, payload)
-}
-
-/// The test configuration with the default alert file as a sink, plus `broker`.
-fn config_with(data_dir: &Path, broker: SinkConfig) -> Config {
-    let mut config = test_config(data_dir);
-    config.sinks = vec![
-        SinkConfig::file("alerts-file", data_dir.join("alerts.jsonl")),
-        broker,
-    ];
-    config
 }
 
 /// The alert lines of the file sink, raw, keyed by alert id.
@@ -316,7 +304,7 @@ impl Broker {
             (Broker::Redis, true) => SinkKind::Redis(redis_config(REDIS_URL, run)),
             (Broker::Redis, false) => SinkKind::Redis(redis_config(CLOSED_REDIS_URL, run)),
         };
-        sink(name, kind)
+        SinkConfig::new(name, kind)
     }
 
     /// Where an alert goes: the NATS subject or the Redis stream key its rule and level name.
@@ -352,7 +340,7 @@ async fn delivers_every_alert(broker: Broker) {
     let run = unique();
     let name = format!("{}-{run}", broker.label());
     let data_dir = TempDir::new().unwrap();
-    let config = config_with(data_dir.path(), broker.sink(&name, true, &run));
+    let config = config_with(data_dir.path(), vec![broker.sink(&name, true, &run)]);
     let app = spawn_app_with(config, data_dir).await;
 
     let file = raise_alerts(&app, 3).await;
@@ -372,7 +360,7 @@ async fn outage_keeps_alerts_until_the_broker_is_back(broker: Broker) {
     let data_dir = TempDir::new().unwrap();
 
     // The broker is unreachable: the service still starts and takes events.
-    let down = config_with(data_dir.path(), broker.sink(&name, false, &run));
+    let down = config_with(data_dir.path(), vec![broker.sink(&name, false, &run)]);
     let app = spawn_app_with(down, data_dir).await;
     let file = raise_alerts(&app, 3).await;
     wait_for_failures(&app, &name).await;
@@ -388,7 +376,7 @@ async fn outage_keeps_alerts_until_the_broker_is_back(broker: Broker) {
     let data_dir = app.stop().await;
 
     // Same data directory, the right URL: every alert raised during the outage arrives.
-    let up = config_with(data_dir.path(), broker.sink(&name, true, &run));
+    let up = config_with(data_dir.path(), vec![broker.sink(&name, true, &run)]);
     let app = spawn_app_with(up, data_dir).await;
     broker.assert_holds(&run, &file).await;
     app.wait_until_drained().await;

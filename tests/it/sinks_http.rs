@@ -14,12 +14,6 @@ use crate::receiver::Receiver;
 
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-pub fn sink(name: &str, kind: SinkKind) -> SinkConfig {
-    let mut sink = SinkConfig::file(name, "unused");
-    sink.kind = kind;
-    sink
-}
-
 /// An app with the file sink (the reference copy of every alert) and `extra` sinks.
 pub async fn app_with(extra: Vec<SinkConfig>) -> TestApp {
     let data_dir = TempDir::new().unwrap();
@@ -43,7 +37,7 @@ fn by_id(alerts: &[Value], id: &str) -> Value {
 #[tokio::test]
 async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
     let (receiver, url) = Receiver::start().await;
-    let webhook = sink(
+    let webhook = SinkConfig::new(
         "hook",
         SinkKind::Webhook(WebhookConfig {
             url: format!("{url}/alerts"),
@@ -73,7 +67,7 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
 #[tokio::test]
 async fn slack_gets_a_readable_message() {
     let (receiver, url) = Receiver::start().await;
-    let slack = sink(
+    let slack = SinkConfig::new(
         "chat",
         SinkKind::Slack(SlackConfig {
             webhook_url: Secret::new(format!("{url}/services/T000/B000/XXXX")),
@@ -107,7 +101,7 @@ async fn slack_gets_a_readable_message() {
 async fn pagerduty_events_dedup_on_the_alert_id_and_filters_apply() {
     let (receiver, url) = Receiver::start().await;
     let pagerduty = |name: &str| {
-        sink(
+        SinkConfig::new(
             name,
             SinkKind::PagerDuty(PagerDutyConfig {
                 routing_key: Secret::new("R0UT1NGKEY"),
@@ -156,7 +150,7 @@ async fn failing_endpoints_are_retried_and_refusals_dead_lettered() {
     let (refusing, refusing_url) = Receiver::start().await;
     refusing.fail_first(usize::MAX, 400);
     let webhook = |name: &str, url: &str| {
-        sink(
+        SinkConfig::new(
             name,
             SinkKind::Webhook(WebhookConfig {
                 url: url.to_owned(),
@@ -258,7 +252,7 @@ async fn sinks_test_sends_a_marked_alert_and_reports_each_sink() {
 async fn a_redirect_is_not_taken_for_a_delivery() {
     let (redirecting, url) = Receiver::start().await;
     redirecting.fail_first(usize::MAX, 302);
-    let hook = sink(
+    let hook = SinkConfig::new(
         "moved",
         SinkKind::Webhook(WebhookConfig {
             url,

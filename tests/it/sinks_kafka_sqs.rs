@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use factorwatch::alert::Alert;
-use factorwatch::config::{Config, SinkConfig, SinkKind};
+use factorwatch::config::{SinkConfig, SinkKind};
 use factorwatch::sinks::kafka::{ALERT_ID_HEADER, CreateTopic, KafkaConfig, partition_for};
 use factorwatch::sinks::sqs::SqsConfig;
 use factorwatch::sinks::{self, Delivery};
@@ -17,7 +17,7 @@ use rskafka::client::partition::UnknownTopicHandling;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{batch_with_mfa, spawn_app_with, test_config};
+use crate::helpers::{batch_with_mfa, config_with, spawn_app_with};
 
 const KAFKA: &str = "127.0.0.1:19092";
 const SQS_ENDPOINT: &str = "http://127.0.0.1:15000";
@@ -27,27 +27,6 @@ const PARTITIONS: i32 = 3;
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-fn sink(name: &str, kind: SinkKind) -> SinkConfig {
-    SinkConfig {
-        name: name.to_owned(),
-        min_level: None,
-        rules: Vec::new(),
-        tags: Vec::new(),
-        kind,
-    }
-}
-
-/// A config with a file sink (`alerts.jsonl`, the reference) and `other`.
-fn config_with(data_dir: &std::path::Path, other: Vec<SinkConfig>) -> Config {
-    let mut config = test_config(data_dir);
-    config.sinks = vec![SinkConfig::file(
-        "alerts-file",
-        data_dir.join("alerts.jsonl"),
-    )];
-    config.sinks.extend(other);
-    config
 }
 
 fn kafka_config(broker: &str, topic: &str) -> KafkaConfig {
@@ -298,7 +277,10 @@ async fn kafka_gets_every_alert_keyed_by_its_id() {
     let data_dir = TempDir::new().unwrap();
     let config = config_with(
         data_dir.path(),
-        vec![sink("kafka", SinkKind::Kafka(kafka_config(KAFKA, &topic)))],
+        vec![SinkConfig::new(
+            "kafka",
+            SinkKind::Kafka(kafka_config(KAFKA, &topic)),
+        )],
     );
     let app = spawn_app_with(config, data_dir).await;
     let (batch, uuids) = batch_with_mfa(20, 5);
@@ -316,7 +298,7 @@ async fn kafka_topic_names_use_the_level() {
     let data_dir = TempDir::new().unwrap();
     let config = config_with(
         data_dir.path(),
-        vec![sink(
+        vec![SinkConfig::new(
             "kafka",
             SinkKind::Kafka(kafka_config(KAFKA, &format!("{base}.{{level}}"))),
         )],
@@ -335,7 +317,7 @@ async fn kafka_alerts_wait_for_a_broker_that_is_down() {
     let data_dir = TempDir::new().unwrap();
     let down = config_with(
         data_dir.path(),
-        vec![sink(
+        vec![SinkConfig::new(
             "kafka-outage",
             SinkKind::Kafka(kafka_config(CLOSED, &topic)),
         )],
@@ -350,7 +332,7 @@ async fn kafka_alerts_wait_for_a_broker_that_is_down() {
     let data_dir = app.stop().await;
     let back = config_with(
         data_dir.path(),
-        vec![sink(
+        vec![SinkConfig::new(
             "kafka-outage",
             SinkKind::Kafka(kafka_config(KAFKA, &topic)),
         )],
@@ -374,8 +356,8 @@ async fn sqs_standard_and_fifo_queues_get_every_alert() {
     let config = config_with(
         data_dir.path(),
         vec![
-            sink("sqs", SinkKind::Sqs(sqs_config(&standard, SQS_ENDPOINT))),
-            sink("sqs-fifo", SinkKind::Sqs(fifo_config)),
+            SinkConfig::new("sqs", SinkKind::Sqs(sqs_config(&standard, SQS_ENDPOINT))),
+            SinkConfig::new("sqs-fifo", SinkKind::Sqs(fifo_config)),
         ],
     );
     let app = spawn_app_with(config, data_dir).await;
@@ -397,7 +379,7 @@ async fn sqs_alerts_wait_for_an_endpoint_that_is_down() {
     let data_dir = TempDir::new().unwrap();
     let down = config_with(
         data_dir.path(),
-        vec![sink(
+        vec![SinkConfig::new(
             "sqs-outage",
             SinkKind::Sqs(sqs_config(&queue, &format!("http://{CLOSED}"))),
         )],
@@ -411,7 +393,7 @@ async fn sqs_alerts_wait_for_an_endpoint_that_is_down() {
     let data_dir = app.stop().await;
     let back = config_with(
         data_dir.path(),
-        vec![sink(
+        vec![SinkConfig::new(
             "sqs-outage",
             SinkKind::Sqs(sqs_config(&queue, SQS_ENDPOINT)),
         )],
@@ -424,7 +406,7 @@ async fn sqs_alerts_wait_for_an_endpoint_that_is_down() {
 
 #[tokio::test]
 async fn a_queue_that_does_not_exist_is_a_permanent_error() {
-    let config = sink(
+    let config = SinkConfig::new(
         "sqs-missing",
         SinkKind::Sqs(sqs_config(
             &format!("{SQS_ENDPOINT}/123456789012/{}", unique("no-such-queue")),
@@ -457,7 +439,7 @@ fn sample_alert() -> (Alert, String) {
 async fn sqs_fifo_delivers_an_alert_published_twice_once() {
     let client = sqs_client().await;
     let fifo = create_queue(&client, &format!("{}.fifo", unique("factorwatch-test"))).await;
-    let sink = sinks::build(&sink(
+    let sink = sinks::build(&SinkConfig::new(
         "sqs-fifo",
         SinkKind::Sqs(sqs_config(&fifo, SQS_ENDPOINT)),
     ))
@@ -486,7 +468,11 @@ async fn sqs_fifo_delivers_an_alert_published_twice_once() {
 #[tokio::test]
 async fn kafka_gives_an_alert_published_twice_the_same_key_and_partition() {
     let topic = unique("factorwatch-test");
-    let sink = sinks::build(&sink("kafka", SinkKind::Kafka(kafka_config(KAFKA, &topic)))).unwrap();
+    let sink = sinks::build(&SinkConfig::new(
+        "kafka",
+        SinkKind::Kafka(kafka_config(KAFKA, &topic)),
+    ))
+    .unwrap();
     let (alert, payload) = sample_alert();
     let delivery = Delivery {
         payload: &payload,
