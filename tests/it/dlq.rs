@@ -8,9 +8,10 @@ use factorwatch::sinks::webhook::WebhookConfig;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::helpers::spawn_app_with_sinks;
 use crate::helpers::{TestApp, batch_with_mfa};
 use crate::receiver::Receiver;
-use crate::sinks_http::{WEBHOOK_SECRET, app_with};
+use crate::sinks_http::WEBHOOK_SECRET;
 use factorwatch::config::SinkConfig;
 
 /// Runs `factorwatch dlq ARGS` against `app`'s admin API; returns (success, stdout, stderr).
@@ -43,7 +44,7 @@ async fn refused_alerts_can_be_listed_replayed_and_purged() {
             secret: Secret::new(WEBHOOK_SECRET),
         }),
     );
-    let app = app_with(vec![hook]).await;
+    let app = spawn_app_with_sinks(vec![hook]).await;
     let (batch, _) = batch_with_mfa(4, 2);
     assert_eq!(app.post(&batch).await.status(), 204);
     receiver.wait_for(2).await;

@@ -59,6 +59,13 @@ pub fn config_with(data_dir: &Path, extra: Vec<factorwatch::config::SinkConfig>)
     config
 }
 
+/// Starts an app with the default alert file plus `extra` sinks, on a fresh data directory.
+pub async fn spawn_app_with_sinks(extra: Vec<factorwatch::config::SinkConfig>) -> TestApp {
+    let data_dir = TempDir::new().unwrap();
+    let config = config_with(data_dir.path(), extra);
+    spawn_app_with(config, data_dir).await
+}
+
 /// Starts an app with the default test configuration.
 pub async fn spawn_app() -> TestApp {
     let data_dir = TempDir::new().unwrap();

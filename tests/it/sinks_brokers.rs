@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with};
+use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -339,9 +339,7 @@ impl Broker {
 async fn delivers_every_alert(broker: Broker) {
     let run = unique();
     let name = format!("{}-{run}", broker.label());
-    let data_dir = TempDir::new().unwrap();
-    let config = config_with(data_dir.path(), vec![broker.sink(&name, true, &run)]);
-    let app = spawn_app_with(config, data_dir).await;
+    let app = spawn_app_with_sinks(vec![broker.sink(&name, true, &run)]).await;
 
     let file = raise_alerts(&app, 3).await;
     broker.assert_holds(&run, &file).await;

@@ -9,22 +9,10 @@ use serde_json::Value;
 use std::time::Duration;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, batch_with_mfa, spawn_app_with, test_config};
+use crate::helpers::{batch_with_mfa, spawn_app_with_sinks};
 use crate::receiver::Receiver;
 
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// An app with the file sink (the reference copy of every alert) and `extra` sinks.
-pub async fn app_with(extra: Vec<SinkConfig>) -> TestApp {
-    let data_dir = TempDir::new().unwrap();
-    let mut config = test_config(data_dir.path());
-    config.sinks = vec![SinkConfig::file(
-        "file",
-        data_dir.path().join("alerts.jsonl"),
-    )];
-    config.sinks.extend(extra);
-    spawn_app_with(config, data_dir).await
-}
 
 fn by_id(alerts: &[Value], id: &str) -> Value {
     alerts
@@ -44,7 +32,7 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
             secret: Secret::new(WEBHOOK_SECRET),
         }),
     );
-    let app = app_with(vec![webhook]).await;
+    let app = spawn_app_with_sinks(vec![webhook]).await;
     let (batch, _) = batch_with_mfa(6, 2);
     assert_eq!(app.post(&batch).await.status(), 204);
     let alerts = app.wait_for_alerts(2).await;
@@ -73,7 +61,7 @@ async fn slack_gets_a_readable_message() {
             webhook_url: Secret::new(format!("{url}/services/T000/B000/XXXX")),
         }),
     );
-    let app = app_with(vec![slack]).await;
+    let app = spawn_app_with_sinks(vec![slack]).await;
     let (batch, _) = batch_with_mfa(3, 1);
     assert_eq!(app.post(&batch).await.status(), 204);
     let alert = app.wait_for_alerts(1).await.remove(0);
@@ -111,7 +99,7 @@ async fn pagerduty_events_dedup_on_the_alert_id_and_filters_apply() {
     };
     let mut high_only = pagerduty("pd-high");
     high_only.min_level = Some(factorwatch::alert::Level::High);
-    let app = app_with(vec![pagerduty("pd"), high_only]).await;
+    let app = spawn_app_with_sinks(vec![pagerduty("pd"), high_only]).await;
     // A user resetting their own factor stays medium; an admin resetting someone's ranks high.
     let users = samples::users();
     let own = samples::mfa_factor_deactivate(&users[0], "SMS", Initiator::SelfService, "tx-a");
@@ -158,7 +146,7 @@ async fn failing_endpoints_are_retried_and_refusals_dead_lettered() {
             }),
         )
     };
-    let app = app_with(vec![
+    let app = spawn_app_with_sinks(vec![
         webhook("flaky", &flaky_url),
         webhook("refusing", &refusing_url),
     ])
@@ -259,7 +247,7 @@ async fn a_redirect_is_not_taken_for_a_delivery() {
             secret: Secret::new(WEBHOOK_SECRET),
         }),
     );
-    let app = app_with(vec![hook]).await;
+    let app = spawn_app_with_sinks(vec![hook]).await;
     let (batch, _) = batch_with_mfa(2, 1);
     assert_eq!(app.post(&batch).await.status(), 204);
     app.wait_until_drained().await;

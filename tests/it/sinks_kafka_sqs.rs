@@ -15,9 +15,8 @@ use factorwatch::sinks::{self, Delivery};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
 use serde_json::Value;
-use tempfile::TempDir;
 
-use crate::helpers::{batch_with_mfa, config_with, spawn_app_with};
+use crate::helpers::{batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
 
 const KAFKA: &str = "127.0.0.1:19092";
 const SQS_ENDPOINT: &str = "http://127.0.0.1:15000";
@@ -274,15 +273,11 @@ async fn wait_for_failures(app: &crate::helpers::TestApp, sink: &str) {
 #[tokio::test]
 async fn kafka_gets_every_alert_keyed_by_its_id() {
     let topic = unique("factorwatch-test");
-    let data_dir = TempDir::new().unwrap();
-    let config = config_with(
-        data_dir.path(),
-        vec![SinkConfig::new(
-            "kafka",
-            SinkKind::Kafka(kafka_config(KAFKA, &topic)),
-        )],
-    );
-    let app = spawn_app_with(config, data_dir).await;
+    let app = spawn_app_with_sinks(vec![SinkConfig::new(
+        "kafka",
+        SinkKind::Kafka(kafka_config(KAFKA, &topic)),
+    )])
+    .await;
     let (batch, uuids) = batch_with_mfa(20, 5);
     assert_eq!(app.post(&batch).await.status(), 204);
 
@@ -295,15 +290,11 @@ async fn kafka_gets_every_alert_keyed_by_its_id() {
 #[tokio::test]
 async fn kafka_topic_names_use_the_level() {
     let base = unique("factorwatch-test");
-    let data_dir = TempDir::new().unwrap();
-    let config = config_with(
-        data_dir.path(),
-        vec![SinkConfig::new(
-            "kafka",
-            SinkKind::Kafka(kafka_config(KAFKA, &format!("{base}.{{level}}"))),
-        )],
-    );
-    let app = spawn_app_with(config, data_dir).await;
+    let app = spawn_app_with_sinks(vec![SinkConfig::new(
+        "kafka",
+        SinkKind::Kafka(kafka_config(KAFKA, &format!("{base}.{{level}}"))),
+    )])
+    .await;
     let (batch, _) = batch_with_mfa(4, 2);
     assert_eq!(app.post(&batch).await.status(), 204);
     let alerts = app.wait_for_alerts(2).await;
@@ -314,15 +305,11 @@ async fn kafka_topic_names_use_the_level() {
 #[tokio::test]
 async fn kafka_alerts_wait_for_a_broker_that_is_down() {
     let topic = unique("factorwatch-test");
-    let data_dir = TempDir::new().unwrap();
-    let down = config_with(
-        data_dir.path(),
-        vec![SinkConfig::new(
-            "kafka-outage",
-            SinkKind::Kafka(kafka_config(CLOSED, &topic)),
-        )],
-    );
-    let app = spawn_app_with(down, data_dir).await;
+    let app = spawn_app_with_sinks(vec![SinkConfig::new(
+        "kafka-outage",
+        SinkKind::Kafka(kafka_config(CLOSED, &topic)),
+    )])
+    .await;
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert_eq!(app.post(&batch).await.status(), 204);
     // The file sink is not held up by the broker that is down.
@@ -352,15 +339,11 @@ async fn sqs_standard_and_fifo_queues_get_every_alert() {
     let mut fifo_config = sqs_config(&fifo, SQS_ENDPOINT);
     fifo_config.message_group_id =
         factorwatch::sinks::template::NameTemplate::new("factorwatch-{level}");
-    let data_dir = TempDir::new().unwrap();
-    let config = config_with(
-        data_dir.path(),
-        vec![
-            SinkConfig::new("sqs", SinkKind::Sqs(sqs_config(&standard, SQS_ENDPOINT))),
-            SinkConfig::new("sqs-fifo", SinkKind::Sqs(fifo_config)),
-        ],
-    );
-    let app = spawn_app_with(config, data_dir).await;
+    let app = spawn_app_with_sinks(vec![
+        SinkConfig::new("sqs", SinkKind::Sqs(sqs_config(&standard, SQS_ENDPOINT))),
+        SinkConfig::new("sqs-fifo", SinkKind::Sqs(fifo_config)),
+    ])
+    .await;
     let (batch, uuids) = batch_with_mfa(20, 5);
     assert_eq!(app.post(&batch).await.status(), 204);
 
@@ -376,15 +359,11 @@ async fn sqs_standard_and_fifo_queues_get_every_alert() {
 async fn sqs_alerts_wait_for_an_endpoint_that_is_down() {
     let client = sqs_client().await;
     let queue = create_queue(&client, &unique("factorwatch-test")).await;
-    let data_dir = TempDir::new().unwrap();
-    let down = config_with(
-        data_dir.path(),
-        vec![SinkConfig::new(
-            "sqs-outage",
-            SinkKind::Sqs(sqs_config(&queue, &format!("http://{CLOSED}"))),
-        )],
-    );
-    let app = spawn_app_with(down, data_dir).await;
+    let app = spawn_app_with_sinks(vec![SinkConfig::new(
+        "sqs-outage",
+        SinkKind::Sqs(sqs_config(&queue, &format!("http://{CLOSED}"))),
+    )])
+    .await;
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert_eq!(app.post(&batch).await.status(), 204);
     let alerts = app.wait_for_alerts(uuids.len()).await;
