@@ -282,6 +282,16 @@ fn merge_reset(group: &mut Alert, other: Alert) {
         }
     }
     context.event_uuids.extend(other_context.event_uuids);
+    // The group's level is the highest of its events', so its reasons are all of theirs.
+    for reason in other_context.level_reasons {
+        if !context.level_reasons.contains(&reason) {
+            context.level_reasons.push(reason);
+        }
+    }
+    context.privileged_target |= other_context.privileged_target;
+    if other_context.is_proxy == Some(true) {
+        context.is_proxy = Some(true);
+    }
     group.level = group.level.max(other.level);
 }
 
