@@ -210,6 +210,14 @@ pub async fn wait_for_alert_lines(path: &Path, count: usize, timeout: Duration) 
     }
 }
 
+/// The alert with `id` among `alerts`; fails the test naming the id when there is none.
+pub fn alert_by_id<'a>(alerts: &'a [Value], id: &str) -> &'a Value {
+    alerts
+        .iter()
+        .find(|alert| alert["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is the id of no alert in the file sink"))
+}
+
 /// The `event.uuid` of every alert.
 pub fn alerted_uuids(alerts: &[Value]) -> Vec<String> {
     alerts

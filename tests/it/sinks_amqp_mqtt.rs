@@ -20,7 +20,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with};
+use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
 
 const RABBITMQ: &str = "amqp://127.0.0.1:5672/%2f";
 /// Nothing listens there.
@@ -200,7 +200,6 @@ impl AmqpQueue {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_delivers_every_alert_with_its_id() {
     let mut queue = AmqpQueue::declare().await;
-    let data_dir = TempDir::new().unwrap();
     // Through a topic exchange, so the sink's own binding of declare_queue is what routes.
     let routing_key = format!("factorwatch.{{level}}.{}", queue.name);
     let amqp = amqp_sink(
@@ -210,7 +209,7 @@ async fn amqp_delivers_every_alert_with_its_id() {
         &routing_key,
         Some(&queue.name),
     );
-    let app = spawn_app_with(config_with(data_dir.path(), vec![amqp]), data_dir).await;
+    let app = spawn_app_with_sinks(vec![amqp]).await;
 
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert!(app.post(&batch).await.status().is_success());
@@ -227,7 +226,6 @@ async fn amqp_delivers_every_alert_with_its_id() {
 async fn amqp_outage_loses_nothing() {
     let mut queue = AmqpQueue::declare().await;
     let name = "amqp-outage";
-    let data_dir = TempDir::new().unwrap();
     let down = amqp_sink(
         name,
         &format!("amqp://127.0.0.1:{CLOSED_PORT}/%2f"),
@@ -235,7 +233,7 @@ async fn amqp_outage_loses_nothing() {
         &queue.name,
         Some(&queue.name),
     );
-    let app = spawn_app_with(config_with(data_dir.path(), vec![down]), data_dir).await;
+    let app = spawn_app_with_sinks(vec![down]).await;
     let (batch, uuids) = batch_with_mfa(10, 4);
     assert!(app.post(&batch).await.status().is_success());
     let alerts = app.wait_for_alerts(uuids.len()).await;
@@ -256,11 +254,10 @@ async fn amqp_outage_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
     let name = "amqp-unroutable";
-    let data_dir = TempDir::new().unwrap();
     // amq.direct exists on every RabbitMQ; nothing is bound with this key.
     let routing_key = format!("nobody-listens-{}", uuid::Uuid::new_v4());
     let amqp = amqp_sink(name, RABBITMQ, "amq.direct", &routing_key, None);
-    let app = spawn_app_with(config_with(data_dir.path(), vec![amqp]), data_dir).await;
+    let app = spawn_app_with_sinks(vec![amqp]).await;
 
     let (batch, uuids) = batch_with_mfa(5, 1);
     assert!(app.post(&batch).await.status().is_success());
@@ -283,9 +280,8 @@ async fn amqp_missing_exchange_is_retried_until_it_exists() {
     let mut queue = AmqpQueue::declare().await;
     let name = "amqp-missing-exchange";
     let exchange = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
-    let data_dir = TempDir::new().unwrap();
     let amqp = amqp_sink(name, RABBITMQ, &exchange, "alerts", Some(&queue.name));
-    let app = spawn_app_with(config_with(data_dir.path(), vec![amqp]), data_dir).await;
+    let app = spawn_app_with_sinks(vec![amqp]).await;
     let (batch, uuids) = batch_with_mfa(5, 2);
     assert!(app.post(&batch).await.status().is_success());
     let alerts = app.wait_for_alerts(uuids.len()).await;
@@ -387,13 +383,12 @@ impl Drop for MqttSubscriber {
 async fn mqtt_delivers_every_alert_with_its_id() {
     let run = uuid::Uuid::new_v4();
     let mut subscriber = MqttSubscriber::subscribe(&format!("factorwatch-test/{run}/#")).await;
-    let data_dir = TempDir::new().unwrap();
     let mqtt = mqtt_sink(
         "mqtt-roundtrip",
         1883,
         &format!("factorwatch-test/{run}/{{level}}"),
     );
-    let app = spawn_app_with(config_with(data_dir.path(), vec![mqtt]), data_dir).await;
+    let app = spawn_app_with_sinks(vec![mqtt]).await;
 
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert!(app.post(&batch).await.status().is_success());

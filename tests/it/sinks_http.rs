@@ -9,18 +9,10 @@ use serde_json::Value;
 use std::time::Duration;
 use tempfile::TempDir;
 
-use crate::helpers::{batch_with_mfa, spawn_app_with_sinks};
+use crate::helpers::{alert_by_id, batch_with_mfa, spawn_app_with_sinks};
 use crate::receiver::Receiver;
 
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn by_id(alerts: &[Value], id: &str) -> Value {
-    alerts
-        .iter()
-        .find(|a| a["id"] == id)
-        .cloned()
-        .expect("alert in the file sink")
-}
 
 #[tokio::test]
 async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
@@ -43,7 +35,11 @@ async fn webhook_deliveries_verify_with_the_standard_webhooks_library() {
         let delivered: Value = serde_json::from_slice(body).unwrap();
         let id = headers["webhook-id"].to_str().unwrap();
         assert_eq!(delivered["id"], id);
-        assert_eq!(delivered, by_id(&alerts, id), "webhook body is the alert");
+        assert_eq!(
+            &delivered,
+            alert_by_id(&alerts, id),
+            "webhook body is the alert"
+        );
     }
     // A tampered body fails verification: the check above is not vacuous.
     let (headers, body) = &requests[0];
@@ -117,7 +113,7 @@ async fn pagerduty_events_dedup_on_the_alert_id_and_filters_apply() {
     );
     for (_, body) in requests {
         let event: Value = serde_json::from_slice(&body).unwrap();
-        let alert = by_id(&alerts, event["dedup_key"].as_str().unwrap());
+        let alert = alert_by_id(&alerts, event["dedup_key"].as_str().unwrap());
         assert_eq!(event["routing_key"], "R0UT1NGKEY");
         assert_eq!(event["event_action"], "trigger");
         let severity = match alert["level"].as_str().unwrap() {
@@ -127,7 +123,7 @@ async fn pagerduty_events_dedup_on_the_alert_id_and_filters_apply() {
         };
         assert_eq!(event["payload"]["severity"], severity);
         assert_eq!(event["payload"]["source"], "acme.okta.com");
-        assert_eq!(event["payload"]["custom_details"], alert);
+        assert_eq!(&event["payload"]["custom_details"], alert);
     }
 }
 

@@ -2,7 +2,6 @@
 //! (SQS API) on 127.0.0.1:15000, both started by `scripts/test-services.sh`. Every test uses its
 //! own topic or queue, so the suite can run again on the same servers.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
@@ -16,7 +15,9 @@ use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
 use serde_json::Value;
 
-use crate::helpers::{batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
+use crate::helpers::{
+    alert_by_id, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks,
+};
 
 const KAFKA: &str = "127.0.0.1:19092";
 const SQS_ENDPOINT: &str = "http://127.0.0.1:15000";
@@ -99,15 +100,9 @@ fn assert_kafka_matches(records: &[KafkaRecord], alerts: &[Value]) {
         alerts.len(),
         "one record per alert: {records:?}"
     );
-    let by_id: BTreeMap<&str, &Value> = alerts
-        .iter()
-        .map(|a| (a["id"].as_str().unwrap(), a))
-        .collect();
     for record in records {
-        let alert = by_id
-            .get(record.key.as_str())
-            .unwrap_or_else(|| panic!("record key {} is no alert id", record.key));
-        assert_eq!(&&record.value, alert, "the record value is the alert JSON");
+        let alert = alert_by_id(alerts, &record.key);
+        assert_eq!(&record.value, alert, "the record value is the alert JSON");
         assert_eq!(record.header, record.key, "the alert-id header");
         assert_eq!(
             record.partition,
@@ -224,15 +219,9 @@ fn assert_sqs_matches(messages: &[SqsMessage], alerts: &[Value], fifo: bool) {
         alerts.len(),
         "one message per alert: {messages:?}"
     );
-    let by_id: BTreeMap<&str, &Value> = alerts
-        .iter()
-        .map(|a| (a["id"].as_str().unwrap(), a))
-        .collect();
     for message in messages {
-        let alert = by_id
-            .get(message.alert_id.as_str())
-            .unwrap_or_else(|| panic!("attribute alert_id {} is no alert id", message.alert_id));
-        assert_eq!(&&message.body, alert, "the message body is the alert JSON");
+        let alert = alert_by_id(alerts, &message.alert_id);
+        assert_eq!(&message.body, alert, "the message body is the alert JSON");
         if fifo {
             assert_eq!(message.dedup_id.as_deref(), Some(message.alert_id.as_str()));
             assert_eq!(message.group_id.as_deref(), Some("factorwatch-high"));
