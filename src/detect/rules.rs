@@ -59,7 +59,6 @@ impl SharedRules {
 pub struct RuleSet {
     engine: Engine,
     rules: HashMap<String, RuleRef>,
-    origins: Vec<String>,
     described: Vec<RuleDescription>,
 }
 
@@ -78,7 +77,10 @@ impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleSet")
             .field("rules", &self.rules.len())
-            .field("origins", &self.origins)
+            .field(
+                "files",
+                &self.described.iter().map(|d| &d.origin).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -168,7 +170,6 @@ impl RuleSet {
         Ok(Self {
             engine,
             rules,
-            origins: sources.iter().map(|(origin, _)| origin.clone()).collect(),
             described,
         })
     }
@@ -186,11 +187,6 @@ impl RuleSet {
     /// Every rule in load order, with its file and the fields it tests.
     pub fn describe(&self) -> &[RuleDescription] {
         &self.described
-    }
-
-    /// Every rule, in no particular order.
-    pub fn rules(&self) -> impl Iterator<Item = &RuleRef> {
-        self.rules.values()
     }
 
     /// The rules that match `event`.
@@ -267,7 +263,7 @@ mod tests {
     fn builtin_rules_load_with_their_metadata() {
         let rules = builtin();
         assert_eq!(rules.len(), 2);
-        for rule in rules.rules() {
+        for rule in rules.describe().iter().map(|d| &d.rule) {
             assert_eq!(rule.level, Level::Medium);
             assert!(rule.author.is_some());
         }
