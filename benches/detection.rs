@@ -87,7 +87,7 @@ fn detection(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("alerts/{name}"), |b| {
-            b.iter(|| detect_events(rules, &[], events.clone()).len())
+            b.iter(|| detect_events(rules, &[], events.clone()).alerts.len())
         });
     }
     group.finish();

@@ -3,6 +3,8 @@
 //! Fields copied from Okta keep Okta's camelCase names (`eventType`, `alternateId`, `ipAddress`), so
 //! they read the same as in the System Log; fields factorwatch adds are snake_case.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -48,10 +50,29 @@ pub struct Alert {
     /// Who-did-what context, on alerts about `user.mfa.*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<MfaContext>,
+    /// On alerts of correlation rules: what was correlated, over which window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<CorrelationInfo>,
     /// When factorwatch stored the batch (RFC 3339, UTC).
     pub received_at: String,
     /// The LogEvent exactly as Okta sent it, unknown fields included.
     pub raw_event: Box<RawValue>,
+}
+
+/// What a correlation alert correlated. The alert's event is the one that completed the
+/// pattern (for `absence`, the one that opened the timer that ran out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorrelationInfo {
+    /// `event_count`, `value_count`, `temporal`, `temporal_ordered`, or `absence`.
+    pub kind: String,
+    /// The `group-by` fields and their values, such as `factorwatch.user`.
+    pub group: BTreeMap<String, String>,
+    /// The figure that met the condition: events, distinct values, or rules seen (0 for absence).
+    pub value: f64,
+    /// The window, in seconds.
+    pub timespan_secs: u64,
+    /// The rules correlated, as the correlation rule names them.
+    pub rules: Vec<String>,
 }
 
 /// Sigma rule levels, in increasing order of severity.
@@ -237,6 +258,7 @@ impl Alert {
                 geo: event.get("client.geographicalContext").map(geography),
             },
             context: None,
+            correlation: None,
             okta: OktaRef {
                 org: matched.origin.org.clone(),
                 hook_id: matched.origin.hook_id.clone(),
@@ -278,6 +300,7 @@ impl Alert {
             client: ClientInfo::default(),
             okta: OktaRef::default(),
             context: None,
+            correlation: None,
             received_at: now,
             raw_event: serde_json::value::to_raw_value(&raw).expect("JSON value serializes"),
         }

@@ -138,6 +138,10 @@ impl Default for StorageConfig {
 pub struct RulesConfig {
     /// Load the rules shipped inside the binary (MFA factor deactivated, all MFA factors reset).
     pub builtin: bool,
+    /// With `builtin`, also load the default correlation rules (one actor resetting many users,
+    /// MFA reset then password reset, MFA reset then sign-in from a new network, MFA removed
+    /// and not replaced within 12 hours).
+    pub builtin_correlations: bool,
     /// Extra Sigma rule files, or folders searched for `*.yml` / `*.yaml`.
     pub paths: Vec<PathBuf>,
     /// Logins (`alternateId`) or Okta user ids of privileged users (admins, executives, break-glass
@@ -152,6 +156,7 @@ impl Default for RulesConfig {
     fn default() -> Self {
         Self {
             builtin: true,
+            builtin_correlations: true,
             paths: Vec::new(),
             privileged_users: Vec::new(),
             dedup_window: Duration::from_secs(24 * 3600),

@@ -88,6 +88,9 @@ enum RulesCommand {
         /// Also run the built-in rules.
         #[arg(long)]
         builtin: bool,
+        /// A privileged user's login or id (repeat for several), as `[rules] privileged_users`.
+        #[arg(long = "privileged")]
+        privileged: Vec<String>,
         /// A System Log export (JSON array), JSON lines, or event-hook envelopes.
         events: PathBuf,
     },
@@ -160,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 RulesCommand::Test {
                     rules,
                     builtin,
+                    privileged,
                     events,
                 },
         } => {
@@ -167,7 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 builtin || !rules.is_empty(),
                 "name rule files with --rules, or use --builtin"
             );
-            factorwatch::detect::offline::test(rules, builtin, events)
+            factorwatch::detect::offline::test(rules, builtin, privileged, events)
         }
         Command::Sinks {
             command: SinksCommand::Test { sink },

@@ -7,7 +7,10 @@
 //! segment that names a LogEvent property is replaced by Okta's spelling. Rules keep working
 //! unchanged and evaluation stays an exact, fast lookup.
 
-use rsigma_parser::{Detection, DetectionItem, Modifier, SigmaRule, SigmaValue};
+use rsigma_parser::{
+    CorrelationCondition, CorrelationRule, Detection, DetectionItem, Modifier, SigmaRule,
+    SigmaValue,
+};
 
 /// Every LogEvent property name with a capital letter (from Okta's LogEvent schema, plus the
 /// `debugData` keys rules commonly use). Lower-case names need no mapping.
@@ -68,6 +71,28 @@ pub fn canonical_field(name: &str) -> String {
 /// Rewrites every field name of `rule` (and field references in `|fieldref` values).
 pub fn canonicalize_rule(rule: &mut SigmaRule) {
     visit_field_names(rule, &mut |name| *name = canonical_field(name));
+}
+
+/// Rewrites the field names of a correlation rule: `group-by`, the `value_count` field and the
+/// per-rule field names of `aliases`.
+pub fn canonicalize_correlation(rule: &mut CorrelationRule) {
+    for field in &mut rule.group_by {
+        *field = canonical_field(field);
+    }
+    if let CorrelationCondition::Threshold {
+        field: Some(fields),
+        ..
+    } = &mut rule.condition
+    {
+        for field in fields {
+            *field = canonical_field(field);
+        }
+    }
+    for alias in &mut rule.aliases {
+        for field in alias.mapping.values_mut() {
+            *field = canonical_field(field);
+        }
+    }
 }
 
 /// The distinct field names `rule` tests, in first-use order (for `rules check`).

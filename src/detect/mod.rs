@@ -2,10 +2,14 @@
 //!
 //! The detector runs after Okta has had its answer. Each pass takes the oldest stored batches,
 //! splits them into events, drops events already seen inside the de-duplication window (Okta
-//! delivers at least once), runs the rules over the rest and commits, in one transaction, the
-//! removal of the batches, the new `seen` keys and one outbox row per alert and sink.
+//! delivers at least once), adds `factorwatch.*` fields ([`enrich`]), runs the rules and the
+//! correlations ([`correlate`]) over the rest and commits, in one transaction, the removal of
+//! the batches, the new `seen` keys, the correlation state and one outbox row per alert and
+//! sink. A pass with no batches still runs when a correlation timer has run out.
 
 pub mod context;
+pub mod correlate;
+pub mod enrich;
 pub mod fields;
 pub mod offline;
 pub mod rules;
@@ -19,12 +23,14 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{Alert, Matched, alert_id};
+use crate::alert::{Alert, Matched, RuleRef, alert_id};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::SinkConfig;
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
-use crate::spool::{DetectedBatch, OutboxRecord, Spool, SpoolError, StoredBatch};
+use crate::spool::{DetectedBatch, DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
+use correlate::Correlator;
+use enrich::{KnownNetworks, NetworkHistory};
 
 pub use rules::{RuleSet, SharedRules};
 
@@ -62,11 +68,19 @@ struct ParsedBatch {
     events: Vec<ParsedEvent>,
 }
 
+/// The correlator in use and the rule set it was built for.
+struct LiveCorrelation {
+    rules: Arc<RuleSet>,
+    correlator: Correlator,
+}
+
 impl Detector {
-    /// Runs until `shutdown`, woken by `intake` after each stored batch (and every second anyway).
+    /// Runs until `shutdown`, woken by `intake` after each stored batch (and every second anyway,
+    /// which is also how often correlation timers are checked).
     pub async fn run(self, intake: Arc<Notify>, shutdown: CancellationToken) {
+        let mut live = None;
         loop {
-            match self.pass().await {
+            match self.pass(&mut live).await {
                 Ok(0) => {}
                 Ok(_) => continue,
                 Err(err) => {
@@ -81,10 +95,16 @@ impl Detector {
         }
     }
 
-    /// Detects the oldest pending batches; returns how many were processed.
-    pub async fn pass(&self) -> Result<usize, SpoolError> {
+    /// Detects the oldest pending batches; returns how many were processed. `live` is the
+    /// correlator of the previous pass; it is left empty when the pass fails, so the next one
+    /// starts again from the state the spool holds.
+    async fn pass(&self, live: &mut Option<LiveCorrelation>) -> Result<usize, SpoolError> {
         let batches = self.spool.pending_batches(BATCHES_PER_PASS).await?;
-        if batches.is_empty() {
+        let rules = self.rules.current();
+        let correlation = self.correlation_for(&rules, live.take()).await?;
+        let now = now_ms();
+        if batches.is_empty() && !correlation.correlator.has_expired(secs(now)) {
+            *live = Some(correlation);
             return Ok(0);
         }
         let count = batches.len();
@@ -98,15 +118,13 @@ impl Detector {
             .iter()
             .flat_map(|p| p.events.iter().map(|e| e.key.clone()))
             .collect();
-        let now = now_ms();
         let seen = self.spool.already_seen(keys, now).await?;
-        let (rules, sinks, privileged) = (
-            self.rules.current(),
-            self.sinks.clone(),
-            self.privileged_users.clone(),
-        );
+        let history = self.network_history(&parsed).await?;
+        let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
-        let detected = tokio::task::spawn_blocking(move || {
+        let (commit, correlation) = tokio::task::spawn_blocking(move || {
+            let mut correlation = correlation;
+            let rules = correlation.rules.clone();
             let pass = Pass {
                 rules: &rules,
                 sinks: &sinks,
@@ -114,17 +132,85 @@ impl Detector {
                 now,
                 seen_until_ms,
             };
-            detect_batches(&pass, parsed, &seen)
+            let commit = detect_batches(&pass, parsed, &seen, &mut correlation.correlator, history);
+            (commit, correlation)
         })
         .await
         .map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
-        let queued = detected.iter().any(|d| !d.outbox.is_empty());
-        self.spool.complete_batches(detected).await?;
+        let queued = !commit.outbox.is_empty();
+        self.spool.complete_batches(commit).await?;
+        metrics::gauge!("factorwatch_correlation_open_state")
+            .set(correlation.correlator.open_state() as f64);
+        *live = Some(correlation);
         if queued {
             self.forwarders.iter().for_each(|wake| wake.notify_one());
         }
         Ok(count)
     }
+
+    /// The correlator for `rules`: the previous one, one that takes over its state after a
+    /// reload, or, at start and after a failed pass, one restored from the spool.
+    async fn correlation_for(
+        &self,
+        rules: &Arc<RuleSet>,
+        previous: Option<LiveCorrelation>,
+    ) -> Result<LiveCorrelation, SpoolError> {
+        if let Some(live) = &previous
+            && Arc::ptr_eq(&live.rules, rules)
+        {
+            return Ok(previous.expect("checked above"));
+        }
+        let mut correlator = rules
+            .correlator()
+            .expect("correlations compiled when the rule set was loaded");
+        match previous {
+            Some(old) => correlator.take_state_of(&old.correlator),
+            None => {
+                if let Some(stored) = self.spool.correlation_state().await?
+                    && let Err(err) = correlator.restore(&stored)
+                {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "correlation windows start empty; single-event detection is unaffected"
+                    );
+                }
+            }
+        }
+        Ok(LiveCorrelation {
+            rules: rules.clone(),
+            correlator,
+        })
+    }
+
+    /// The stored networks of the users who sign in in `parsed`.
+    async fn network_history(&self, parsed: &[ParsedBatch]) -> Result<NetworkHistory, SpoolError> {
+        let users: HashSet<String> = parsed
+            .iter()
+            .flat_map(|batch| &batch.events)
+            .filter_map(|event| enrich::session_user(&LogEvent(&event.value)))
+            .collect();
+        if users.is_empty() {
+            return Ok(NetworkHistory::default());
+        }
+        let stored = self
+            .spool
+            .known_networks(users.into_iter().collect())
+            .await?;
+        let known = stored
+            .into_iter()
+            .filter_map(|(user, bytes)| {
+                serde_json::from_slice::<KnownNetworks>(&bytes)
+                    .ok()
+                    .map(|networks| (user, networks))
+            })
+            .collect();
+        Ok(NetworkHistory::new(known))
+    }
+}
+
+/// Unix seconds of Unix milliseconds.
+fn secs(ms: u64) -> i64 {
+    (ms / 1000) as i64
 }
 
 /// Splits batches into events; batches that cannot be read go apart for quarantine.
@@ -172,7 +258,7 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     /// The alert for `rule` matching an event, with MFA context and its risk level.
-    fn alert(&self, rule: &crate::alert::RuleRef, matched: &Matched<'_>) -> Alert {
+    fn alert(&self, rule: &RuleRef, matched: &Matched<'_>) -> Alert {
         let mut alert = Alert::build(rule, matched);
         if let Some(mut context) = context::mfa_context(&matched.event, self.privileged_users) {
             alert.level = context::risk_level(rule.level, &mut context);
@@ -180,37 +266,61 @@ impl Pass<'_> {
         }
         alert
     }
+
+    /// The alerts of one (enriched) event: its own rules', then the correlations it completes.
+    fn detect_event(&self, matched: &Matched<'_>, correlator: &mut Correlator) -> Vec<Alert> {
+        let detections = self.rules.detect(matched.event.0);
+        let mut alerts: Vec<Alert> = self
+            .rules
+            .alerting(&detections)
+            .into_iter()
+            .map(|rule| self.alert(rule, matched))
+            .collect();
+        if !detections.is_empty() && self.rules.has_correlations() {
+            let at = matched
+                .event
+                .published_secs()
+                .unwrap_or_else(|| secs(self.now));
+            alerts.extend(
+                correlator.observe(matched.event.0, &detections, at, &|rule| {
+                    self.alert(rule, matched)
+                }),
+            );
+        }
+        alerts
+    }
 }
 
-/// Runs the rules over every event not seen before and builds the outbox rows.
+/// Runs the rules and correlations over every event not seen before, fires the correlation
+/// timers that ran out, and builds what the pass commits.
 fn detect_batches(
     pass: &Pass<'_>,
     parsed: Vec<ParsedBatch>,
     seen: &HashSet<String>,
-) -> Vec<DetectedBatch> {
+    correlator: &mut Correlator,
+    mut history: NetworkHistory,
+) -> DetectionCommit {
     // Keys new in this pass: a uuid repeated within or across these batches counts once.
     let mut fresh: HashSet<String> = HashSet::new();
-    let mut detected = Vec::with_capacity(parsed.len());
-    let mut alerts: Vec<(usize, Alert)> = Vec::new();
-    for (
-        index,
-        ParsedBatch {
-            batch,
-            envelope_meta,
-            events,
-        },
-    ) in parsed.into_iter().enumerate()
+    let mut batches = Vec::with_capacity(parsed.len());
+    let mut alerts: Vec<Alert> = Vec::new();
+    for ParsedBatch {
+        batch,
+        envelope_meta,
+        mut events,
+    } in parsed
     {
         let origin = envelope_meta.origin();
         let delivery_id = envelope_meta.event_id.as_deref();
         let received_at = rfc3339(batch.received_at_ms);
         let mut seen_keys = Vec::new();
-        for event in &events {
+        for event in &mut events {
             if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
                 metrics::counter!("factorwatch_duplicate_events_total").increment(1);
                 continue;
             }
             seen_keys.push(event.key.clone());
+            enrich::enrich(&mut event.value, &mut history);
             let matched = Matched {
                 event: LogEvent(&event.value),
                 raw: &event.raw,
@@ -219,35 +329,46 @@ fn detect_batches(
                 delivery_id,
                 received_at: &received_at,
             };
-            for rule in pass.rules.matching(&event.value) {
-                alerts.push((index, pass.alert(rule, &matched)));
-            }
+            alerts.extend(pass.detect_event(&matched, correlator));
         }
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
-        detected.push(DetectedBatch {
+        batches.push(DetectedBatch {
             batch,
             seen_keys,
             seen_until_ms: pass.seen_until_ms,
-            outbox: Vec::new(),
         });
     }
-    for (index, alert) in group_factor_resets(alerts) {
-        log_alert(&alert);
-        detected[index]
-            .outbox
-            .extend(outbox_rows(&alert, pass.sinks, pass.now));
+    alerts.extend(correlator.expired(secs(pass.now)));
+    let outbox = group_factor_resets(alerts)
+        .into_iter()
+        .flat_map(|alert| {
+            log_alert(&alert);
+            outbox_rows(&alert, pass.sinks, pass.now)
+        })
+        .collect();
+    DetectionCommit {
+        batches,
+        outbox,
+        correlation_state: pass.rules.has_correlations().then(|| correlator.save()),
+        known_networks: history
+            .into_changed()
+            .into_iter()
+            .map(|(user, networks)| {
+                let bytes = serde_json::to_vec(&networks).expect("networks serialize");
+                (user, bytes)
+            })
+            .collect(),
     }
-    detected
 }
 
 /// On Okta Identity Engine a "reset all factors" arrives as one `user.mfa.factor.deactivate` per
 /// factor, sharing a `transaction.id`. Alerts of one rule on such events become one alert listing
 /// every factor, with an id derived from the transaction. Okta sends them in one delivery; were
 /// they split across detection passes, each part would alert on its own.
-fn group_factor_resets(alerts: Vec<(usize, Alert)>) -> Vec<(usize, Alert)> {
-    let mut grouped: Vec<(usize, Alert)> = Vec::with_capacity(alerts.len());
+fn group_factor_resets(alerts: Vec<Alert>) -> Vec<Alert> {
+    let mut grouped: Vec<Alert> = Vec::with_capacity(alerts.len());
     let mut groups: HashMap<(String, String), usize> = HashMap::new();
-    for (batch, alert) in alerts {
+    for alert in alerts {
         let key = alert
             .context
             .as_ref()
@@ -256,12 +377,12 @@ fn group_factor_resets(alerts: Vec<(usize, Alert)>) -> Vec<(usize, Alert)> {
             .filter(|_| alert.event.event_type.as_deref() == Some("user.mfa.factor.deactivate"))
             .map(|tx| (alert.rule.id.clone(), tx));
         match key.as_ref().and_then(|key| groups.get(key)) {
-            Some(&at) => merge_reset(&mut grouped[at].1, alert),
+            Some(&at) => merge_reset(&mut grouped[at], alert),
             None => {
                 if let Some(key) = key {
                     groups.insert(key, grouped.len());
                 }
-                grouped.push((batch, alert));
+                grouped.push(alert);
             }
         }
     }

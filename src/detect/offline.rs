@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::enrich::{NetworkHistory, enrich};
 use super::{Pass, RuleSet, group_factor_resets};
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
@@ -27,13 +28,25 @@ pub fn check(paths: Vec<PathBuf>) -> anyhow::Result<()> {
         println!("{} [{}] {}", rule.title, rule.level, rule.id);
         println!("  file:    {}", described.origin);
         println!("  fields:  {}", described.fields.join(", "));
+        if let Some(correlates) = &described.correlates {
+            println!("  correlates: {correlates}");
+        }
+        if described.correlation_only {
+            println!("  alerts:  none of its own (feeds correlation rules)");
+        }
     }
     eprintln!("all {} rules are valid", rules.len());
     Ok(())
 }
 
 /// `rules test --rules PATH EVENTS`: prints the alerts as JSON lines, then a summary per rule.
-pub fn test(rule_paths: Vec<PathBuf>, builtin: bool, events_file: PathBuf) -> anyhow::Result<()> {
+/// `privileged_users` ranks resets of those users higher, as `[rules] privileged_users` does.
+pub fn test(
+    rule_paths: Vec<PathBuf>,
+    builtin: bool,
+    privileged_users: Vec<String>,
+    events_file: PathBuf,
+) -> anyhow::Result<()> {
     let rules = RuleSet::load(&RulesConfig {
         builtin,
         paths: rule_paths,
@@ -41,42 +54,57 @@ pub fn test(rule_paths: Vec<PathBuf>, builtin: bool, events_file: PathBuf) -> an
     })?;
     let events = read_log_events(&events_file)?;
     let count = events.len();
-    let alerts = detect_events(&rules, &[], events);
-    let mut per_rule: BTreeMap<&str, usize> = rules
-        .describe()
+    let detected = detect_events(&rules, &privileged_users, events);
+    let described = rules.describe();
+    let mut per_rule: BTreeMap<&str, usize> = described
         .iter()
+        .filter(|d| !d.correlation_only)
         .map(|d| (d.rule.title.as_str(), 0))
         .collect();
-    for alert in &alerts {
+    for alert in &detected.alerts {
         println!("{}", alert.to_json());
         *per_rule.entry(alert.rule.title.as_str()).or_default() += 1;
     }
-    eprintln!("{count} events, {} alerts", alerts.len());
+    eprintln!("{count} events, {} alerts", detected.alerts.len());
     for (title, matches) in per_rule {
         eprintln!("{matches:>8}  {title}");
+    }
+    for alert in &detected.pending {
+        eprintln!(
+            "pending: {} for {} (its window had not run out by the last event)",
+            alert.rule.title, alert.id
+        );
     }
     Ok(())
 }
 
-/// The alerts the service would raise for `events`, in order.
+/// What `rules test` found.
+#[derive(Debug)]
+pub struct OfflineDetection {
+    /// The alerts, in order.
+    pub alerts: Vec<Alert>,
+    /// Alerts of absence timers still open when the events ran out.
+    pub pending: Vec<Alert>,
+}
+
+/// The alerts the service would raise for `events`, in order. Time is the events' own: a
+/// correlation timer fires when a later event is past its deadline; those still open at the
+/// end are `pending`.
 pub fn detect_events(
     rules: &RuleSet,
     privileged_users: &[String],
     events: Vec<Value>,
-) -> Vec<Alert> {
+) -> OfflineDetection {
     let now = now_ms();
-    let pass = Pass {
-        rules,
-        sinks: &[],
-        privileged_users,
-        now,
-        seen_until_ms: now,
-    };
     let origin = Origin::default();
     let received_at = rfc3339(now);
+    let mut correlator = rules
+        .correlator()
+        .expect("correlations compiled when the rule set was loaded");
+    let mut history = NetworkHistory::default();
     let mut seen = HashSet::new();
     let mut alerts = Vec::new();
-    for value in events {
+    for mut value in events {
         let raw = single_line(
             RawValue::from_string(value.to_string()).expect("a JSON value serializes to JSON"),
         );
@@ -84,6 +112,18 @@ pub fn detect_events(
         if !seen.insert(key.clone()) {
             continue;
         }
+        let event_ms = LogEvent(&value)
+            .published_secs()
+            .map_or(now, |secs| secs.max(0) as u64 * 1000);
+        alerts.extend(correlator.expired((event_ms / 1000) as i64));
+        enrich(&mut value, &mut history);
+        let pass = Pass {
+            rules,
+            sinks: &[],
+            privileged_users,
+            now: event_ms,
+            seen_until_ms: event_ms,
+        };
         let matched = Matched {
             event: LogEvent(&value),
             raw: &raw,
@@ -92,14 +132,12 @@ pub fn detect_events(
             delivery_id: None,
             received_at: &received_at,
         };
-        for rule in rules.matching(&value) {
-            alerts.push((0, pass.alert(rule, &matched)));
-        }
+        alerts.extend(pass.detect_event(&matched, &mut correlator));
     }
-    group_factor_resets(alerts)
-        .into_iter()
-        .map(|(_, alert)| alert)
-        .collect()
+    OfflineDetection {
+        alerts: group_factor_resets(alerts),
+        pending: correlator.pending().into_iter().cloned().collect(),
+    }
 }
 
 /// Events from a System Log export (`/api/v1/logs` JSON array), JSON lines, or event-hook

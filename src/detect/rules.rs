@@ -3,21 +3,22 @@
 //! Loading is all or nothing: one rule that fails to parse or compile fails the whole set with the
 //! file and the reason, so a service never runs with half its detections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
-use rsigma_eval::Engine;
 use rsigma_eval::event::JsonEvent;
-use rsigma_parser::{Level as SigmaLevel, SigmaRule};
+use rsigma_eval::{Engine, EvaluationResult};
+use rsigma_parser::{CorrelationCondition, CorrelationRule, Level as SigmaLevel, SigmaRule};
 use serde_json::Value;
 
+use super::correlate::{self, Correlator, LoadedCorrelation};
 use super::fields;
 use crate::alert::{Level, RuleRef};
 use crate::config::RulesConfig;
 
-/// The rules shipped inside the binary, as (name, YAML).
+/// The rules shipped inside the binary, as (name, YAML): the two MFA rules.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factor_deactivated.yml",
@@ -26,6 +27,31 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factors_reset_all.yml",
         include_str!("../../rules/mfa_factors_reset_all.yml"),
+    ),
+];
+
+/// The default correlation rules shipped inside the binary, with the detection rules that feed
+/// them, as (name, YAML).
+pub const BUILTIN_CORRELATIONS: &[(&str, &str)] = &[
+    (
+        "builtin:rules/okta_mfa_removed.yml",
+        include_str!("../../rules/okta_mfa_removed.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_reset_many_users.yml",
+        include_str!("../../rules/correlation/mfa_reset_many_users.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_reset_then_password_reset.yml",
+        include_str!("../../rules/correlation/mfa_reset_then_password_reset.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_reset_then_new_network_session.yml",
+        include_str!("../../rules/correlation/mfa_reset_then_new_network_session.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_removed_not_replaced.yml",
+        include_str!("../../rules/correlation/mfa_removed_not_replaced.yml"),
     ),
 ];
 
@@ -55,10 +81,17 @@ impl SharedRules {
     }
 }
 
-/// A compiled set of detection rules.
+/// A compiled set of detection and correlation rules.
 pub struct RuleSet {
     engine: Engine,
     rules: HashMap<String, RuleRef>,
+    /// Detection rules that feed correlations and raise no alert of their own.
+    correlation_only: HashSet<String>,
+    /// Detection rules a correlation with `generate: true` refers to: they alert on their own.
+    generated: HashSet<String>,
+    /// The parsed detection rules, which a [`Correlator`] registers to resolve rule names.
+    sigma_rules: Vec<SigmaRule>,
+    correlations: Vec<LoadedCorrelation>,
     described: Vec<RuleDescription>,
 }
 
@@ -69,14 +102,20 @@ pub struct RuleDescription {
     pub rule: RuleRef,
     /// The file it came from.
     pub origin: String,
-    /// The Okta fields it tests (after lower-case names were resolved).
+    /// The Okta fields it tests (after lower-case names were resolved); for a correlation, the
+    /// fields it groups and counts by.
     pub fields: Vec<String>,
+    /// For a correlation rule, what it correlates ("temporal_ordered of a, b within 1800 s").
+    pub correlates: Option<String>,
+    /// True for a detection rule that only feeds correlations (`generate: false`).
+    pub correlation_only: bool,
 }
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleSet")
             .field("rules", &self.rules.len())
+            .field("correlations", &self.correlations.len())
             .field(
                 "files",
                 &self.described.iter().map(|d| &d.origin).collect::<Vec<_>>(),
@@ -85,14 +124,26 @@ impl std::fmt::Debug for RuleSet {
     }
 }
 
+/// Rules parsed from their files, before they are checked as a whole.
+#[derive(Default)]
+struct Parsed {
+    rules: Vec<(String, SigmaRule)>,
+    correlations: Vec<(String, CorrelationRule)>,
+}
+
 impl RuleSet {
     /// Loads the built-in rules (unless disabled) and every file or folder in `config.paths`.
     pub fn load(config: &RulesConfig) -> anyhow::Result<Self> {
         let mut sources: Vec<(String, String)> = Vec::new();
         if config.builtin {
+            let correlations = match config.builtin_correlations {
+                true => BUILTIN_CORRELATIONS,
+                false => &[],
+            };
             sources.extend(
                 BUILTIN_RULES
                     .iter()
+                    .chain(correlations)
                     .map(|(name, yaml)| (name.to_string(), yaml.to_string())),
             );
         }
@@ -108,120 +159,270 @@ impl RuleSet {
 
     /// Compiles rules from (origin, YAML) pairs; the origin names the rule in errors.
     pub fn from_sources(sources: &[(String, String)]) -> anyhow::Result<Self> {
-        let mut engine = Engine::new();
-        let mut rules: HashMap<String, RuleRef> = HashMap::new();
-        let mut described = Vec::new();
+        let mut parsed = Parsed::default();
         for (origin, yaml) in sources {
-            let collection = rsigma_parser::parse_sigma_yaml(yaml)
-                .with_context(|| format!("rule file {origin}: cannot parse"))?;
-            if let Some(error) = collection.errors.first() {
-                bail!("rule file {origin}: {error}");
-            }
-            // Refuse what would otherwise be silently ignored or silently wrong.
-            if let Some(correlation) = collection.correlations.first() {
-                bail!(
-                    "rule file {origin}: correlation rule {:?} is not supported yet; remove it or \
-                     move it to a file factorwatch does not load",
-                    correlation.title
-                );
-            }
-            if let Some(filter) = collection.filters.first() {
-                bail!(
-                    "rule file {origin}: filter rule {:?} is not supported yet",
-                    filter.title
-                );
-            }
-            for rule in &collection.rules {
-                if let Some(product) = &rule.logsource.product
-                    && !product.eq_ignore_ascii_case("okta")
-                {
-                    bail!(
-                        "rule file {origin}: rule {:?} is for logsource product {product:?}; \
-                         factorwatch runs rules for product okta",
-                        rule.title
-                    );
-                }
-                let mut rule = rule.clone();
-                fields::canonicalize_rule(&mut rule);
-                let rule = &rule;
-                let reference = rule_ref(rule);
-                if rules.contains_key(&reference.id) {
-                    bail!(
-                        "rule file {origin}: rule id {} is defined twice",
-                        reference.id
-                    );
-                }
-                engine
-                    .add_rule(rule)
-                    .with_context(|| format!("rule file {origin}: rule {:?}", rule.title))?;
-                described.push(RuleDescription {
-                    rule: reference.clone(),
-                    origin: origin.clone(),
-                    fields: fields::field_names(rule),
-                });
-                rules.insert(reference.id.clone(), reference);
-            }
+            parse_source(origin, yaml, &mut parsed)?;
         }
-        if rules.is_empty() {
+        let mut set = Self {
+            engine: Engine::new(),
+            rules: HashMap::new(),
+            correlation_only: HashSet::new(),
+            generated: HashSet::new(),
+            sigma_rules: Vec::new(),
+            correlations: Vec::new(),
+            described: Vec::new(),
+        };
+        for (origin, rule) in parsed.rules {
+            set.add_detection(origin, rule)?;
+        }
+        for (origin, rule) in parsed.correlations {
+            set.add_correlation(origin, rule)?;
+        }
+        if set.rules.is_empty() {
             bail!(
                 "no detection rules loaded: enable [rules] builtin or list rule files in [rules] paths"
             );
         }
-        Ok(Self {
-            engine,
-            rules,
-            described,
-        })
+        // Compile the correlations once now, so a rule rsigma refuses fails the load, not the
+        // first detection pass.
+        set.correlator()?;
+        Ok(set)
     }
 
-    /// Number of detection rules.
+    fn add_detection(&mut self, origin: String, rule: SigmaRule) -> anyhow::Result<()> {
+        let reference = rule_ref(&RuleMeta::of_rule(&rule));
+        if self.rules.contains_key(&reference.id) {
+            bail!(
+                "rule file {origin}: rule id {} is defined twice",
+                reference.id
+            );
+        }
+        self.engine
+            .add_rule(&rule)
+            .with_context(|| format!("rule file {origin}: rule {:?}", rule.title))?;
+        self.described.push(RuleDescription {
+            rule: reference.clone(),
+            origin,
+            fields: fields::field_names(&rule),
+            correlates: None,
+            correlation_only: false,
+        });
+        self.rules.insert(reference.id.clone(), reference);
+        self.sigma_rules.push(rule);
+        Ok(())
+    }
+
+    fn add_correlation(&mut self, origin: String, rule: CorrelationRule) -> anyhow::Result<()> {
+        let reference = rule_ref(&RuleMeta::of_correlation(&rule));
+        if self.rules.contains_key(&reference.id)
+            || self.correlations.iter().any(|c| c.rule.id == reference.id)
+        {
+            bail!(
+                "rule file {origin}: rule id {} is defined twice",
+                reference.id
+            );
+        }
+        let absence = correlate::check_correlation(&rule, &|name| self.rule_key(name))
+            .with_context(|| format!("rule file {origin}"))?;
+        // Sigma: the rules a correlation refers to raise no alert of their own unless one of
+        // the correlations that use them says `generate: true`.
+        let used: Vec<String> = rule
+            .rules
+            .iter()
+            .filter_map(|name| self.rule_key(name))
+            .collect();
+        for key in used {
+            if rule.generate {
+                self.correlation_only.remove(&key);
+                self.generated.insert(key);
+            } else if !self.generated.contains(&key) {
+                self.correlation_only.insert(key);
+            }
+        }
+        let mut fields = rule.group_by.clone();
+        if let CorrelationCondition::Threshold {
+            field: Some(counted),
+            ..
+        } = &rule.condition
+        {
+            fields.extend(counted.iter().cloned());
+        }
+        let kind = match absence {
+            Some(_) => "absence (factorwatch extension)",
+            None => rule.correlation_type.as_str(),
+        };
+        self.described.push(RuleDescription {
+            rule: reference.clone(),
+            origin,
+            fields,
+            correlates: Some(format!(
+                "{kind} of {} within {} s",
+                rule.rules.join(", "),
+                rule.timespan.seconds
+            )),
+            correlation_only: false,
+        });
+        self.correlations.push(LoadedCorrelation {
+            rule: reference,
+            parsed: rule,
+            absence,
+        });
+        Ok(())
+    }
+
+    /// The key (id) of the loaded detection rule that `reference` (an id or a name) names.
+    fn rule_key(&self, reference: &str) -> Option<String> {
+        self.sigma_rules
+            .iter()
+            .find(|rule| {
+                rule.id.as_deref() == Some(reference) || rule.name.as_deref() == Some(reference)
+            })
+            .and_then(|rule| rule.id.clone())
+    }
+
+    /// Number of rules, detection and correlation.
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.rules.len() + self.correlations.len()
     }
 
     /// True when no rule is loaded (never the case for a set built by [`RuleSet::load`]).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.len() == 0
     }
 
-    /// Every rule in load order, with its file and the fields it tests.
-    pub fn describe(&self) -> &[RuleDescription] {
-        &self.described
+    /// Every rule in load order (detection rules first), with its file and the fields it tests.
+    pub fn describe(&self) -> Vec<RuleDescription> {
+        self.described
+            .iter()
+            .map(|d| RuleDescription {
+                correlation_only: self.correlation_only.contains(&d.rule.id),
+                ..d.clone()
+            })
+            .collect()
     }
 
-    /// The rules that match `event`.
-    pub fn matching(&self, event: &Value) -> Vec<&RuleRef> {
-        self.engine
-            .evaluate(&JsonEvent::borrow(event))
+    /// A correlator with empty state for this set's correlation rules.
+    pub fn correlator(&self) -> anyhow::Result<Correlator> {
+        Correlator::new(&self.sigma_rules, &self.correlations)
+    }
+
+    /// True when the set holds correlation rules (and the detector must keep their state).
+    pub fn has_correlations(&self) -> bool {
+        !self.correlations.is_empty()
+    }
+
+    /// Every detection rule that matches `event`, correlation inputs included.
+    pub fn detect(&self, event: &Value) -> Vec<EvaluationResult> {
+        self.engine.evaluate(&JsonEvent::borrow(event))
+    }
+
+    /// The rules among `detections` that raise alerts of their own.
+    pub fn alerting(&self, detections: &[EvaluationResult]) -> Vec<&RuleRef> {
+        detections
             .iter()
             .filter_map(|result| {
                 let header = &result.header;
                 let key = header.rule_id.as_deref().unwrap_or(&header.rule_title);
                 self.rules.get(key)
             })
+            .filter(|rule| !self.correlation_only.contains(&rule.id))
             .collect()
+    }
+
+    /// The rules that match `event` and raise alerts of their own.
+    pub fn matching(&self, event: &Value) -> Vec<&RuleRef> {
+        self.alerting(&self.detect(event))
+    }
+}
+
+/// Parses one file into `parsed`, refusing what would otherwise be silently ignored or wrong.
+fn parse_source(origin: &str, yaml: &str, parsed: &mut Parsed) -> anyhow::Result<()> {
+    let collection = rsigma_parser::parse_sigma_yaml(yaml)
+        .with_context(|| format!("rule file {origin}: cannot parse"))?;
+    if let Some(error) = collection.errors.first() {
+        bail!("rule file {origin}: {error}");
+    }
+    if let Some(filter) = collection.filters.first() {
+        bail!(
+            "rule file {origin}: filter rule {:?} is not supported yet",
+            filter.title
+        );
+    }
+    for rule in &collection.rules {
+        if let Some(product) = &rule.logsource.product
+            && !product.eq_ignore_ascii_case("okta")
+        {
+            bail!(
+                "rule file {origin}: rule {:?} is for logsource product {product:?}; \
+                 factorwatch runs rules for product okta",
+                rule.title
+            );
+        }
+        let mut rule = rule.clone();
+        fields::canonicalize_rule(&mut rule);
+        parsed.rules.push((origin.to_owned(), rule));
+    }
+    for correlation in &collection.correlations {
+        let mut correlation = correlation.clone();
+        fields::canonicalize_correlation(&mut correlation);
+        parsed.correlations.push((origin.to_owned(), correlation));
+    }
+    Ok(())
+}
+
+/// The metadata detection and correlation rules share, which alerts carry.
+struct RuleMeta<'a> {
+    id: Option<&'a String>,
+    title: &'a String,
+    level: Option<&'a SigmaLevel>,
+    author: Option<&'a String>,
+    tags: &'a [String],
+    references: &'a [String],
+    falsepositives: &'a [String],
+}
+
+impl<'a> RuleMeta<'a> {
+    fn of_rule(rule: &'a SigmaRule) -> Self {
+        Self {
+            id: rule.id.as_ref(),
+            title: &rule.title,
+            level: rule.level.as_ref(),
+            author: rule.author.as_ref(),
+            tags: &rule.tags,
+            references: &rule.references,
+            falsepositives: &rule.falsepositives,
+        }
+    }
+
+    fn of_correlation(rule: &'a CorrelationRule) -> Self {
+        Self {
+            id: rule.id.as_ref(),
+            title: &rule.title,
+            level: rule.level.as_ref(),
+            author: rule.author.as_ref(),
+            tags: &rule.tags,
+            references: &rule.references,
+            falsepositives: &rule.falsepositives,
+        }
     }
 }
 
 /// The alert's view of a rule; a rule without `id` is identified by its title.
-fn rule_ref(rule: &SigmaRule) -> RuleRef {
+fn rule_ref(rule: &RuleMeta<'_>) -> RuleRef {
     RuleRef {
-        id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
+        id: rule.id.unwrap_or(rule.title).clone(),
         title: rule.title.clone(),
-        level: rule
-            .level
-            .as_ref()
-            .map_or(Level::Medium, |level| match level {
-                SigmaLevel::Informational => Level::Informational,
-                SigmaLevel::Low => Level::Low,
-                SigmaLevel::Medium => Level::Medium,
-                SigmaLevel::High => Level::High,
-                SigmaLevel::Critical => Level::Critical,
-            }),
-        author: rule.author.clone(),
-        tags: rule.tags.clone(),
-        references: rule.references.clone(),
-        falsepositives: rule.falsepositives.clone(),
+        level: rule.level.map_or(Level::Medium, |level| match level {
+            SigmaLevel::Informational => Level::Informational,
+            SigmaLevel::Low => Level::Low,
+            SigmaLevel::Medium => Level::Medium,
+            SigmaLevel::High => Level::High,
+            SigmaLevel::Critical => Level::Critical,
+        }),
+        author: rule.author.cloned(),
+        tags: rule.tags.to_vec(),
+        references: rule.references.to_vec(),
+        falsepositives: rule.falsepositives.to_vec(),
     }
 }
 
@@ -262,11 +463,19 @@ mod tests {
     #[test]
     fn builtin_rules_load_with_their_metadata() {
         let rules = builtin();
-        assert_eq!(rules.len(), 2);
-        for rule in rules.describe().iter().map(|d| &d.rule) {
-            assert_eq!(rule.level, Level::Medium);
-            assert!(rule.author.is_some());
-        }
+        let described = rules.describe();
+        let alerting: Vec<_> = described
+            .iter()
+            .filter(|d| d.correlates.is_none() && !d.correlation_only)
+            .collect();
+        assert_eq!(alerting.len(), 2, "the two MFA rules alert on their own");
+        assert!(alerting.iter().all(|d| d.rule.level == Level::Medium));
+        let correlations: Vec<_> = described
+            .iter()
+            .filter(|d| d.correlates.is_some())
+            .collect();
+        assert_eq!(correlations.len(), 4);
+        assert!(described.iter().all(|d| d.rule.author.is_some()));
     }
 
     #[test]
@@ -342,7 +551,7 @@ mod tests {
         );
         assert!(err.contains("w.yml") && err.contains("windows"), "{err}");
         let correlation = format!(
-            "{}\n---\ntitle: Many\ncorrelation:\n  type: event_count\n  rules: [6f1e2b9c-3a0d-4e57-9a61-2d4c8b7f0a11]\n  group-by: [actor.alternateId]\n  timespan: 1h\n  condition: {{gte: 3}}\nlevel: high\n",
+            "{}\n---\ntitle: Many\ncorrelation:\n  type: event_count\n  rules: [no_such_rule]\n  group-by: [actor.alternateId]\n  timespan: 1h\n  condition: {{gte: 3}}\nlevel: high\n",
             BUILTIN_RULES[0].1
         );
         let err = format!(
@@ -350,7 +559,7 @@ mod tests {
             RuleSet::from_sources(&[("c.yml".into(), correlation)]).unwrap_err()
         );
         assert!(
-            err.contains("correlation rule") && err.contains("not supported yet"),
+            err.contains("c.yml") && err.contains("\"no_such_rule\", which is not loaded"),
             "{err}"
         );
     }

@@ -36,6 +36,14 @@ impl<'a> LogEvent<'a> {
         self.text("eventType")
     }
 
+    /// `published` as Unix seconds, when present and in RFC 3339.
+    pub fn published_secs(&self) -> Option<i64> {
+        let published = self.get("published")?.as_str()?;
+        time::OffsetDateTime::parse(published, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|at| at.unix_timestamp())
+    }
+
     /// `target[]`, or an empty list when Okta sent `null` or nothing.
     pub fn targets(&self) -> &'a [Value] {
         self.get("target")

@@ -22,7 +22,7 @@
 mod backlog;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +43,11 @@ const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const SEEN_BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_by_expiry");
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+/// One row, [`CORRELATION_STATE_KEY`]: the correlation windows and timers, as the detector saves them.
+const CORRELATION: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation");
+const CORRELATION_STATE_KEY: &str = "state";
+/// User login to the networks they signed in from, as the detector saves them.
+const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_networks");
 
 /// File name of the database inside `data_dir`.
 pub const SPOOL_FILE: &str = "spool.redb";
@@ -155,8 +160,19 @@ pub struct DetectedBatch {
     pub seen_keys: Vec<String>,
     /// When those keys may be forgotten (Unix ms).
     pub seen_until_ms: u64,
-    /// One record per (sink, alert).
+}
+
+/// Everything one detection pass changes, committed in one transaction.
+#[derive(Default)]
+pub struct DetectionCommit {
+    /// The batches processed, which leave the spool.
+    pub batches: Vec<DetectedBatch>,
+    /// One record per (sink, alert), for the alerts of the batches and of timers that ran out.
     pub outbox: Vec<(String, OutboxRecord)>,
+    /// The correlation state after the pass, when the rules have correlations.
+    pub correlation_state: Option<Vec<u8>>,
+    /// Users whose known networks changed, with their new value.
+    pub known_networks: Vec<(String, Vec<u8>)>,
 }
 
 /// The embedded spool. Cheap to share behind an `Arc`; dropping the last one stops the writer
@@ -325,13 +341,47 @@ impl Spool {
         .await
     }
 
-    /// Commits the outcome of detecting batches: they leave, their keys and alerts arrive, all in
-    /// one transaction.
-    pub async fn complete_batches(&self, detected: Vec<DetectedBatch>) -> Result<(), SpoolError> {
+    /// The correlation state the last detection pass saved.
+    pub async fn correlation_state(&self) -> Result<Option<Vec<u8>>, SpoolError> {
+        self.read(|txn| {
+            let table = txn.open_table(CORRELATION)?;
+            Ok(table
+                .get(CORRELATION_STATE_KEY)?
+                .map(|value| value.value().to_vec()))
+        })
+        .await
+    }
+
+    /// The stored known networks of `users` (those with any).
+    pub async fn known_networks(
+        &self,
+        users: Vec<String>,
+    ) -> Result<HashMap<String, Vec<u8>>, SpoolError> {
+        self.read(move |txn| {
+            let table = txn.open_table(KNOWN_NETWORKS)?;
+            let mut found = HashMap::new();
+            for user in users {
+                if let Some(value) = table.get(user.as_str())? {
+                    found.insert(user, value.value().to_vec());
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Commits the outcome of a detection pass: its batches leave, their keys, alerts,
+    /// correlation state and known networks arrive, all in one transaction.
+    pub async fn complete_batches(&self, commit: DetectionCommit) -> Result<(), SpoolError> {
+        let DetectionCommit {
+            batches: detected,
+            outbox: rows,
+            correlation_state,
+            known_networks,
+        } = commit;
         let mut removed_bytes = Vec::with_capacity(detected.len());
         let mut batch_ids = Vec::with_capacity(detected.len());
         let mut keys = Vec::new();
-        let mut entries = Vec::new();
         for batch in detected {
             removed_bytes.push(batch.batch.encoded_len());
             batch_ids.push(batch.batch.id);
@@ -341,7 +391,10 @@ impl Spool {
                     .into_iter()
                     .map(|k| (k, batch.seen_until_ms)),
             );
-            entries.extend(batch.outbox.into_iter().map(|(sink, record)| {
+        }
+        let entries: Vec<(OutboxEntry, Vec<u8>)> = rows
+            .into_iter()
+            .map(|(sink, record)| {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let mut entry = OutboxEntry {
                     sink,
@@ -352,8 +405,8 @@ impl Spool {
                 let value = entry.encode();
                 entry.stored_len = value.len() as u64;
                 (entry, value)
-            }));
-        }
+            })
+            .collect();
         let added: Vec<(String, u64)> = entries
             .iter()
             .map(|(entry, value)| (entry.sink.clone(), value.len() as u64))
@@ -374,6 +427,14 @@ impl Spool {
             let mut outbox = txn.open_table(OUTBOX)?;
             for (entry, value) in &entries {
                 outbox.insert((entry.sink.as_str(), entry.seq), value.as_slice())?;
+            }
+            if let Some(state) = &correlation_state {
+                txn.open_table(CORRELATION)?
+                    .insert(CORRELATION_STATE_KEY, state.as_slice())?;
+            }
+            let mut networks = txn.open_table(KNOWN_NETWORKS)?;
+            for (user, value) in &known_networks {
+                networks.insert(user.as_str(), value.as_slice())?;
             }
             Ok(())
         })
@@ -634,6 +695,8 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     txn.open_table(SEEN_BY_EXPIRY)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DEAD_LETTERS)?;
+    txn.open_table(CORRELATION)?;
+    txn.open_table(KNOWN_NETWORKS)?;
     txn.commit()?;
     Ok(())
 }

@@ -62,15 +62,34 @@ async fn assert_every_acked_event_alerted(data_dir: &TempDir, acked: &[String]) 
         "{} acknowledged MFA events have no alert: {missing:?}",
         missing.len()
     );
-    // Duplicates (a crash between publish and outbox removal) must carry the same alert id.
+    // Duplicates (a crash between publish and outbox removal) must carry the same alert id,
+    // for single-event alerts and for the default correlations' alerts alike.
     let ids: HashSet<&str> = alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
-    let events: HashSet<String> = alerted_uuids(&alerts).into_iter().collect();
-    assert_eq!(ids.len(), events.len(), "one alert id per event");
+    let rule_events: HashSet<(&str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["rule"]["id"].as_str().unwrap(),
+                a["event"]["uuid"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        rule_events.len(),
+        "one alert id per rule and event"
+    );
+    let correlation_ids: HashSet<&str> = alerts
+        .iter()
+        .filter(|a| a.get("correlation").is_some())
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
     eprintln!(
-        "{} acknowledged MFA events, {} alert lines, {} duplicate lines",
+        "{} acknowledged MFA events, {} alert lines, {} duplicate lines, {} correlation alerts",
         acked.len(),
         alerts.len(),
-        alerts.len() - ids.len()
+        alerts.len() - ids.len(),
+        correlation_ids.len()
     );
     server.child.kill().unwrap();
     server.child.wait().unwrap();

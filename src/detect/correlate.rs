@@ -1,0 +1,359 @@
+//! Correlation over time: Sigma correlation rules, and the state that makes them survive restarts.
+//!
+//! `event_count`, `value_count`, `temporal` and `temporal_ordered` rules are evaluated by
+//! rsigma's `CorrelationEngine`, fed with the detections of factorwatch's own rule engine. Sigma
+//! has no rule type for "this did not happen", so factorwatch adds one: a `temporal_ordered`
+//! rule with `factorwatch.absence: true` opens a timer when its first rule matches and fires when
+//! the timespan runs out before the next rule matched for the same group.
+//!
+//! Both kinds of state (rsigma's windows and the open timers) are exported after every detection
+//! pass and committed in the same spool transaction as the batches they came from, so a restart
+//! resumes every open window and a crash before the commit replays the batches against the state
+//! they started from: nothing is counted twice.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, bail};
+use rsigma_eval::event::JsonEvent;
+use rsigma_eval::{
+    CorrelationAction, CorrelationConfig, CorrelationEngine, CorrelationSnapshot, EvaluationResult,
+    Event, EventValue, ResultBody,
+};
+use rsigma_parser::{CorrelationRule, CorrelationType, SigmaRule};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::alert::{Alert, CorrelationInfo, RuleRef};
+
+/// The custom attribute that makes a `temporal_ordered` rule fire on absence.
+pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
+
+/// Bumped when the stored state changes shape; older state is then discarded with a warning.
+const STATE_VERSION: u32 = 1;
+
+/// A correlation rule as loaded: what alerts name it, and how it is evaluated.
+#[derive(Debug, Clone)]
+pub struct LoadedCorrelation {
+    /// The rule as alerts name it.
+    pub rule: RuleRef,
+    /// The parsed rule (field names already in Okta's spelling).
+    pub parsed: CorrelationRule,
+    /// For absence rules: the rule keys (see [`RuleRef::id`]) of the rule that opens the timer
+    /// and of the rules that close it.
+    pub absence: Option<AbsenceRefs>,
+}
+
+/// The two sides of an absence rule, as rule keys.
+#[derive(Debug, Clone)]
+pub struct AbsenceRefs {
+    /// The rule whose match opens a timer.
+    pub opens: String,
+    /// The rules whose match closes it.
+    pub closes: Vec<String>,
+}
+
+/// A timer of an absence rule: the alert it raises unless closed before the deadline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OpenTimer {
+    rule_id: String,
+    group: Vec<(String, String)>,
+    deadline_secs: i64,
+    alert: Alert,
+}
+
+/// Everything stored between passes.
+#[derive(Serialize, Deserialize)]
+struct StoredState {
+    version: u32,
+    windows: CorrelationSnapshot,
+    timers: Vec<OpenTimer>,
+}
+
+/// The live correlation state of one detector.
+pub struct Correlator {
+    engine: CorrelationEngine,
+    correlations: HashMap<String, LoadedCorrelation>,
+    absences: Vec<LoadedCorrelation>,
+    /// Open timers by (rule id, group values).
+    timers: BTreeMap<(String, Vec<Option<String>>), OpenTimer>,
+}
+
+impl std::fmt::Debug for Correlator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Correlator")
+            .field("correlations", &self.correlations.len())
+            .field("open_timers", &self.timers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Correlator {
+    /// A correlator with empty state for `correlations`, which refer to `detection_rules`.
+    pub fn new(
+        detection_rules: &[SigmaRule],
+        correlations: &[LoadedCorrelation],
+    ) -> anyhow::Result<Self> {
+        let mut engine = CorrelationEngine::new(CorrelationConfig {
+            timestamp_fields: vec!["published".into()],
+            // After firing, a group starts counting again from nothing: three more resets by
+            // the same admin raise a second alert, not every reset after the third.
+            action_on_match: CorrelationAction::Reset,
+            ..CorrelationConfig::default()
+        });
+        // Registered so that correlations can name the rules they refer to; their detections
+        // come from the rule set's own engine.
+        for rule in detection_rules {
+            engine.add_rule(rule)?;
+        }
+        let mut by_id = HashMap::new();
+        let mut absences = Vec::new();
+        for loaded in correlations {
+            if loaded.absence.is_some() {
+                absences.push(loaded.clone());
+            } else {
+                engine
+                    .add_correlation(&loaded.parsed)
+                    .with_context(|| format!("correlation rule {:?}", loaded.rule.title))?;
+            }
+            by_id.insert(loaded.rule.id.clone(), loaded.clone());
+        }
+        Ok(Self {
+            engine,
+            correlations: by_id,
+            absences,
+            timers: BTreeMap::new(),
+        })
+    }
+
+    /// The state to store with a detection pass.
+    pub fn save(&self) -> Vec<u8> {
+        let state = StoredState {
+            version: STATE_VERSION,
+            windows: self.engine.export_state(),
+            timers: self.timers.values().cloned().collect(),
+        };
+        serde_json::to_vec(&state).expect("correlation state serializes")
+    }
+
+    /// Continues from stored state. State of rules no longer loaded is dropped.
+    pub fn restore(&mut self, stored: &[u8]) -> anyhow::Result<()> {
+        let state: StoredState =
+            serde_json::from_slice(stored).context("stored correlation state is unreadable")?;
+        if state.version != STATE_VERSION || !self.engine.import_state(state.windows) {
+            bail!("stored correlation state has an older format");
+        }
+        for timer in state.timers {
+            if self.correlations.contains_key(&timer.rule_id) {
+                let key = (
+                    timer.rule_id.clone(),
+                    timer.group.iter().map(|(_, v)| Some(v.clone())).collect(),
+                );
+                self.timers.insert(key, timer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over the state of `previous` (after a rule reload).
+    pub fn take_state_of(&mut self, previous: &Correlator) {
+        if let Err(err) = self.restore(&previous.save()) {
+            tracing::warn!(error = %err, "correlation state could not be carried over the reload");
+        }
+    }
+
+    /// Number of open windows and timers.
+    pub fn open_state(&self) -> usize {
+        self.engine.state_count() + self.timers.len()
+    }
+
+    /// Feeds one event (its detections, its time) to every correlation and returns the alerts
+    /// that fire. `build` makes an alert of a rule for this event.
+    pub fn observe(
+        &mut self,
+        event: &Value,
+        detections: &[EvaluationResult],
+        timestamp_secs: i64,
+        build: &dyn Fn(&RuleRef) -> Alert,
+    ) -> Vec<Alert> {
+        let json = JsonEvent::borrow(event);
+        let mut alerts = Vec::new();
+        let results =
+            self.engine
+                .process_with_detections(&json, detections.to_vec(), timestamp_secs);
+        for result in &results {
+            let ResultBody::Correlation(body) = &result.body else {
+                continue;
+            };
+            let key = result
+                .header
+                .rule_id
+                .as_deref()
+                .unwrap_or(&result.header.rule_title);
+            if let Some(loaded) = self.correlations.get(key) {
+                let mut alert = build(&loaded.rule);
+                alert.correlation = Some(CorrelationInfo {
+                    kind: loaded.parsed.correlation_type.as_str().to_owned(),
+                    group: body.group_key.iter().cloned().collect(),
+                    value: body.aggregated_value,
+                    timespan_secs: body.timespan_secs,
+                    rules: loaded.parsed.rules.clone(),
+                });
+                alerts.push(alert);
+            }
+        }
+        self.observe_absences(&json, detections, timestamp_secs, build);
+        alerts
+    }
+
+    /// Opens and closes absence timers for one event.
+    fn observe_absences(
+        &mut self,
+        event: &JsonEvent<'_>,
+        detections: &[EvaluationResult],
+        timestamp_secs: i64,
+        build: &dyn Fn(&RuleRef) -> Alert,
+    ) {
+        let matched = |key: &str| {
+            detections
+                .iter()
+                .any(|d| d.header.rule_id.as_deref() == Some(key))
+        };
+        for loaded in &self.absences {
+            let refs = loaded.absence.as_ref().expect("absence rules have refs");
+            let opens = matched(&refs.opens);
+            let closes = refs.closes.iter().any(|key| matched(key));
+            if !opens && !closes {
+                continue;
+            }
+            let group: Vec<Option<String>> = loaded
+                .parsed
+                .group_by
+                .iter()
+                .map(|field| event.get_field(field).and_then(|v| group_value(&v)))
+                .collect();
+            let key = (loaded.rule.id.clone(), group);
+            if closes {
+                self.timers.remove(&key);
+            } else if let Entry::Vacant(vacant) = self.timers.entry(key) {
+                let timer = open_timer(loaded, &vacant.key().1, timestamp_secs, build);
+                vacant.insert(timer);
+            }
+        }
+    }
+
+    /// True when a timer's deadline is at or before `now_secs`.
+    pub fn has_expired(&self, now_secs: i64) -> bool {
+        self.timers
+            .values()
+            .any(|timer| timer.deadline_secs <= now_secs)
+    }
+
+    /// Removes and returns the alerts of timers whose deadline is at or before `now_secs`.
+    pub fn expired(&mut self, now_secs: i64) -> Vec<Alert> {
+        let due: Vec<_> = self
+            .timers
+            .iter()
+            .filter(|(_, timer)| timer.deadline_secs <= now_secs)
+            .map(|(key, _)| key.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|key| self.timers.remove(&key))
+            .map(|timer| timer.alert)
+            .collect()
+    }
+
+    /// The alerts of timers still open (for `rules test`, which reports them as pending).
+    pub fn pending(&self) -> Vec<&Alert> {
+        self.timers.values().map(|timer| &timer.alert).collect()
+    }
+}
+
+/// A timer for `loaded` and group `group`, opened by an event at `opened_secs`.
+fn open_timer(
+    loaded: &LoadedCorrelation,
+    group: &[Option<String>],
+    opened_secs: i64,
+    build: &dyn Fn(&RuleRef) -> Alert,
+) -> OpenTimer {
+    let timespan_secs = loaded.parsed.timespan.seconds;
+    let group: Vec<(String, String)> = loaded
+        .parsed
+        .group_by
+        .iter()
+        .zip(group)
+        .filter_map(|(field, value)| Some((field.clone(), value.clone()?)))
+        .collect();
+    let mut alert = build(&loaded.rule);
+    alert.correlation = Some(CorrelationInfo {
+        kind: "absence".to_owned(),
+        group: group.iter().cloned().collect(),
+        value: 0.0,
+        timespan_secs,
+        rules: loaded.parsed.rules.clone(),
+    });
+    OpenTimer {
+        rule_id: loaded.rule.id.clone(),
+        group,
+        deadline_secs: opened_secs.saturating_add(timespan_secs as i64),
+        alert,
+    }
+}
+
+/// A group-by value as rsigma renders it: scalars as text, nothing for objects and nulls.
+fn group_value(value: &EventValue<'_>) -> Option<String> {
+    match value {
+        EventValue::Str(s) => Some(s.to_string()),
+        EventValue::Int(n) => Some(n.to_string()),
+        EventValue::Float(n) => Some(n.to_string()),
+        EventValue::Bool(b) => Some(b.to_string()),
+        EventValue::Array(items) => items.first().and_then(group_value),
+        _ => None,
+    }
+}
+
+/// Checks what rsigma would accept silently but factorwatch cannot honour, and resolves the
+/// absence extension. `rule_key` maps a rule reference (id or name) to the loaded rule's key.
+pub fn check_correlation(
+    parsed: &CorrelationRule,
+    rule_key: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<AbsenceRefs>> {
+    let mut keys = Vec::with_capacity(parsed.rules.len());
+    for reference in &parsed.rules {
+        match rule_key(reference) {
+            Some(key) => keys.push(key),
+            None => bail!(
+                "correlation rule {:?} refers to rule {reference:?}, which is not loaded or has \
+                 no id (rules that correlations use need an `id`, and `name` to be referred to \
+                 by name)",
+                parsed.title
+            ),
+        }
+    }
+    let absence = match parsed.custom_attributes.get(ABSENCE_ATTRIBUTE) {
+        None => return Ok(None),
+        Some(value) => value.as_bool().unwrap_or(false),
+    };
+    if !absence {
+        return Ok(None);
+    }
+    if parsed.correlation_type != CorrelationType::TemporalOrdered || keys.len() < 2 {
+        bail!(
+            "correlation rule {:?}: {ABSENCE_ATTRIBUTE} needs type temporal_ordered and at least \
+             two rules (the first opens the timer, the others close it)",
+            parsed.title
+        );
+    }
+    if !parsed.aliases.is_empty() {
+        bail!(
+            "correlation rule {:?}: {ABSENCE_ATTRIBUTE} does not support aliases; group by a \
+             field every rule's events carry, such as factorwatch.user",
+            parsed.title
+        );
+    }
+    let opens = keys.remove(0);
+    Ok(Some(AbsenceRefs {
+        opens,
+        closes: keys,
+    }))
+}
