@@ -6,6 +6,7 @@
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config` or `FACTORWATCH_CONFIG`),
 //! then the `FACTORWATCH_*` environment variables listed on [`Config::apply_env`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,6 +151,9 @@ pub struct RulesConfig {
     /// How long an event uuid is remembered, so that Okta's redelivery of a batch raises no second alert.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
+    /// Values of `|expand` placeholders: `office_networks = ["192.0.2.0/24"]` fills
+    /// `%office_networks%`. A rule whose placeholder is not here fails to load.
+    pub placeholders: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for RulesConfig {
@@ -160,6 +164,7 @@ impl Default for RulesConfig {
             paths: Vec::new(),
             privileged_users: Vec::new(),
             dedup_window: Duration::from_secs(24 * 3600),
+            placeholders: BTreeMap::new(),
         }
     }
 }

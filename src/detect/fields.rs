@@ -8,8 +8,8 @@
 //! unchanged and evaluation stays an exact, fast lookup.
 
 use rsigma_parser::{
-    CorrelationCondition, CorrelationRule, Detection, DetectionItem, Modifier, SigmaRule,
-    SigmaValue,
+    CorrelationCondition, CorrelationRule, Detection, DetectionItem, FieldSpec, Modifier,
+    SigmaRule, SigmaValue,
 };
 
 /// Every LogEvent property name with a capital letter (from Okta's LogEvent schema, plus the
@@ -108,19 +108,30 @@ pub fn field_names(rule: &SigmaRule) -> Vec<String> {
 
 /// Calls `visit` on every field name in `rule`'s detections, including `|fieldref` values.
 fn visit_field_names(rule: &mut SigmaRule, visit: &mut impl FnMut(&mut String)) {
+    for_each_item(rule, &mut |item| visit_item(item, visit));
+}
+
+/// Calls `visit` on every detection item of `rule`, however deeply nested.
+pub fn for_each_item(rule: &mut SigmaRule, visit: &mut impl FnMut(&mut DetectionItem)) {
     for detection in rule.detection.named.values_mut() {
         visit_detection(detection, visit);
     }
 }
 
-fn visit_detection(detection: &mut Detection, visit: &mut impl FnMut(&mut String)) {
+fn visit_detection(detection: &mut Detection, visit: &mut impl FnMut(&mut DetectionItem)) {
     match detection {
-        Detection::AllOf(items) => items.iter_mut().for_each(|item| visit_item(item, visit)),
+        Detection::AllOf(items) => items.iter_mut().for_each(&mut *visit),
         Detection::AnyOf(parts) | Detection::And(parts) => parts
             .iter_mut()
             .for_each(|part| visit_detection(part, visit)),
         Detection::ArrayMatch { field, body, .. } => {
-            visit(field);
+            // The array's own path is a field name too: visit it as an item without values.
+            let mut path = DetectionItem {
+                field: FieldSpec::new(Some(std::mem::take(field)), Vec::new()),
+                values: Vec::new(),
+            };
+            visit(&mut path);
+            *field = path.field.name.unwrap_or_default();
             visit_detection(body, visit);
         }
         Detection::Conditional { named, .. } => named

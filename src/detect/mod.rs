@@ -12,6 +12,7 @@ pub mod correlate;
 pub mod enrich;
 pub mod fields;
 pub mod offline;
+pub mod placeholders;
 pub mod rules;
 
 use std::collections::{HashMap, HashSet};

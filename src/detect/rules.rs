@@ -3,7 +3,7 @@
 //! Loading is all or nothing: one rule that fails to parse or compile fails the whole set with the
 //! file and the reason, so a service never runs with half its detections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -14,7 +14,7 @@ use rsigma_parser::{CorrelationCondition, CorrelationRule, Level as SigmaLevel, 
 use serde_json::Value;
 
 use super::correlate::{self, Correlator, LoadedCorrelation};
-use super::fields;
+use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 use crate::config::RulesConfig;
 
@@ -154,14 +154,23 @@ impl RuleSet {
                 sources.push((file.display().to_string(), yaml));
             }
         }
-        Self::from_sources(&sources)
+        Self::build(&sources, &config.placeholders)
     }
 
     /// Compiles rules from (origin, YAML) pairs; the origin names the rule in errors.
     pub fn from_sources(sources: &[(String, String)]) -> anyhow::Result<Self> {
+        Self::build(sources, &BTreeMap::new())
+    }
+
+    /// Compiles rules from (origin, YAML) pairs, filling `|expand` placeholders from
+    /// `placeholders`.
+    fn build(
+        sources: &[(String, String)],
+        placeholders: &BTreeMap<String, Vec<String>>,
+    ) -> anyhow::Result<Self> {
         let mut parsed = Parsed::default();
         for (origin, yaml) in sources {
-            parse_source(origin, yaml, &mut parsed)?;
+            parse_source(origin, yaml, placeholders, &mut parsed)?;
         }
         let mut set = Self {
             engine: Engine::new(),
@@ -336,7 +345,12 @@ impl RuleSet {
 }
 
 /// Parses one file into `parsed`, refusing what would otherwise be silently ignored or wrong.
-fn parse_source(origin: &str, yaml: &str, parsed: &mut Parsed) -> anyhow::Result<()> {
+fn parse_source(
+    origin: &str,
+    yaml: &str,
+    placeholders: &BTreeMap<String, Vec<String>>,
+    parsed: &mut Parsed,
+) -> anyhow::Result<()> {
     let collection = rsigma_parser::parse_sigma_yaml(yaml)
         .with_context(|| format!("rule file {origin}: cannot parse"))?;
     if let Some(error) = collection.errors.first() {
@@ -360,6 +374,8 @@ fn parse_source(origin: &str, yaml: &str, parsed: &mut Parsed) -> anyhow::Result
         }
         let mut rule = rule.clone();
         fields::canonicalize_rule(&mut rule);
+        placeholders::expand(&mut rule, placeholders, yaml)
+            .with_context(|| format!("rule file {origin}"))?;
         parsed.rules.push((origin.to_owned(), rule));
     }
     for correlation in &collection.correlations {
@@ -562,6 +578,20 @@ mod tests {
             err.contains("c.yml") && err.contains("\"no_such_rule\", which is not loaded"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn expanded_placeholders_keep_the_other_modifiers() {
+        let yaml = "title: t\nid: t-1\nlogsource: {product: okta}\ndetection:\n  office:\n    client.ipaddress|cidr|expand: '%office%'\n  condition: office\n";
+        let placeholders = BTreeMap::from([(
+            "office".to_string(),
+            vec!["10.0.0.0/8".to_string(), "192.0.2.0/24".to_string()],
+        )]);
+        let rules = RuleSet::build(&[("o.yml".into(), yaml.into())], &placeholders).unwrap();
+        let from = |ip: &str| json!({"client": {"ipAddress": ip}});
+        assert_eq!(rules.matching(&from("192.0.2.77")).len(), 1);
+        assert_eq!(rules.matching(&from("10.9.9.9")).len(), 1);
+        assert!(rules.matching(&from("198.51.100.1")).is_empty());
     }
 
     #[test]

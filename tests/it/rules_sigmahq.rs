@@ -16,14 +16,55 @@ const SECURITY_KEY: &str = "0a1b2c3d-0005-4000-8000-000000000005";
 const WEBAUTHN_REASON: &str = "0a1b2c3d-0006-4000-8000-000000000006";
 const ASN: &str = "0a1b2c3d-0007-4000-8000-000000000007";
 const RESET_ALL_OR_SUPPORT: &str = "0a1b2c3d-0008-4000-8000-000000000008";
+const UNLISTED_ACCOUNT: &str = "0a1b2c3d-0009-4000-8000-000000000009";
+const FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rules/sigmahq_style");
+
+/// The help desk list that fills `%helpdesk_accounts%`: the sample admin and one more.
+fn helpdesk_accounts() -> Vec<String> {
+    vec![
+        samples::users()[3].login.clone(),
+        "helpdesk-2@example.com".into(),
+    ]
+}
 
 fn rules() -> RuleSet {
     RuleSet::load(&RulesConfig {
         builtin: false,
-        paths: vec![concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rules/sigmahq_style").into()],
+        paths: vec![FOLDER.into()],
+        placeholders: [("helpdesk_accounts".to_string(), helpdesk_accounts())].into(),
         ..RulesConfig::default()
     })
     .expect("the SigmaHQ-style folder loads")
+}
+
+#[test]
+fn expand_placeholders_come_from_the_config_and_a_missing_one_is_refused() {
+    let users = samples::users();
+    let rules = rules();
+    let by_helpdesk = samples::mfa_factor_reset_all(&users[0], Initiator::Admin);
+    assert!(!matched(&rules, &by_helpdesk).contains(UNLISTED_ACCOUNT));
+    let by_support = samples::mfa_factor_reset_all(&users[0], Initiator::OktaSupport);
+    assert!(matched(&rules, &by_support).contains(UNLISTED_ACCOUNT));
+    let by_other = with(
+        by_helpdesk,
+        &["actor", "alternateId"],
+        json!("helpdesk-3@example.com"),
+    );
+    assert!(matched(&rules, &by_other).contains(UNLISTED_ACCOUNT));
+
+    let err = RuleSet::load(&RulesConfig {
+        builtin: false,
+        paths: vec![FOLDER.into()],
+        ..RulesConfig::default()
+    })
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("okta_mfa_reset_by_unlisted_account.yml")
+            && err.contains("line 14")
+            && err.contains("%helpdesk_accounts%"),
+        "{err}"
+    );
 }
 
 fn matched(rules: &RuleSet, event: &Value) -> BTreeSet<String> {
@@ -51,7 +92,7 @@ fn with(mut event: Value, path: &[&str], value: Value) -> Value {
 #[test]
 fn the_whole_folder_loads_with_metadata() {
     let rules = rules();
-    assert_eq!(rules.len(), 8);
+    assert_eq!(rules.len(), 9);
     for described in rules.describe() {
         assert_eq!(described.rule.author.as_deref(), Some("factorwatch tests"));
         assert!(

@@ -1,0 +1,121 @@
+//! `|expand` placeholders (`%office_networks%`), filled from `[rules.placeholders]` at load.
+//!
+//! Published Sigma rules leave site-specific values (your office networks, your admin accounts)
+//! as placeholders for the deployment to fill. factorwatch fills them from the configuration
+//! once, when rules load: each value holding `%name%` becomes one value per configured entry
+//! and the `expand` modifier goes, so evaluation is an ordinary match. A placeholder the
+//! configuration does not define fails the load: a rule half-filled would silently match
+//! nothing (or, under `not`, everything). rsigma's `value_placeholders` pipeline step fills
+//! values too, but leaves an unknown placeholder in place and treats any `%` outside `|expand`
+//! as one, which is why this small step is ours.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use rsigma_parser::{DetectionItem, Modifier, SigmaRule, SigmaString, SigmaValue};
+
+use super::fields;
+
+/// Fills every `|expand` value of `rule` from `values`. The error names the first placeholder
+/// that has none, and the line of `yaml` (the rule's file) where it is written.
+pub fn expand(
+    rule: &mut SigmaRule,
+    values: &BTreeMap<String, Vec<String>>,
+    yaml: &str,
+) -> anyhow::Result<()> {
+    let mut missing: Option<String> = None;
+    fields::for_each_item(rule, &mut |item| {
+        if missing.is_none() && item.field.has_modifier(Modifier::Expand) {
+            missing = expand_item(item, values).err();
+        }
+    });
+    let Some(name) = missing else {
+        return Ok(());
+    };
+    let token = format!("%{name}%");
+    let line = yaml
+        .lines()
+        .position(|line| line.contains(&token))
+        .map_or(String::new(), |at| format!("line {}: ", at + 1));
+    bail!(
+        "{line}rule {:?} uses placeholder {token}, which [rules.placeholders] does not define; \
+         add `{name} = [\"...\"]` there",
+        rule.title
+    )
+}
+
+/// Expands one item's values in place; `Err(name)` for an undefined placeholder.
+fn expand_item(
+    item: &mut DetectionItem,
+    values: &BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    let mut expanded = Vec::with_capacity(item.values.len());
+    for value in item.values.drain(..) {
+        match &value {
+            SigmaValue::String(text) => {
+                for filled in fill(&text.original, values)? {
+                    expanded.push(SigmaValue::String(SigmaString::new(&filled)));
+                }
+            }
+            _ => expanded.push(value),
+        }
+    }
+    item.values = expanded;
+    item.field.modifiers.retain(|m| *m != Modifier::Expand);
+    Ok(())
+}
+
+/// Every string `text` stands for: one per combination of its placeholders' values.
+fn fill(text: &str, values: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
+    let Some(start) = text.find('%') else {
+        return Ok(vec![text.to_owned()]);
+    };
+    let Some(length) = text[start + 1..].find('%') else {
+        return Ok(vec![text.to_owned()]);
+    };
+    let name = &text[start + 1..start + 1 + length];
+    let rest = &text[start + 2 + length..];
+    let choices = values.get(name).ok_or_else(|| name.to_owned())?;
+    let tails = fill(rest, values)?;
+    Ok(choices
+        .iter()
+        .flat_map(|choice| {
+            tails
+                .iter()
+                .map(move |tail| format!("{}{choice}{tail}", &text[..start]))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> BTreeMap<String, Vec<String>> {
+        BTreeMap::from([
+            (
+                "office".into(),
+                vec!["10.0.0.0/8".into(), "192.0.2.0/24".into()],
+            ),
+            ("domain".into(), vec!["example.com".into()]),
+        ])
+    }
+
+    #[test]
+    fn each_placeholder_becomes_each_of_its_values() {
+        assert_eq!(
+            fill("%office%", &values()).unwrap(),
+            ["10.0.0.0/8", "192.0.2.0/24"]
+        );
+        assert_eq!(
+            fill("admin@%domain%", &values()).unwrap(),
+            ["admin@example.com"]
+        );
+        assert_eq!(fill("50%", &values()).unwrap(), ["50%"]);
+    }
+
+    #[test]
+    fn an_undefined_placeholder_is_named() {
+        assert_eq!(fill("%vpn%", &values()).unwrap_err(), "vpn");
+    }
+}
