@@ -1,11 +1,15 @@
 //! The file sink: one JSON alert per line, appended, flushed and fsynced before it counts as
 //! delivered. The file is opened for each alert so that log rotation (move, then a new file) just
-//! works; the alert id in each line lets readers drop the duplicates a crash can leave.
+//! works; the alert id in each line lets readers drop the duplicates a crash can leave. A line
+//! cut short (a full disk, a crash mid-write) was never delivered: it is cut off before the next
+//! write, so every line in the file is a whole alert.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
 
@@ -34,18 +38,48 @@ impl FileSink {
     }
 
     async fn append(&self, payload: &str) -> std::io::Result<()> {
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await?;
-        let mut line = Vec::with_capacity(payload.len() + 1);
+        let (path, mut line) = (self.path.clone(), Vec::with_capacity(payload.len() + 1));
         line.extend_from_slice(payload.as_bytes());
         line.push(b'\n');
-        file.write_all(&line).await?;
-        file.flush().await?;
-        file.sync_data().await
+        tokio::task::spawn_blocking(move || append_line(&path, &line))
+            .await
+            .map_err(std::io::Error::other)?
     }
+}
+
+/// Appends `line` durably; on failure, cuts the file back so no partial line stays.
+fn append_line(path: &Path, line: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let end = end_of_last_line(&file, len)?;
+    if end < len {
+        file.set_len(end)?;
+    }
+    let written = file.write_all(line).and_then(|()| file.sync_data());
+    if written.is_err() {
+        let _ = file.set_len(end);
+    }
+    written
+}
+
+/// The offset just past the last newline of the first `len` bytes of `file` (0 if none).
+fn end_of_last_line(file: &File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 impl Sink for FileSink {
@@ -59,5 +93,25 @@ impl Sink for FileSink {
                 DeliveryError::Transient(format!("cannot append to {}: {err}", self.path.display()))
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cut_short_is_cut_off_before_the_next_alert() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        std::fs::write(&path, "{\"id\":\"1\"}\n{\"id\":\"2\",\"rul").unwrap();
+        append_line(&path, b"{\"id\":\"2\"}\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"id\":\"1\"}\n{\"id\":\"2\"}\n"
+        );
+        std::fs::write(&path, "no newline at all").unwrap();
+        append_line(&path, b"x\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
     }
 }
