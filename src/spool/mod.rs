@@ -20,7 +20,10 @@
 //!   in the same transaction.
 
 mod backlog;
+mod handle;
 mod writer;
+
+use handle::DbHandle;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -178,7 +181,7 @@ pub struct DetectionCommit {
 /// The embedded spool. Cheap to share behind an `Arc`; dropping the last one stops the writer
 /// after it committed everything already queued.
 pub struct Spool {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
     path: PathBuf,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -206,29 +209,9 @@ impl Spool {
             ))
         })?;
         let path = dir.join(SPOOL_FILE);
-        let db = Database::builder()
-            .set_repair_callback(|session| {
-                tracing::warn!(
-                    progress = format!("{:.0}%", session.progress() * 100.0),
-                    "repairing the spool after an unclean shutdown"
-                );
-            })
-            .create(&path)
-            .map_err(|err| match err {
-                redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::Storage(format!(
-                    "spool {} is in use by another factorwatch process; each replica needs its \
-                     own storage.data_dir",
-                    path.display()
-                )),
-                err => SpoolError::Storage(format!(
-                    "cannot open spool {}: {err}. If the file is damaged beyond repair, move it \
-                     aside and start again; events Okta already delivered can be read back \
-                     from the System Log API",
-                    path.display()
-                )),
-            })?;
-        create_tables(&db)?;
-        let scan = backlog::scan(&db)?;
+        let db = DbHandle::open(&path)?;
+        create_tables(&*db.get()?)?;
+        let scan = backlog::scan(&*db.get()?)?;
         let db = Arc::new(db);
         let (jobs, receiver) = mpsc::channel(4096);
         let writable = Arc::new(AtomicBool::new(true));
@@ -281,7 +264,7 @@ impl Spool {
         &self,
         read: impl FnOnce(&redb::ReadTransaction) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
-        let db = self.db.clone();
+        let db = self.db.get()?;
         tokio::task::spawn_blocking(move || read(&db.begin_read()?))
             .await
             .map_err(|err| SpoolError::Storage(format!("spool reader failed: {err}")))?
@@ -657,7 +640,10 @@ impl Spool {
                 }
                 Ok(expired)
             })
-            .await?;
+            .await
+            // A failed read must not skip the heartbeat below: that write is what reopens a
+            // spool whose disk failed, even when no request comes.
+            .unwrap_or_default();
         let count = expired.len();
         // Also a heartbeat: an empty write tells readiness whether the disk still takes commits.
         self.write(move |txn| {

@@ -14,6 +14,7 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SpoolError;
+use super::handle::DbHandle;
 
 /// Most jobs folded into one commit; bounds the latency a single commit can add.
 const MAX_GROUP: usize = 256;
@@ -27,8 +28,9 @@ pub(super) struct Job {
     pub done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
-/// Runs until every sender is dropped. `writable` tells readiness whether the last commit worked.
-pub(super) fn run(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, writable: Arc<AtomicBool>) {
+/// Runs until every sender is dropped. `writable` tells readiness whether the last commit worked;
+/// after a failed one, the next group first reopens the database (see [`DbHandle`]).
+pub(super) fn run(db: Arc<DbHandle>, mut jobs: mpsc::Receiver<Job>, writable: Arc<AtomicBool>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -40,9 +42,11 @@ pub(super) fn run(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, writable: Ar
         metrics::histogram!("factorwatch_spool_commit_group_size").record(group.len() as f64);
         let (applies, answers): (Vec<Apply>, Vec<_>) =
             group.into_iter().map(|job| (job.apply, job.done)).unzip();
-        let outcome = commit(&db, applies).map_err(|err| {
-            tracing::error!(error = %err, "spool commit failed; the writes of this group were not stored");
-            SpoolError::Storage(err.to_string())
+        let outcome = reopen_if_failed(&db, &writable).and_then(|()| {
+            commit(&*db.get()?, applies).map_err(|err| {
+                tracing::error!(error = %err, "spool commit failed; the writes of this group were not stored");
+                SpoolError::Storage(err.to_string())
+            })
         });
         writable.store(outcome.is_ok(), Ordering::Relaxed);
         for answer in answers {
@@ -50,6 +54,16 @@ pub(super) fn run(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, writable: Ar
             let _ = answer.send(outcome.clone());
         }
     }
+}
+
+/// After a failed commit redb answers every operation with an error until it is reopened.
+fn reopen_if_failed(db: &DbHandle, writable: &AtomicBool) -> Result<(), SpoolError> {
+    if writable.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    db.reopen().inspect_err(|err| {
+        tracing::error!(error = %err, "spool still cannot be reopened; these writes were not stored");
+    })
 }
 
 /// Applies every job to one transaction and commits it durably; any error aborts all of them.
