@@ -66,6 +66,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Publishes the spool's counters as gauges.
 pub fn record_backlog(backlog: &BacklogSnapshot) {
     metrics::gauge!("factorwatch_spool_backlog_bytes").set(backlog.bytes as f64);
+    metrics::gauge!("factorwatch_spool_backlog_limit_bytes").set(backlog.limit_bytes as f64);
     metrics::gauge!("factorwatch_spool_pending_batches").set(backlog.batches as f64);
     metrics::gauge!("factorwatch_spool_writable").set(if backlog.writable { 1.0 } else { 0.0 });
     for (sink, counts) in &backlog.sinks {

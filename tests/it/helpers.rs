@@ -281,9 +281,11 @@ impl ChildServer {
         Self::start_with(data_dir, port, &[]).await
     }
 
-    /// As [`ChildServer::start`], with extra environment variables (such as FACTORWATCH_CONFIG).
-    pub async fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> ChildServer {
-        let child = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+    /// The `factorwatch serve` command these tests run: `data_dir`, `port`, the test secret, the
+    /// admin API on a free port, logs at warn; stdout discarded.
+    pub fn command(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
+        command
             .arg("serve")
             .env_remove("FACTORWATCH_CONFIG")
             .envs(env.iter().copied())
@@ -292,10 +294,40 @@ impl ChildServer {
             .env("FACTORWATCH_OKTA_SECRETS", SECRET)
             .env("FACTORWATCH_ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::null());
+        command
+    }
+
+    /// As [`ChildServer::start`], with extra environment variables (such as FACTORWATCH_CONFIG).
+    pub async fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> ChildServer {
+        let child = Self::command(data_dir, port, env)
             .stderr(Stdio::piped())
             .spawn()
             .expect("factorwatch binary starts");
+        Self::started(child, port).await
+    }
+
+    /// A server whose log goes to `log` instead of a pipe (for long or noisy runs, which would
+    /// fill a pipe nobody reads).
+    pub async fn start_logging_to(
+        data_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> ChildServer {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Self::command(data_dir, port, env)
+            .stderr(log)
+            .spawn()
+            .expect("factorwatch binary starts");
+        Self::started(child, port).await
+    }
+
+    async fn started(child: Child, port: u16) -> ChildServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let server = ChildServer {
             child,
@@ -317,6 +349,14 @@ impl ChildServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+impl Drop for ChildServer {
+    /// A test that fails midway must not leave its server running (holding ports, mounts).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -225,6 +225,17 @@ async fn a_full_spool_answers_503_and_turns_readiness_false() {
             .contains("max_backlog_bytes"),
         "{body}"
     );
+    // The metrics say why too: the backlog is at its limit, and 503s are counted.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert_eq!(gauge("factorwatch_spool_backlog_limit_bytes"), 4096.0);
+    assert!(gauge("factorwatch_spool_backlog_bytes") >= 4096.0);
+    assert!(metrics.contains("status=\"503\""), "{metrics}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod correlation;
 mod dedup;
 mod dlq;
 mod durability;
+mod faults;
 mod helpers;
 mod http_contract;
 mod receiver;
