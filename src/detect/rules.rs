@@ -169,8 +169,13 @@ impl RuleSet {
         placeholders: &BTreeMap<String, Vec<String>>,
     ) -> anyhow::Result<Self> {
         let mut parsed = Parsed::default();
+        let located = |origin: &str, err: anyhow::Error| {
+            let yaml = sources.iter().find(|(o, _)| o == origin).map(|(_, y)| y);
+            locate(origin, yaml.map_or("", String::as_str), err)
+        };
         for (origin, yaml) in sources {
-            parse_source(origin, yaml, placeholders, &mut parsed)?;
+            parse_source(origin, yaml, placeholders, &mut parsed)
+                .map_err(|err| located(origin, err))?;
         }
         let mut set = Self {
             engine: Engine::new(),
@@ -182,10 +187,12 @@ impl RuleSet {
             described: Vec::new(),
         };
         for (origin, rule) in parsed.rules {
-            set.add_detection(origin, rule)?;
+            set.add_detection(origin.clone(), rule)
+                .map_err(|err| located(&origin, err))?;
         }
         for (origin, rule) in parsed.correlations {
-            set.add_correlation(origin, rule)?;
+            set.add_correlation(origin.clone(), rule)
+                .map_err(|err| located(&origin, err))?;
         }
         if set.rules.is_empty() {
             bail!(
@@ -201,14 +208,11 @@ impl RuleSet {
     fn add_detection(&mut self, origin: String, rule: SigmaRule) -> anyhow::Result<()> {
         let reference = rule_ref(&RuleMeta::of_rule(&rule));
         if self.rules.contains_key(&reference.id) {
-            bail!(
-                "rule file {origin}: rule id {} is defined twice",
-                reference.id
-            );
+            bail!("rule id {} is defined twice", reference.id);
         }
         self.engine
             .add_rule(&rule)
-            .with_context(|| format!("rule file {origin}: rule {:?}", rule.title))?;
+            .with_context(|| format!("rule {:?}", rule.title))?;
         self.described.push(RuleDescription {
             rule: reference.clone(),
             origin,
@@ -226,13 +230,9 @@ impl RuleSet {
         if self.rules.contains_key(&reference.id)
             || self.correlations.iter().any(|c| c.rule.id == reference.id)
         {
-            bail!(
-                "rule file {origin}: rule id {} is defined twice",
-                reference.id
-            );
+            bail!("rule id {} is defined twice", reference.id);
         }
-        let absence = correlate::check_correlation(&rule, &|name| self.rule_key(name))
-            .with_context(|| format!("rule file {origin}"))?;
+        let absence = correlate::check_correlation(&rule, &|name| self.rule_key(name))?;
         // Sigma: the rules a correlation refers to raise no alert of their own unless one of
         // the correlations that use them says `generate: true`.
         let used: Vec<String> = rule
@@ -351,31 +351,26 @@ fn parse_source(
     placeholders: &BTreeMap<String, Vec<String>>,
     parsed: &mut Parsed,
 ) -> anyhow::Result<()> {
-    let collection = rsigma_parser::parse_sigma_yaml(yaml)
-        .with_context(|| format!("rule file {origin}: cannot parse"))?;
+    let collection = rsigma_parser::parse_sigma_yaml(yaml).context("cannot parse")?;
     if let Some(error) = collection.errors.first() {
-        bail!("rule file {origin}: {error}");
+        bail!("{error}");
     }
     if let Some(filter) = collection.filters.first() {
-        bail!(
-            "rule file {origin}: filter rule {:?} is not supported yet",
-            filter.title
-        );
+        bail!("filter rule {:?} is not supported yet", filter.title);
     }
     for rule in &collection.rules {
         if let Some(product) = &rule.logsource.product
             && !product.eq_ignore_ascii_case("okta")
         {
             bail!(
-                "rule file {origin}: rule {:?} is for logsource product {product:?}; \
+                "rule {:?} is for logsource product {product:?}; \
                  factorwatch runs rules for product okta",
                 rule.title
             );
         }
         let mut rule = rule.clone();
         fields::canonicalize_rule(&mut rule);
-        placeholders::expand(&mut rule, placeholders, yaml)
-            .with_context(|| format!("rule file {origin}"))?;
+        placeholders::expand(&mut rule, placeholders, yaml)?;
         parsed.rules.push((origin.to_owned(), rule));
     }
     for correlation in &collection.correlations {
@@ -384,6 +379,47 @@ fn parse_source(
         parsed.correlations.push((origin.to_owned(), correlation));
     }
     Ok(())
+}
+
+/// `err` as "rule file ORIGIN, line N: ...". YAML errors carry their own line; for the others
+/// (an unknown modifier, a broken condition, a missing placeholder) the line is the first one
+/// holding what the error names, or the `condition:` line for condition errors.
+fn locate(origin: &str, yaml: &str, err: anyhow::Error) -> anyhow::Error {
+    let message = format!("{err:#}");
+    let message = message
+        .strip_prefix(origin)
+        .map_or(message.as_str(), |rest| rest.trim_start_matches(": "));
+    match guess_line(yaml, message) {
+        Some(line) if !message.contains("line ") => {
+            anyhow::anyhow!("rule file {origin}, line {line}: {message}")
+        }
+        _ => anyhow::anyhow!("rule file {origin}: {message}"),
+    }
+}
+
+/// The 1-based line of `yaml` that `message` is most likely about.
+fn guess_line(yaml: &str, message: &str) -> Option<usize> {
+    let find = |needle: &str| {
+        yaml.lines()
+            .position(|line| line.contains(needle) && !line.trim_start().starts_with("title:"))
+            .map(|at| at + 1)
+    };
+    // Quoted tokens, except rule titles (`rule "..."`), which name the rule, not the fault.
+    let parts: Vec<&str> = message.split(['\'', '"']).collect();
+    let quoted = parts
+        .iter()
+        .enumerate()
+        .skip(1)
+        .step_by(2)
+        .filter(|(at, token)| !token.is_empty() && !parts[at - 1].ends_with("rule "))
+        .map(|(_, token)| *token);
+    for token in quoted {
+        if let Some(line) = find(&format!("|{token}")).or_else(|| find(token)) {
+            return Some(line);
+        }
+    }
+    let about_condition = message.contains("ondition") || message.contains("detection identifier");
+    about_condition.then(|| find("condition:")).flatten()
 }
 
 /// The metadata detection and correlation rules share, which alerts carry.
@@ -607,6 +643,12 @@ mod tests {
             ),
         ];
         let err = format!("{:#}", RuleSet::from_sources(&sources).unwrap_err());
-        assert!(err.contains("broken.yml"), "{err}");
+        assert!(err.starts_with("rule file broken.yml, line 5: "), "{err}");
+        let unknown_modifier = "title: m\nlogsource: {product: okta}\ndetection:\n  sel:\n    eventType|nosuch: a\n  condition: sel\n";
+        let err = format!(
+            "{:#}",
+            RuleSet::from_sources(&[("m.yml".into(), unknown_modifier.into())]).unwrap_err()
+        );
+        assert!(err.starts_with("rule file m.yml, line 5: "), "{err}");
     }
 }
