@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    ChildServer, SECRET, alerted_uuids, batch_with_mfa, free_port, post_envelope, read_alert_lines,
+    ChildServer, SECRET, alerted_uuids, assert_one_id_per_rule_and_event, batch_with_mfa,
+    free_port, post_envelope, read_alert_lines,
 };
 
 /// Sends `batches` batches from `concurrency` tasks until told to stop; returns the MFA uuids of
@@ -64,21 +65,7 @@ async fn assert_every_acked_event_alerted(data_dir: &TempDir, acked: &[String]) 
     );
     // Duplicates (a crash between publish and outbox removal) must carry the same alert id,
     // for single-event alerts and for the default correlations' alerts alike.
-    let ids: HashSet<&str> = alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
-    let rule_events: HashSet<(&str, &str)> = alerts
-        .iter()
-        .map(|a| {
-            (
-                a["rule"]["id"].as_str().unwrap(),
-                a["event"]["uuid"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        ids.len(),
-        rule_events.len(),
-        "one alert id per rule and event"
-    );
+    let distinct = assert_one_id_per_rule_and_event(&alerts);
     let correlation_ids: HashSet<&str> = alerts
         .iter()
         .filter(|a| a.get("correlation").is_some())
@@ -88,7 +75,7 @@ async fn assert_every_acked_event_alerted(data_dir: &TempDir, acked: &[String]) 
         "{} acknowledged MFA events, {} alert lines, {} duplicate lines, {} correlation alerts",
         acked.len(),
         alerts.len(),
-        alerts.len() - ids.len(),
+        alerts.len() - distinct,
         correlation_ids.len()
     );
     server.child.kill().unwrap();

@@ -9,14 +9,15 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use futures_util::StreamExt;
 use rand::Rng;
 use tempfile::TempDir;
 
 use crate::helpers::{
-    ChildServer, SECRET, alerted_uuids, batch_with_mfa, free_port, post_envelope, read_alert_lines,
+    ChildServer, SECRET, alerted_uuids, assert_one_id_per_rule_and_event, batch_with_mfa,
+    free_port, post_envelope, read_alert_lines,
 };
+use crate::sinks_brokers::{delete_stream, jetstream, read_from_the_start};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -45,17 +46,10 @@ fn start_load(
 
 /// Every alert id the JetStream stream `name` holds.
 async fn jetstream_ids(name: &str) -> HashSet<String> {
-    let context = jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
-    let Ok(stream) = context.get_stream(name).await else {
+    let Ok(stream) = jetstream().await.get_stream(name).await else {
         return HashSet::new();
     };
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = read_from_the_start(&stream).await;
     let mut ids = HashSet::new();
     loop {
         let mut batch = consumer
@@ -139,21 +133,7 @@ async fn twenty_sigkills_at_random_moments_lose_no_acknowledged_alert_in_any_sin
         missing_in_jetstream, 0,
         "alerts in the file but not in JetStream"
     );
-    let ids: HashSet<&str> = alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
-    let rule_events: HashSet<(&str, &str)> = alerts
-        .iter()
-        .map(|a| {
-            (
-                a["rule"]["id"].as_str().unwrap(),
-                a["event"]["uuid"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        ids.len(),
-        rule_events.len(),
-        "a duplicate carries the same alert id"
-    );
+    let distinct = assert_one_id_per_rule_and_event(&alerts);
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log_text.contains("panicked"), "{log_text}");
     eprintln!(
@@ -161,13 +141,12 @@ async fn twenty_sigkills_at_random_moments_lose_no_acknowledged_alert_in_any_sin
          {} distinct alerts, all in JetStream",
         acked.len(),
         alerts.len(),
-        alerts.len() - ids.len(),
-        ids.len()
+        alerts.len() - distinct,
+        distinct
     );
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let context = jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
-    let _ = context.delete_stream(&stream).await;
+    delete_stream(&stream).await;
 }
 
 /// A tmpfs of `megabytes` mounted on a fresh directory, unmounted on drop.

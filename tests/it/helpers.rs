@@ -375,3 +375,25 @@ pub async fn post_envelope(client: &reqwest::Client, url: &str, envelope: &Value
 pub fn bare_event(event_type: &str, uuid: &str) -> Value {
     json!({"uuid": uuid, "eventType": event_type})
 }
+
+/// Asserts that each (rule, event) pair has one alert id, however often it was delivered (the
+/// duplicates a crash leaves carry the same id); returns the number of distinct alerts.
+pub fn assert_one_id_per_rule_and_event(alerts: &[Value]) -> usize {
+    let ids: std::collections::HashSet<&str> =
+        alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    let rule_events: std::collections::HashSet<(&str, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["rule"]["id"].as_str().unwrap(),
+                a["event"]["uuid"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        rule_events.len(),
+        "one alert id per rule and event"
+    );
+    ids.len()
+}

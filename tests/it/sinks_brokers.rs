@@ -116,7 +116,7 @@ fn assert_same_alerts(
     }
 }
 
-async fn jetstream() -> jetstream::Context {
+pub(crate) async fn jetstream() -> jetstream::Context {
     jetstream::new(
         async_nats::connect(NATS_URL)
             .await
@@ -140,13 +140,7 @@ async fn read_stream(stream_name: &str, count: usize) -> Vec<Received> {
             }
         }
     };
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = read_from_the_start(&stream).await;
     let mut received = Vec::new();
     while received.len() < count {
         assert!(
@@ -191,7 +185,20 @@ async fn read_stream(stream_name: &str, count: usize) -> Vec<Received> {
     received
 }
 
-async fn delete_stream(stream_name: &str) {
+/// A pull consumer that reads `stream` from its first message.
+pub(crate) async fn read_from_the_start(
+    stream: &jetstream::stream::Stream,
+) -> jetstream::consumer::PullConsumer {
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn delete_stream(stream_name: &str) {
     let _ = jetstream().await.delete_stream(stream_name).await;
 }
 
