@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::SharedDedup;
 use crate::config::Config;
 use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
@@ -126,6 +127,9 @@ impl Application {
             config.rules.clone(),
             stop_workers.clone(),
         ));
+        let shared_dedup =
+            SharedDedup::new(&config.cluster, &replica_id(&config.storage.data_dir)?).map(Arc::new);
+        let cluster_status = shared_dedup.as_ref().map(|shared| shared.status.clone());
         let detector = Detector {
             rules,
             spool: spool.clone(),
@@ -133,6 +137,7 @@ impl Application {
             dedup_window: config.rules.dedup_window,
             privileged_users: config.rules.privileged_users.clone().into(),
             forwarders: forwarder_wakes.clone(),
+            shared_dedup,
         };
         workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
         let admin_sinks: Vec<(String, Arc<Notify>)> = sinks
@@ -163,6 +168,7 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: shutting_down.clone(),
             sink_health: health,
+            cluster: cluster_status,
         };
         let app = router(
             state,
@@ -291,6 +297,20 @@ fn warn_about_stranded_alerts(spool: &Spool, config: &Config) {
             );
         }
     }
+}
+
+/// This replica's name in the cluster: a uuid made at its first start and kept in
+/// `<data_dir>/replica-id`, so it stays the same across restarts and goes with a lost disk.
+fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 /// Periodic housekeeping: forgets expired de-duplication keys and refreshes the backlog gauges.

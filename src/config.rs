@@ -35,6 +35,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Where alerts go. Empty means one file sink writing `<data_dir>/alerts.jsonl`.
     pub sinks: Vec<SinkConfig>,
+    /// State shared with other replicas behind the same load balancer.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[server]`: the HTTP side.
@@ -409,7 +411,8 @@ impl Config {
     }
 
     /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
-    /// `FACTORWATCH_OKTA_SECRETS_FILE` and `FACTORWATCH_LOG_FORMAT`.
+    /// `FACTORWATCH_OKTA_SECRETS_FILE`, `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which
+    /// also sets `cluster.mode = "redis"`).
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
         if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
             self.server.listen = listen.parse().with_context(|| {
@@ -429,6 +432,10 @@ impl Config {
         }
         if let Some(file) = env_var("FACTORWATCH_OKTA_SECRETS_FILE") {
             self.okta.secrets_file = Some(PathBuf::from(file));
+        }
+        if let Some(url) = env_var("FACTORWATCH_CLUSTER_URL") {
+            self.cluster.mode = crate::cluster::ClusterMode::Redis;
+            self.cluster.url = Some(ServerUrl::new(url));
         }
         if let Some(format) = env_var("FACTORWATCH_LOG_FORMAT") {
             self.log.format = match format.as_str() {
@@ -457,6 +464,7 @@ impl Config {
 
     /// Checks what the types alone cannot. Each error names the key at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.cluster.validate()?;
         let hook = &self.server.hook_path;
         if !hook.starts_with('/') || hook.len() < 2 {
             bail!("server.hook_path = {hook:?}: must be a path such as \"/okta/events\"");

@@ -13,7 +13,8 @@
 //! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
 //! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, realistic sample events |
 //! | [`spool`] | the embedded durable store (redb) and its group-commit writer: batches, outbox, dead letters, de-dup window |
-//! | [`detect`] | the detector: split, de-duplicate, run Sigma rules, queue alerts per sink |
+//! | [`detect`] | the detector: split, de-duplicate, enrich, run Sigma detection and correlation rules, queue alerts per sink |
+//! | [`cluster`] | `[cluster]`: event keys claimed in Redis, shared by replicas behind a load balancer |
 //! | [`alert`] | the alert schema and its deterministic id |
 //! | [`forward`] | the per-sink delivery loop: backoff, retry, dead-letter |
 //! | [`sinks`] | the `Sink` trait and one module per destination |
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod alert;
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod detect;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{Alert, Matched, RuleRef, alert_id};
 use crate::clock::{now_ms, rfc3339};
+use crate::cluster::{Claim, SharedDedup};
 use crate::config::SinkConfig;
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
@@ -53,6 +54,8 @@ pub struct Detector {
     /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
     /// forwarder that is busy right then, so no wake-up is lost.
     pub forwarders: Vec<Arc<Notify>>,
+    /// In `[cluster] mode = "redis"`: the event keys other replicas claimed.
+    pub shared_dedup: Option<Arc<SharedDedup>>,
 }
 
 /// An event parsed out of a batch, with its de-duplication key.
@@ -119,7 +122,8 @@ impl Detector {
             .iter()
             .flat_map(|p| p.events.iter().map(|e| e.key.clone()))
             .collect();
-        let seen = self.spool.already_seen(keys, now).await?;
+        let mut seen = self.spool.already_seen(keys, now).await?;
+        seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
         let history = self.network_history(&parsed).await?;
         let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
@@ -181,6 +185,40 @@ impl Detector {
             rules: rules.clone(),
             correlator,
         })
+    }
+
+    /// The keys of `parsed` (not already `seen` here) that another replica claimed first; none
+    /// when standalone, or when the shared backend cannot answer (this replica's own window
+    /// then decides alone, and `/readyz` says the backend is down).
+    async fn claimed_elsewhere(
+        &self,
+        parsed: &[ParsedBatch],
+        seen: &HashSet<String>,
+    ) -> HashSet<String> {
+        let Some(shared) = &self.shared_dedup else {
+            return HashSet::new();
+        };
+        let mut keys = HashSet::new();
+        let claims: Vec<Claim> = parsed
+            .iter()
+            .flat_map(|batch| batch.events.iter().map(move |e| (batch.batch.id, e)))
+            .filter(|(_, event)| !seen.contains(&event.key) && keys.insert(event.key.clone()))
+            .map(|(batch_id, event)| Claim {
+                key: event.key.clone(),
+                batch_id,
+            })
+            .collect();
+        match shared.duplicates(&claims, self.dedup_window).await {
+            Ok(duplicates) => {
+                metrics::counter!("factorwatch_cluster_duplicate_events_total")
+                    .increment(duplicates.len() as u64);
+                duplicates
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "shared de-duplication unavailable; this replica's own window decides");
+                HashSet::new()
+            }
+        }
     }
 
     /// The stored networks of the users who sign in in `parsed`.

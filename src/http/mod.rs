@@ -51,6 +51,9 @@ pub struct AppState {
     pub sink_health: crate::forward::SinkHealth,
     /// Set when shutdown began: readiness turns false so the load balancer drains this replica.
     pub shutting_down: Arc<AtomicBool>,
+    /// In cluster mode, how the shared backend is doing (reported, not a reason to be unready:
+    /// intake and detection go on without it).
+    pub cluster: Option<Arc<crate::cluster::BackendStatus>>,
 }
 
 /// Builds the router for `hook_path`.
@@ -113,6 +116,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "backlog_limit_bytes": backlog.limit_bytes,
         "pending_batches": backlog.batches,
         "sinks": sinks,
+        "cluster": state.cluster.as_ref().map(|status| match status.problem() {
+            None => json!({"backend": "up"}),
+            Some(error) => json!({
+                "backend": "down",
+                "error": error,
+                "effect": "de-duplication uses this replica's own window until the backend answers",
+            }),
+        }),
     });
     let status = if refusal.is_none() {
         StatusCode::OK

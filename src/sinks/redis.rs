@@ -77,19 +77,8 @@ impl RedisSink {
         self.stream.render_with(delivery.alert, str::to_owned)
     }
 
-    /// A connection manager, which reconnects by itself once made.
-    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(lazy::CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2);
-        redis::Client::open(self.url.expose())?
-            .get_connection_manager_with_config(config)
-            .await
-    }
-
     async fn send(&self, delivery: Delivery<'_>) -> Result<(), DeliveryError> {
-        let mut connection = self.connection.get(|| self.connect()).await?;
+        let mut connection = self.connection.get(|| connect(&self.url)).await?;
         let key = self.stream_for(&delivery);
         let mut xadd = redis::cmd("XADD");
         xadd.arg(&key);
@@ -114,6 +103,18 @@ impl RedisSink {
             ))),
         }
     }
+}
+
+/// A connection manager for `url`, which reconnects by itself once made (also used by the
+/// cluster's shared de-duplication).
+pub async fn connect(url: &ServerUrl) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(lazy::CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(2);
+    redis::Client::open(url.expose())?
+        .get_connection_manager_with_config(config)
+        .await
 }
 
 impl Sink for RedisSink {

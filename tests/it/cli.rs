@@ -15,6 +15,7 @@ fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
         "FACTORWATCH_OKTA_SECRETS_FILE",
         "FACTORWATCH_LISTEN",
         "FACTORWATCH_DATA_DIR",
+        "FACTORWATCH_CLUSTER_URL",
     ] {
         command.env_remove(name);
     }
@@ -65,6 +66,22 @@ fn check_config_prints_the_effective_config_without_secrets() {
     for secret in ["env-secret-a", "env-secret-b", "file-secret-value"] {
         assert!(!printed.contains(secret) && !stderr(&output).contains(secret));
     }
+}
+
+#[test]
+fn the_kubernetes_configuration_passes_check_config() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/factorwatch.toml"
+    );
+    let output = factorwatch(
+        &["check-config", "--config", path],
+        &[("FACTORWATCH_OKTA_SECRETS", "k8s-secret")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("mode = \"redis\""), "{printed}");
+    assert!(!printed.contains("k8s-secret"));
 }
 
 #[test]

@@ -1,0 +1,139 @@
+//! `[cluster] mode = "redis"` against the local Redis: replicas with their own spools claim
+//! event keys in Redis, so Okta's retry landing on another replica alerts once; a replica that
+//! detects its own batch again (after a crash) keeps its claim; without Redis each replica still
+//! alerts, and says so.
+
+use std::time::Duration;
+
+use factorwatch::cluster::{Claim, ClusterConfig, ClusterMode, SharedDedup};
+use factorwatch::config::ServerUrl;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::helpers::{TestApp, batch_with_mfa, read_alert_lines, spawn_app_with, test_config};
+
+fn cluster(url: &str, prefix: &str) -> ClusterConfig {
+    ClusterConfig {
+        mode: ClusterMode::Redis,
+        url: Some(ServerUrl::new(url)),
+        key_prefix: Some(prefix.to_owned()),
+    }
+}
+
+/// A test's own key prefix, so runs never see each other's claims.
+fn prefix() -> String {
+    format!("factorwatch-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+async fn replica(cluster: ClusterConfig) -> TestApp {
+    let data_dir = TempDir::new().unwrap();
+    let mut config = test_config(data_dir.path());
+    config.cluster = cluster;
+    spawn_app_with(config, data_dir).await
+}
+
+#[tokio::test]
+async fn a_batch_replayed_to_another_replica_raises_no_second_alert() {
+    let prefix = prefix();
+    let first = replica(cluster("redis://127.0.0.1:6379", &prefix)).await;
+    let second = replica(cluster("redis://127.0.0.1:6379", &prefix)).await;
+
+    let (batch, uuids) = batch_with_mfa(10, 2);
+    assert_eq!(first.post(&batch).await.status(), 204);
+    let alerts = first.wait_for_alerts(2).await;
+    assert_eq!(alerts.len(), 2);
+
+    // Okta's retry of the same batch lands on the other replica.
+    assert_eq!(second.post(&batch).await.status(), 204);
+    second.wait_until_drained().await;
+    assert!(
+        read_alert_lines(&second.alerts_path()).is_empty(),
+        "the replay alerted again on the second replica"
+    );
+
+    // The second replica alerts on what is new to the fleet.
+    let (fresh, fresh_uuids) = batch_with_mfa(10, 2);
+    assert_eq!(second.post(&fresh).await.status(), 204);
+    let alerts = second.wait_for_alerts(2).await;
+    let alerted: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["event"]["uuid"].as_str().unwrap())
+        .collect();
+    assert!(fresh_uuids.iter().all(|u| alerted.contains(&u.as_str())));
+    assert!(uuids.iter().all(|u| !alerted.contains(&u.as_str())));
+    let ready: Value = second.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["cluster"]["backend"], "up", "{ready}");
+}
+
+#[tokio::test]
+async fn a_claim_is_kept_by_its_own_batch_and_refused_to_any_other() {
+    let config = cluster("redis://127.0.0.1:6379", &prefix());
+    let replica_a = SharedDedup::new(&config, "replica-a").unwrap();
+    let replica_b = SharedDedup::new(&config, "replica-b").unwrap();
+    let window = Duration::from_secs(60);
+    let claims = |batch_id| {
+        ["evt-1", "evt-2"]
+            .map(|key| Claim {
+                key: key.into(),
+                batch_id,
+            })
+            .to_vec()
+    };
+    assert!(
+        replica_a
+            .duplicates(&claims(7), window)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Replica A detecting batch 7 again after a crash: still its own.
+    assert!(
+        replica_a
+            .duplicates(&claims(7), window)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The same events in a later batch of A, or in any batch of B: duplicates.
+    assert_eq!(
+        replica_a
+            .duplicates(&claims(8), window)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        replica_b
+            .duplicates(&claims(7), window)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why() {
+    // Nothing listens on port 1.
+    let app = replica(cluster("redis://127.0.0.1:1", &prefix())).await;
+    let (batch, _) = batch_with_mfa(10, 2);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    assert_eq!(app.wait_for_alerts(2).await.len(), 2);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200, "intake goes on without the backend");
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["cluster"]["backend"], "down", "{ready}");
+    assert!(
+        ready["cluster"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:1"),
+        "{ready}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("factorwatch_cluster_backend_up 0"),
+        "{metrics}"
+    );
+}
