@@ -2,6 +2,8 @@
 # Installs (if missing) and starts (if not listening) the servers the Kafka and SQS sink tests need:
 #   - tansu, a Kafka-API broker, on 127.0.0.1:19092 (in-memory storage)
 #   - moto, an SQS-API server, on 127.0.0.1:15000
+# and installs (if missing) HAProxy from Debian's packages, which the fleet test starts itself in
+# front of three replicas (with a redis-server of its own, from the machine's Redis package).
 # Idempotent: run it before `cargo test` as often as you like. Logs go to $FACTORWATCH_SERVICES_DIR
 # (default: target/test-services). It first runs scripts/local-services.sh, which starts any of the
 # machine's own brokers (NATS, Redis, RabbitMQ, Mosquitto) that has stopped.
@@ -82,6 +84,19 @@ start_moto() {
     wait_for_port moto_server "$SQS_PORT" "$log"
 }
 
+install_haproxy() {
+    if command -v haproxy >/dev/null 2>&1; then
+        return
+    fi
+    echo "test-services: installing haproxy (apt-get)"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get install -y -q haproxy >/dev/null \
+        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q haproxy >/dev/null; }
+    command -v haproxy >/dev/null || { echo "test-services: haproxy did not install" >&2; exit 1; }
+}
+
 start_tansu
 start_moto
-echo "test-services: Kafka API on 127.0.0.1:$KAFKA_PORT, SQS API on 127.0.0.1:$SQS_PORT"
+install_haproxy
+echo "test-services: Kafka API on 127.0.0.1:$KAFKA_PORT, SQS API on 127.0.0.1:$SQS_PORT, haproxy at $(command -v haproxy)"

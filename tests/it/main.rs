@@ -8,6 +8,7 @@ mod dedup;
 mod dlq;
 mod durability;
 mod faults;
+mod fleet;
 mod helpers;
 mod http_contract;
 mod receiver;
