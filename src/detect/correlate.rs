@@ -29,6 +29,11 @@ use crate::alert::{Alert, CorrelationInfo, RuleRef};
 /// The custom attribute that makes a `temporal_ordered` rule fire on absence.
 pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
 
+/// Most absence timers open at once. Each holds the alert it will raise (a few KiB), and the
+/// whole state is saved with every pass, so a flood of distinct users (a mass reset) must not
+/// grow it without bound; past this, new timers are refused with a warning and a metric.
+const MAX_OPEN_TIMERS: usize = 10_000;
+
 /// Bumped when the stored state changes shape; older state is then discarded with a warning.
 const STATE_VERSION: u32 = 1;
 
@@ -235,6 +240,13 @@ impl Correlator {
             let key = (loaded.rule.id.clone(), group);
             if closes {
                 self.timers.remove(&key);
+            } else if self.timers.len() >= MAX_OPEN_TIMERS {
+                metrics::counter!("factorwatch_correlation_timers_refused_total").increment(1);
+                tracing::warn!(
+                    rule = %loaded.rule.title,
+                    open = self.timers.len(),
+                    "too many absence timers open; this one is not opened (the single-event alert still goes out)"
+                );
             } else if let Entry::Vacant(vacant) = self.timers.entry(key) {
                 let timer = open_timer(loaded, &vacant.key().1, timestamp_secs, build);
                 vacant.insert(timer);
