@@ -67,6 +67,9 @@ struct OpenTimer {
     alert: Alert,
 }
 
+/// A timer's identity: the absence rule's id and the values of its group-by fields.
+type TimerKey = (String, Vec<Option<String>>);
+
 /// Everything stored between passes.
 #[derive(Serialize, Deserialize)]
 struct StoredState {
@@ -80,8 +83,8 @@ pub struct Correlator {
     engine: CorrelationEngine,
     correlations: HashMap<String, LoadedCorrelation>,
     absences: Vec<LoadedCorrelation>,
-    /// Open timers by (rule id, group values).
-    timers: BTreeMap<(String, Vec<Option<String>>), OpenTimer>,
+    /// Open timers.
+    timers: BTreeMap<TimerKey, OpenTimer>,
 }
 
 impl std::fmt::Debug for Correlator {
@@ -240,17 +243,9 @@ impl Correlator {
             let key = (loaded.rule.id.clone(), group);
             if closes {
                 self.timers.remove(&key);
-            } else if self.timers.len() >= MAX_OPEN_TIMERS {
-                metrics::counter!("factorwatch_correlation_timers_refused_total").increment(1);
-                tracing::warn!(
-                    rule = %loaded.rule.title,
-                    open = self.timers.len(),
-                    "too many absence timers open; this one is not opened (the single-event alert still goes out)"
-                );
-            } else if let Entry::Vacant(vacant) = self.timers.entry(key) {
-                let timer = open_timer(loaded, &vacant.key().1, timestamp_secs, build);
-                vacant.insert(timer);
+                continue;
             }
+            open_unless_open(&mut self.timers, key, loaded, timestamp_secs, build);
         }
     }
 
@@ -279,6 +274,31 @@ impl Correlator {
     pub fn pending(&self) -> Vec<&Alert> {
         self.timers.values().map(|timer| &timer.alert).collect()
     }
+}
+
+/// Opens the timer `key` of `loaded` unless it is open already, or too many are.
+fn open_unless_open(
+    timers: &mut BTreeMap<TimerKey, OpenTimer>,
+    key: TimerKey,
+    loaded: &LoadedCorrelation,
+    opened_secs: i64,
+    build: &dyn Fn(&RuleRef) -> Alert,
+) {
+    let open = timers.len();
+    let Entry::Vacant(vacant) = timers.entry(key) else {
+        return;
+    };
+    if open >= MAX_OPEN_TIMERS {
+        metrics::counter!("factorwatch_correlation_timers_refused_total").increment(1);
+        tracing::warn!(
+            rule = %loaded.rule.title,
+            open,
+            "too many absence timers open; this one is not opened (the single-event alert still goes out)"
+        );
+        return;
+    }
+    let timer = open_timer(loaded, &vacant.key().1, opened_secs, build);
+    vacant.insert(timer);
 }
 
 /// A timer for `loaded` and group `group`, opened by an event at `opened_secs`.
