@@ -6,6 +6,7 @@ mod correlation;
 mod dedup;
 mod dlq;
 mod durability;
+mod edge;
 mod helpers;
 mod http_contract;
 mod receiver;
