@@ -8,6 +8,7 @@ mod dlq;
 mod durability;
 mod edge;
 mod helpers;
+mod hostile;
 mod http_contract;
 mod receiver;
 mod reload;
