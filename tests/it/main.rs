@@ -13,6 +13,7 @@ mod http_contract;
 mod receiver;
 mod reload;
 mod rules_sigmahq;
+mod secrets;
 mod sinks_amqp_mqtt;
 mod sinks_brokers;
 mod sinks_http;
