@@ -19,6 +19,9 @@ use crate::cluster::SharedDedup;
 use crate::config::Config;
 use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
+use crate::http::guard::{Guard, RateLimit};
+use crate::http::serve::{ServeOptions, serve};
+use crate::http::tls::ReloadingTls;
 use crate::http::{AppState, router};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
@@ -32,6 +35,7 @@ pub struct Application {
     config: Config,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
+    tls: Option<ReloadingTls>,
     spool: Arc<Spool>,
     rules: SharedRules,
     sinks: Vec<Arc<dyn Sink>>,
@@ -50,6 +54,13 @@ impl Application {
             .iter()
             .map(sinks::build)
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(ReloadingTls::new)
+            .transpose()
+            .context("server.tls")?;
         let spool = Arc::new(
             Spool::open(&config.storage.data_dir, config.storage.max_backlog_bytes)
                 .context("cannot open the spool")?,
@@ -71,6 +82,7 @@ impl Application {
         };
         tracing::info!(
             listen = %listener.local_addr()?,
+            tls = tls.is_some(),
             hook_path = %config.server.hook_path,
             rules = rules.current().len(),
             sinks = ?sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
@@ -83,6 +95,7 @@ impl Application {
             config,
             listener,
             admin_listener,
+            tls,
             spool,
             rules,
             sinks,
@@ -112,6 +125,7 @@ impl Application {
             config,
             listener,
             admin_listener,
+            tls,
             spool,
             rules,
             sinks,
@@ -155,7 +169,20 @@ impl Application {
             };
             workers.spawn(forwarder.run(wake, stop_workers.clone()));
         }
-        workers.spawn(maintenance(spool.clone(), stop_workers.clone()));
+        let guard = Guard::new(&config.server);
+        workers.spawn(maintenance(
+            spool.clone(),
+            guard.rate_limit(),
+            stop_workers.clone(),
+        ));
+        let options = ServeOptions {
+            header_read_timeout: config.server.header_read_timeout,
+            max_connections: config.server.max_connections,
+            tls: tls.as_ref().map(ReloadingTls::acceptor),
+        };
+        if let Some(tls) = tls {
+            workers.spawn(tls.watch(stop_workers.clone()));
+        }
 
         let shutting_down = Arc::new(AtomicBool::new(false));
         let state = AppState {
@@ -174,8 +201,8 @@ impl Application {
             state,
             &config.server.hook_path,
             config.server.request_timeout,
-        )
-        .into_make_service_with_connect_info::<SocketAddr>();
+            guard,
+        );
 
         let http_done = CancellationToken::new();
         let drain_delay = config.server.shutdown_drain_delay;
@@ -213,10 +240,10 @@ impl Application {
                 }
             }));
         }
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let server = serve(listener, app, options, signal);
         let grace = config.server.shutdown_grace;
         tokio::select! {
-            result = server => result.context("HTTP server failed")?,
+            () = server => {}
             _ = async { http_done.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace = ?grace, "requests still in flight after server.shutdown_grace; closing anyway");
             }
@@ -313,8 +340,13 @@ fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Periodic housekeeping: forgets expired de-duplication keys and refreshes the backlog gauges.
-async fn maintenance(spool: Arc<Spool>, shutdown: CancellationToken) {
+/// Periodic housekeeping: forgets expired de-duplication keys and idle rate-limit buckets, and
+/// refreshes the backlog gauges.
+async fn maintenance(
+    spool: Arc<Spool>,
+    rate_limit: Option<Arc<RateLimit>>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MAINTENANCE_EVERY) => {}
@@ -324,6 +356,9 @@ async fn maintenance(spool: Arc<Spool>, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(forgotten) => tracing::debug!(forgotten, "pruned expired de-duplication keys"),
             Err(err) => tracing::error!(error = %err, "spool maintenance failed"),
+        }
+        if let Some(rate_limit) = &rate_limit {
+            rate_limit.forget_idle();
         }
         crate::telemetry::record_backlog(&spool.backlog());
         crate::telemetry::metrics_handle().run_upkeep();

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, Level};
@@ -71,6 +72,58 @@ pub struct ServerConfig {
     /// `--stop-timeout`, or Kubernetes' `terminationGracePeriodSeconds`).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers, and on a new connection its first
+    /// bytes or its TLS handshake, before the connection is closed without an answer. Stops slow
+    /// clients (slowloris) from holding connections open. The body is bounded by `request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most connections open at once on `listen`. A connection over the limit is closed as soon as
+    /// it is accepted, so a flood of idle connections cannot exhaust memory or file descriptors.
+    pub max_connections: usize,
+    /// Proxies and load balancers (CIDRs, such as `"10.0.0.0/8"`) whose `X-Forwarded-For` header is
+    /// believed. The source of a request is its TCP peer, unless that peer is listed here: then it
+    /// is the right-most address of `X-Forwarded-For` that is not listed. Empty: the header is
+    /// ignored. The source is what `allowed_sources` and `rate_limit` apply to.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Sources (CIDRs, such as Okta's published egress ranges) allowed to call the hook; others get
+    /// 403. Empty: any source. Applies to `hook_path` only, not to `/healthz`, `/readyz`, `/metrics`.
+    pub allowed_sources: Vec<IpNet>,
+    /// Per-source rate limit on `hook_path`: over it, 429 with `Retry-After`. Unset: no limit.
+    /// Okta does not retry a 4xx, so set it well above Okta's rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Serve HTTPS on `listen` (HTTP/2 and HTTP/1.1 by ALPN) with this certificate. Unset: plain
+    /// HTTP, for installs where a load balancer terminates TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.rate_limit]`: a token bucket per source address (an IPv6 source counts as its /64).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second a source may make on average.
+    pub requests_per_second: u32,
+    /// Requests a source may make at once, above the average, before it is limited.
+    pub burst: u32,
+}
+
+/// `[server.tls]`: the listener's certificate, reloaded when its files change.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_path: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+    /// How often both files are read again; a changed, valid pair replaces the certificate for
+    /// new connections. A pair that does not load or does not match keeps the old one (logged).
+    #[serde(with = "humantime_serde", default = "default_tls_reload_interval")]
+    pub reload_interval: Duration,
+}
+
+fn default_tls_reload_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Default for ServerConfig {
@@ -85,6 +138,12 @@ impl Default for ServerConfig {
             admin_token: None,
             shutdown_drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(8),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            trusted_proxies: Vec::new(),
+            allowed_sources: Vec::new(),
+            rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -510,6 +569,7 @@ impl Config {
         if self.server.request_timeout.is_zero() {
             bail!("server.request_timeout must be greater than 0");
         }
+        self.validate_edge()?;
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             bail!("log.level = {:?}: {err}", self.log.level);
         }
@@ -528,6 +588,32 @@ impl Config {
         // Building a sink checks its keys without connecting to anything.
         for sink in &self.sinks {
             crate::sinks::build(sink).with_context(|| format!("sinks: sink {:?}", sink.name()))?;
+        }
+        Ok(())
+    }
+
+    /// The `[server]` keys that guard the listener: timeouts, limits, TLS files.
+    fn validate_edge(&self) -> anyhow::Result<()> {
+        let server = &self.server;
+        if server.header_read_timeout.is_zero() {
+            bail!("server.header_read_timeout must be greater than 0");
+        }
+        if server.max_connections == 0 {
+            bail!("server.max_connections must be greater than 0");
+        }
+        if let Some(limit) = &server.rate_limit {
+            if limit.requests_per_second == 0 || limit.burst == 0 {
+                bail!(
+                    "server.rate_limit: requests_per_second and burst must be greater than 0 \
+                     (remove [server.rate_limit] for no limit)"
+                );
+            }
+        }
+        if let Some(tls) = &server.tls {
+            if tls.reload_interval.is_zero() {
+                bail!("server.tls.reload_interval must be greater than 0");
+            }
+            crate::http::tls::load_certificate(tls).context("server.tls")?;
         }
         Ok(())
     }
@@ -732,6 +818,42 @@ mod tests {
         let err =
             Config::from_toml("[[sinks]]\nname='k'\ntype='kafka'\ntopic='t.{lvl}'\n").unwrap_err();
         assert!(err.to_string().contains("lvl"), "{err}");
+    }
+
+    #[test]
+    fn edge_keys_parse_print_and_are_checked() {
+        let config = Config::from_toml(
+            r#"
+            [server]
+            header_read_timeout = "2s"
+            max_connections = 64
+            trusted_proxies = ["10.0.0.0/8", "2001:db8::/32"]
+            allowed_sources = ["192.0.2.0/24"]
+            [server.rate_limit]
+            requests_per_second = 20
+            burst = 40
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.server.trusted_proxies.len(), 2);
+        let text = config.to_redacted_toml().unwrap();
+        assert!(text.contains("\"10.0.0.0/8\""), "{text}");
+        assert!(text.contains("[server.rate_limit]"), "{text}");
+        let err = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err = Config::from_toml("[server.rate_limit]\nrequests_per_second = 0\nburst = 1\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("server.rate_limit"), "{err}");
+        let err = Config::from_toml(
+            "[server.tls]\ncert_path = \"/nope.pem\"\nkey_path = \"/nope.key\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("/nope.pem"), "{err:#}");
     }
 
     #[test]

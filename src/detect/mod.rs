@@ -117,6 +117,7 @@ impl Detector {
             .map_err(|err| SpoolError::Storage(format!("detector parse task failed: {err}")))?;
         for batch in unreadable {
             self.spool.quarantine(batch).await?;
+            metrics::counter!("factorwatch_batches_quarantined_total").increment(1);
         }
         let keys = parsed
             .iter()
@@ -280,8 +281,14 @@ fn parse_batches(batches: Vec<StoredBatch>) -> (Vec<ParsedBatch>, Vec<StoredBatc
 
 fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
     let raw = single_line(raw);
-    // The raw text already passed JSON validation at intake, so this parse cannot fail.
-    let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+    // The raw text passed JSON validation at intake, but building a tree is stricter: nesting
+    // deeper than serde_json's limit (128) or a lone surrogate escape fails here. Okta sends
+    // neither; such an event is kept by its bytes (de-duplicated, never matched) and counted.
+    let value: Value = serde_json::from_str(raw.get()).unwrap_or_else(|err| {
+        metrics::counter!("factorwatch_events_unreadable_total").increment(1);
+        tracing::warn!(error = %err, "an event cannot be read as a JSON tree; no rule can match it");
+        Value::Null
+    });
     let key = dedup_key(&LogEvent(&value), raw.get());
     ParsedEvent { raw, value, key }
 }

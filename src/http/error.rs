@@ -27,6 +27,12 @@ pub enum ApiError {
     /// The batch could not be stored; Okta will retry once.
     #[error("cannot store the batch now: {0}")]
     Unavailable(String),
+    /// The request's source is not in `server.allowed_sources`.
+    #[error("the request's source is not in server.allowed_sources")]
+    SourceNotAllowed,
+    /// The request's source is over `server.rate_limit`; it may retry after this many seconds.
+    #[error("too many requests from this source; retry after {0} s")]
+    RateLimited(u64),
 }
 
 impl ApiError {
@@ -38,6 +44,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::SourceNotAllowed => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -49,6 +57,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BadRequest(_) => "invalid_envelope",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::SourceNotAllowed => "forbidden",
+            ApiError::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -67,11 +77,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": self.code(), "message": self.public_message()}));
+        let retry_after = match self {
+            ApiError::Unavailable(_) => Some(5),
+            ApiError::RateLimited(secs) => Some(secs),
+            _ => None,
+        };
         let mut response = (self.status(), body).into_response();
-        if matches!(self, ApiError::Unavailable(_)) {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }

@@ -3,17 +3,18 @@
 //! A POST is answered only after the batch is durably in the spool, and never waits for detection
 //! or delivery: Okta gives a receiver 3 seconds and retries at most once.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
 use super::error::ApiError;
+use super::source::ClientSource;
 use crate::clock::now_ms;
 use crate::okta::EnvelopeCheck;
 use crate::spool::SpoolError;
@@ -25,16 +26,17 @@ pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
 pub async fn verify(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientSource(source)): Extension<ClientSource>,
     headers: HeaderMap,
 ) -> Response {
     let result = authenticate(&state, &headers).and_then(|()| challenge(&headers));
     match result {
         Ok(value) => {
-            tracing::info!(%peer, "answered Okta's verification challenge");
+            tracing::info!(%peer, %source, "answered Okta's verification challenge");
             let body = serde_json::json!({ "verification": value }).to_string();
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        Err(err) => refuse(err, peer, "verify"),
+        Err(err) => refuse(err, peer, source, "verify"),
     }
 }
 
@@ -42,6 +44,7 @@ pub async fn verify(
 pub async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientSource(source)): Extension<ClientSource>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -59,10 +62,10 @@ pub async fn receive(
             metrics::counter!("factorwatch_events_received_total").increment(events as u64);
             metrics::histogram!("factorwatch_ack_latency_seconds")
                 .record(started.elapsed().as_secs_f64());
-            tracing::debug!(%peer, events, "batch stored");
+            tracing::debug!(%peer, %source, events, "batch stored");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(err) => refuse(err, peer, "deliver"),
+        Err(err) => refuse(err, peer, source, "deliver"),
     }
 }
 
@@ -131,12 +134,12 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
 }
 
 /// Logs a refused request with its reason (never a secret) and builds the response.
-fn refuse(err: ApiError, peer: SocketAddr, action: &'static str) -> Response {
+fn refuse(err: ApiError, peer: SocketAddr, source: IpAddr, action: &'static str) -> Response {
     let status = err.status();
     if status.is_server_error() {
-        tracing::error!(%peer, action, status = status.as_u16(), reason = %err, "request refused");
+        tracing::error!(%peer, %source, action, status = status.as_u16(), reason = %err, "request refused");
     } else {
-        tracing::warn!(%peer, action, status = status.as_u16(), reason = %err, "request refused");
+        tracing::warn!(%peer, %source, action, status = status.as_u16(), reason = %err, "request refused");
     }
     err.into_response()
 }

@@ -7,9 +7,16 @@
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the spool takes writes and its backlog is under the limit, and not shutting down |
 //! | `GET /metrics` | Prometheus text format |
+//!
+//! Before the router: [`serve`] (connection limit, header timeout, TLS from [`tls`], HTTP/2 and
+//! HTTP/1.1). On the hook path only: [`guard`] (the source from [`source`], allow-list, rate limit).
 
 pub mod error;
+pub mod guard;
 pub mod hook;
+pub mod serve;
+pub mod source;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,10 +63,18 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::BackendStatus>>,
 }
 
-/// Builds the router for `hook_path`.
-pub fn router(state: AppState, hook_path: &str, request_timeout: std::time::Duration) -> Router {
+/// Builds the router for `hook_path`, with `guard` in front of the hook.
+pub fn router(
+    state: AppState,
+    hook_path: &str,
+    request_timeout: std::time::Duration,
+    guard: guard::Guard,
+) -> Router {
+    let hook = get(hook::verify)
+        .post(hook::receive)
+        .route_layer(middleware::from_fn_with_state(guard, guard::guard));
     Router::new()
-        .route(hook_path, get(hook::verify).post(hook::receive))
+        .route(hook_path, hook)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))

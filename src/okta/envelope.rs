@@ -7,7 +7,11 @@
 //! - [`Envelope::parse`] runs later, in the detector, on the stored bytes, and keeps each event's
 //!   raw JSON verbatim so alerts can carry it with unknown fields intact.
 
-use serde::Deserialize;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 /// Why a body is not an acceptable envelope. The message is meant for the person who sent it.
@@ -33,9 +37,16 @@ impl From<serde_json::Error> for EnvelopeError {
 }
 
 /// What intake learns about a body before it stores it.
+///
+/// It declares every field [`Envelope`] reads, so that the two agree on every body: whatever intake
+/// accepts, the detector can read (a duplicate `source` key, say, fails both or neither).
 #[derive(Debug, Deserialize)]
 pub struct EnvelopeCheck<'a> {
-    #[serde(borrow)]
+    #[serde(default, borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "eventId")]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "object")]
     data: CheckData<'a>,
 }
 
@@ -45,10 +56,29 @@ struct CheckData<'a> {
     events: Vec<&'a RawValue>,
 }
 
+/// Deserializes a struct from a JSON object only. serde's derived structs also accept an array of
+/// their fields in order (`[[[]]]` would pass as an envelope with no events), which Okta never sends.
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    struct ObjectVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_map(ObjectVisitor(PhantomData))
+}
+
 impl<'a> EnvelopeCheck<'a> {
     /// Validates the whole body as JSON and its envelope shape, without building the events.
     pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
-        Ok(serde_json::from_slice(body)?)
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let check = object(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(check)
     }
 
     /// Number of events in the batch.
@@ -58,38 +88,46 @@ impl<'a> EnvelopeCheck<'a> {
 }
 
 /// A stored envelope, parsed for detection.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Envelope {
     /// `https://{org}/api/v1/eventHooks/{hookId}`: which org and hook sent the batch.
-    #[serde(default, deserialize_with = "lenient_text")]
     pub source: Option<String>,
     /// One id per delivery; Okta's retry of a delivery reuses it.
-    #[serde(default, rename = "eventId", deserialize_with = "lenient_text")]
     pub event_id: Option<String>,
     /// The batch.
     pub data: EnvelopeData,
 }
 
 /// `data` of an envelope.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct EnvelopeData {
     /// One System Log `LogEvent` each, kept as the exact JSON Okta sent.
     pub events: Vec<Box<RawValue>>,
 }
 
 /// Reads any JSON value as optional text, so an odd `source` or `eventId` never loses a batch.
-fn lenient_text<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    Ok(crate::okta::event::scalar_text(&value))
+fn lenient_text(raw: Option<&RawValue>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(raw?.get()).ok()?;
+    crate::okta::event::scalar_text(&value)
 }
 
 impl Envelope {
-    /// Parses a stored body. It passed [`EnvelopeCheck`] before it was stored, so this only fails
-    /// on a spool written by an incompatible version.
+    /// Parses a stored body: the same check intake ran, then owned copies of what the detector
+    /// reads, so it fails only on a spool written by an incompatible version.
     pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
-        Ok(serde_json::from_slice(body)?)
+        let check = EnvelopeCheck::parse(body)?;
+        Ok(Self {
+            source: lenient_text(check.source),
+            event_id: lenient_text(check.event_id),
+            data: EnvelopeData {
+                events: check
+                    .data
+                    .events
+                    .into_iter()
+                    .map(ToOwned::to_owned)
+                    .collect(),
+            },
+        })
     }
 
     /// The Okta org and hook id named by `source`.
@@ -154,6 +192,40 @@ mod tests {
             let err = EnvelopeCheck::parse(body).unwrap_err();
             assert!(matches!(err, EnvelopeError::NotAnEnvelope(_)), "{err}");
             assert!(err.to_string().contains("data.events"));
+        }
+    }
+
+    #[test]
+    fn arrays_never_pass_for_an_envelope() {
+        // A derived struct also reads an array of its fields in order; ours must not.
+        for body in [&b"[[[]]]"[..], b"[null, null, [[]]]", b"{\"data\":[[]]}"] {
+            let err = EnvelopeCheck::parse(body).unwrap_err();
+            assert!(matches!(err, EnvelopeError::NotAnEnvelope(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn whatever_intake_accepts_the_detector_reads() {
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        for body in [
+            format!(r#"{{"source":{deep},"eventId":"\ud800","data":{{"events":[{deep}]}}}}"#),
+            r#"{"source":"https://acme.okta.com/api/v1/eventHooks/who1","eventId":7,"data":{"events":[]}}"#.to_owned(),
+        ] {
+            EnvelopeCheck::parse(body.as_bytes()).unwrap();
+            Envelope::parse(body.as_bytes()).unwrap();
+        }
+        let envelope = Envelope::parse(
+            br#"{"source":"https://acme.okta.com/api/v1/eventHooks/who1","eventId":7,"data":{"events":[{}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(envelope.event_id.as_deref(), Some("7"));
+        assert_eq!(envelope.origin().hook_id.as_deref(), Some("who1"));
+        for body in [
+            &br#"{"source":1,"source":2,"data":{"events":[]}}"#[..],
+            br#"{"data":{"events":[]}} trailing"#,
+        ] {
+            assert!(EnvelopeCheck::parse(body).is_err());
+            assert!(Envelope::parse(body).is_err());
         }
     }
 
