@@ -84,6 +84,10 @@ enum Mode {
         /// Where runs.json, summary.md and latency.csv go.
         #[arg(long, default_value = "target/bench-results")]
         out: PathBuf,
+        /// Only these phases (comma-separated: fsync, saturation, rate, e2e, recovery). The
+        /// fractions of saturation are left out of `rate` when `saturation` does not run.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// RSS over many events at a fixed rate (default: 80% of a short saturation measurement).
     Long {
@@ -129,12 +133,14 @@ fn main() -> anyhow::Result<()> {
                 rate_secs,
                 recovery_events,
                 out,
+                only,
             } => {
                 let durations = (
                     Duration::from_secs(saturation_secs),
                     Duration::from_secs(rate_secs),
                 );
-                all(runs, durations, recovery_events, &out).await
+                let phases = Phases(only);
+                all(runs, durations, recovery_events, &phases, &out).await
             }
             Mode::Long { events, rate, out } => long(events, rate, &out).await,
             Mode::NoopServer { .. } => unreachable!("handled above"),
@@ -150,6 +156,15 @@ fn pools() -> Vec<(usize, Arc<Payloads>)> {
         .collect()
 }
 
+/// The phases `all` runs.
+struct Phases(Vec<String>);
+
+impl Phases {
+    fn run(&self, phase: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| p == phase)
+    }
+}
+
 fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -161,6 +176,7 @@ async fn all(
     runs: usize,
     (saturation_secs, rate_secs): (Duration, Duration),
     recovery_events: u64,
+    phases: &Phases,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let pools = pools();
@@ -179,12 +195,17 @@ async fn all(
         rows.push(machine);
         progress!("run {run}/{runs}: loadavg {:.2}", loadavg());
 
-        progress!("run {run}: disk baseline (write + fdatasync)");
-        rows.extend(scenarios::fsync(run, &pools, Duration::from_secs(2))?);
+        if phases.run("fsync") {
+            progress!("run {run}: disk baseline (write + fdatasync)");
+            rows.extend(scenarios::fsync(run, &pools, Duration::from_secs(2))?);
+        }
 
-        progress!("run {run}: saturation, closed loop");
         let mut saturation10 = 0.0;
         for kind in [Kind::Noop, Kind::Factorwatch] {
+            if !phases.run("saturation") {
+                break;
+            }
+            progress!("run {run}: saturation, closed loop, {}", kind.name());
             for (batch, pool) in &pools {
                 let row =
                     scenarios::saturation(run, kind, *batch, pool.clone(), saturation_secs).await?;
@@ -195,25 +216,34 @@ async fn all(
             }
         }
 
-        progress!("run {run}: fixed rates, open loop");
-        let rates = [
+        let mut rates = vec![
             (100.0, "100".to_owned()),
             (1_000.0, "1000".to_owned()),
             (5_000.0, "5000".to_owned()),
-            ((saturation10 * 0.5).round(), "50% sat".to_owned()),
-            ((saturation10 * 0.8).round(), "80% sat".to_owned()),
         ];
+        if saturation10 > 0.0 {
+            rates.push(((saturation10 * 0.5).round(), "50% sat".to_owned()));
+            rates.push(((saturation10 * 0.8).round(), "80% sat".to_owned()));
+        }
         for kind in [Kind::Factorwatch, Kind::Noop] {
+            if !phases.run("rate") {
+                break;
+            }
+            progress!("run {run}: fixed rates, open loop, {}", kind.name());
             for (rate, label) in &rates {
                 rows.push(scenarios::rate(run, kind, *rate, label, ten.clone(), rate_secs).await?);
             }
         }
 
-        progress!("run {run}: end to end, 1,000 events/s, file sink and NATS JetStream");
-        rows.extend(scenarios::end_to_end(run, ten.clone(), Duration::from_secs(15)).await?);
+        if phases.run("e2e") {
+            progress!("run {run}: end to end, 1,000 events/s, file sink and NATS JetStream");
+            rows.extend(scenarios::end_to_end(run, ten.clone(), Duration::from_secs(15)).await?);
+        }
 
-        progress!("run {run}: SIGKILL with {recovery_events} events, restart, drain");
-        rows.push(scenarios::recovery(run, ten.clone(), recovery_events).await?);
+        if phases.run("recovery") {
+            progress!("run {run}: SIGKILL with {recovery_events} events, restart, drain");
+            rows.push(scenarios::recovery(run, ten.clone(), recovery_events).await?);
+        }
 
         report::write(out, &rows)?;
         progress!("run {run} done; results so far in {}", out.display());

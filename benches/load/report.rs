@@ -150,9 +150,9 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     let _ = writeln!(
         out,
-        "| batch | body bytes | no-op events/s | factorwatch events/s | ratio | factorwatch p50 / p99 ms | CPU ms per 1,000 events (factorwatch / no-op) | disk bytes written per 1,000 events | mean commit group | one-fsync-per-request bound events/s | factorwatch / that bound |"
+        "| batch | body bytes | no-op events/s | factorwatch events/s acked | ratio | events/s detected meanwhile | factorwatch p50 / p99 ms | CPU ms per 1,000 events (factorwatch / no-op / generator with factorwatch) | disk bytes written per 1,000 events | mean commit group | one-fsync-per-request bound events/s | factorwatch / that bound |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (batch, label) in m.labels("saturation", "factorwatch") {
         let fw = |name| m.get("saturation", "factorwatch", batch, &label, name);
         let noop = |name| m.get("saturation", "noop", batch, &label, name);
@@ -161,15 +161,17 @@ pub fn markdown(rows: &[Row]) -> String {
             .map(|rate| rate * batch as f64);
         let _ = writeln!(
             out,
-            "| {batch} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} |",
+            "| {batch} | {} | {} | {} | {} | {} | {} / {} | {} / {} / {} | {} | {} | {} | {} |",
             cell(fw("body_bytes"), 0),
             cell(noop("events_per_s"), 0),
             cell(fw("events_per_s"), 0),
             ratio(fw("events_per_s"), noop("events_per_s")),
+            cell(fw("detected_eps"), 0),
             cell(fw("p50_ms"), 2),
             cell(fw("p99_ms"), 2),
             cell(fw("cpu_ms_per_1000_events"), 1),
             cell(noop("cpu_ms_per_1000_events"), 1),
+            cell(fw("generator_cpu_ms_per_1000_events"), 1),
             cell(fw("write_bytes_per_1000_events"), 0),
             cell(fw("mean_commit_group"), 1),
             cell(fsync, 0),

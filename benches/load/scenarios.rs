@@ -123,10 +123,18 @@ pub async fn saturation(
 ) -> anyhow::Result<Row> {
     let server = kind.start()?;
     let drive = Drive::new(Pace::Closed, CLOSED_CONNECTIONS, duration);
+    let detected = |server: &Server| match kind {
+        Kind::Factorwatch => server.metric("factorwatch_events_detected_total"),
+        Kind::Noop => Ok(0.0),
+    };
+    let generator_before = ProcStats::read(std::process::id())?;
     let before = ProcStats::read(server.pid())?;
+    let detected_before = detected(&server)?;
     let body_bytes = payloads.mean_bytes();
     let outcome = client::run(&drive, &target(&server), payloads, None).await?;
     let after = ProcStats::read(server.pid())?;
+    let detected_after = detected(&server)?;
+    let generator_after = ProcStats::read(std::process::id())?;
     let mut row = Row::new(run, "saturation", kind.name(), batch, "closed");
     outcome_into(&mut row, &outcome);
     row.set("events_per_s", outcome.events_per_second())
@@ -134,13 +142,24 @@ pub async fn saturation(
     // The warm-up second is inside before..after too; count its events as well.
     let events = drive.acked.load(Ordering::Relaxed);
     process_into(&mut row, before, after, events);
+    row.set(
+        "generator_cpu_ms_per_1000_events",
+        (generator_after.cpu_seconds - generator_before.cpu_seconds) * 1e6 / events.max(1) as f64,
+    );
     if kind == Kind::Factorwatch {
-        row.set("mean_commit_group", server.mean_commit_group()?);
+        let sum = server.metric("factorwatch_spool_commit_group_size_sum")?;
+        let count = server.metric("factorwatch_spool_commit_group_size_count")?;
+        // Events the detector got through while intake ran flat out: what the whole pipeline
+        // sustains, as opposed to what intake alone acknowledges.
+        let seconds = (drive.warmup + drive.duration).as_secs_f64();
+        row.set("mean_commit_group", sum / count.max(1.0))
+            .set("detected_eps", (detected_after - detected_before) / seconds);
     }
     progress!(
-        "  {} batch {batch}: {:.0} events/s, p99 {:.2} ms, {} failed",
+        "  {} batch {batch}: {:.0} events/s acked, {:.0} detected/s, p99 {:.2} ms, {} failed",
         kind.name(),
         outcome.events_per_second(),
+        row.values.get("detected_eps").copied().unwrap_or(0.0),
         ms(outcome.latency.value_at_quantile(0.99)),
         outcome.failed
     );

@@ -96,7 +96,7 @@ impl Server {
             .create(true)
             .append(true)
             .open(dir.path().join("factorwatch.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        let child = Command::new(factorwatch_binary())
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -159,16 +159,19 @@ impl Server {
         Ok(serde_json::from_str(&body)?)
     }
 
-    /// The mean commit group size so far, from `/metrics`.
-    pub fn mean_commit_group(&self) -> anyhow::Result<f64> {
+    /// The value of an unlabelled metric in `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
         let (_, body) = get(self.addr, "/metrics")?;
-        let metric = |name: &str| {
-            body.lines()
-                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let count = metric("factorwatch_spool_commit_group_size_count");
-        Ok(metric("factorwatch_spool_commit_group_size_sum") / count.max(1.0))
+        Ok(body
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0))
     }
 
     /// SIGKILL, as a crash: nothing is flushed, nothing is closed.
@@ -186,6 +189,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The factorwatch binary under test: `FACTORWATCH_BIN` when set (to compare two builds on the same
+/// machine, in the same conditions), else the release binary cargo built with this bench.
+fn factorwatch_binary() -> PathBuf {
+    std::env::var_os("FACTORWATCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_factorwatch")))
 }
 
 /// Where temporary server directories go: under the target directory, on the same disk as a real
