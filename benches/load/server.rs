@@ -19,8 +19,12 @@ pub const HOOK_PATH: &str = "/okta/events";
 
 /// A sink of the factorwatch under test.
 pub enum SinkSpec {
-    /// A file sink named `name` writing `path`.
-    File { name: String, path: PathBuf },
+    /// A file sink named `name` writing `path`, taking alerts of `min_level` and above.
+    File {
+        name: String,
+        path: PathBuf,
+        min_level: Option<&'static str>,
+    },
     /// A NATS JetStream sink publishing to `subject` in `stream`.
     Nats { subject: String, stream: String },
 }
@@ -64,10 +68,19 @@ fn write_config(dir: &Path, addr: SocketAddr, spec: &FactorwatchSpec) -> anyhow:
     );
     for sink in &spec.sinks {
         match sink {
-            SinkSpec::File { name, path } => toml.push_str(&format!(
-                "\n[[sinks]]\ntype = \"file\"\nname = \"{name}\"\npath = \"{}\"\n",
-                path.display()
-            )),
+            SinkSpec::File {
+                name,
+                path,
+                min_level,
+            } => {
+                toml.push_str(&format!(
+                    "\n[[sinks]]\ntype = \"file\"\nname = \"{name}\"\npath = \"{}\"\n",
+                    path.display()
+                ));
+                if let Some(level) = min_level {
+                    toml.push_str(&format!("min_level = \"{level}\"\n"));
+                }
+            }
             SinkSpec::Nats { subject, stream } => toml.push_str(&format!(
                 "\n[[sinks]]\ntype = \"nats\"\nname = \"jetstream\"\nurl = \"nats://127.0.0.1:4222\"\n\
                  subject = \"{subject}\"\nstream = \"{stream}\"\n"
