@@ -23,6 +23,9 @@ use tokio::time::Instant;
 
 use crate::payload::Payloads;
 
+/// Called with the intended send time and the alerting uuids of each body, just before it is sent.
+pub type OnSent = Arc<dyn Fn(Instant, Vec<String>) + Send + Sync>;
+
 /// Where and how to POST.
 #[derive(Clone)]
 pub struct Target {
@@ -108,7 +111,7 @@ struct Shared {
     next: AtomicU64,
     /// Called with the intended send time and the alerting uuids of each body, just before it is
     /// sent (end-to-end latency).
-    on_sent: Option<Arc<dyn Fn(Instant, Vec<String>) + Send + Sync>>,
+    on_sent: Option<OnSent>,
     /// Acknowledged events, warm-up included, for progress output.
     acked: Arc<AtomicU64>,
 }
@@ -182,7 +185,7 @@ pub async fn run(
     drive: &Drive,
     target: &Target,
     payloads: Arc<Payloads>,
-    on_sent: Option<Arc<dyn Fn(Instant, Vec<String>) + Send + Sync>>,
+    on_sent: Option<OnSent>,
 ) -> anyhow::Result<Outcome> {
     let mut connections = Vec::with_capacity(drive.connections);
     for _ in 0..drive.connections {

@@ -45,11 +45,14 @@ impl Row {
     }
 }
 
+/// (scenario, server, batch, label): the rows one median is taken over.
+type GroupKey = (String, String, usize, String);
+
 /// The median of each figure over the runs, per (scenario, server, batch, label).
 pub struct Medians {
-    groups: BTreeMap<(String, String, usize, String), BTreeMap<String, Vec<f64>>>,
+    groups: BTreeMap<GroupKey, BTreeMap<String, Vec<f64>>>,
     /// The order groups first appeared in, so tables follow the run order.
-    order: Vec<(String, String, usize, String)>,
+    order: Vec<GroupKey>,
 }
 
 impl Medians {
@@ -122,7 +125,7 @@ fn format_thousands(value: i64) -> String {
     let digits = value.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

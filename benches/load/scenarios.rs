@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::client::{self, Drive, Outcome, Pace, Target};
+use crate::client::{self, Drive, OnSent, Outcome, Pace, Target};
 use crate::e2e::{self, Sent};
 use crate::payload::Payloads;
 use crate::report::Row;
@@ -277,8 +277,7 @@ pub async fn end_to_end(
     let file_reader = e2e::tail_file(alert_file, sent.clone(), stop.clone());
     let nats_reader = tokio::spawn(e2e::read_stream(stream.clone(), sent.clone(), stop.clone()));
     let record = sent.clone();
-    let on_sent: Arc<dyn Fn(tokio::time::Instant, Vec<String>) + Send + Sync> =
-        Arc::new(move |at, uuids| record.record(at.into_std(), uuids));
+    let on_sent: OnSent = Arc::new(move |at, uuids| record.record(at.into_std(), uuids));
     let interval = Duration::from_millis(10); // 10 events every 10 ms: 1,000 events/s
     let drive = Drive::new(Pace::Open { interval }, OPEN_CONNECTIONS, duration);
     let outcome = client::run(&drive, &target(&server), payloads, Some(on_sent)).await?;
@@ -342,8 +341,7 @@ pub async fn recovery(run: usize, payloads: Arc<Payloads>, events: u64) -> anyho
     let server = Server::factorwatch_in(dir, &spec)?;
     let sent = Sent::default();
     let record = sent.clone();
-    let on_sent: Arc<dyn Fn(tokio::time::Instant, Vec<String>) + Send + Sync> =
-        Arc::new(move |at, uuids| record.record(at.into_std(), uuids));
+    let on_sent: OnSent = Arc::new(move |at, uuids| record.record(at.into_std(), uuids));
     let mut drive = Drive::new(Pace::Closed, CLOSED_CONNECTIONS, Duration::from_secs(300));
     drive.warmup = Duration::ZERO;
     drive.max_requests = events / 10;
