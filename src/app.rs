@@ -39,12 +39,33 @@ pub struct Application {
     spool: Arc<Spool>,
     rules: SharedRules,
     sinks: Vec<Arc<dyn Sink>>,
+    hangups: Hangups,
+}
+
+/// SIGHUP, caught from the moment the application starts building: SIGHUP's default action
+/// ends the process, so one sent while the spool opens or the rules compile must find a handler.
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+fn catch_hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup())
+            .inspect_err(|err| {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; rules reload needs a restart")
+            })
+            .ok()
+    }
 }
 
 impl Application {
     /// Opens the spool, loads the rules, builds the sinks and binds the listener. Fails before
     /// anything runs if any part is misconfigured.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let hangups = catch_hangups();
         config.require_secret()?;
         let rules = RuleSet::load(&config.rules)?;
         metrics::gauge!("factorwatch_rules_loaded").set(rules.len() as f64);
@@ -99,6 +120,7 @@ impl Application {
             spool,
             rules,
             sinks,
+            hangups,
         })
     }
 
@@ -129,6 +151,7 @@ impl Application {
             spool,
             rules,
             sinks,
+            hangups,
         } = self;
         let stop_workers = CancellationToken::new();
         let detector_wake = Arc::new(Notify::new());
@@ -139,6 +162,7 @@ impl Application {
         workers.spawn(reload_rules_on_sighup(
             rules.clone(),
             config.rules.clone(),
+            hangups,
             stop_workers.clone(),
         ));
         let shared_dedup =
@@ -267,13 +291,12 @@ impl Application {
 async fn reload_rules_on_sighup(
     rules: SharedRules,
     config: crate::config::RulesConfig,
+    hangups: Hangups,
     shutdown: CancellationToken,
 ) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; rules reload needs a restart");
+        let Some(mut hangups) = hangups else {
             return;
         };
         loop {
@@ -302,7 +325,7 @@ async fn reload_rules_on_sighup(
     }
     #[cfg(not(unix))]
     {
-        let _ = (rules, config);
+        let _ = (rules, config, hangups);
         shutdown.cancelled().await;
     }
 }
