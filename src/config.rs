@@ -601,13 +601,13 @@ impl Config {
         if server.max_connections == 0 {
             bail!("server.max_connections must be greater than 0");
         }
-        if let Some(limit) = &server.rate_limit {
-            if limit.requests_per_second == 0 || limit.burst == 0 {
-                bail!(
-                    "server.rate_limit: requests_per_second and burst must be greater than 0 \
-                     (remove [server.rate_limit] for no limit)"
-                );
-            }
+        if let Some(limit) = &server.rate_limit
+            && (limit.requests_per_second == 0 || limit.burst == 0)
+        {
+            bail!(
+                "server.rate_limit: requests_per_second and burst must be greater than 0 \
+                 (remove [server.rate_limit] for no limit)"
+            );
         }
         if let Some(tls) = &server.tls {
             if tls.reload_interval.is_zero() {

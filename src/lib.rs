@@ -9,7 +9,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`http`] | axum router: the hook endpoint (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
+//! | [`http`] | the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the axum router: the hook endpoint (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
 //! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
 //! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, realistic sample events |
 //! | [`spool`] | the embedded durable store (redb) and its group-commit writer: batches, outbox, dead letters, de-dup window |

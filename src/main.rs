@@ -193,8 +193,13 @@ async fn healthcheck(config_path: Option<&std::path::Path>) -> anyhow::Result<()
         // Listening on every interface: loopback reaches it from inside the container.
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let url = format!("http://{addr}/healthz");
-    let response = reqwest::Client::new()
+    // With [server.tls] the listener speaks HTTPS. The certificate names the public host, not
+    // loopback, so it is not verified: this only asks our own process whether it is up.
+    let tls = config.server.tls.is_some();
+    let url = format!("{}://{addr}/healthz", if tls { "https" } else { "http" });
+    let response = reqwest::Client::builder()
+        .danger_accept_invalid_certs(tls)
+        .build()?
         .get(&url)
         .timeout(std::time::Duration::from_secs(2))
         .send()

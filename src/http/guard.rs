@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
@@ -94,7 +94,7 @@ impl RateLimit {
         self.limiter
             .check_key(&bucket(source))
             .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
                 // Whole seconds, rounded up: a client retrying after Retry-After must get through.
                 ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
             })

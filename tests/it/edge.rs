@@ -352,4 +352,25 @@ async fn tls_serves_http2_and_http1_and_picks_up_a_new_certificate() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The container health check speaks HTTPS to a TLS listener.
+    let config = certs.path().join("factorwatch.toml");
+    let tls_keys = format!(
+        "[server]\nlisten = \"{}\"\n[server.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"\n",
+        app.addr,
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    std::fs::write(&config, tls_keys).unwrap();
+    // On the blocking pool: the server under test runs on this test's thread.
+    let healthcheck = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+            .args(["healthcheck", "--config"])
+            .arg(&config)
+            .env_remove("FACTORWATCH_LISTEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(healthcheck.status.success(), "{healthcheck:?}");
 }
