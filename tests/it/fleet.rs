@@ -171,6 +171,32 @@ impl Fleet {
         }
     }
 
+    /// Waits until no replica holds a batch to detect or an alert to deliver.
+    async fn wait_until_drained(&self) {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        for port in &self.ports {
+            loop {
+                let ready: Value = client
+                    .get(format!("http://127.0.0.1:{port}/readyz"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if ready["backlog_bytes"] == 0 {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < WAIT,
+                    "replica {port} never drained: {ready}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
     fn alert_files(&self) -> Vec<PathBuf> {
         self.dirs
             .iter()
@@ -264,7 +290,9 @@ async fn okta_retries_through_the_load_balancer_alert_once() {
     for _ in 0..3 {
         assert!(post_envelope(&client, &fleet.url, &batch).await);
     }
-    let alerts = fleet.wait_for_alerts_of(&uuids).await;
+    fleet.wait_for_alerts_of(&uuids).await;
+    fleet.wait_until_drained().await;
+    let alerts = fleet.alerts();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let alerts_now = fleet.alerts();
     assert_eq!(alerts_now.len(), alerts.len(), "a late duplicate arrived");
