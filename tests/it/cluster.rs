@@ -71,46 +71,20 @@ async fn a_claim_is_kept_by_its_own_batch_and_refused_to_any_other() {
     let replica_a = SharedDedup::new(&config, "replica-a").unwrap();
     let replica_b = SharedDedup::new(&config, "replica-b").unwrap();
     let window = Duration::from_secs(60);
-    let claims = |batch_id| {
-        ["evt-1", "evt-2"]
-            .map(|key| Claim {
-                key: key.into(),
-                batch_id,
-            })
-            .to_vec()
+    // How many of events 1 and 2, seen in batch `batch_id` of `replica`, are duplicates.
+    let duplicates = async |replica: &SharedDedup, batch_id| {
+        let claims = ["evt-1", "evt-2"].map(|key| Claim {
+            key: key.into(),
+            batch_id,
+        });
+        replica.duplicates(&claims, window).await.unwrap().len()
     };
-    assert!(
-        replica_a
-            .duplicates(&claims(7), window)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(duplicates(&replica_a, 7).await, 0);
     // Replica A detecting batch 7 again after a crash: still its own.
-    assert!(
-        replica_a
-            .duplicates(&claims(7), window)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(duplicates(&replica_a, 7).await, 0);
     // The same events in a later batch of A, or in any batch of B: duplicates.
-    assert_eq!(
-        replica_a
-            .duplicates(&claims(8), window)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        replica_b
-            .duplicates(&claims(7), window)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(duplicates(&replica_a, 8).await, 2);
+    assert_eq!(duplicates(&replica_b, 7).await, 2);
 }
 
 #[tokio::test]

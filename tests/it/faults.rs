@@ -21,29 +21,6 @@ use crate::sinks_brokers::{delete_stream, jetstream, read_from_the_start};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Posts batches from `concurrency` tasks until aborted, recording the MFA uuids of every
-/// acknowledged batch.
-fn start_load(
-    url: String,
-    concurrency: usize,
-    acked: Arc<Mutex<Vec<String>>>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..concurrency)
-        .map(|_| {
-            let (url, acked) = (url.clone(), acked.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                loop {
-                    let (batch, uuids) = batch_with_mfa(10, 2);
-                    if post_envelope(&client, &url, &batch).await {
-                        acked.lock().unwrap().extend(uuids);
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
 /// Every alert id the JetStream stream `name` holds.
 async fn jetstream_ids(name: &str) -> HashSet<String> {
     let Ok(stream) = jetstream().await.get_stream(name).await else {
@@ -98,7 +75,7 @@ async fn twenty_sigkills_at_random_moments_lose_no_acknowledged_alert_in_any_sin
     for _ in 0..20 {
         let port = free_port();
         let mut server = ChildServer::start_logging_to(data_dir.path(), port, &env, &log).await;
-        let load = start_load(server.hook_url.clone(), 4, acked.clone());
+        let load = start_load(&server.hook_url, 4, acked.clone());
         // Anywhere from mid-intake of the first batches to deep into detection and delivery.
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..600))).await;
         server.child.kill().unwrap(); // SIGKILL

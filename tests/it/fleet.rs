@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::helpers::{
     ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, free_port, post_envelope,
-    read_alert_lines,
+    read_alert_lines, start_load,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -97,6 +97,18 @@ async fn start_replica(dir: &Path, port: u16, redis_port: u16) -> ChildServer {
     ChildServer::start_logging_to(dir, port, &[("FACTORWATCH_CLUSTER_URL", &url)], &log).await
 }
 
+/// The `/readyz` answer of the replica on `port`.
+async fn readiness(client: &reqwest::Client, port: u16) -> Value {
+    client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Three replicas, their load balancer and their Redis.
 struct Fleet {
     dirs: Vec<TempDir>,
@@ -177,14 +189,7 @@ impl Fleet {
         let client = reqwest::Client::new();
         for port in &self.ports {
             loop {
-                let ready: Value = client
-                    .get(format!("http://127.0.0.1:{port}/readyz"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let ready = readiness(&client, *port).await;
                 if ready["backlog_bytes"] == 0 {
                     break;
                 }
@@ -236,25 +241,6 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Posts batches through the load balancer from 4 tasks until `stop` is set; returns the MFA
-/// uuids of acknowledged batches.
-fn load(url: String, acked: Arc<Mutex<Vec<String>>>) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..4)
-        .map(|_| {
-            let (url, acked) = (url.clone(), acked.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                loop {
-                    let (batch, uuids) = batch_with_mfa(10, 2);
-                    if post_envelope(&client, &url, &batch).await {
-                        acked.lock().unwrap().extend(uuids);
-                    }
-                }
-            })
-        })
-        .collect()
 }
 
 /// Waits until at least `count` MFA events were acknowledged.
@@ -319,7 +305,7 @@ async fn okta_retries_through_the_load_balancer_alert_once() {
 async fn a_replica_killed_under_load_loses_no_acknowledged_event() {
     let mut fleet = Fleet::start().await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let tasks = load(fleet.url.clone(), acked.clone());
+    let tasks = start_load(&fleet.url, 4, acked.clone());
     wait_for_acked(&acked, 60).await;
     let mut victim = fleet.replicas[1].take().unwrap();
     victim.child.kill().unwrap(); // SIGKILL
@@ -345,7 +331,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_event() {
 async fn redis_stopped_and_started_under_load_loses_nothing() {
     let mut fleet = Fleet::start().await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let tasks = load(fleet.url.clone(), acked.clone());
+    let tasks = start_load(&fleet.url, 4, acked.clone());
     wait_for_acked(&acked, 60).await;
     drop(fleet.redis.take()); // Redis stops.
     let at_stop = acked.lock().unwrap().len();
@@ -362,14 +348,7 @@ async fn redis_stopped_and_started_under_load_loses_nothing() {
     let client = reqwest::Client::new();
     for port in &fleet.ports {
         loop {
-            let ready: Value = client
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let ready = readiness(&client, *port).await;
             if ready["cluster"]["backend"] == "up" {
                 break;
             }

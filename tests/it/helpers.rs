@@ -399,3 +399,26 @@ pub fn assert_one_id_per_rule_and_event(alerts: &[Value]) -> usize {
     );
     ids.len()
 }
+
+/// Posts batches to `url` from `concurrency` tasks until the tasks are aborted, recording the MFA
+/// uuids of every acknowledged batch.
+pub fn start_load(
+    url: &str,
+    concurrency: usize,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> Vec<JoinHandle<()>> {
+    (0..concurrency)
+        .map(|_| {
+            let (url, acked) = (url.to_owned(), acked.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                loop {
+                    let (batch, uuids) = batch_with_mfa(10, 2);
+                    if post_envelope(&client, &url, &batch).await {
+                        acked.lock().unwrap().extend(uuids);
+                    }
+                }
+            })
+        })
+        .collect()
+}
