@@ -15,7 +15,7 @@ use tempfile::TempDir;
 
 use crate::helpers::{
     ChildServer, SECRET, alerted_uuids, assert_one_id_per_rule_and_event, batch_with_mfa,
-    free_port, post_envelope, read_alert_lines,
+    free_port, post_envelope, read_alert_lines, start_load,
 };
 use crate::sinks_brokers::{delete_stream, jetstream, read_from_the_start};
 
