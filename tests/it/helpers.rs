@@ -44,6 +44,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.delivery.initial_backoff = Duration::from_millis(50);
     config.delivery.max_backoff = Duration::from_millis(200);
+    // With 200 ms backoff, the default 20 attempts last ~4 s: on a loaded machine a broker
+    // outage test can outlive them and dead-letter what it waits for.
+    config.delivery.max_attempts = 1000;
     // These apps' tests count the alerts of single events; the default correlations (which add
     // alerts on the same events) are tested in correlation.rs and under SIGKILL in durability.rs.
     config.rules.builtin_correlations = false;
