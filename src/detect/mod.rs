@@ -166,9 +166,7 @@ impl Detector {
         {
             return Ok(previous.expect("checked above"));
         }
-        let mut correlator = rules
-            .correlator()
-            .expect("correlations compiled when the rule set was loaded");
+        let mut correlator = rules.correlator();
         match previous {
             Some(old) => correlator.take_state_of(&old.correlator),
             None => {

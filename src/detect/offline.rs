@@ -9,7 +9,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::enrich::{NetworkHistory, enrich};
-use super::{Pass, RuleSet, group_factor_resets};
+use super::{Pass, RuleSet, group_factor_resets, secs};
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RulesConfig;
@@ -98,9 +98,7 @@ pub fn detect_events(
     let now = now_ms();
     let origin = Origin::default();
     let received_at = rfc3339(now);
-    let mut correlator = rules
-        .correlator()
-        .expect("correlations compiled when the rule set was loaded");
+    let mut correlator = rules.correlator();
     let mut history = NetworkHistory::default();
     let mut seen = HashSet::new();
     let mut alerts = Vec::new();
@@ -115,7 +113,7 @@ pub fn detect_events(
         let event_ms = LogEvent(&value)
             .published_secs()
             .map_or(now, |secs| secs.max(0) as u64 * 1000);
-        alerts.extend(correlator.expired((event_ms / 1000) as i64));
+        alerts.extend(correlator.expired(secs(event_ms)));
         enrich(&mut value, &mut history);
         let pass = Pass {
             rules,

@@ -201,7 +201,7 @@ impl RuleSet {
         }
         // Compile the correlations once now, so a rule rsigma refuses fails the load, not the
         // first detection pass.
-        set.correlator()?;
+        set.try_correlator()?;
         Ok(set)
     }
 
@@ -311,7 +311,12 @@ impl RuleSet {
     }
 
     /// A correlator with empty state for this set's correlation rules.
-    pub fn correlator(&self) -> anyhow::Result<Correlator> {
+    pub fn correlator(&self) -> Correlator {
+        self.try_correlator()
+            .expect("correlations compiled when the rule set was loaded")
+    }
+
+    fn try_correlator(&self) -> anyhow::Result<Correlator> {
         Correlator::new(&self.sigma_rules, &self.correlations)
     }
 
