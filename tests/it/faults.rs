@@ -295,9 +295,9 @@ async fn a_damaged_spool_is_refused_with_the_file_and_what_to_do_never_a_panic()
             continue;
         }
 
-        let output = ChildServer::command(data_dir.path(), free_port(), &[])
-            .stderr(Stdio::piped())
-            .output_within(Duration::from_secs(20));
+        let mut command = ChildServer::command(data_dir.path(), free_port(), &[]);
+        command.stderr(Stdio::piped());
+        let output = output_within(&mut command, Duration::from_secs(20));
         let log = String::from_utf8_lossy(&output.stderr);
         assert!(!log.contains("panicked"), "{damage:?}: {log}");
         assert!(
@@ -328,21 +328,15 @@ async fn assert_an_emptied_spool_starts_anew_with_a_warning(data_dir: &Path, spo
 }
 
 /// Runs a command that is expected to exit on its own, killing it after `limit`.
-trait OutputWithin {
-    fn output_within(&mut self, limit: Duration) -> std::process::Output;
-}
-
-impl OutputWithin for Command {
-    fn output_within(&mut self, limit: Duration) -> std::process::Output {
-        let mut child = self.spawn().expect("factorwatch starts");
-        let started = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > limit {
-                child.kill().unwrap();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+fn output_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = command.spawn().expect("factorwatch starts");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            break;
         }
-        child.wait_with_output().unwrap()
+        std::thread::sleep(Duration::from_millis(50));
     }
+    child.wait_with_output().unwrap()
 }

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::helpers::{
     ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, free_port, post_envelope,
-    read_alert_lines, start_load,
+    read_alert_lines, start_load, wait_until_drained,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -185,20 +185,9 @@ impl Fleet {
 
     /// Waits until no replica holds a batch to detect or an alert to deliver.
     async fn wait_until_drained(&self) {
-        let started = Instant::now();
         let client = reqwest::Client::new();
         for port in &self.ports {
-            loop {
-                let ready = readiness(&client, *port).await;
-                if ready["backlog_bytes"] == 0 {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < WAIT,
-                    "replica {port} never drained: {ready}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_until_drained(&client, ([127, 0, 0, 1], *port).into()).await;
         }
     }
 

@@ -171,18 +171,31 @@ impl TestApp {
 
     /// Waits until the spool holds no batch nor undelivered alert, so "no alert" can be asserted.
     pub async fn wait_until_drained(&self) {
-        let started = Instant::now();
-        loop {
-            let ready: Value = self.get("/readyz").await.json().await.unwrap();
-            if ready["backlog_bytes"] == 0 {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "spool never drained: {ready}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_until_drained(&self.client, self.addr).await;
+    }
+}
+
+/// Waits until the server at `addr` holds no batch nor undelivered alert (its `/readyz`
+/// `backlog_bytes` is 0).
+pub async fn wait_until_drained(client: &reqwest::Client, addr: SocketAddr) {
+    let started = Instant::now();
+    loop {
+        let ready: Value = client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["backlog_bytes"] == 0 {
+            return;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{addr} never drained: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
