@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::SharedDedup;
+use crate::cluster::SharedState;
 use crate::config::Config;
 use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
@@ -165,9 +165,9 @@ impl Application {
             hangups,
             stop_workers.clone(),
         ));
-        let shared_dedup =
-            SharedDedup::new(&config.cluster, &replica_id(&config.storage.data_dir)?).map(Arc::new);
-        let cluster_status = shared_dedup.as_ref().map(|shared| shared.status.clone());
+        let shared =
+            SharedState::new(&config.cluster, &replica_id(&config.storage.data_dir)?).map(Arc::new);
+        let cluster_status = shared.as_ref().map(|shared| shared.status.clone());
         let detector = Detector {
             rules,
             spool: spool.clone(),
@@ -175,7 +175,7 @@ impl Application {
             dedup_window: config.rules.dedup_window,
             privileged_users: config.rules.privileged_users.clone().into(),
             forwarders: forwarder_wakes.clone(),
-            shared_dedup,
+            shared,
         };
         workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
         let admin_sinks: Vec<(String, Arc<Notify>)> = sinks

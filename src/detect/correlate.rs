@@ -6,10 +6,11 @@
 //! rule with `factorwatch.absence: true` opens a timer when its first rule matches and fires when
 //! the timespan runs out before the next rule matched for the same group.
 //!
-//! Both kinds of state (rsigma's windows and the open timers) are exported after every detection
-//! pass and committed in the same spool transaction as the batches they came from, so a restart
-//! resumes every open window and a crash before the commit replays the batches against the state
-//! they started from: nothing is counted twice.
+//! Both kinds of state (rsigma's windows and the open timers) are exported after every
+//! correlation step and committed with the removal of the inputs they came from (in the spool,
+//! or in Redis for a fleet; see `correlation_step`), so a restart resumes every open window and
+//! a crash before the commit replays the inputs against the state they started from: nothing is
+//! counted twice.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -161,13 +162,6 @@ impl Correlator {
             }
         }
         Ok(())
-    }
-
-    /// Takes over the state of `previous` (after a rule reload).
-    pub fn take_state_of(&mut self, previous: &Correlator) {
-        if let Err(err) = self.restore(&previous.save()) {
-            tracing::warn!(error = %err, "correlation state could not be carried over the reload");
-        }
     }
 
     /// Number of open windows and timers.

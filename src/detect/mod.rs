@@ -2,13 +2,20 @@
 //!
 //! The detector runs after Okta has had its answer. Each pass takes the oldest stored batches,
 //! splits them into events, drops events already seen inside the de-duplication window (Okta
-//! delivers at least once), adds `factorwatch.*` fields ([`enrich`]), runs the rules and the
-//! correlations ([`correlate`]) over the rest and commits, in one transaction, the removal of
-//! the batches, the new `seen` keys, the correlation state and one outbox row per alert and
-//! sink. A pass with no batches still runs when a correlation timer has run out.
+//! delivers at least once), adds `factorwatch.*` fields ([`enrich`]), runs the rules over the
+//! rest and commits, in one transaction, the removal of the batches, the new `seen` keys, one
+//! outbox row per alert and sink, and the events that matched a rule as inputs of the
+//! correlation step.
+//!
+//! The correlation step ([`correlation_step`]) then feeds those inputs, in order, to the
+//! correlations ([`correlate`]), over state kept in the spool (standalone) or shared by the
+//! replicas in Redis (cluster). Split from detection, single-event alerts never wait for the
+//! shared backend, and inputs wait in the spool while it is down. A step with no inputs still
+//! runs when a correlation timer has run out.
 
 pub mod context;
 pub mod correlate;
+mod correlation_step;
 pub mod enrich;
 pub mod fields;
 pub mod offline;
@@ -19,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rsigma_eval::EvaluationResult;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -26,12 +34,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{Alert, Matched, RuleRef, alert_id};
 use crate::clock::{now_ms, rfc3339};
-use crate::cluster::{Claim, SharedDedup};
+use crate::cluster::{Claim, SharedState};
 use crate::config::SinkConfig;
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectedBatch, DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use correlate::Correlator;
+use correlation_step::{CorrelationInput, CorrelationLoop};
 use enrich::{KnownNetworks, NetworkHistory};
 
 pub use rules::{RuleSet, SharedRules};
@@ -54,8 +63,9 @@ pub struct Detector {
     /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
     /// forwarder that is busy right then, so no wake-up is lost.
     pub forwarders: Vec<Arc<Notify>>,
-    /// In `[cluster] mode = "redis"`: the event keys other replicas claimed.
-    pub shared_dedup: Option<Arc<SharedDedup>>,
+    /// In `[cluster] mode = "redis"`: the event keys other replicas claimed, and the shared
+    /// correlation state.
+    pub shared: Option<Arc<SharedState>>,
 }
 
 /// An event parsed out of a batch, with its de-duplication key.
@@ -72,24 +82,26 @@ struct ParsedBatch {
     events: Vec<ParsedEvent>,
 }
 
-/// The correlator in use and the rule set it was built for.
-struct LiveCorrelation {
-    rules: Arc<RuleSet>,
-    correlator: Correlator,
-}
-
 impl Detector {
     /// Runs until `shutdown`, woken by `intake` after each stored batch (and every second anyway,
     /// which is also how often correlation timers are checked).
     pub async fn run(self, intake: Arc<Notify>, shutdown: CancellationToken) {
-        let mut live = None;
+        let mut correlation = CorrelationLoop::default();
         loop {
-            match self.pass(&mut live).await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(err) => {
-                    tracing::error!(error = %err, "detection pass failed; retrying in 1 s");
-                }
+            let detected = self.pass().await;
+            let correlated = self.correlate(&mut correlation).await;
+            let busy = [("detection", detected), ("correlation", correlated)]
+                .into_iter()
+                .map(|(step, outcome)| {
+                    outcome.unwrap_or_else(|err| {
+                        tracing::error!(error = %err, "{step} step failed; retrying in 1 s");
+                        0
+                    })
+                })
+                .sum::<usize>()
+                > 0;
+            if busy {
+                continue;
             }
             tokio::select! {
                 _ = intake.notified() => {}
@@ -99,18 +111,14 @@ impl Detector {
         }
     }
 
-    /// Detects the oldest pending batches; returns how many were processed. `live` is the
-    /// correlator of the previous pass; it is left empty when the pass fails, so the next one
-    /// starts again from the state the spool holds.
-    async fn pass(&self, live: &mut Option<LiveCorrelation>) -> Result<usize, SpoolError> {
+    /// Detects the oldest pending batches; returns how many were processed.
+    async fn pass(&self) -> Result<usize, SpoolError> {
         let batches = self.spool.pending_batches(BATCHES_PER_PASS).await?;
-        let rules = self.rules.current();
-        let correlation = self.correlation_for(&rules, live.take()).await?;
-        let now = now_ms();
-        if batches.is_empty() && !correlation.correlator.has_expired(secs(now)) {
-            *live = Some(correlation);
+        if batches.is_empty() {
             return Ok(0);
         }
+        let rules = self.rules.current();
+        let now = now_ms();
         let count = batches.len();
         let (parsed, unreadable) = tokio::task::spawn_blocking(move || parse_batches(batches))
             .await
@@ -128,9 +136,7 @@ impl Detector {
         let history = self.network_history(&parsed).await?;
         let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
-        let (commit, correlation) = tokio::task::spawn_blocking(move || {
-            let mut correlation = correlation;
-            let rules = correlation.rules.clone();
+        let commit = tokio::task::spawn_blocking(move || {
             let pass = Pass {
                 rules: &rules,
                 sinks: &sinks,
@@ -138,52 +144,21 @@ impl Detector {
                 now,
                 seen_until_ms,
             };
-            let commit = detect_batches(&pass, parsed, &seen, &mut correlation.correlator, history);
-            (commit, correlation)
+            detect_batches(&pass, parsed, &seen, history)
         })
         .await
         .map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
-        metrics::gauge!("factorwatch_correlation_open_state")
-            .set(correlation.correlator.open_state() as f64);
-        *live = Some(correlation);
         if queued {
-            self.forwarders.iter().for_each(|wake| wake.notify_one());
+            self.wake_forwarders();
         }
         Ok(count)
     }
 
-    /// The correlator for `rules`: the previous one, one that takes over its state after a
-    /// reload, or, at start and after a failed pass, one restored from the spool.
-    async fn correlation_for(
-        &self,
-        rules: &Arc<RuleSet>,
-        previous: Option<LiveCorrelation>,
-    ) -> Result<LiveCorrelation, SpoolError> {
-        if let Some(live) = &previous
-            && Arc::ptr_eq(&live.rules, rules)
-        {
-            return Ok(previous.expect("checked above"));
-        }
-        let mut correlator = rules.correlator();
-        match previous {
-            Some(old) => correlator.take_state_of(&old.correlator),
-            None => {
-                if let Some(stored) = self.spool.correlation_state().await?
-                    && let Err(err) = correlator.restore(&stored)
-                {
-                    tracing::warn!(
-                        error = format!("{err:#}"),
-                        "correlation windows start empty; single-event detection is unaffected"
-                    );
-                }
-            }
-        }
-        Ok(LiveCorrelation {
-            rules: rules.clone(),
-            correlator,
-        })
+    /// Tells every forwarder that alerts are waiting.
+    fn wake_forwarders(&self) {
+        self.forwarders.iter().for_each(|wake| wake.notify_one());
     }
 
     /// The keys of `parsed` (not already `seen` here) that another replica claimed first; none
@@ -194,7 +169,7 @@ impl Detector {
         parsed: &[ParsedBatch],
         seen: &HashSet<String>,
     ) -> HashSet<String> {
-        let Some(shared) = &self.shared_dedup else {
+        let Some(shared) = &self.shared else {
             return HashSet::new();
         };
         let mut keys = HashSet::new();
@@ -311,43 +286,66 @@ impl Pass<'_> {
         alert
     }
 
-    /// The alerts of one (enriched) event: its own rules', then the correlations it completes.
-    fn detect_event(&self, matched: &Matched<'_>, correlator: &mut Correlator) -> Vec<Alert> {
+    /// The alerts of the rules one (enriched) event matches, and its detections, which are
+    /// what the correlations take in.
+    fn match_event(&self, matched: &Matched<'_>) -> (Vec<Alert>, Vec<EvaluationResult>) {
         let detections = self.rules.detect(matched.event.0);
-        let mut alerts: Vec<Alert> = self
+        let alerts = self
             .rules
             .alerting(&detections)
             .into_iter()
             .map(|rule| self.alert(rule, matched))
             .collect();
-        if !detections.is_empty() && self.rules.has_correlations() {
-            let at = matched
-                .event
-                .published_secs()
-                .unwrap_or_else(|| secs(self.now));
-            alerts.extend(
-                correlator.observe(matched.event.0, &detections, at, &|rule| {
-                    self.alert(rule, matched)
-                }),
-            );
+        (alerts, detections)
+    }
+
+    /// The time correlations place an event at: when Okta published it, else now.
+    fn event_secs(&self, matched: &Matched<'_>) -> i64 {
+        matched
+            .event
+            .published_secs()
+            .unwrap_or_else(|| secs(self.now))
+    }
+
+    /// The correlation alerts an event (with its `detections`, at `at_secs`) completes.
+    fn correlate_event(
+        &self,
+        matched: &Matched<'_>,
+        detections: &[EvaluationResult],
+        at_secs: i64,
+        correlator: &mut Correlator,
+    ) -> Vec<Alert> {
+        if detections.is_empty() || !self.rules.has_correlations() {
+            return Vec::new();
         }
+        correlator.observe(matched.event.0, detections, at_secs, &|rule| {
+            self.alert(rule, matched)
+        })
+    }
+
+    /// The alerts of one (enriched) event: its own rules', then the correlations it completes
+    /// (`rules test`, which correlates as it goes).
+    fn detect_event(&self, matched: &Matched<'_>, correlator: &mut Correlator) -> Vec<Alert> {
+        let (mut alerts, detections) = self.match_event(matched);
+        let at = self.event_secs(matched);
+        alerts.extend(self.correlate_event(matched, &detections, at, correlator));
         alerts
     }
 }
 
-/// Runs the rules and correlations over every event not seen before, fires the correlation
-/// timers that ran out, and builds what the pass commits.
+/// Runs the rules over every event not seen before and builds what the pass commits, with the
+/// events that matched as the correlation step's inputs.
 fn detect_batches(
     pass: &Pass<'_>,
     parsed: Vec<ParsedBatch>,
     seen: &HashSet<String>,
-    correlator: &mut Correlator,
     mut history: NetworkHistory,
 ) -> DetectionCommit {
     // Keys new in this pass: a uuid repeated within or across these batches counts once.
     let mut fresh: HashSet<String> = HashSet::new();
     let mut batches = Vec::with_capacity(parsed.len());
     let mut alerts: Vec<Alert> = Vec::new();
+    let mut correlation_inputs = Vec::new();
     for ParsedBatch {
         batch,
         envelope_meta,
@@ -373,7 +371,12 @@ fn detect_batches(
                 delivery_id,
                 received_at: &received_at,
             };
-            alerts.extend(pass.detect_event(&matched, correlator));
+            let (matched_alerts, detections) = pass.match_event(&matched);
+            alerts.extend(matched_alerts);
+            if !detections.is_empty() && pass.rules.has_correlations() {
+                let at = pass.event_secs(&matched);
+                correlation_inputs.push(CorrelationInput::encode(&matched, at));
+            }
         }
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
         batches.push(DetectedBatch {
@@ -382,18 +385,10 @@ fn detect_batches(
             seen_until_ms: pass.seen_until_ms,
         });
     }
-    alerts.extend(correlator.expired(secs(pass.now)));
-    let outbox = group_factor_resets(alerts)
-        .into_iter()
-        .flat_map(|alert| {
-            log_alert(&alert);
-            outbox_rows(&alert, pass.sinks, pass.now)
-        })
-        .collect();
     DetectionCommit {
         batches,
-        outbox,
-        correlation_state: pass.rules.has_correlations().then(|| correlator.save()),
+        outbox: queue_alerts(group_factor_resets(alerts), pass.sinks, pass.now),
+        correlation_inputs,
         known_networks: history
             .into_changed()
             .into_iter()
@@ -458,6 +453,17 @@ fn merge_reset(group: &mut Alert, other: Alert) {
         context.is_proxy = Some(true);
     }
     group.level = group.level.max(other.level);
+}
+
+/// Logs and counts `alerts`, and makes their outbox rows.
+fn queue_alerts(alerts: Vec<Alert>, sinks: &[SinkConfig], now: u64) -> Vec<(String, OutboxRecord)> {
+    alerts
+        .into_iter()
+        .flat_map(|alert| {
+            log_alert(&alert);
+            outbox_rows(&alert, sinks, now)
+        })
+        .collect()
 }
 
 /// One outbox row for each sink whose filter accepts `alert`.

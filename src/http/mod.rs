@@ -136,7 +136,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             Some(error) => json!({
                 "backend": "down",
                 "error": error,
-                "effect": "de-duplication uses this replica's own window until the backend answers",
+                "effect": "until the backend answers, de-duplication uses this replica's own window and correlation waits (its inputs stay in the spool)",
             }),
         }),
     });

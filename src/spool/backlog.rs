@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::{BATCHES, DEAD_LETTERS, OUTBOX, QUARANTINE, SpoolError};
+use super::{BATCHES, CORRELATION_INPUTS, DEAD_LETTERS, OUTBOX, QUARANTINE, SpoolError};
 
 /// Counts per sink.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -175,6 +175,10 @@ pub(super) fn scan(db: &Database) -> Result<Scan, SpoolError> {
         let (sink, seq) = key.value();
         totals.sinks.entry(sink.to_owned()).or_default().dead += 1;
         next_seq = next_seq.max(seq + 1);
+    }
+    // Correlation inputs draw from the same sequence, so one counter serves both tables.
+    if let Some(last) = txn.open_table(CORRELATION_INPUTS)?.last()? {
+        next_seq = next_seq.max(last.0.value() + 1);
     }
     Ok(Scan {
         totals,

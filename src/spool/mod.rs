@@ -9,6 +9,8 @@
 //! | `seen` | event key (uuid or `sha256:` hash) | expiry (Unix ms) | de-duplication window |
 //! | `seen_by_expiry` | (expiry, event key) | () | index to prune `seen` in expiry order |
 //! | `outbox` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert not yet delivered to that sink |
+//! | `correlation_inputs` | sequence | an event that matched a rule, as the correlation step reads it | detected, not yet correlated |
+//! | `correlation` | `state` / `applied` | the correlation state (standalone) / the last shared step committed here (cluster) | correlation |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
 //!
 //! # Invariants
@@ -16,6 +18,8 @@
 //!   fsyncs on commit); see [`writer`] for how concurrent requests share one fsync.
 //! - Detection of a batch commits its removal, its `seen` keys and its alerts (one outbox row per
 //!   sink) in one transaction: a crash leaves either the batch or its alerts, never neither.
+//! - Detection of a batch also stores, in that transaction, the events the correlation step
+//!   still has to see; the step removes them in the transaction that queues its alerts.
 //! - An outbox row is removed only once its sink acknowledged it, or when it moves to `dead_letters`
 //!   in the same transaction.
 
@@ -46,9 +50,13 @@ const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const SEEN_BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_by_expiry");
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
-/// One row, [`CORRELATION_STATE_KEY`]: the correlation windows and timers, as the detector saves them.
+/// [`CORRELATION_STATE_KEY`]: the correlation windows and timers (standalone);
+/// [`CORRELATION_APPLIED_KEY`]: the token of the last shared correlation step committed here.
 const CORRELATION: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation");
 const CORRELATION_STATE_KEY: &str = "state";
+const CORRELATION_APPLIED_KEY: &str = "applied";
+/// Events detected but not yet correlated, in detection order.
+const CORRELATION_INPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("correlation_inputs");
 /// User login to the networks they signed in from, as the detector saves them.
 const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_networks");
 
@@ -172,11 +180,28 @@ pub struct DetectionCommit {
     pub batches: Vec<DetectedBatch>,
     /// One record per (sink, alert), for the alerts of the batches and of timers that ran out.
     pub outbox: Vec<(String, OutboxRecord)>,
-    /// The correlation state after the pass, when the rules have correlations.
-    pub correlation_state: Option<Vec<u8>>,
+    /// Events of these batches that matched a rule, for the correlation step (encoded by the
+    /// detector), in order; empty when no correlation rule is loaded.
+    pub correlation_inputs: Vec<Vec<u8>>,
     /// Users whose known networks changed, with their new value.
     pub known_networks: Vec<(String, Vec<u8>)>,
 }
+
+/// Everything one correlation step changes, committed in one transaction.
+#[derive(Default)]
+pub struct CorrelationCommit {
+    /// Inputs up to and including this sequence number were correlated, and leave the spool.
+    pub consumed_through: Option<u64>,
+    /// One record per (sink, alert) for the correlation alerts of the step.
+    pub outbox: Vec<(String, OutboxRecord)>,
+    /// The state after the step, when this spool is where it lives (standalone).
+    pub state: Option<Vec<u8>>,
+    /// In cluster mode, the token of the shared step this commit completes.
+    pub applied_token: Option<String>,
+}
+
+/// An outbox row ready to insert, with its encoded value.
+type StagedRow = (OutboxEntry, Vec<u8>);
 
 /// The embedded spool. Cheap to share behind an `Arc`; dropping the last one stops the writer
 /// after it committed everything already queued.
@@ -354,12 +379,12 @@ impl Spool {
     }
 
     /// Commits the outcome of a detection pass: its batches leave, their keys, alerts,
-    /// correlation state and known networks arrive, all in one transaction.
+    /// correlation inputs and known networks arrive, all in one transaction.
     pub async fn complete_batches(&self, commit: DetectionCommit) -> Result<(), SpoolError> {
         let DetectionCommit {
             batches: detected,
             outbox: rows,
-            correlation_state,
+            correlation_inputs,
             known_networks,
         } = commit;
         let mut removed_bytes = Vec::with_capacity(detected.len());
@@ -375,25 +400,12 @@ impl Spool {
                     .map(|k| (k, batch.seen_until_ms)),
             );
         }
-        let entries: Vec<(OutboxEntry, Vec<u8>)> = rows
+        let staged = self.stage_outbox(rows);
+        let inputs: Vec<(u64, Vec<u8>)> = correlation_inputs
             .into_iter()
-            .map(|(sink, record)| {
-                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let mut entry = OutboxEntry {
-                    sink,
-                    seq,
-                    record,
-                    stored_len: 0,
-                };
-                let value = entry.encode();
-                entry.stored_len = value.len() as u64;
-                (entry, value)
-            })
+            .map(|input| (self.next_seq.fetch_add(1, Ordering::Relaxed), input))
             .collect();
-        let added: Vec<(String, u64)> = entries
-            .iter()
-            .map(|(entry, value)| (entry.sink.clone(), value.len() as u64))
-            .collect();
+        let added = staged_sizes(&staged);
         self.write(move |txn| {
             let mut batches = txn.open_table(BATCHES)?;
             for id in &batch_ids {
@@ -407,13 +419,10 @@ impl Spool {
                 }
                 by_expiry.insert((*until, key.as_str()), ())?;
             }
-            let mut outbox = txn.open_table(OUTBOX)?;
-            for (entry, value) in &entries {
-                outbox.insert((entry.sink.as_str(), entry.seq), value.as_slice())?;
-            }
-            if let Some(state) = &correlation_state {
-                txn.open_table(CORRELATION)?
-                    .insert(CORRELATION_STATE_KEY, state.as_slice())?;
+            insert_outbox(txn, &staged)?;
+            let mut pending = txn.open_table(CORRELATION_INPUTS)?;
+            for (seq, input) in &inputs {
+                pending.insert(*seq, input.as_slice())?;
             }
             let mut networks = txn.open_table(KNOWN_NETWORKS)?;
             for (user, value) in &known_networks {
@@ -425,10 +434,92 @@ impl Spool {
         for len in removed_bytes {
             self.backlog.batch_removed(len);
         }
+        self.count_outbox_added(added);
+        Ok(())
+    }
+
+    /// The oldest `limit` events waiting for the correlation step, with their sequence numbers.
+    pub async fn correlation_inputs(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
+        self.read(move |txn| {
+            let table = txn.open_table(CORRELATION_INPUTS)?;
+            let mut inputs = Vec::new();
+            for row in table.iter()?.take(limit) {
+                let (seq, value) = row?;
+                inputs.push((seq.value(), value.value().to_vec()));
+            }
+            Ok(inputs)
+        })
+        .await
+    }
+
+    /// The token of the last shared correlation step this spool committed (cluster mode).
+    pub async fn applied_correlation_token(&self) -> Result<Option<String>, SpoolError> {
+        self.read(|txn| {
+            let table = txn.open_table(CORRELATION)?;
+            Ok(table
+                .get(CORRELATION_APPLIED_KEY)?
+                .map(|value| String::from_utf8_lossy(value.value()).into_owned()))
+        })
+        .await
+    }
+
+    /// Commits the outcome of a correlation step: its inputs leave, its alerts arrive, with the
+    /// state (standalone) or the shared step's token (cluster), in one transaction.
+    pub async fn complete_correlation(&self, commit: CorrelationCommit) -> Result<(), SpoolError> {
+        let CorrelationCommit {
+            consumed_through,
+            outbox: rows,
+            state,
+            applied_token,
+        } = commit;
+        let staged = self.stage_outbox(rows);
+        let added = staged_sizes(&staged);
+        self.write(move |txn| {
+            if let Some(through) = consumed_through {
+                txn.open_table(CORRELATION_INPUTS)?
+                    .retain_in(..=through, |_, _| false)?;
+            }
+            insert_outbox(txn, &staged)?;
+            let mut correlation = txn.open_table(CORRELATION)?;
+            if let Some(state) = &state {
+                correlation.insert(CORRELATION_STATE_KEY, state.as_slice())?;
+            }
+            if let Some(token) = &applied_token {
+                correlation.insert(CORRELATION_APPLIED_KEY, token.as_bytes())?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.count_outbox_added(added);
+        Ok(())
+    }
+
+    /// Gives each new outbox row its sequence number and encoded value.
+    fn stage_outbox(&self, rows: Vec<(String, OutboxRecord)>) -> Vec<StagedRow> {
+        rows.into_iter()
+            .map(|(sink, record)| {
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                let mut entry = OutboxEntry {
+                    sink,
+                    seq,
+                    record,
+                    stored_len: 0,
+                };
+                let value = entry.encode();
+                entry.stored_len = value.len() as u64;
+                (entry, value)
+            })
+            .collect()
+    }
+
+    /// Counts committed outbox rows into the backlog.
+    fn count_outbox_added(&self, added: Vec<(String, u64)>) {
         for (sink, len) in added {
             self.backlog.outbox_added(&sink, len);
         }
-        Ok(())
     }
 
     /// Moves a batch the detector cannot read out of the way, keeping its bytes for a person.
@@ -682,7 +773,25 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     txn.open_table(OUTBOX)?;
     txn.open_table(DEAD_LETTERS)?;
     txn.open_table(CORRELATION)?;
+    txn.open_table(CORRELATION_INPUTS)?;
     txn.open_table(KNOWN_NETWORKS)?;
     txn.commit()?;
+    Ok(())
+}
+
+/// Each staged row's sink and size, for the backlog once committed.
+fn staged_sizes(staged: &[StagedRow]) -> Vec<(String, u64)> {
+    staged
+        .iter()
+        .map(|(entry, value)| (entry.sink.clone(), value.len() as u64))
+        .collect()
+}
+
+/// Inserts staged rows into the outbox.
+fn insert_outbox(txn: &redb::WriteTransaction, staged: &[StagedRow]) -> Result<(), redb::Error> {
+    let mut outbox = txn.open_table(OUTBOX)?;
+    for (entry, value) in staged {
+        outbox.insert((entry.sink.as_str(), entry.seq), value.as_slice())?;
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use factorwatch::cluster::{Claim, ClusterConfig, ClusterMode, SharedDedup};
+use factorwatch::cluster::{Claim, ClusterConfig, ClusterMode, SharedState};
 use factorwatch::config::ServerUrl;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -68,11 +68,11 @@ async fn a_batch_replayed_to_another_replica_raises_no_second_alert() {
 #[tokio::test]
 async fn a_claim_is_kept_by_its_own_batch_and_refused_to_any_other() {
     let config = cluster("redis://127.0.0.1:6379", &prefix());
-    let replica_a = SharedDedup::new(&config, "replica-a").unwrap();
-    let replica_b = SharedDedup::new(&config, "replica-b").unwrap();
+    let replica_a = SharedState::new(&config, "replica-a").unwrap();
+    let replica_b = SharedState::new(&config, "replica-b").unwrap();
     let window = Duration::from_secs(60);
     // How many of events 1 and 2, seen in batch `batch_id` of `replica`, are duplicates.
-    let duplicates = async |replica: &SharedDedup, batch_id| {
+    let duplicates = async |replica: &SharedState, batch_id| {
         let claims = ["evt-1", "evt-2"].map(|key| Claim {
             key: key.into(),
             batch_id,

@@ -1,7 +1,9 @@
 //! Three replicas behind a real load balancer (HAProxy, round robin), sharing a Redis of their
 //! own (`[cluster] mode = "redis"`), each with its own spool: Okta's retry landing on another
-//! replica alerts once, a replica killed with SIGKILL under load loses no acknowledged event,
-//! and Redis stopped and started again under load loses nothing.
+//! replica alerts once, a correlation whose events are spread over the three replicas fires
+//! once (and, with Redis down, waits for it instead of being lost), a replica killed with
+//! SIGKILL under load loses no acknowledged event, and Redis stopped and started again under
+//! load loses nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use factorwatch::okta::samples::{self, Initiator};
+
 use crate::helpers::{
-    ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, free_port, post_envelope,
-    read_alert_lines, start_load, wait_until_drained,
+    ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, envelope, free_port,
+    post_envelope, read_alert_lines, start_load, wait_until_drained,
 };
+
+/// The built-in correlation "One Actor Reset the MFA of Several Users" (3 users within 1 h).
+const RESET_MANY_USERS: &str = "9a4f1c7e-2b6d-4f0a-8e3c-1d5b7a9c2e41";
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -232,6 +239,64 @@ impl Fleet {
     }
 }
 
+/// One admin resets the MFA of three users, one delivery each: round robin sends each delivery
+/// to another replica.
+async fn reset_three_users_through_three_replicas(fleet: &Fleet) {
+    let client = reqwest::Client::new();
+    for user in &samples::users()[..3] {
+        let tx = uuid::Uuid::new_v4().to_string();
+        let event = samples::mfa_factor_deactivate(user, "OKTA_VERIFY_PUSH", Initiator::Admin, &tx);
+        assert!(post_envelope(&client, &fleet.url, &envelope(vec![event])).await);
+    }
+}
+
+/// The alerts of `rule_id` over every replica.
+fn alerts_of(fleet: &Fleet, rule_id: &str) -> Vec<Value> {
+    fleet
+        .alerts()
+        .into_iter()
+        .filter(|a| a["rule"]["id"] == rule_id)
+        .collect()
+}
+
+/// Waits until every replica has `count` single-event alerts in its own file.
+async fn wait_for_single_alerts_per_replica(fleet: &Fleet, count: usize) {
+    let started = Instant::now();
+    loop {
+        let per_replica: Vec<usize> = fleet
+            .alert_files()
+            .iter()
+            .map(|path| {
+                read_alert_lines(path)
+                    .iter()
+                    .filter(|a| a.get("correlation").is_none())
+                    .count()
+            })
+            .collect();
+        if per_replica.iter().all(|n| *n == count) {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "expected {count} single-event alerts on each replica, found {per_replica:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `rule_id` alerted `count` times over the fleet.
+async fn wait_for_correlation_alerts(fleet: &Fleet, rule_id: &str, count: usize) {
+    let started = Instant::now();
+    while alerts_of(fleet, rule_id).len() < count {
+        assert!(
+            started.elapsed() < WAIT,
+            "the correlation raised {} alerts, expected {count}",
+            alerts_of(fleet, rule_id).len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until at least `count` MFA events were acknowledged.
 async fn wait_for_acked(acked: &Mutex<Vec<String>>, count: usize) {
     let started = Instant::now();
@@ -288,6 +353,46 @@ async fn okta_retries_through_the_load_balancer_alert_once() {
         .filter(|d| d.path().join("spool.redb").exists())
         .count();
     assert_eq!(received, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_redis_outage() {
+    let mut fleet = Fleet::start().await;
+    reset_three_users_through_three_replicas(&fleet).await;
+    // Each replica saw one reset only: alone, none of them could count three.
+    wait_for_single_alerts_per_replica(&fleet, 1).await;
+    wait_for_correlation_alerts(&fleet, RESET_MANY_USERS, 1).await;
+    fleet.wait_until_drained().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fired = alerts_of(&fleet, RESET_MANY_USERS);
+    assert_eq!(
+        fired.len(),
+        1,
+        "the correlation fired more than once: {fired:#?}"
+    );
+    assert_eq!(fired[0]["correlation"]["value"], 3.0, "{:#}", fired[0]);
+
+    // Redis stops: single-event alerts go on, the correlation waits in the replicas' spools.
+    drop(fleet.redis.take());
+    reset_three_users_through_three_replicas(&fleet).await;
+    wait_for_single_alerts_per_replica(&fleet, 2).await;
+    let client = reqwest::Client::new();
+    for port in &fleet.ports {
+        let ready = readiness(&client, *port).await;
+        assert_eq!(ready["ready"], true, "{ready}");
+        assert_eq!(ready["cluster"]["backend"], "down", "{ready}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(alerts_of(&fleet, RESET_MANY_USERS).len(), 1);
+
+    // Redis is back (empty: it keeps nothing on disk); the waiting events meet there.
+    fleet.redis = Some(start_redis(fleet.redis_port));
+    wait_for_correlation_alerts(&fleet, RESET_MANY_USERS, 2).await;
+    fleet.wait_until_drained().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fired = alerts_of(&fleet, RESET_MANY_USERS);
+    assert_eq!(fired.len(), 2, "{fired:#?}");
+    assert_eq!(fired[1]["correlation"]["value"], 3.0, "{:#}", fired[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,476 @@
+//! The correlation step: feeds the events detection stored as correlation inputs, in order, to
+//! the correlations, and fires the absence timers that ran out.
+//!
+//! Where the state lives decides how a step commits:
+//! - **standalone**: in the spool. The step's alerts, its new state and the removal of its inputs
+//!   are one transaction, so a crash replays the inputs against the state they started from.
+//! - **cluster**: in Redis ([`SharedState`]), so that the events of one attacker spread over every
+//!   replica meet in one window and exactly one replica raises the alert. The step loads the
+//!   state, applies its inputs, and writes the state back only if no other replica wrote since
+//!   (else it loads again and retries). The write carries the step's alerts as this replica's
+//!   [`AppliedStep`]; the spool commit that follows records the step's token. A replica that
+//!   died between the two finds, at restart, a step in Redis its spool never recorded, and
+//!   commits that step's alerts and input removal instead of applying its inputs a second time.
+//!   While Redis cannot be reached the inputs wait in the spool, and `/readyz` says so.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::correlate::Correlator;
+use super::{Detector, Pass, RuleSet, queue_alerts, secs};
+use crate::alert::{Alert, Matched};
+use crate::clock::now_ms;
+use crate::cluster::{AppliedStep, SharedCorrelation, SharedState};
+use crate::okta::LogEvent;
+use crate::okta::envelope::Origin;
+use crate::spool::{CorrelationCommit, SpoolError};
+
+/// Inputs taken per step: bounds memory and the size of one commit.
+const INPUTS_PER_STEP: usize = 512;
+
+/// Times a cluster step loads the state again after another replica wrote first, before it
+/// leaves the inputs for the next step.
+const MAX_CONFLICTS: usize = 16;
+
+/// How long correlation waits before trying an unreachable cluster backend again.
+const BACKEND_RETRY: Duration = Duration::from_secs(1);
+
+/// An event that matched a rule, as detection saw it, stored for the correlation step.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct CorrelationInput {
+    /// The event with its `factorwatch.*` fields.
+    event: Box<RawValue>,
+    /// Its exact JSON as Okta sent it.
+    raw: Box<RawValue>,
+    /// Its de-duplication key.
+    key: String,
+    /// Org and hook of its batch.
+    origin: Origin,
+    /// Envelope `eventId` of its batch.
+    delivery_id: Option<String>,
+    /// When its batch was stored.
+    received_at: String,
+    /// Where correlations place it in time (Unix seconds).
+    at_secs: i64,
+}
+
+impl CorrelationInput {
+    /// The stored form of `matched`, placed at `at_secs`.
+    pub(super) fn encode(matched: &Matched<'_>, at_secs: i64) -> Vec<u8> {
+        let input = CorrelationInput {
+            event: serde_json::value::to_raw_value(matched.event.0)
+                .expect("a JSON value serializes"),
+            raw: matched.raw.to_owned(),
+            key: matched.key.to_owned(),
+            origin: matched.origin.clone(),
+            delivery_id: matched.delivery_id.map(str::to_owned),
+            received_at: matched.received_at.to_owned(),
+            at_secs,
+        };
+        serde_json::to_vec(&input).expect("a correlation input serializes")
+    }
+
+    fn decode(seq: u64, bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes)
+            .inspect_err(|err| {
+                tracing::error!(seq, error = %err, "a stored correlation input is unreadable; skipped");
+            })
+            .ok()
+    }
+}
+
+/// The correlator in use, the rule set it was built for, and the token of the shared state it
+/// holds (cluster mode).
+struct LiveCorrelation {
+    rules: Arc<RuleSet>,
+    correlator: Correlator,
+    token: Option<String>,
+}
+
+/// What the correlation step keeps between two runs.
+#[derive(Default)]
+pub(super) struct CorrelationLoop {
+    /// The state after the last step; empty after a failure, so the next step starts again
+    /// from the stored state.
+    live: Option<LiveCorrelation>,
+    /// While the cluster backend is unreachable: when to try again.
+    retry_at: Option<Instant>,
+}
+
+impl CorrelationLoop {
+    /// The cached correlator, if it was built for `rules`.
+    fn take_for(&mut self, rules: &Arc<RuleSet>) -> Option<LiveCorrelation> {
+        self.live
+            .take()
+            .filter(|live| Arc::ptr_eq(&live.rules, rules))
+    }
+}
+
+/// A step's inputs, decoded, and the last sequence number among them.
+struct Inputs {
+    events: Vec<CorrelationInput>,
+    through: Option<u64>,
+}
+
+impl Detector {
+    /// Runs one correlation step; returns how many inputs it consumed.
+    pub(super) async fn correlate(&self, state: &mut CorrelationLoop) -> Result<usize, SpoolError> {
+        let rules = self.rules.current();
+        let stored = self.spool.correlation_inputs(INPUTS_PER_STEP).await?;
+        let consumed = stored.len();
+        let through = stored.last().map(|(seq, _)| *seq);
+        let events = stored
+            .iter()
+            .filter_map(|(seq, bytes)| CorrelationInput::decode(*seq, bytes))
+            .collect();
+        let inputs = Inputs { events, through };
+        match &self.shared {
+            None => self.correlate_locally(rules, inputs, state).await?,
+            Some(shared) => {
+                if state.retry_at.is_some_and(|at| Instant::now() < at)
+                    || (consumed == 0 && !rules.has_correlations())
+                {
+                    return Ok(0);
+                }
+                match self.correlate_shared(shared, rules, inputs, state).await? {
+                    Ok(()) => state.retry_at = None,
+                    Err(err) => {
+                        tracing::warn!(error = %err, pending = consumed, "correlation paused until the cluster backend answers; its inputs wait in the spool");
+                        state.retry_at = Some(Instant::now() + BACKEND_RETRY);
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+        Ok(consumed)
+    }
+
+    /// A standalone step: state, alerts and input removal in one spool transaction.
+    async fn correlate_locally(
+        &self,
+        rules: Arc<RuleSet>,
+        inputs: Inputs,
+        state: &mut CorrelationLoop,
+    ) -> Result<(), SpoolError> {
+        let live = match state.take_for(&rules) {
+            Some(live) => live,
+            None => restored(
+                rules,
+                self.spool.correlation_state().await?.as_deref(),
+                None,
+            ),
+        };
+        let now = now_ms();
+        if inputs.events.is_empty() && !live.correlator.has_expired(secs(now)) {
+            state.live = Some(live);
+            return Ok(());
+        }
+        let through = inputs.through;
+        let (alerts, live) = self.apply(live, inputs.events, now).await?;
+        let commit = CorrelationCommit {
+            consumed_through: through,
+            outbox: queue_alerts(alerts, &self.sinks, now),
+            state: Some(live.correlator.save()),
+            applied_token: None,
+        };
+        self.commit_step(commit).await?;
+        state.live = Some(live);
+        Ok(())
+    }
+
+    /// A cluster step. The outer error is the spool's; the inner one says the backend could
+    /// not be reached, and the inputs wait.
+    async fn correlate_shared(
+        &self,
+        shared: &SharedState,
+        rules: Arc<RuleSet>,
+        inputs: Inputs,
+        state: &mut CorrelationLoop,
+    ) -> Result<Result<(), String>, SpoolError> {
+        let Inputs { events, through } = inputs;
+        for _ in 0..MAX_CONFLICTS {
+            let cached = state.take_for(&rules);
+            let known = cached.as_ref().and_then(|live| live.token.as_deref());
+            let loaded = match shared.load_correlation(known).await {
+                Ok(loaded) => loaded,
+                Err(err) => return Ok(Err(err)),
+            };
+            if let Some(step) = self.unfinished_step(&loaded).await? {
+                // The inputs this step consumed are gone from the spool now; the next step
+                // reads what is left.
+                self.finish_step(step).await?;
+                return Ok(Ok(()));
+            }
+            let live = match (loaded.state, cached) {
+                (None, Some(cached)) if cached.token == loaded.token => cached,
+                (stored, _) => restored(rules.clone(), stored.as_deref(), loaded.token),
+            };
+            let now = now_ms();
+            if events.is_empty() && !live.correlator.has_expired(secs(now)) {
+                state.live = Some(live);
+                return Ok(Ok(()));
+            }
+            let expected = live.token.clone();
+            // Cloned: after a conflict, the same inputs are applied to the other replica's state.
+            let (alerts, mut live) = self.apply(live, events.clone(), now).await?;
+            let step = AppliedStep {
+                token: uuid::Uuid::new_v4().to_string(),
+                consumed_through: through,
+                alerts,
+            };
+            let written = shared
+                .publish_correlation(expected.as_deref(), &live.correlator.save(), &step)
+                .await;
+            match written {
+                Err(err) => return Ok(Err(err)),
+                Ok(true) => {
+                    live.token = Some(step.token.clone());
+                    self.finish_step(step).await?;
+                    state.live = Some(live);
+                    return Ok(Ok(()));
+                }
+                Ok(false) => {
+                    // Another replica wrote first: this correlator is stale (it is dropped), and
+                    // the inputs go onto the state that replica wrote.
+                    metrics::counter!("factorwatch_cluster_correlation_conflicts_total")
+                        .increment(1);
+                }
+            }
+        }
+        tracing::warn!(
+            attempts = MAX_CONFLICTS,
+            "the shared correlation state kept changing under this replica; retrying next step"
+        );
+        Ok(Ok(()))
+    }
+
+    /// This replica's step found in Redis that its spool has not recorded (it stopped between
+    /// the two writes), if any.
+    async fn unfinished_step(
+        &self,
+        loaded: &SharedCorrelation,
+    ) -> Result<Option<AppliedStep>, SpoolError> {
+        let Some(bytes) = &loaded.last_step else {
+            return Ok(None);
+        };
+        let Ok(step) = serde_json::from_slice::<AppliedStep>(bytes) else {
+            tracing::warn!(
+                "this replica's last correlation step in the cluster is unreadable; ignored"
+            );
+            return Ok(None);
+        };
+        let applied = self.spool.applied_correlation_token().await?;
+        if applied.as_deref() == Some(step.token.as_str()) {
+            return Ok(None);
+        }
+        tracing::info!(
+            alerts = step.alerts.len(),
+            "finishing a correlation step written to the cluster before this replica stopped"
+        );
+        Ok(Some(step))
+    }
+
+    /// Commits a step the shared state already holds: its alerts, its inputs' removal, its token.
+    async fn finish_step(&self, step: AppliedStep) -> Result<(), SpoolError> {
+        let now = now_ms();
+        self.commit_step(CorrelationCommit {
+            consumed_through: step.consumed_through,
+            outbox: queue_alerts(step.alerts, &self.sinks, now),
+            state: None,
+            applied_token: Some(step.token),
+        })
+        .await
+    }
+
+    async fn commit_step(&self, commit: CorrelationCommit) -> Result<(), SpoolError> {
+        let queued = !commit.outbox.is_empty();
+        self.spool.complete_correlation(commit).await?;
+        if queued {
+            self.wake_forwarders();
+        }
+        Ok(())
+    }
+
+    /// Feeds `inputs` to `live`'s correlator and fires its timers due at `now`, on a blocking
+    /// thread; returns the alerts and the correlator.
+    async fn apply(
+        &self,
+        live: LiveCorrelation,
+        inputs: Vec<CorrelationInput>,
+        now: u64,
+    ) -> Result<(Vec<Alert>, LiveCorrelation), SpoolError> {
+        let privileged = self.privileged_users.clone();
+        let (alerts, live) = tokio::task::spawn_blocking(move || {
+            let mut live = live;
+            let rules = live.rules.clone();
+            let pass = Pass {
+                rules: &rules,
+                sinks: &[],
+                privileged_users: &privileged,
+                now,
+                seen_until_ms: now,
+            };
+            let alerts = correlate_inputs(&pass, inputs, &mut live.correlator);
+            (alerts, live)
+        })
+        .await
+        .map_err(|err| SpoolError::Storage(format!("correlation task failed: {err}")))?;
+        metrics::gauge!("factorwatch_correlation_open_state")
+            .set(live.correlator.open_state() as f64);
+        Ok((alerts, live))
+    }
+}
+
+/// A correlator for `rules` continuing from `stored` state (empty when there is none, or when it
+/// cannot be read, with a warning).
+fn restored(rules: Arc<RuleSet>, stored: Option<&[u8]>, token: Option<String>) -> LiveCorrelation {
+    let mut correlator = rules.correlator();
+    if let Some(stored) = stored
+        && let Err(err) = correlator.restore(stored)
+    {
+        tracing::warn!(
+            error = format!("{err:#}"),
+            "correlation windows start empty; single-event detection is unaffected"
+        );
+    }
+    LiveCorrelation {
+        rules,
+        correlator,
+        token,
+    }
+}
+
+/// The correlation alerts of `inputs`, in order, then of the timers due at `pass.now`.
+fn correlate_inputs(
+    pass: &Pass<'_>,
+    inputs: Vec<CorrelationInput>,
+    correlator: &mut Correlator,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for input in inputs {
+        let event: Value = serde_json::from_str(input.event.get()).unwrap_or(Value::Null);
+        // Detections are computed again with the rules in force now: after a reload, the
+        // correlations and the rules they refer to agree.
+        let detections = pass.rules.detect(&event);
+        let matched = Matched {
+            event: LogEvent(&event),
+            raw: &input.raw,
+            key: &input.key,
+            origin: &input.origin,
+            delivery_id: input.delivery_id.as_deref(),
+            received_at: &input.received_at,
+        };
+        alerts.extend(pass.correlate_event(&matched, &detections, input.at_secs, correlator));
+    }
+    alerts.extend(correlator.expired(secs(pass.now)));
+    alerts
+}
+
+#[cfg(test)]
+mod tests {
+    //! The crash window of a cluster step, against the machine's Redis on 127.0.0.1:6379.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::{ClusterConfig, ClusterMode};
+    use crate::config::{RulesConfig, ServerUrl, SinkConfig};
+    use crate::detect::SharedRules;
+    use crate::okta::samples::{self, Initiator};
+    use crate::spool::{DetectionCommit, Spool};
+
+    fn shared_state(prefix: &str) -> Arc<SharedState> {
+        let config = ClusterConfig {
+            mode: ClusterMode::Redis,
+            url: Some(ServerUrl::new("redis://127.0.0.1:6379")),
+            key_prefix: Some(prefix.to_owned()),
+        };
+        Arc::new(SharedState::new(&config, "replica-under-test").unwrap())
+    }
+
+    fn detector(spool: Arc<Spool>, shared: Arc<SharedState>, dir: &std::path::Path) -> Detector {
+        Detector {
+            rules: SharedRules::new(RuleSet::load(&RulesConfig::default()).unwrap()),
+            spool,
+            sinks: vec![SinkConfig::file("file", dir.join("alerts.jsonl"))].into(),
+            dedup_window: Duration::from_secs(60),
+            privileged_users: Arc::new([]),
+            forwarders: Vec::new(),
+            shared: Some(shared),
+        }
+    }
+
+    /// An MFA reset stored as a correlation input, and the alert a step raised from it.
+    async fn stored_input(spool: &Spool, rules: &RuleSet) -> Alert {
+        let event = samples::mfa_factor_deactivate(
+            &samples::users()[0],
+            "OKTA_VERIFY_PUSH",
+            Initiator::Admin,
+            "tx-1",
+        );
+        let raw = serde_json::value::to_raw_value(&event).unwrap();
+        let origin = Origin::default();
+        let matched = Matched {
+            event: LogEvent(&event),
+            raw: &raw,
+            key: "uuid-1",
+            origin: &origin,
+            delivery_id: None,
+            received_at: "2026-12-01T00:00:00Z",
+        };
+        let commit = DetectionCommit {
+            correlation_inputs: vec![CorrelationInput::encode(&matched, 1_764_547_200)],
+            ..DetectionCommit::default()
+        };
+        spool.complete_batches(commit).await.unwrap();
+        let alerts = super::super::offline::detect_events(rules, &[], vec![event]).alerts;
+        alerts.into_iter().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_step_written_to_redis_but_not_to_the_spool_is_finished_not_applied_again() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), u64::MAX).unwrap());
+        let prefix = format!("factorwatch-test-{}:", uuid::Uuid::new_v4());
+        let shared = shared_state(&prefix);
+        let detector = detector(spool.clone(), shared.clone(), dir.path());
+        let alert = stored_input(&spool, &detector.rules.current()).await;
+        let (seq, _) = spool.correlation_inputs(10).await.unwrap()[0].clone();
+
+        // The replica wrote its step to Redis, then died before its spool commit.
+        let step = AppliedStep {
+            token: "step-before-the-crash".into(),
+            consumed_through: Some(seq),
+            alerts: vec![alert.clone()],
+        };
+        let state = detector.rules.current().correlator().save();
+        assert!(
+            shared
+                .publish_correlation(None, &state, &step)
+                .await
+                .unwrap()
+        );
+
+        let mut correlation = CorrelationLoop::default();
+        assert_eq!(detector.correlate(&mut correlation).await.unwrap(), 1);
+        let (queued, _) = spool.due("file", u64::MAX, 10).await.unwrap();
+        assert_eq!(queued.len(), 1, "the step's alert is queued once");
+        assert_eq!(queued[0].record.alert_id, alert.id);
+        assert!(spool.correlation_inputs(10).await.unwrap().is_empty());
+        assert_eq!(
+            spool.applied_correlation_token().await.unwrap().as_deref(),
+            Some("step-before-the-crash")
+        );
+        // The input was not applied a second time: the shared state is the one the step wrote.
+        let loaded = shared.load_correlation(None).await.unwrap();
+        assert_eq!(loaded.token.as_deref(), Some("step-before-the-crash"));
+
+        // The next steps have nothing left to do.
+        assert_eq!(detector.correlate(&mut correlation).await.unwrap(), 0);
+        assert_eq!(spool.due("file", u64::MAX, 10).await.unwrap().0.len(), 1);
+    }
+}
