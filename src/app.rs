@@ -50,30 +50,43 @@ struct Pipeline {
     config: PipelineConfig,
     /// The org's name, as alerts, logs and metric labels carry it.
     org: Option<Arc<str>>,
+    /// Where its batches, outbox and dead letters live.
     spool: Arc<Spool>,
+    /// Its rules in force (reloaded on SIGHUP).
     rules: SharedRules,
+    /// Its destinations, one forwarder each.
     sinks: Vec<Arc<dyn Sink>>,
 }
 
 /// What a running pipeline hands to the HTTP server, the admin API and the shared workers.
 struct Started {
+    /// Its hook route's state.
     hook: HookState,
+    /// What `/readyz` and `/metrics` report of it.
     status: OrgStatus,
+    /// Its dead letters, for the admin API.
     admin: AdminOrg,
+    /// Its rules, for SIGHUP.
     reload: RulesReload,
 }
 
 /// What every pipeline's workers share.
 struct Shared<'a> {
+    /// `[server]` and `[delivery]` are the same for every org.
     config: &'a Config,
+    /// This process's name in the cluster (one per data directory).
     replica: &'a str,
+    /// Stops every detector and forwarder at shutdown.
     stop_workers: &'a CancellationToken,
 }
 
 /// One org's rules, for reloading on SIGHUP.
 struct RulesReload {
+    /// Names the org in the reload's log line and metrics.
     org: Option<Arc<str>>,
+    /// The set in force, swapped on a successful reload.
     rules: SharedRules,
+    /// What to load again.
     config: RulesConfig,
 }
 
@@ -145,6 +158,9 @@ impl Pipeline {
             rules,
             sinks,
         } = self;
+        let auth_header = config.auth_header.parse().with_context(|| {
+            format!("{}: auth_header is not a valid header name", config.label())
+        })?;
         // Every log line of this org's workers names the org; the top-level org's stay as they were.
         let span = match &org {
             Some(name) => tracing::info_span!("org", org = %name),
@@ -187,9 +203,6 @@ impl Pipeline {
             workers.spawn(forwarder.run(wake, stop.clone()).instrument(span.clone()));
         }
         let server = &shared.config.server;
-        let auth_header = config.auth_header.parse().with_context(|| {
-            format!("{}: auth_header is not a valid header name", config.label())
-        })?;
         Ok(Started {
             hook: HookState {
                 org: org.clone(),

@@ -14,8 +14,10 @@ use tempfile::TempDir;
 
 use crate::cli::{factorwatch, stderr};
 use crate::helpers::{
-    SECRET, TestApp, envelope, read_alert_lines, spawn_app_with, test_config, wait_for_alert_lines,
+    ChildServer, SECRET, TestApp, envelope, free_port, read_alert_lines, spawn_app_with,
+    test_config, wait_for_alert_lines,
 };
+use crate::reload::{PASSWORD_RULE, SESSION_RULE, hangup};
 
 const ACME_SECRET: &str = "Basic YWNtZTphY21lLXNlY3JldA==";
 const GLOBEX_SECRET: &str = "Basic Z2xvYmV4Omdsb2JleC1zZWNyZXQ=";
@@ -300,6 +302,47 @@ async fn dead_letters_are_managed_per_org() {
         "{message}"
     );
     app.stop().await;
+}
+
+/// SIGHUP reloads an org's own rules (here a folder only acme uses), in the running process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_each_org_s_own_rules() {
+    let data_dir = TempDir::new().unwrap();
+    let rules_dir = TempDir::new().unwrap();
+    let rule_file = rules_dir.path().join("acme.yml");
+    std::fs::write(&rule_file, SESSION_RULE).unwrap();
+    let config = data_dir.path().join("factorwatch.toml");
+    let text = format!(
+        "[[okta.orgs]]\nname = \"acme\"\nhook_path = \"/okta/acme\"\nsecrets = [{ACME_SECRET:?}]\n\
+         [okta.orgs.rules]\nbuiltin = false\npaths = [{:?}]\n",
+        rules_dir.path()
+    );
+    std::fs::write(&config, text).unwrap();
+    let env = [("FACTORWATCH_CONFIG", config.to_str().unwrap())];
+    let server = ChildServer::start_with(data_dir.path(), free_port(), &env).await;
+    let url = format!("http://{}{}", server.addr, ACME.path);
+    let client = reqwest::Client::new();
+    let post = |event: Value| {
+        let request = client.post(&url).header(ACME.header, ACME.secret);
+        async move {
+            let response = request.json(&envelope(vec![event])).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        }
+    };
+    let user = &samples::users()[0];
+    let alerts_path = data_dir.path().join("orgs/acme/alerts.jsonl");
+    post(samples::session_start(user, "198.51.100.3")).await;
+    wait_for_alert_lines(&alerts_path, 1, Duration::from_secs(20)).await;
+
+    std::fs::write(&rule_file, PASSWORD_RULE).unwrap();
+    hangup(&server);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    post(samples::session_start(user, "198.51.100.3")).await;
+    post(samples::password_reset(user, Initiator::Admin)).await;
+    let alerts = wait_for_alert_lines(&alerts_path, 2, Duration::from_secs(20)).await;
+    let rules: Vec<&Value> = alerts.iter().map(|a| &a["rule"]["id"]).collect();
+    assert_eq!(rules, ["session-start", "password-reset"]);
+    assert!(alerts.iter().all(|a| a["org"] == "acme"));
 }
 
 /// `check-config` with two orgs, their secrets from a file and the environment; then the same
