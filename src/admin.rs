@@ -6,9 +6,12 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /dlq?sink=&id=` | dead-lettered alerts |
-//! | `POST /dlq/replay?sink=&id=` | move them back to their outbox, as new |
-//! | `POST /dlq/purge?sink=&id=&all=` | delete them for good (`all=true` needed without a filter) |
+//! | `GET /dlq?org=&sink=&id=` | dead-lettered alerts |
+//! | `POST /dlq/replay?org=&sink=&id=` | move them back to their outbox, as new |
+//! | `POST /dlq/purge?org=&sink=&id=&all=` | delete them for good (`all=true` needed without a filter) |
+//!
+//! Each org has its own spool, so a request is about one org: `org` names a `[[okta.orgs]]`
+//! org; without it, the top-level org.
 
 use std::sync::Arc;
 
@@ -30,17 +33,47 @@ use crate::spool::{OutboxEntry, Spool};
 /// What the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The spool holding the dead letters.
-    pub spool: Arc<Spool>,
+    /// Every org served, each with its spool and sinks.
+    pub orgs: Arc<[AdminOrg]>,
     /// The accepted bearer token, if one is configured.
     pub token: Option<Arc<SecretSet>>,
+}
+
+/// One org's dead letters: its spool and its sinks.
+#[derive(Clone)]
+pub struct AdminOrg {
+    /// The `[[okta.orgs]]` name; `None`: the top-level org.
+    pub org: Option<String>,
+    /// The spool holding the dead letters.
+    pub spool: Arc<Spool>,
     /// Each configured sink and the wake-up of its forwarder.
     pub sinks: Vec<(String, Arc<Notify>)>,
+}
+
+impl AdminState {
+    /// The org `selection` names, or why there is none (naming the orgs there are).
+    fn org(&self, selection: &Selection) -> Result<&AdminOrg, String> {
+        self.orgs
+            .iter()
+            .find(|org| org.org == selection.org)
+            .ok_or_else(|| {
+                let named: Vec<&str> = self.orgs.iter().filter_map(|o| o.org.as_deref()).collect();
+                match &selection.org {
+                    Some(org) => format!("no org named {org:?} is configured (orgs: {named:?})"),
+                    None => {
+                        format!("the top-level org is not served; name one of {named:?} with org=")
+                    }
+                }
+            })
+    }
 }
 
 /// Which dead letters a request is about.
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct Selection {
+    /// Of this `[[okta.orgs]]` org; unset: the top-level org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
     /// Only this sink's.
     pub sink: Option<String>,
     /// Only this alert's.
@@ -110,7 +143,11 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn list(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
-    match state.spool.dead_letters(selection.sink).await {
+    let org = match state.org(&selection) {
+        Ok(org) => org,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+    };
+    match org.spool.dead_letters(selection.sink).await {
         Ok(entries) => {
             let letters: Vec<DeadLetter> = entries
                 .into_iter()
@@ -129,8 +166,12 @@ async fn list(State(state): State<AdminState>, Query(selection): Query<Selection
 }
 
 async fn replay(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
+    let org = match state.org(&selection) {
+        Ok(org) => org,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+    };
     if let Some(sink) = &selection.sink
-        && !state.sinks.iter().any(|(name, _)| name == sink)
+        && !org.sinks.iter().any(|(name, _)| name == sink)
     {
         return failure(
             StatusCode::BAD_REQUEST,
@@ -139,11 +180,11 @@ async fn replay(State(state): State<AdminState>, Query(selection): Query<Selecti
     }
     // Only configured sinks' letters: others would wait in an outbox no forwarder reads.
     let mut replayed = 0;
-    for (name, wake) in &state.sinks {
+    for (name, wake) in &org.sinks {
         if selection.sink.as_ref().is_some_and(|wanted| wanted != name) {
             continue;
         }
-        match state
+        match org
             .spool
             .replay_dead_letters(Some(name.clone()), selection.id.clone())
             .await
@@ -156,7 +197,7 @@ async fn replay(State(state): State<AdminState>, Query(selection): Query<Selecti
             Err(err) => return failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
         }
     }
-    tracing::info!(replayed, "dead letters replayed");
+    tracing::info!(replayed, org = org.org.as_deref(), "dead letters replayed");
     axum::Json(json!({ "replayed": replayed })).into_response()
 }
 
@@ -167,13 +208,21 @@ async fn purge(State(state): State<AdminState>, Query(selection): Query<Selectio
             "name a sink or an alert id, or confirm purging every dead letter with all=true",
         );
     }
-    match state
+    let org = match state.org(&selection) {
+        Ok(org) => org,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+    };
+    match org
         .spool
         .purge_dead_letters(selection.sink, selection.id)
         .await
     {
         Ok(count) => {
-            tracing::warn!(purged = count, "dead letters purged");
+            tracing::warn!(
+                purged = count,
+                org = org.org.as_deref(),
+                "dead letters purged"
+            );
             axum::Json(json!({"purged": count})).into_response()
         }
         Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
@@ -185,6 +234,9 @@ async fn purge(State(state): State<AdminState>, Query(selection): Query<Selectio
 pub enum DlqCommand {
     /// List dead-lettered alerts.
     List {
+        /// Of this `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
         /// Only this sink's.
         #[arg(long)]
         sink: Option<String>,
@@ -194,6 +246,9 @@ pub enum DlqCommand {
     },
     /// Queue dead-lettered alerts for delivery again.
     Replay {
+        /// Of this `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
         /// Only this sink's.
         #[arg(long)]
         sink: Option<String>,
@@ -203,6 +258,9 @@ pub enum DlqCommand {
     },
     /// Delete dead-lettered alerts for good.
     Purge {
+        /// Of this `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
         /// Only this sink's.
         #[arg(long)]
         sink: Option<String>,
@@ -219,8 +277,9 @@ pub enum DlqCommand {
 pub async fn run_dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
     let client = AdminClient::new(config)?;
     match command {
-        DlqCommand::List { sink, json } => {
+        DlqCommand::List { org, sink, json } => {
             let selection = Selection {
+                org,
                 sink,
                 ..Default::default()
             };
@@ -233,8 +292,9 @@ pub async fn run_dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()>
                 print_table(&letters);
             }
         }
-        DlqCommand::Replay { sink, id } => {
+        DlqCommand::Replay { org, sink, id } => {
             let selection = Selection {
+                org,
                 sink,
                 id,
                 all: false,
@@ -247,8 +307,8 @@ pub async fn run_dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()>
                 answer["replayed"]
             );
         }
-        DlqCommand::Purge { sink, id, all } => {
-            let selection = Selection { sink, id, all };
+        DlqCommand::Purge { org, sink, id, all } => {
+            let selection = Selection { org, sink, id, all };
             let answer: serde_json::Value = client
                 .call(reqwest::Method::POST, "/dlq/purge", &selection)
                 .await?;

@@ -27,11 +27,25 @@ pub fn alert_id(rule_id: &str, event_key: &str) -> String {
     .to_string()
 }
 
+/// The alert id of `rule_id` on `event_key` as raised in `org`. Without an org (a single-org
+/// install) it is [`alert_id`] itself, so existing ids stay the same; with one, the org is part
+/// of the key, so the same event uuid in two orgs never yields the same id at a shared sink.
+pub fn org_alert_id(org: Option<&str>, rule_id: &str, event_key: &str) -> String {
+    match org {
+        None => alert_id(rule_id, event_key),
+        Some(org) => alert_id(rule_id, &format!("org:{org}\n{event_key}")),
+    }
+}
+
 /// One alert: a rule matched an Okta event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
-    /// Deterministic id, see [`alert_id`]. Sinks use it as their idempotency key.
+    /// Deterministic id, see [`org_alert_id`]. Sinks use it as their idempotency key.
     pub id: String,
+    /// The `[[okta.orgs]]` name of the org whose hook received the event; absent on the
+    /// top-level org of a single-org install, so its alerts read as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
     /// The rule that matched.
     pub rule: RuleRef,
     /// The alert's level: the rule's, raised when the context shows more risk (see `context`).
@@ -233,6 +247,7 @@ impl Alert {
         let event = matched.event;
         Alert {
             id: alert_id(&rule.id, matched.key),
+            org: None,
             rule: rule.clone(),
             level: rule.level,
             event: EventSummary {
@@ -286,6 +301,7 @@ impl Alert {
             "displayMessage": "Test alert sent by `factorwatch sinks test`", "published": now});
         Alert {
             id: alert_id(&rule.id, &event_uuid),
+            org: None,
             level: rule.level,
             rule,
             event: EventSummary {
@@ -340,6 +356,13 @@ impl Alert {
         text
     }
 
+    /// Marks the alert as raised in `org` (a `[[okta.orgs]]` name) and derives its id again
+    /// from the org, the rule and `event_key` (see [`org_alert_id`]).
+    pub fn in_org(&mut self, org: &str, event_key: &str) {
+        self.org = Some(org.to_owned());
+        self.id = org_alert_id(Some(org), &self.rule.id, event_key);
+    }
+
     /// The alert as one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an alert always serializes")
@@ -378,6 +401,22 @@ mod tests {
         assert_ne!(alert_id("r1", "e1"), alert_id("r1", "e2"));
         // The separator keeps ("a", "bc") and ("ab", "c") apart.
         assert_ne!(alert_id("a", "bc"), alert_id("ab", "c"));
+    }
+
+    #[test]
+    fn org_alert_ids_keep_orgs_apart_and_single_org_ids_unchanged() {
+        assert_eq!(org_alert_id(None, "r1", "e1"), alert_id("r1", "e1"));
+        assert_ne!(
+            org_alert_id(Some("acme"), "r1", "e1"),
+            org_alert_id(Some("globex"), "r1", "e1")
+        );
+        assert_ne!(org_alert_id(Some("acme"), "r1", "e1"), alert_id("r1", "e1"));
+        let mut alert = Alert::test_alert();
+        let single: Value = serde_json::from_str(&alert.to_json()).unwrap();
+        assert!(single.get("org").is_none(), "{single}");
+        alert.in_org("acme", "e1");
+        assert_eq!(alert.id, org_alert_id(Some("acme"), &alert.rule.id, "e1"));
+        assert!(alert.to_json().contains(r#""org":"acme""#));
     }
 
     #[test]

@@ -14,15 +14,17 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::admin::AdminOrg;
 use crate::cluster::SharedState;
-use crate::config::Config;
+use crate::config::{Config, PipelineConfig, RulesConfig};
 use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::guard::{Guard, RateLimit};
 use crate::http::serve::{ServeOptions, serve};
 use crate::http::tls::ReloadingTls;
-use crate::http::{AppState, router};
+use crate::http::{AppState, HookState, OrgStatus, router};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
@@ -36,10 +38,56 @@ pub struct Application {
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     tls: Option<ReloadingTls>,
-    spool: Arc<Spool>,
-    rules: SharedRules,
-    sinks: Vec<Arc<dyn Sink>>,
+    /// One per org served: the top-level org's first (when served), then each `[[okta.orgs]]`.
+    pipelines: Vec<Pipeline>,
     hangups: Hangups,
+}
+
+/// One org's pipeline, built and not yet running: its spool, rules and sinks. The top-level org
+/// and every `[[okta.orgs]]` org are built and run by the same code; they share nothing but the
+/// listener, the guard and the process.
+struct Pipeline {
+    config: PipelineConfig,
+    /// The org's name, as alerts, logs and metric labels carry it.
+    org: Option<Arc<str>>,
+    /// Where its batches, outbox and dead letters live.
+    spool: Arc<Spool>,
+    /// Its rules in force (reloaded on SIGHUP).
+    rules: SharedRules,
+    /// Its destinations, one forwarder each.
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+/// What a running pipeline hands to the HTTP server, the admin API and the shared workers.
+struct Started {
+    /// Its hook route's state.
+    hook: HookState,
+    /// What `/readyz` and `/metrics` report of it.
+    status: OrgStatus,
+    /// Its dead letters, for the admin API.
+    admin: AdminOrg,
+    /// Its rules, for SIGHUP.
+    reload: RulesReload,
+}
+
+/// What every pipeline's workers share.
+struct Shared<'a> {
+    /// `[server]` and `[delivery]` are the same for every org.
+    config: &'a Config,
+    /// This process's name in the cluster (one per data directory).
+    replica: &'a str,
+    /// Stops every detector and forwarder at shutdown.
+    stop_workers: &'a CancellationToken,
+}
+
+/// One org's rules, for reloading on SIGHUP.
+struct RulesReload {
+    /// Names the org in the reload's log line and metrics.
+    org: Option<Arc<str>>,
+    /// The set in force, swapped on a successful reload.
+    rules: SharedRules,
+    /// What to load again.
+    config: RulesConfig,
 }
 
 /// SIGHUP, caught from the moment the application starts building: SIGHUP's default action
@@ -61,19 +109,141 @@ fn catch_hangups() -> Hangups {
     }
 }
 
+impl Pipeline {
+    /// Loads the org's rules, builds its sinks (connecting to nothing yet) and opens its spool.
+    fn build(config: PipelineConfig, max_backlog_bytes: u64) -> anyhow::Result<Self> {
+        let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
+        let scope = |err| config.scoped(err);
+        let rules = RuleSet::load(&config.rules).map_err(scope)?;
+        record_rules_loaded(org.as_deref(), rules.len());
+        let sinks = config
+            .sinks
+            .iter()
+            .map(sinks::build)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(scope)?;
+        let spool = Spool::open(&config.data_dir, max_backlog_bytes)
+            .context("cannot open the spool")
+            .map_err(scope)?;
+        warn_about_stranded_alerts(&spool, &config.sinks);
+        Ok(Self {
+            org,
+            spool: Arc::new(spool),
+            rules: SharedRules::new(rules),
+            sinks,
+            config,
+        })
+    }
+
+    /// Logs what this org serves.
+    fn log_ready(&self) {
+        tracing::info!(
+            org = self.org.as_deref(),
+            hook_path = %self.config.hook_path,
+            rules = self.rules.current().len(),
+            sinks = ?self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            spool = %self.spool.path().display(),
+            backlog_batches = self.spool.backlog().batches,
+            "org served"
+        );
+    }
+
+    /// Spawns the org's detector and forwarders into `workers`; returns what the HTTP server,
+    /// the admin API and the SIGHUP handler need of this org.
+    fn start(self, shared: &Shared<'_>, workers: &mut JoinSet<()>) -> anyhow::Result<Started> {
+        let Pipeline {
+            config,
+            org,
+            spool,
+            rules,
+            sinks,
+        } = self;
+        let auth_header = config.auth_header.parse().with_context(|| {
+            format!("{}: auth_header is not a valid header name", config.label())
+        })?;
+        // Every log line of this org's workers names the org; the top-level org's stay as they were.
+        let span = match &org {
+            Some(name) => tracing::info_span!("org", org = %name),
+            None => tracing::Span::none(),
+        };
+        let detector_wake = Arc::new(Notify::new());
+        let forwarder_wakes: Vec<Arc<Notify>> =
+            sinks.iter().map(|_| Arc::new(Notify::new())).collect();
+        let shared_state = SharedState::new(&config.cluster, shared.replica).map(Arc::new);
+        let cluster_status = shared_state.as_ref().map(|state| state.status.clone());
+        let detector = Detector {
+            rules: rules.clone(),
+            spool: spool.clone(),
+            sinks: config.sinks.clone().into(),
+            dedup_window: config.rules.dedup_window,
+            privileged_users: config.rules.privileged_users.clone().into(),
+            forwarders: forwarder_wakes.clone(),
+            shared: shared_state,
+            org: org.clone(),
+        };
+        let stop = shared.stop_workers;
+        workers.spawn(
+            detector
+                .run(detector_wake.clone(), stop.clone())
+                .instrument(span.clone()),
+        );
+        let admin_sinks = sinks
+            .iter()
+            .map(|s| s.name().to_owned())
+            .zip(forwarder_wakes.iter().cloned())
+            .collect();
+        let health = SinkHealth::for_org(org.clone());
+        for (sink, wake) in sinks.into_iter().zip(forwarder_wakes) {
+            let forwarder = Forwarder {
+                sink,
+                spool: spool.clone(),
+                policy: RetryPolicy(shared.config.delivery.clone()),
+                health: health.clone(),
+            };
+            workers.spawn(forwarder.run(wake, stop.clone()).instrument(span.clone()));
+        }
+        let server = &shared.config.server;
+        Ok(Started {
+            hook: HookState {
+                org: org.clone(),
+                path: config.hook_path.clone(),
+                spool: spool.clone(),
+                secrets: Arc::new(SecretSet::new(&config.secrets)),
+                auth_header,
+                max_body_bytes: server.max_body_bytes,
+                request_timeout: server.request_timeout,
+                detector: detector_wake,
+            },
+            status: OrgStatus {
+                org: org.clone(),
+                spool: spool.clone(),
+                sink_health: health,
+                cluster: cluster_status,
+            },
+            admin: AdminOrg {
+                org: config.org.clone(),
+                spool,
+                sinks: admin_sinks,
+            },
+            reload: RulesReload {
+                org,
+                rules,
+                config: config.rules,
+            },
+        })
+    }
+}
+
 impl Application {
-    /// Opens the spool, loads the rules, builds the sinks and binds the listener. Fails before
-    /// anything runs if any part is misconfigured.
+    /// Opens every org's spool, loads its rules, builds its sinks and binds the listener. Fails
+    /// before anything runs if any part is misconfigured.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let hangups = catch_hangups();
         config.require_secret()?;
-        let rules = RuleSet::load(&config.rules)?;
-        metrics::gauge!("factorwatch_rules_loaded").set(rules.len() as f64);
-        let rules = SharedRules::new(rules);
-        let sinks = config
-            .effective_sinks()
-            .iter()
-            .map(sinks::build)
+        let pipelines = config
+            .pipelines()
+            .into_iter()
+            .map(|pipeline| Pipeline::build(pipeline, config.storage.max_backlog_bytes))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tls = config
             .server
@@ -82,10 +252,6 @@ impl Application {
             .map(ReloadingTls::new)
             .transpose()
             .context("server.tls")?;
-        let spool = Arc::new(
-            Spool::open(&config.storage.data_dir, config.storage.max_backlog_bytes)
-                .context("cannot open the spool")?,
-        );
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| {
@@ -101,25 +267,19 @@ impl Application {
             })?),
             false => None,
         };
+        pipelines.iter().for_each(Pipeline::log_ready);
         tracing::info!(
             listen = %listener.local_addr()?,
             tls = tls.is_some(),
-            hook_path = %config.server.hook_path,
-            rules = rules.current().len(),
-            sinks = ?sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            spool = %spool.path().display(),
-            backlog_batches = spool.backlog().batches,
+            orgs = pipelines.len(),
             "factorwatch ready"
         );
-        warn_about_stranded_alerts(&spool, &config);
         Ok(Self {
             config,
             listener,
             admin_listener,
             tls,
-            spool,
-            rules,
-            sinks,
+            pipelines,
             hangups,
         })
     }
@@ -148,54 +308,37 @@ impl Application {
             listener,
             admin_listener,
             tls,
-            spool,
-            rules,
-            sinks,
+            pipelines,
             hangups,
         } = self;
         let stop_workers = CancellationToken::new();
-        let detector_wake = Arc::new(Notify::new());
-        let forwarder_wakes: Vec<Arc<Notify>> =
-            sinks.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut workers = JoinSet::new();
-
+        let replica = replica_id(&config.storage.data_dir)?;
+        let shared = Shared {
+            config: &config,
+            replica: &replica,
+            stop_workers: &stop_workers,
+        };
+        let started = pipelines
+            .into_iter()
+            .map(|pipeline| pipeline.start(&shared, &mut workers))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (mut hooks, mut statuses, mut admin_orgs, mut reloads) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for one in started {
+            hooks.push(one.hook);
+            statuses.push(one.status);
+            admin_orgs.push(one.admin);
+            reloads.push(one.reload);
+        }
         workers.spawn(reload_rules_on_sighup(
-            rules.clone(),
-            config.rules.clone(),
+            reloads,
             hangups,
             stop_workers.clone(),
         ));
-        let shared =
-            SharedState::new(&config.cluster, &replica_id(&config.storage.data_dir)?).map(Arc::new);
-        let cluster_status = shared.as_ref().map(|shared| shared.status.clone());
-        let detector = Detector {
-            rules,
-            spool: spool.clone(),
-            sinks: config.effective_sinks().into(),
-            dedup_window: config.rules.dedup_window,
-            privileged_users: config.rules.privileged_users.clone().into(),
-            forwarders: forwarder_wakes.clone(),
-            shared,
-        };
-        workers.spawn(detector.run(detector_wake.clone(), stop_workers.clone()));
-        let admin_sinks: Vec<(String, Arc<Notify>)> = sinks
-            .iter()
-            .map(|s| s.name().to_owned())
-            .zip(forwarder_wakes.iter().cloned())
-            .collect();
-        let health = SinkHealth::default();
-        for (sink, wake) in sinks.into_iter().zip(forwarder_wakes) {
-            let forwarder = Forwarder {
-                sink,
-                spool: spool.clone(),
-                policy: RetryPolicy(config.delivery.clone()),
-                health: health.clone(),
-            };
-            workers.spawn(forwarder.run(wake, stop_workers.clone()));
-        }
         let guard = Guard::new(&config.server);
         workers.spawn(maintenance(
-            spool.clone(),
+            statuses.clone(),
             guard.rate_limit(),
             stop_workers.clone(),
         ));
@@ -210,23 +353,11 @@ impl Application {
 
         let shutting_down = Arc::new(AtomicBool::new(false));
         let state = AppState {
-            spool: spool.clone(),
-            secrets: Arc::new(SecretSet::new(&config.okta.secrets)),
-            auth_header: config.okta.auth_header.parse()?,
-            max_body_bytes: config.server.max_body_bytes,
-            request_timeout: config.server.request_timeout,
-            detector: detector_wake,
+            orgs: statuses.into(),
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: shutting_down.clone(),
-            sink_health: health,
-            cluster: cluster_status,
         };
-        let app = router(
-            state,
-            &config.server.hook_path,
-            config.server.request_timeout,
-            guard,
-        );
+        let app = router(state, hooks, config.server.request_timeout, guard);
 
         let http_done = CancellationToken::new();
         let drain_delay = config.server.shutdown_drain_delay;
@@ -246,13 +377,12 @@ impl Application {
         let mut admin_task = None;
         if let Some(admin_listener) = admin_listener {
             let admin = crate::admin::router(crate::admin::AdminState {
-                spool: spool.clone(),
+                orgs: admin_orgs.into(),
                 token: config
                     .server
                     .admin_token
                     .as_ref()
                     .map(|token| Arc::new(SecretSet::new([token]))),
-                sinks: admin_sinks,
             });
             let stop = http_done.clone().cancelled_owned();
             admin_task = Some(tokio::spawn(async move {
@@ -275,22 +405,30 @@ impl Application {
 
         stop_workers.cancel();
         while workers.join_next().await.is_some() {}
-        // The admin API holds the spool too: wait for it (within the grace), so that the spool is
-        // closed, and can be opened again by a restart on the same data_dir, once this returns.
+        // The admin API holds the spools too: wait for it (within the grace), so that every
+        // spool is closed, and can be opened again by a restart on the same data_dir, once this
+        // returns. The router, holding the hooks' spools, was dropped when the server stopped.
         if let Some(admin_task) = admin_task {
             let _ = tokio::time::timeout(grace, admin_task).await;
         }
-        drop(spool);
         tracing::info!("stopped cleanly");
         Ok(())
     }
 }
 
-/// Reloads the rules on SIGHUP, without stopping intake or detection. A reload that fails keeps
-/// the rules in force and logs why.
+/// The `factorwatch_rules_loaded` gauge of `org`.
+fn record_rules_loaded(org: Option<&str>, count: usize) {
+    metrics::gauge!(
+        "factorwatch_rules_loaded",
+        crate::telemetry::org_labels(org, &[])
+    )
+    .set(count as f64);
+}
+
+/// Reloads every org's rules on SIGHUP, without stopping intake or detection. A reload that
+/// fails keeps that org's rules in force and logs why; the other orgs' reloads go on.
 async fn reload_rules_on_sighup(
-    rules: SharedRules,
-    config: crate::config::RulesConfig,
+    reloads: Vec<RulesReload>,
     hangups: Hangups,
     shutdown: CancellationToken,
 ) {
@@ -304,42 +442,52 @@ async fn reload_rules_on_sighup(
                 _ = hangups.recv() => {}
                 _ = shutdown.cancelled() => return,
             }
-            let (shared, config) = (rules.clone(), config.clone());
-            let outcome = tokio::task::spawn_blocking(move || shared.reload(&config)).await;
-            match outcome {
-                Ok(Ok(count)) => {
-                    metrics::gauge!("factorwatch_rules_loaded").set(count as f64);
-                    tracing::info!(rules = count, "rules reloaded on SIGHUP");
-                }
-                Ok(Err(err)) => {
-                    metrics::counter!("factorwatch_rule_reload_failures_total").increment(1);
-                    tracing::error!(
-                        error = format!("{err:#}"),
-                        kept = rules.current().len(),
-                        "rules reload failed; the previous rules stay in force"
-                    );
-                }
-                Err(err) => tracing::error!(error = %err, "rules reload task failed"),
+            for reload in &reloads {
+                reload_rules(reload).await;
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (rules, config, hangups);
+        let _ = (reloads, hangups);
         shutdown.cancelled().await;
     }
 }
 
+/// Reloads one org's rules, off the async threads (compiling rules takes a while).
+#[cfg(unix)]
+async fn reload_rules(reload: &RulesReload) {
+    let org = reload.org.as_deref();
+    let (shared, config) = (reload.rules.clone(), reload.config.clone());
+    let outcome = tokio::task::spawn_blocking(move || shared.reload(&config)).await;
+    match outcome {
+        Ok(Ok(count)) => {
+            record_rules_loaded(org, count);
+            tracing::info!(org, rules = count, "rules reloaded on SIGHUP");
+        }
+        Ok(Err(err)) => {
+            metrics::counter!(
+                "factorwatch_rule_reload_failures_total",
+                crate::telemetry::org_labels(org, &[])
+            )
+            .increment(1);
+            tracing::error!(
+                org,
+                error = format!("{err:#}"),
+                kept = reload.rules.current().len(),
+                "rules reload failed; the previous rules stay in force"
+            );
+        }
+        Err(err) => tracing::error!(org, error = %err, "rules reload task failed"),
+    }
+}
+
 /// Alerts queued for a sink that is no longer configured would wait forever: say so at start.
-fn warn_about_stranded_alerts(spool: &Spool, config: &Config) {
-    let configured: Vec<String> = config
-        .effective_sinks()
-        .iter()
-        .map(|s| s.name().to_owned())
-        .collect();
+fn warn_about_stranded_alerts(spool: &Spool, configured: &[crate::config::SinkConfig]) {
     for (sink, counts) in spool.backlog().sinks {
-        if counts.pending > 0 && !configured.contains(&sink) {
+        if counts.pending > 0 && !configured.iter().any(|s| s.name() == sink) {
             tracing::warn!(
+                spool = %spool.path().display(),
                 sink = %sink,
                 pending = counts.pending,
                 "alerts wait in the outbox of a sink that is no longer configured; add the sink \
@@ -363,10 +511,10 @@ fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Periodic housekeeping: forgets expired de-duplication keys and idle rate-limit buckets, and
-/// refreshes the backlog gauges.
+/// Periodic housekeeping: forgets expired de-duplication keys (in every org's spool) and idle
+/// rate-limit buckets, and refreshes the backlog gauges.
 async fn maintenance(
-    spool: Arc<Spool>,
+    orgs: Vec<OrgStatus>,
     rate_limit: Option<Arc<RateLimit>>,
     shutdown: CancellationToken,
 ) {
@@ -375,15 +523,20 @@ async fn maintenance(
             _ = tokio::time::sleep(MAINTENANCE_EVERY) => {}
             _ = shutdown.cancelled() => return,
         }
-        match spool.prune_seen(crate::clock::now_ms(), 10_000).await {
-            Ok(0) => {}
-            Ok(forgotten) => tracing::debug!(forgotten, "pruned expired de-duplication keys"),
-            Err(err) => tracing::error!(error = %err, "spool maintenance failed"),
+        for OrgStatus { org, spool, .. } in &orgs {
+            let org = org.as_deref();
+            match spool.prune_seen(crate::clock::now_ms(), 10_000).await {
+                Ok(0) => {}
+                Ok(forgotten) => {
+                    tracing::debug!(org, forgotten, "pruned expired de-duplication keys")
+                }
+                Err(err) => tracing::error!(org, error = %err, "spool maintenance failed"),
+            }
+            crate::telemetry::record_backlog(&spool.backlog(), org);
         }
         if let Some(rate_limit) = &rate_limit {
             rate_limit.forget_idle();
         }
-        crate::telemetry::record_backlog(&spool.backlog());
         crate::telemetry::metrics_handle().run_upkeep();
     }
 }

@@ -30,6 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::ServerUrl;
 use crate::sinks::lazy::LazyClient;
 
+/// The `key_prefix` when none is configured.
+pub const DEFAULT_KEY_PREFIX: &str = "factorwatch:";
+
 /// `[cluster]`: where replicas share state.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,7 +202,7 @@ impl SharedState {
             prefix: config
                 .key_prefix
                 .clone()
-                .unwrap_or_else(|| "factorwatch:".into()),
+                .unwrap_or_else(|| DEFAULT_KEY_PREFIX.into()),
             replica: replica.to_owned(),
             status: Arc::default(),
         })

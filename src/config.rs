@@ -149,6 +149,9 @@ impl Default for ServerConfig {
 }
 
 /// `[okta]`: authentication of Okta's requests.
+///
+/// The keys here are the top-level org's, served on `server.hook_path`. More orgs, each on its
+/// own path, are `[[okta.orgs]]` blocks.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OktaConfig {
@@ -160,14 +163,100 @@ pub struct OktaConfig {
     /// A file holding accepted secrets, one per line (blank lines and `#` comments ignored), read at
     /// start; added to `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
     pub secrets_file: Option<PathBuf>,
+    /// More Okta orgs, each with its own hook path, secrets, rules, sinks and spool. With orgs
+    /// set, the top-level org above is served only when it has secrets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orgs: Vec<OrgConfig>,
 }
 
 impl Default for OktaConfig {
     fn default() -> Self {
         Self {
-            auth_header: "Authorization".into(),
+            auth_header: default_auth_header(),
             secrets: Vec::new(),
             secrets_file: None,
+            orgs: Vec::new(),
+        }
+    }
+}
+
+fn default_auth_header() -> String {
+    "Authorization".into()
+}
+
+/// One `[[okta.orgs]]` block: an Okta org (a tenant, a customer) served on its own hook path,
+/// with its own secrets, rules, sinks and spool. A secret of one org never opens another's path,
+/// and its alerts reach only its own sinks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    /// The org's name: lowercase letters, digits and `-`, unique. Alerts carry it as `org`; its
+    /// spool lives in `<data_dir>/orgs/<name>/`.
+    pub name: String,
+    /// The URL path this org's Event Hook calls (GET to verify, POST to deliver). Unique, and
+    /// neither `server.hook_path` nor `/healthz`, `/readyz`, `/metrics`.
+    pub hook_path: String,
+    /// The header this org's hook puts its secret in (its "Authentication field").
+    #[serde(default = "default_auth_header")]
+    pub auth_header: String,
+    /// Every value accepted as this org's "Authentication secret" (old and new while rotating);
+    /// `"${NAME}"` reads the environment variable `NAME`. Accepted on this org's path only.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// A file holding more of this org's secrets, one per line (blank lines and `#` comments
+    /// ignored), read at start; added to `secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
+    /// This org's detection, a whole `[okta.orgs.rules]` block (unset keys take the `[rules]`
+    /// defaults, not the top-level block's values). Unset: the top-level `[rules]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesConfig>,
+    /// Where this org's alerts go (`[[okta.orgs.sinks]]`, the keys of `[[sinks]]`). Empty: one
+    /// file sink writing `<data_dir>/orgs/<name>/alerts.jsonl`. The top-level `[[sinks]]` never
+    /// receive this org's alerts.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One org's pipeline with every default resolved: what the application builds a hook, a spool,
+/// a detector and forwarders from. [`Config::pipelines`] lists them.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The `[[okta.orgs]]` name; `None` for the top-level org (`[okta]`, `[rules]`, `[[sinks]]`
+    /// on `server.hook_path`).
+    pub org: Option<String>,
+    /// The path its hook is served on.
+    pub hook_path: String,
+    /// The header its secret comes in.
+    pub auth_header: String,
+    /// The secrets its path accepts (secret files already read).
+    pub secrets: Vec<Secret>,
+    /// Its rules.
+    pub rules: RulesConfig,
+    /// Its sinks, the default alert file when none is configured.
+    pub sinks: Vec<SinkConfig>,
+    /// The directory of its spool (and default alert file).
+    pub data_dir: PathBuf,
+    /// `[cluster]`, with a key prefix of its own for a named org, so that two orgs never
+    /// de-duplicate each other's events.
+    pub cluster: crate::cluster::ClusterConfig,
+}
+
+impl PipelineConfig {
+    /// How messages name this org: `okta.orgs "acme"`, or `the top-level org`.
+    pub fn label(&self) -> String {
+        match &self.org {
+            Some(name) => format!("okta.orgs {name:?}"),
+            None => "the top-level org".to_owned(),
+        }
+    }
+
+    /// `err` with the org it is about, for a named org; the top-level org's errors read as they
+    /// did before `[[okta.orgs]]` existed.
+    pub fn scoped(&self, err: anyhow::Error) -> anyhow::Error {
+        match &self.org {
+            Some(_) => err.context(self.label()),
+            None => err,
         }
     }
 }
@@ -506,31 +595,26 @@ impl Config {
         Ok(())
     }
 
+    /// Adds the secrets of `okta.secrets_file` and of each org's `secrets_file`.
     fn load_secrets_file(&mut self) -> anyhow::Result<()> {
-        let Some(path) = &self.okta.secrets_file else {
-            return Ok(());
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("okta.secrets_file: cannot read {}", path.display()))?;
-        let from_file = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .map(Secret::new);
-        self.okta.secrets.extend(from_file);
+        let okta = &mut self.okta;
+        if let Some(path) = &okta.secrets_file {
+            okta.secrets
+                .extend(read_secrets_file(path, "okta.secrets_file")?);
+        }
+        for org in &mut okta.orgs {
+            if let Some(path) = &org.secrets_file {
+                let key = format!("okta.orgs {:?}: secrets_file", org.name);
+                org.secrets.extend(read_secrets_file(path, &key)?);
+            }
+        }
         Ok(())
     }
 
     /// Checks what the types alone cannot. Each error names the key at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.cluster.validate()?;
-        let hook = &self.server.hook_path;
-        if !hook.starts_with('/') || hook.len() < 2 {
-            bail!("server.hook_path = {hook:?}: must be a path such as \"/okta/events\"");
-        }
-        if ["/healthz", "/readyz", "/metrics"].contains(&hook.as_str()) {
-            bail!("server.hook_path = {hook:?}: collides with a built-in endpoint");
-        }
+        check_hook_path("server.hook_path", &self.server.hook_path)?;
         if self.server.admin_enabled
             && !self.server.admin_listen.ip().is_loopback()
             && self.server.admin_token.is_none()
@@ -543,20 +627,7 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             bail!("server.max_body_bytes must be greater than 0");
         }
-        if self
-            .okta
-            .auth_header
-            .parse::<axum::http::HeaderName>()
-            .is_err()
-        {
-            bail!(
-                "okta.auth_header = {:?}: not a valid HTTP header name",
-                self.okta.auth_header
-            );
-        }
-        if self.okta.secrets.iter().any(|s| s.expose().is_empty()) {
-            bail!("okta.secrets: an empty secret would let anyone in; remove it");
-        }
+        check_auth("okta", &self.okta.auth_header, &self.okta.secrets)?;
         if self.delivery.max_attempts == 0 {
             bail!("delivery.max_attempts must be at least 1");
         }
@@ -573,21 +644,43 @@ impl Config {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             bail!("log.level = {:?}: {err}", self.log.level);
         }
+        check_sinks("sinks", &self.sinks)?;
+        self.validate_orgs()
+    }
+
+    /// The `[[okta.orgs]]` blocks: names, paths, auth and sinks. Each error names the org.
+    fn validate_orgs(&self) -> anyhow::Result<()> {
         let mut names = std::collections::HashSet::new();
-        for sink in &self.sinks {
-            if sink.name().is_empty() {
-                bail!("sinks: a sink has an empty name");
+        let mut paths = std::collections::HashMap::new();
+        for org in &self.okta.orgs {
+            let name = &org.name;
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid_name {
+                bail!("okta.orgs: name {name:?} must be lowercase letters, digits and '-'");
             }
-            if !names.insert(sink.name()) {
+            if !names.insert(name.as_str()) {
+                bail!("okta.orgs: two orgs are named {name:?}; names must be unique");
+            }
+            let key = format!("okta.orgs {name:?}");
+            check_hook_path(&format!("{key}: hook_path"), &org.hook_path)?;
+            if org.hook_path == self.server.hook_path {
                 bail!(
-                    "sinks: two sinks are named {:?}; names must be unique",
-                    sink.name()
+                    "{key}: hook_path {:?} is server.hook_path, the top-level org's path; give \
+                     each org its own",
+                    org.hook_path
                 );
             }
-        }
-        // Building a sink checks its keys without connecting to anything.
-        for sink in &self.sinks {
-            crate::sinks::build(sink).with_context(|| format!("sinks: sink {:?}", sink.name()))?;
+            if let Some(other) = paths.insert(org.hook_path.as_str(), name) {
+                bail!(
+                    "{key}: hook_path {:?} is also okta.orgs {other:?}'s; paths must be unique",
+                    org.hook_path
+                );
+            }
+            check_auth(&key, &org.auth_header, &org.secrets)?;
+            check_sinks(&format!("{key}: sinks"), &org.sinks)?;
         }
         Ok(())
     }
@@ -618,9 +711,19 @@ impl Config {
         Ok(())
     }
 
-    /// Fails with instructions when no secret is configured: `serve` must not run open.
+    /// Fails with instructions when no secret is configured: `serve` must not run open. With
+    /// `[[okta.orgs]]`, every org needs a secret, and the top-level org may have none (it is then
+    /// not served).
     pub fn require_secret(&self) -> anyhow::Result<()> {
-        if self.okta.secrets.is_empty() {
+        if let Some(org) = self.okta.orgs.iter().find(|org| org.secrets.is_empty()) {
+            bail!(
+                "okta.orgs {:?}: no secret is configured, so its hook would refuse every request. \
+                 Set the \"Authentication secret\" of this org's Event Hook as its secrets \
+                 (\"${{ENV_VAR}}\" reads a variable) or secrets_file",
+                org.name
+            );
+        }
+        if self.okta.secrets.is_empty() && self.okta.orgs.is_empty() {
             bail!(
                 "no Okta secret is configured, so every request would be refused.\n\
                  Set the value you entered as the hook's \"Authentication secret\" in Okta, one of:\n  \
@@ -632,24 +735,144 @@ impl Config {
         Ok(())
     }
 
-    /// The sinks in effect: the configured ones, or the default alert file.
+    /// The top-level org's sinks in effect: the configured ones, or the default alert file.
     pub fn effective_sinks(&self) -> Vec<SinkConfig> {
-        if self.sinks.is_empty() {
-            vec![SinkConfig::file(
-                "alerts-file",
-                self.storage.data_dir.join("alerts.jsonl"),
-            )]
-        } else {
-            self.sinks.clone()
-        }
+        sinks_or_default(&self.sinks, &self.storage.data_dir)
     }
 
-    /// The configuration as TOML with every secret replaced by `<redacted>`.
+    /// The directory of the spool (and default alert file) of the org named `org`.
+    pub fn org_data_dir(&self, org: &str) -> PathBuf {
+        self.storage.data_dir.join("orgs").join(org)
+    }
+
+    /// Every org to serve, defaults resolved: the top-level org first (unless `[[okta.orgs]]`
+    /// are configured and it has no secret), then each `[[okta.orgs]]` in order.
+    pub fn pipelines(&self) -> Vec<PipelineConfig> {
+        let top_level =
+            (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| PipelineConfig {
+                org: None,
+                hook_path: self.server.hook_path.clone(),
+                auth_header: self.okta.auth_header.clone(),
+                secrets: self.okta.secrets.clone(),
+                rules: self.rules.clone(),
+                sinks: self.effective_sinks(),
+                data_dir: self.storage.data_dir.clone(),
+                cluster: self.cluster.clone(),
+            });
+        let orgs = self.okta.orgs.iter().map(|org| {
+            let data_dir = self.org_data_dir(&org.name);
+            let mut cluster = self.cluster.clone();
+            let prefix = cluster
+                .key_prefix
+                .as_deref()
+                .unwrap_or(crate::cluster::DEFAULT_KEY_PREFIX);
+            cluster.key_prefix = Some(format!("{prefix}org:{}:", org.name));
+            PipelineConfig {
+                org: Some(org.name.clone()),
+                hook_path: org.hook_path.clone(),
+                auth_header: org.auth_header.clone(),
+                secrets: org.secrets.clone(),
+                rules: org.rules.clone().unwrap_or_else(|| self.rules.clone()),
+                sinks: sinks_or_default(&org.sinks, &data_dir),
+                data_dir,
+                cluster,
+            }
+        });
+        top_level.into_iter().chain(orgs).collect()
+    }
+
+    /// The pipeline of the org named `org` (`None`: the top-level org), if it is served.
+    pub fn pipeline(&self, org: Option<&str>) -> anyhow::Result<PipelineConfig> {
+        self.pipelines()
+            .into_iter()
+            .find(|pipeline| pipeline.org.as_deref() == org)
+            .ok_or_else(|| match org {
+                Some(org) => anyhow::anyhow!("no [[okta.orgs]] org is named {org:?}"),
+                None => anyhow::anyhow!(
+                    "the top-level org is not served ([[okta.orgs]] are set and [okta] has no \
+                     secret); name an org"
+                ),
+            })
+    }
+
+    /// The configuration as TOML with every secret replaced by `<redacted>`, and the default
+    /// alert files shown where no sink is configured.
     pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
         let mut effective = self.clone();
         effective.sinks = self.effective_sinks();
+        for org in &mut effective.okta.orgs {
+            org.sinks = sinks_or_default(&org.sinks, &self.org_data_dir(&org.name));
+        }
         Ok(toml::to_string_pretty(&effective)?)
     }
+}
+
+/// `sinks`, or when there are none the default alert file in `data_dir`.
+fn sinks_or_default(sinks: &[SinkConfig], data_dir: &Path) -> Vec<SinkConfig> {
+    if sinks.is_empty() {
+        vec![SinkConfig::file(
+            "alerts-file",
+            data_dir.join("alerts.jsonl"),
+        )]
+    } else {
+        sinks.to_vec()
+    }
+}
+
+/// Checks a hook path (`key` names it in the error): a path, and no built-in endpoint's.
+fn check_hook_path(key: &str, path: &str) -> anyhow::Result<()> {
+    if !path.starts_with('/') || path.len() < 2 {
+        bail!("{key} = {path:?}: must be a path such as \"/okta/events\"");
+    }
+    if ["/healthz", "/readyz", "/metrics"].contains(&path) {
+        bail!("{key} = {path:?}: collides with a built-in endpoint");
+    }
+    Ok(())
+}
+
+/// Checks an org's auth header and secrets; `key` (`okta`, `okta.orgs "acme"`) prefixes errors.
+fn check_auth(key: &str, auth_header: &str, secrets: &[Secret]) -> anyhow::Result<()> {
+    if auth_header.parse::<axum::http::HeaderName>().is_err() {
+        bail!("{key}.auth_header = {auth_header:?}: not a valid HTTP header name");
+    }
+    if secrets.iter().any(|s| s.expose().is_empty()) {
+        bail!("{key}.secrets: an empty secret would let anyone in; remove it");
+    }
+    Ok(())
+}
+
+/// Checks a list of sinks (`key` names it in errors): unique, non-empty names, and each sink's
+/// keys, by building it, which connects to nothing.
+fn check_sinks(key: &str, sinks: &[SinkConfig]) -> anyhow::Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for sink in sinks {
+        if sink.name().is_empty() {
+            bail!("{key}: a sink has an empty name");
+        }
+        if !names.insert(sink.name()) {
+            bail!(
+                "{key}: two sinks are named {:?}; names must be unique",
+                sink.name()
+            );
+        }
+    }
+    for sink in sinks {
+        crate::sinks::build(sink).with_context(|| format!("{key}: sink {:?}", sink.name()))?;
+    }
+    Ok(())
+}
+
+/// The secrets in the file at `path`, one per line (blank lines and `#` comments ignored).
+/// `key` names the setting in the error.
+fn read_secrets_file(path: &Path, key: &str) -> anyhow::Result<Vec<Secret>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(Secret::new)
+        .collect())
 }
 
 fn split_secrets(list: &str, separator: char) -> Vec<Secret> {
@@ -953,5 +1176,143 @@ mod tests {
             panic!("not redis");
         };
         assert_eq!(redis.url.expose(), "rediss://:redis-pass@127.0.0.1:6380/2");
+    }
+
+    const TWO_ORGS: &str = r#"
+        [okta]
+        [[okta.orgs]]
+        name = "acme"
+        hook_path = "/okta/acme"
+        secrets = ["acme-s3cret"]
+        [okta.orgs.rules]
+        builtin_correlations = false
+        [[okta.orgs]]
+        name = "globex"
+        hook_path = "/okta/globex"
+        auth_header = "X-Okta-Auth"
+        secrets = ["globex-s3cret"]
+        [[okta.orgs.sinks]]
+        name = "globex-file"
+        type = "file"
+        path = "/tmp/globex.jsonl"
+        [cluster]
+        mode = "redis"
+        url = "redis://127.0.0.1:6379"
+        "#;
+
+    #[test]
+    fn orgs_resolve_to_one_pipeline_each() {
+        let config = Config::from_toml(TWO_ORGS).unwrap();
+        config.validate().unwrap();
+        config.require_secret().unwrap();
+        let pipelines = config.pipelines();
+        let names: Vec<_> = pipelines.iter().map(|p| p.org.as_deref()).collect();
+        assert_eq!(
+            names,
+            [Some("acme"), Some("globex")],
+            "no top-level secret: not served"
+        );
+        let (acme, globex) = (&pipelines[0], &pipelines[1]);
+        assert_eq!(acme.data_dir, Path::new("./data/orgs/acme"));
+        assert_eq!(acme.auth_header, "Authorization");
+        assert!(!acme.rules.builtin_correlations, "its own rules");
+        assert!(globex.rules.builtin_correlations, "the top-level rules");
+        assert_eq!(acme.sinks[0].name(), "alerts-file");
+        let SinkKind::File(file) = &acme.sinks[0].kind else {
+            panic!("default sink is a file")
+        };
+        assert_eq!(file.path, Path::new("./data/orgs/acme/alerts.jsonl"));
+        assert_eq!(globex.sinks[0].name(), "globex-file");
+        assert_eq!(globex.auth_header, "X-Okta-Auth");
+        assert_eq!(
+            globex.cluster.key_prefix.as_deref(),
+            Some("factorwatch:org:globex:")
+        );
+
+        let mut with_top_level = config.clone();
+        with_top_level.okta.secrets = vec![Secret::new("top-s3cret")];
+        let pipelines = with_top_level.pipelines();
+        assert_eq!(pipelines.len(), 3);
+        assert_eq!(pipelines[0].org, None);
+        assert_eq!(pipelines[0].cluster.key_prefix, None, "unchanged");
+        assert!(with_top_level.pipeline(Some("globex")).is_ok());
+        assert!(config.pipeline(None).is_err());
+    }
+
+    #[test]
+    fn duplicate_org_names_and_paths_are_refused_by_name() {
+        let twice = TWO_ORGS.replace("\"globex\"", "\"acme\"");
+        let err = Config::from_toml(&twice).unwrap().validate().unwrap_err();
+        assert!(
+            err.to_string().contains("two orgs are named \"acme\""),
+            "{err}"
+        );
+        let same_path = TWO_ORGS.replace("/okta/globex", "/okta/acme");
+        let err = Config::from_toml(&same_path)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("\"globex\"") && message.contains("\"acme\""),
+            "{message}"
+        );
+        assert!(message.contains("/okta/acme"), "{message}");
+        let top_path = TWO_ORGS.replace("/okta/globex", "/okta/events");
+        let err = Config::from_toml(&top_path)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("server.hook_path"), "{err}");
+        let builtin = TWO_ORGS.replace("/okta/globex", "/metrics");
+        let err = Config::from_toml(&builtin).unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("built-in endpoint"), "{err}");
+        let bad_name = TWO_ORGS.replace("\"globex\"", "\"Globex Corp\"");
+        let err = Config::from_toml(&bad_name)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("Globex Corp"), "{err}");
+        let bad_sink = TWO_ORGS.replace(
+            "type = \"file\"\n        path = \"/tmp/globex.jsonl\"",
+            "type = \"nats\"\nsubject = \"a.*\"",
+        );
+        let err = format!(
+            "{:#}",
+            Config::from_toml(&bad_sink)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("okta.orgs \"globex\"") && err.contains("globex-file"),
+            "{err}"
+        );
+        let err = Config::from_toml(&TWO_ORGS.replace("auth_header", "auth_headr")).unwrap_err();
+        assert!(err.to_string().contains("auth_headr"), "{err}");
+    }
+
+    #[test]
+    fn every_org_needs_a_secret_and_none_prints() {
+        let config = Config::from_toml(TWO_ORGS).unwrap();
+        let shown = format!("{config:?}\n{}", config.to_redacted_toml().unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("[[okta.orgs]]"), "{shown}");
+        assert!(
+            shown.contains("orgs/acme/alerts.jsonl"),
+            "default sink shown: {shown}"
+        );
+        let reparsed = Config::from_toml(&config.to_redacted_toml().unwrap()).unwrap();
+        assert_eq!(reparsed.okta.orgs.len(), 2);
+        let mut no_secret = config.clone();
+        no_secret.okta.orgs[1].secrets.clear();
+        let err = no_secret.require_secret().unwrap_err().to_string();
+        assert!(err.contains("\"globex\""), "{err}");
+        let empty = TWO_ORGS.replace("\"globex-s3cret\"", "\"\"");
+        let err = Config::from_toml(&empty).unwrap().validate().unwrap_err();
+        assert!(
+            err.to_string().contains("okta.orgs \"globex\".secrets"),
+            "{err}"
+        );
     }
 }

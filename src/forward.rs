@@ -38,21 +38,41 @@ pub struct SinkStatus {
     pub last_error_at: Option<String>,
 }
 
-/// The status of every sink, shared by the forwarders and the HTTP server.
+/// The status of every sink of one org, shared by its forwarders and the HTTP server.
 #[derive(Debug, Clone, Default)]
-pub struct SinkHealth(Arc<std::sync::Mutex<std::collections::BTreeMap<String, SinkStatus>>>);
+pub struct SinkHealth {
+    statuses: Arc<std::sync::Mutex<std::collections::BTreeMap<String, SinkStatus>>>,
+    /// The `[[okta.orgs]]` name the sinks serve (labels their metrics); `None`: the top-level org.
+    org: Option<Arc<str>>,
+}
 
 impl SinkHealth {
+    /// The health of the sinks of `org` (`None`: the top-level org).
+    pub fn for_org(org: Option<Arc<str>>) -> Self {
+        Self {
+            statuses: Arc::default(),
+            org,
+        }
+    }
+
     /// A copy of every sink's status.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, SinkStatus> {
-        self.0.lock().expect("sink health lock poisoned").clone()
+        self.statuses
+            .lock()
+            .expect("sink health lock poisoned")
+            .clone()
+    }
+
+    /// The labels of `sink`'s metrics: two orgs may each have a sink of the same name.
+    fn labels(&self, sink: &str) -> Vec<metrics::Label> {
+        crate::telemetry::org_labels(self.org.as_deref(), &[("sink", sink)])
     }
 
     fn record(&self, sink: &str, error: Option<&DeliveryError>) {
-        let mut all = self.0.lock().expect("sink health lock poisoned");
+        let mut all = self.statuses.lock().expect("sink health lock poisoned");
         let status = all.entry(sink.to_owned()).or_default();
         status.failing = error.is_some();
-        metrics::gauge!("factorwatch_sink_up", "sink" => sink.to_owned()).set(if error.is_some() {
+        metrics::gauge!("factorwatch_sink_up", self.labels(sink)).set(if error.is_some() {
             0.0
         } else {
             1.0
@@ -61,8 +81,11 @@ impl SinkHealth {
             let now = now_ms();
             status.last_error = Some(error.to_string());
             status.last_error_at = Some(crate::clock::rfc3339(now));
-            metrics::gauge!("factorwatch_sink_last_error_timestamp_seconds", "sink" => sink.to_owned())
-                .set(now as f64 / 1000.0);
+            metrics::gauge!(
+                "factorwatch_sink_last_error_timestamp_seconds",
+                self.labels(sink)
+            )
+            .set(now as f64 / 1000.0);
         }
     }
 }
@@ -200,9 +223,8 @@ impl Forwarder {
     }
 
     async fn publish(&self, entry: &OutboxEntry) -> Result<(), DeliveryError> {
-        let name = self.sink.name().to_owned();
-        metrics::counter!("factorwatch_delivery_attempts_total", "sink" => name.clone())
-            .increment(1);
+        let labels = self.health.labels(self.sink.name());
+        metrics::counter!("factorwatch_delivery_attempts_total", labels.clone()).increment(1);
         let payload = entry.record.alert.get();
         let result = match serde_json::from_str::<Alert>(payload) {
             Ok(alert) => {
@@ -218,7 +240,7 @@ impl Forwarder {
             ))),
         };
         if result.is_err() {
-            metrics::counter!("factorwatch_delivery_failures_total", "sink" => name).increment(1);
+            metrics::counter!("factorwatch_delivery_failures_total", labels).increment(1);
         }
         self.health.record(self.sink.name(), result.as_ref().err());
         result
@@ -259,7 +281,7 @@ impl Forwarder {
             AfterFailure::DeadLetter(reason) => {
                 record.last_error = Some(format!("{reason}; last error: {error}"));
                 self.spool.dead_letter(entry).await?;
-                metrics::counter!("factorwatch_dead_letters_total", "sink" => name.to_owned())
+                metrics::counter!("factorwatch_dead_letters_total", self.health.labels(name))
                     .increment(1);
                 tracing::error!(sink = name, alert_id = %entry.record.alert_id, %reason,
                     "alert moved to the dead-letter table; see `factorwatch dlq list`");

@@ -9,7 +9,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`http`] | the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the axum router: the hook endpoint (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
+//! | [`http`] | the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the axum router: the hook endpoint of each org (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
 //! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
 //! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, realistic sample events |
 //! | [`spool`] | the embedded durable store (redb) and its group-commit writer: batches, outbox, dead letters, de-dup window |
@@ -18,8 +18,8 @@
 //! | [`alert`] | the alert schema and its deterministic id |
 //! | [`forward`] | the per-sink delivery loop: backoff, retry, dead-letter |
 //! | [`sinks`] | the `Sink` trait and one module per destination |
-//! | [`config`] | TOML configuration, environment overrides, validation |
-//! | [`app`] | wiring and graceful shutdown |
+//! | [`config`] | TOML configuration, environment overrides, validation; `[[okta.orgs]]` resolved into one pipeline per org |
+//! | [`app`] | wiring (one pipeline per org: spool, rules, sinks, detector, forwarders) and graceful shutdown |
 //! | [`admin`] | the admin API (dead letters) and the `dlq` commands that call it |
 //! | [`telemetry`] | logging and Prometheus metrics |
 //! | [`simulate`] | plays Okta against a running receiver (the `simulate` and `demo` commands) |

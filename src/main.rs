@@ -103,6 +103,9 @@ enum SinksCommand {
         /// Only this sink.
         #[arg(long)]
         sink: Option<String>,
+        /// The sinks of this `[[okta.orgs]]` org (default: the top-level org's).
+        #[arg(long)]
+        org: Option<String>,
     },
 }
 
@@ -130,7 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             let config = Config::load(config_path)?;
             config.require_secret()?;
-            factorwatch::detect::RuleSet::load(&config.rules)?;
+            for pipeline in config.pipelines() {
+                factorwatch::detect::RuleSet::load(&pipeline.rules)
+                    .map_err(|err| pipeline.scoped(err))?;
+            }
             print!("{}", config.to_redacted_toml()?);
             eprintln!("configuration is valid");
             Ok(())
@@ -174,10 +180,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             factorwatch::detect::offline::test(rules, builtin, privileged, events)
         }
         Command::Sinks {
-            command: SinksCommand::Test { sink },
+            command: SinksCommand::Test { sink, org },
         } => {
             let config = Config::load(config_path)?;
-            factorwatch::sinks::send_test_alert(&config.effective_sinks(), sink.as_deref()).await
+            let pipeline = config.pipeline(org.as_deref())?;
+            factorwatch::sinks::send_test_alert(&pipeline.sinks, sink.as_deref()).await
         }
         Command::Dlq { command } => {
             let config = Config::load(config_path)?;

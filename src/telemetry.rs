@@ -6,6 +6,10 @@
 //! `delivery_failures_total{sink}`, `dead_letters_total{sink}`, `spool_backlog_bytes`,
 //! `spool_pending_batches`, `spool_writable`, `outbox_pending{sink}`, `dead_letter_pending{sink}`,
 //! `ack_latency_seconds` (histogram), `spool_commit_group_size` (histogram).
+//!
+//! With `[[okta.orgs]]`, the metrics of one org's hook, spool and sinks also carry an `org` label
+//! (see [`org_labels`]); the top-level org's carry none, so a single-org install's series stay
+//! as they were. Detection counters (`alerts_total`, `events_detected_total`, ...) are per process.
 
 use std::sync::OnceLock;
 
@@ -63,16 +67,32 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Publishes the spool's counters as gauges.
-pub fn record_backlog(backlog: &BacklogSnapshot) {
-    metrics::gauge!("factorwatch_spool_backlog_bytes").set(backlog.bytes as f64);
-    metrics::gauge!("factorwatch_spool_backlog_limit_bytes").set(backlog.limit_bytes as f64);
-    metrics::gauge!("factorwatch_spool_pending_batches").set(backlog.batches as f64);
-    metrics::gauge!("factorwatch_spool_writable").set(if backlog.writable { 1.0 } else { 0.0 });
+/// The labels of a per-org metric: `extra`, plus `org` for a `[[okta.orgs]]` org (none for the
+/// top-level org, whose series keep their single-org shape).
+pub fn org_labels(org: Option<&str>, extra: &[(&'static str, &str)]) -> Vec<metrics::Label> {
+    extra
+        .iter()
+        .map(|(key, value)| metrics::Label::new(*key, value.to_string()))
+        .chain(org.map(|org| metrics::Label::new("org", org.to_owned())))
+        .collect()
+}
+
+/// Publishes the counters of `org`'s spool as gauges.
+pub fn record_backlog(backlog: &BacklogSnapshot, org: Option<&str>) {
+    let labels = org_labels(org, &[]);
+    metrics::gauge!("factorwatch_spool_backlog_bytes", labels.clone()).set(backlog.bytes as f64);
+    metrics::gauge!("factorwatch_spool_backlog_limit_bytes", labels.clone())
+        .set(backlog.limit_bytes as f64);
+    metrics::gauge!("factorwatch_spool_pending_batches", labels.clone())
+        .set(backlog.batches as f64);
+    metrics::gauge!("factorwatch_spool_writable", labels).set(if backlog.writable {
+        1.0
+    } else {
+        0.0
+    });
     for (sink, counts) in &backlog.sinks {
-        metrics::gauge!("factorwatch_outbox_pending", "sink" => sink.clone())
-            .set(counts.pending as f64);
-        metrics::gauge!("factorwatch_dead_letter_pending", "sink" => sink.clone())
-            .set(counts.dead as f64);
+        let labels = org_labels(org, &[("sink", sink)]);
+        metrics::gauge!("factorwatch_outbox_pending", labels.clone()).set(counts.pending as f64);
+        metrics::gauge!("factorwatch_dead_letter_pending", labels).set(counts.dead as f64);
     }
 }

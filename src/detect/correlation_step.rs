@@ -303,7 +303,7 @@ impl Detector {
         inputs: Vec<CorrelationInput>,
         now: u64,
     ) -> Result<(Vec<Alert>, LiveCorrelation), SpoolError> {
-        let privileged = self.privileged_users.clone();
+        let (privileged, org) = (self.privileged_users.clone(), self.org.clone());
         let (alerts, live) = tokio::task::spawn_blocking(move || {
             let mut live = live;
             let rules = live.rules.clone();
@@ -311,6 +311,7 @@ impl Detector {
                 rules: &rules,
                 sinks: &[],
                 privileged_users: &privileged,
+                org: org.as_deref(),
                 now,
                 seen_until_ms: now,
             };
@@ -401,6 +402,7 @@ mod tests {
             privileged_users: Arc::new([]),
             forwarders: Vec::new(),
             shared: Some(shared),
+            org: None,
         }
     }
 

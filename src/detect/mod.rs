@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{Alert, Matched, RuleRef, alert_id};
+use crate::alert::{Alert, Matched, RuleRef, org_alert_id};
 use crate::clock::{now_ms, rfc3339};
 use crate::cluster::{Claim, SharedState};
 use crate::config::SinkConfig;
@@ -66,6 +66,8 @@ pub struct Detector {
     /// In `[cluster] mode = "redis"`: the event keys other replicas claimed, and the shared
     /// correlation state.
     pub shared: Option<Arc<SharedState>>,
+    /// The `[[okta.orgs]]` name this detector's alerts carry; `None` for the top-level org.
+    pub org: Option<Arc<str>>,
 }
 
 /// An event parsed out of a batch, with its de-duplication key.
@@ -135,12 +137,14 @@ impl Detector {
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
         let history = self.network_history(&parsed).await?;
         let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
+        let org = self.org.clone();
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
         let commit = tokio::task::spawn_blocking(move || {
             let pass = Pass {
                 rules: &rules,
                 sinks: &sinks,
                 privileged_users: &privileged,
+                org: org.as_deref(),
                 now,
                 seen_until_ms,
             };
@@ -271,6 +275,7 @@ struct Pass<'a> {
     rules: &'a RuleSet,
     sinks: &'a [SinkConfig],
     privileged_users: &'a [String],
+    org: Option<&'a str>,
     now: u64,
     seen_until_ms: u64,
 }
@@ -279,6 +284,9 @@ impl Pass<'_> {
     /// The alert for `rule` matching an event, with MFA context and its risk level.
     fn alert(&self, rule: &RuleRef, matched: &Matched<'_>) -> Alert {
         let mut alert = Alert::build(rule, matched);
+        if let Some(org) = self.org {
+            alert.in_org(org, matched.key);
+        }
         if let Some(mut context) = context::mfa_context(&matched.event, self.privileged_users) {
             alert.level = context::risk_level(rule.level, &mut context);
             alert.context = Some(context);
@@ -434,7 +442,8 @@ fn merge_reset(group: &mut Alert, other: Alert) {
         return;
     };
     if let Some(tx) = &context.transaction_id {
-        group.id = alert_id(&group.rule.id, &format!("transaction:{tx}"));
+        let key = format!("transaction:{tx}");
+        group.id = org_alert_id(group.org.as_deref(), &group.rule.id, &key);
     }
     for factor in other_context.factors {
         if !context.factors.contains(&factor) {

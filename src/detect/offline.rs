@@ -119,6 +119,7 @@ pub fn detect_events(
             rules,
             sinks: &[],
             privileged_users,
+            org: None,
             now: event_ms,
             seen_until_ms: event_ms,
         };

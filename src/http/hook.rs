@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::AppState;
+use super::HookState;
 use super::error::ApiError;
 use super::source::ClientSource;
 use crate::clock::now_ms;
@@ -24,7 +24,7 @@ pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
 
 /// `GET hook_path`: echoes the challenge as `{"verification": ...}`.
 pub async fn verify(
-    State(state): State<AppState>,
+    State(state): State<HookState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(ClientSource(source)): Extension<ClientSource>,
     headers: HeaderMap,
@@ -32,17 +32,17 @@ pub async fn verify(
     let result = authenticate(&state, &headers).and_then(|()| challenge(&headers));
     match result {
         Ok(value) => {
-            tracing::info!(%peer, %source, "answered Okta's verification challenge");
+            tracing::info!(%peer, %source, org = state.org.as_deref(), "answered Okta's verification challenge");
             let body = serde_json::json!({ "verification": value }).to_string();
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        Err(err) => refuse(err, peer, source, "verify"),
+        Err(err) => refuse(err, &state, peer, source, "verify"),
     }
 }
 
 /// `POST hook_path`: authenticates, validates and durably stores a batch, then answers 204.
 pub async fn receive(
-    State(state): State<AppState>,
+    State(state): State<HookState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(ClientSource(source)): Extension<ClientSource>,
     headers: HeaderMap,
@@ -59,17 +59,22 @@ pub async fn receive(
         });
     match outcome {
         Ok(events) => {
-            metrics::counter!("factorwatch_events_received_total").increment(events as u64);
+            let labels = crate::telemetry::org_labels(state.org.as_deref(), &[]);
+            metrics::counter!("factorwatch_events_received_total", labels).increment(events as u64);
             metrics::histogram!("factorwatch_ack_latency_seconds")
                 .record(started.elapsed().as_secs_f64());
-            tracing::debug!(%peer, %source, events, "batch stored");
+            tracing::debug!(%peer, %source, org = state.org.as_deref(), events, "batch stored");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(err) => refuse(err, peer, source, "deliver"),
+        Err(err) => refuse(err, &state, peer, source, "deliver"),
     }
 }
 
-async fn store_batch(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+async fn store_batch(
+    state: &HookState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<usize, ApiError> {
     authenticate(state, headers)?;
     require_json(headers)?;
     let body = read_body(body, state.max_body_bytes).await?;
@@ -88,7 +93,7 @@ async fn store_batch(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
 }
 
 /// Checks the configured auth header against every accepted secret, in constant time.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authenticate(state: &HookState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(&state.auth_header)
         .ok_or(ApiError::Unauthorized("auth header missing"))?;
@@ -134,12 +139,19 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
 }
 
 /// Logs a refused request with its reason (never a secret) and builds the response.
-fn refuse(err: ApiError, peer: SocketAddr, source: IpAddr, action: &'static str) -> Response {
+fn refuse(
+    err: ApiError,
+    state: &HookState,
+    peer: SocketAddr,
+    source: IpAddr,
+    action: &'static str,
+) -> Response {
     let status = err.status();
+    let org = state.org.as_deref();
     if status.is_server_error() {
-        tracing::error!(%peer, %source, action, status = status.as_u16(), reason = %err, "request refused");
+        tracing::error!(%peer, %source, org, action, status = status.as_u16(), reason = %err, "request refused");
     } else {
-        tracing::warn!(%peer, %source, action, status = status.as_u16(), reason = %err, "request refused");
+        tracing::warn!(%peer, %source, org, action, status = status.as_u16(), reason = %err, "request refused");
     }
     err.into_response()
 }

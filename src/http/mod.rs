@@ -4,12 +4,16 @@
 //! |---|---|
 //! | `GET server.hook_path` | Okta's verification challenge ([`hook::verify`]) |
 //! | `POST server.hook_path` | event batches ([`hook::receive`]) |
+//! | `GET`, `POST` each `okta.orgs.hook_path` | the same, for that org only (its secrets, its spool) |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the spool takes writes and its backlog is under the limit, and not shutting down |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Before the router: [`serve`] (connection limit, header timeout, TLS from [`tls`], HTTP/2 and
-//! HTTP/1.1). On the hook path only: [`guard`] (the source from [`source`], allow-list, rate limit).
+//! HTTP/1.1). On every hook path: [`guard`] (the source from [`source`], allow-list, rate limit).
+//!
+//! Each org's hook path has its own [`HookState`]: its secrets are checked on its path only, so
+//! a secret of one org never opens another's, and its batches go to its own spool.
 
 pub mod error;
 pub mod guard;
@@ -37,47 +41,70 @@ use tower_http::trace::TraceLayer;
 use crate::secret::SecretSet;
 use crate::spool::Spool;
 
-/// What every handler shares.
+/// What one org's hook handlers share.
 #[derive(Clone)]
-pub struct AppState {
-    /// The durable spool batches go to.
+pub struct HookState {
+    /// The `[[okta.orgs]]` name, in log lines and metric labels; `None`: the top-level org.
+    pub org: Option<Arc<str>>,
+    /// The path the hook is served on.
+    pub path: String,
+    /// The org's durable spool batches go to.
     pub spool: Arc<Spool>,
-    /// Accepted secrets (digests only).
+    /// The org's accepted secrets (digests only).
     pub secrets: Arc<SecretSet>,
-    /// Okta's "Authentication field".
+    /// The org's "Authentication field".
     pub auth_header: HeaderName,
     /// Largest accepted body.
     pub max_body_bytes: usize,
     /// Time allowed to read and store one delivery.
     pub request_timeout: std::time::Duration,
-    /// Woken after each stored batch.
+    /// The org's detector, woken after each stored batch.
     pub detector: Arc<Notify>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// Each sink's last delivery outcome.
+}
+
+/// One org as `/readyz` and `/metrics` report it.
+#[derive(Clone)]
+pub struct OrgStatus {
+    /// The `[[okta.orgs]]` name; `None`: the top-level org.
+    pub org: Option<Arc<str>>,
+    /// The org's spool.
+    pub spool: Arc<Spool>,
+    /// Each of the org's sinks' last delivery outcome.
     pub sink_health: crate::forward::SinkHealth,
-    /// Set when shutdown began: readiness turns false so the load balancer drains this replica.
-    pub shutting_down: Arc<AtomicBool>,
     /// In cluster mode, how the shared backend is doing (reported, not a reason to be unready:
     /// intake and detection go on without it).
     pub cluster: Option<Arc<crate::cluster::BackendStatus>>,
 }
 
-/// Builds the router for `hook_path`, with `guard` in front of the hook.
+/// What the operational endpoints share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Every org served, the top-level org first when it is served.
+    pub orgs: Arc<[OrgStatus]>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Set when shutdown began: readiness turns false so the load balancer drains this replica.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Builds the router: each of `hooks` on its path with `guard` in front, and the operational
+/// endpoints.
 pub fn router(
     state: AppState,
-    hook_path: &str,
+    hooks: Vec<HookState>,
     request_timeout: std::time::Duration,
     guard: guard::Guard,
 ) -> Router {
-    let hook = get(hook::verify)
-        .post(hook::receive)
-        .route_layer(middleware::from_fn_with_state(guard, guard::guard));
-    Router::new()
-        .route(hook_path, hook)
+    let operational = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .with_state(state);
+    hooks
+        .into_iter()
+        .fold(operational, |app, hook| {
+            app.merge(hook_route(hook, guard.clone()))
+        })
         .fallback(not_found)
         .layer(middleware::from_fn(count_requests))
         // A backstop for every route; the hook handler times out first, with a logged reason.
@@ -89,24 +116,28 @@ pub fn router(
         .layer(CatchPanicLayer::new())
         // Request spans at debug level; refusals are already logged once, with their reason.
         .layer(TraceLayer::new_for_http().on_failure(()))
-        .with_state(state)
+}
+
+/// One org's hook path: the verification GET and the delivery POST, behind `guard`.
+fn hook_route(hook: HookState, guard: guard::Guard) -> Router {
+    let path = hook.path.clone();
+    let methods = get(hook::verify)
+        .post(hook::receive)
+        .route_layer(middleware::from_fn_with_state(guard, guard::guard));
+    Router::new().route(&path, methods).with_state(hook)
 }
 
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// 200 while this replica should receive traffic, 503 with the reason otherwise.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let backlog = state.spool.backlog();
-    let refusal = if state.shutting_down.load(Ordering::Relaxed) {
-        Some("shutting down".to_owned())
-    } else {
-        backlog.refusal()
-    };
+/// One org's readiness view: its refusal (if its spool refuses batches), and its backlog and
+/// sinks as JSON.
+fn org_readiness(org: &OrgStatus) -> (Option<String>, serde_json::Value) {
+    let backlog = org.spool.backlog();
     // A failing sink does not make this replica unready (its alerts wait in the outbox); only a
     // backlog at its limit does. The per-sink view says what is failing.
-    let health = state.sink_health.snapshot();
+    let health = org.sink_health.snapshot();
     let names: std::collections::BTreeSet<&String> =
         backlog.sinks.keys().chain(health.keys()).collect();
     let sinks: serde_json::Map<String, serde_json::Value> = names
@@ -124,22 +155,60 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (name.clone(), view)
         })
         .collect();
-    let body = json!({
+    let refusal = backlog.refusal();
+    let view = json!({
         "ready": refusal.is_none(),
         "reason": refusal,
         "backlog_bytes": backlog.bytes,
         "backlog_limit_bytes": backlog.limit_bytes,
         "pending_batches": backlog.batches,
         "sinks": sinks,
-        "cluster": state.cluster.as_ref().map(|status| match status.problem() {
-            None => json!({"backend": "up"}),
-            Some(error) => json!({
-                "backend": "down",
-                "error": error,
-                "effect": "until the backend answers, de-duplication uses this replica's own window and correlation waits (its inputs stay in the spool)",
-            }),
-        }),
     });
+    (refusal, view)
+}
+
+/// 200 while this replica should receive traffic, 503 with the reason otherwise. The top-level
+/// `sinks` are the top-level org's; `backlog_bytes` and `pending_batches` add up every org's;
+/// `orgs` has the view of each `[[okta.orgs]]` org. One org's full spool makes the replica
+/// unready: a load balancer then sends that org's batches to another replica.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut refusal = state
+        .shutting_down
+        .load(Ordering::Relaxed)
+        .then(|| "shutting down".to_owned());
+    let (mut bytes, mut batches, mut limit) = (0, 0, 0);
+    let mut top_level_sinks = json!({});
+    let mut orgs = serde_json::Map::new();
+    for org in state.orgs.iter() {
+        let (org_refusal, view) = org_readiness(org);
+        bytes += view["backlog_bytes"].as_u64().unwrap_or_default();
+        batches += view["pending_batches"].as_u64().unwrap_or_default();
+        limit = view["backlog_limit_bytes"].as_u64().unwrap_or_default();
+        match &org.org {
+            None => top_level_sinks = view["sinks"].clone(),
+            Some(name) => {
+                orgs.insert(name.to_string(), view);
+            }
+        }
+        if refusal.is_none() {
+            refusal = org_refusal.map(|reason| match &org.org {
+                None => reason,
+                Some(name) => format!("org {name}: {reason}"),
+            });
+        }
+    }
+    let mut body = json!({
+        "ready": refusal.is_none(),
+        "reason": refusal,
+        "backlog_bytes": bytes,
+        "backlog_limit_bytes": limit,
+        "pending_batches": batches,
+        "sinks": top_level_sinks,
+        "cluster": cluster_view(&state.orgs),
+    });
+    if !orgs.is_empty() {
+        body["orgs"] = orgs.into();
+    }
     let status = if refusal.is_none() {
         StatusCode::OK
     } else {
@@ -148,8 +217,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The cluster backend as `/readyz` reports it: down when any org's last call failed.
+fn cluster_view(orgs: &[OrgStatus]) -> Option<serde_json::Value> {
+    let statuses: Vec<_> = orgs.iter().filter_map(|org| org.cluster.as_ref()).collect();
+    if statuses.is_empty() {
+        return None;
+    }
+    Some(match statuses.iter().find_map(|status| status.problem()) {
+        None => json!({"backend": "up"}),
+        Some(error) => json!({
+            "backend": "down",
+            "error": error,
+            "effect": "until the backend answers, de-duplication uses this replica's own window and correlation waits (its inputs stay in the spool)",
+        }),
+    })
+}
+
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::telemetry::record_backlog(&state.spool.backlog());
+    for org in state.orgs.iter() {
+        crate::telemetry::record_backlog(&org.spool.backlog(), org.org.as_deref());
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -1,5 +1,5 @@
 //! Destination names (subjects, streams, topics, routing keys, queues) that depend on the alert:
-//! `alerts.{level}` or `factorwatch-{rule_id}`. Placeholders are checked when the configuration
+//! `alerts.{level}`, `factorwatch-{rule_id}` or `alerts.{org}`. Placeholders are checked when the configuration
 //! loads, so a typo fails `check-config` instead of the first delivery.
 
 use serde::{Deserialize, Serialize};
@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::alert::Alert;
 
 /// The placeholders a template may use.
-const PLACEHOLDERS: &[&str] = &["rule_id", "level"];
+const PLACEHOLDERS: &[&str] = &["rule_id", "level", "org"];
 
-/// A destination name with optional `{rule_id}` and `{level}` placeholders.
+/// What `{org}` becomes on alerts of the top-level org, which have no `[[okta.orgs]]` name.
+pub const DEFAULT_ORG: &str = "default";
+
+/// A destination name with optional `{rule_id}`, `{level}` and `{org}` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct NameTemplate(String);
@@ -30,7 +33,7 @@ impl TryFrom<String> for NameTemplate {
             let name = &after[..close];
             if !PLACEHOLDERS.contains(&name) {
                 return Err(format!(
-                    "{text:?}: unknown placeholder {{{name}}}; use {{rule_id}} or {{level}}"
+                    "{text:?}: unknown placeholder {{{name}}}; use {{rule_id}}, {{level}} or {{org}}"
                 ));
             }
             rest = &after[close + 1..];
@@ -79,6 +82,7 @@ impl NameTemplate {
         self.0
             .replace("{rule_id}", &clean(&alert.rule.id))
             .replace("{level}", &clean(alert.level.as_str()))
+            .replace("{org}", &clean(alert.org.as_deref().unwrap_or(DEFAULT_ORG)))
     }
 }
 
@@ -122,5 +126,15 @@ mod tests {
             "factorwatch.high.My rule/1"
         );
         assert!(NameTemplate::new("alerts").is_static());
+    }
+
+    #[test]
+    fn renders_the_org_or_default() {
+        let mut alert = Alert::test_alert();
+        let template = NameTemplate::new("alerts.{org}");
+        assert!(!template.is_static());
+        assert_eq!(template.render(&alert), "alerts.default");
+        alert.org = Some("acme".into());
+        assert_eq!(template.render(&alert), "alerts.acme");
     }
 }

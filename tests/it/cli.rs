@@ -6,7 +6,7 @@ use tempfile::TempDir;
 
 use crate::helpers::{SECRET, spawn_app};
 
-fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
     command.args(args);
     for name in [
@@ -23,7 +23,7 @@ fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("factorwatch runs")
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

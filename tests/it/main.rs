@@ -13,6 +13,7 @@ mod fleet;
 mod helpers;
 mod hostile;
 mod http_contract;
+mod orgs;
 mod receiver;
 mod reload;
 mod rules_sigmahq;

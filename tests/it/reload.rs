@@ -9,13 +9,13 @@ use crate::helpers::{
     ChildServer, envelope, free_port, post_envelope, read_alert_lines, wait_for_alert_lines,
 };
 
-const SESSION_RULE: &str = "title: Session started\nid: session-start\nlogsource: {product: okta, service: okta}\n\
+pub(crate) const SESSION_RULE: &str = "title: Session started\nid: session-start\nlogsource: {product: okta, service: okta}\n\
 detection:\n  selection:\n    eventtype: user.session.start\n  condition: selection\nlevel: low\n";
 
-const PASSWORD_RULE: &str = "title: Password reset\nid: password-reset\nlogsource: {product: okta, service: okta}\n\
+pub(crate) const PASSWORD_RULE: &str = "title: Password reset\nid: password-reset\nlogsource: {product: okta, service: okta}\n\
 detection:\n  selection:\n    eventtype: user.account.reset_password\n  condition: selection\nlevel: high\n";
 
-fn hangup(server: &ChildServer) {
+pub(crate) fn hangup(server: &ChildServer) {
     // SAFETY: signalling our own child process.
     assert_eq!(
         unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGHUP) },
