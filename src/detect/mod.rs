@@ -131,7 +131,7 @@ impl Detector {
         }
         let keys = parsed
             .iter()
-            .flat_map(|p| p.events.iter().map(|e| e.key.clone()))
+            .flat_map(|p| p.events.iter().map(|e| (e.key.clone(), p.batch.id)))
             .collect();
         let mut seen = self.spool.already_seen(keys, now).await?;
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);

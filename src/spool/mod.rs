@@ -1,23 +1,33 @@
 //! The durable spool: batches waiting for detection, alerts waiting for delivery, dead letters,
-//! and the de-duplication window, in one embedded [redb] database (`<data_dir>/spool.redb`).
+//! and the de-duplication window, in two embedded [redb] databases in `<data_dir>`, each with its
+//! own writer thread ([`store`]): `spool.redb`, and `seen.redb` for the window alone.
 //!
-//! # On-disk layout
+//! # On-disk layout: `spool.redb`
 //! | table | key | value | meaning |
 //! |---|---|---|---|
 //! | `batches` | batch id (u64, increasing) | 8-byte LE receive time (Unix ms) + the request body verbatim | acknowledged to Okta, not yet detected |
 //! | `quarantine` | batch id | as `batches` | a stored batch the detector could not read; kept for a person to look at |
-//! | `seen` | event key (uuid or `sha256:` hash) | expiry (Unix ms) | de-duplication window |
-//! | `seen_by_expiry` | (expiry, event key) | () | index to prune `seen` in expiry order |
 //! | `outbox` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert not yet delivered to that sink |
 //! | `correlation_inputs` | sequence | an event that matched a rule, as the correlation step reads it | detected, not yet correlated |
 //! | `correlation` | `state` / `applied` | the correlation state (standalone) / the last shared step committed here (cluster) | correlation |
+//! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
+//!
+//! # On-disk layout: `seen.redb`
+//! | table | key | value | meaning |
+//! |---|---|---|---|
+//! | `seen` | event key (uuid or `sha256:` hash) | (expiry (Unix ms), batch id) | de-duplication window: the batch that claimed the event |
+//! | `seen_by_expiry` | (expiry, event key) | () | index to prune `seen` in expiry order |
+//! | `meta` | `last_batch_id` | u64 | the highest batch id that claimed keys, so ids are never reused |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
 //!
 //! # Invariants
 //! - A batch is answered 2xx only after the commit holding it returned (redb's default durability
 //!   fsyncs on commit); see [`writer`] for how concurrent requests share one fsync.
-//! - Detection of a batch commits its removal, its `seen` keys and its alerts (one outbox row per
-//!   sink) in one transaction: a crash leaves either the batch or its alerts, never neither.
+//! - Detection of a batch first commits its event keys to `seen.redb`, each claimed by the batch,
+//!   then its removal and its alerts (one outbox row per sink) in one `spool.redb` transaction:
+//!   a crash leaves either the batch or its alerts, never neither. A batch detected again after
+//!   a crash between the two commits finds its own claims, which do not make its events
+//!   duplicates; batch ids are never reused, so no other batch can pass for it.
 //! - Detection of a batch also stores, in that transaction, the events the correlation step
 //!   still has to see; the step removes them in the transaction that queues its alerts.
 //! - An outbox row is removed only once its sink acknowledged it, or when it moves to `dead_letters`
@@ -25,29 +35,32 @@
 
 mod backlog;
 mod handle;
+mod store;
 mod writer;
-
-use handle::DbHandle;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
 
 use backlog::Backlog;
 pub use backlog::{BacklogSnapshot, SinkBacklog};
-use writer::Job;
+use store::Store;
 
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
-const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
+/// In `seen.redb`: event key to (expiry, the batch that claimed it).
+const SEEN: TableDefinition<&str, (u64, u64)> = TableDefinition::new("seen");
 const SEEN_BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_by_expiry");
+const SEEN_META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LAST_BATCH_ID_KEY: &str = "last_batch_id";
+/// Where spools before `seen.redb` kept the window; dropped at open.
+const LEGACY_SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
+const LEGACY_SEEN_BY_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("seen_by_expiry");
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 /// [`CORRELATION_STATE_KEY`]: the correlation windows and timers (standalone);
@@ -62,6 +75,8 @@ const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known
 
 /// File name of the database inside `data_dir`.
 pub const SPOOL_FILE: &str = "spool.redb";
+/// File name of the de-duplication window's database inside `data_dir`.
+pub const SEEN_FILE: &str = "seen.redb";
 
 /// Why the spool could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -176,7 +191,7 @@ pub struct DetectedBatch {
 /// Everything one detection pass changes, committed in one transaction.
 #[derive(Default)]
 pub struct DetectionCommit {
-    /// The batches processed, which leave the spool.
+    /// The batches processed, which leave the spool; their keys go to `seen.redb` first.
     pub batches: Vec<DetectedBatch>,
     /// One record per (sink, alert), for the alerts of the batches and of timers that ran out.
     pub outbox: Vec<(String, OutboxRecord)>,
@@ -203,14 +218,12 @@ pub struct CorrelationCommit {
 /// An outbox row ready to insert, with its encoded value.
 type StagedRow = (OutboxEntry, Vec<u8>);
 
-/// The embedded spool. Cheap to share behind an `Arc`; dropping the last one stops the writer
-/// after it committed everything already queued.
+/// The embedded spool. Cheap to share behind an `Arc`; dropping the last one stops the writers
+/// after they committed everything already queued.
 pub struct Spool {
-    db: Arc<DbHandle>,
+    store: Store,
+    seen: Store,
     path: PathBuf,
-    jobs: Option<mpsc::Sender<Job>>,
-    writer: Option<JoinHandle<()>>,
-    writable: Arc<AtomicBool>,
     next_batch_id: AtomicU64,
     next_seq: AtomicU64,
     backlog: Backlog,
@@ -234,26 +247,15 @@ impl Spool {
             ))
         })?;
         let path = dir.join(SPOOL_FILE);
-        let db = DbHandle::open(&path)?;
-        create_tables(&*db.get()?)?;
-        let scan = backlog::scan(&*db.get()?)?;
-        let db = Arc::new(db);
-        let (jobs, receiver) = mpsc::channel(4096);
-        let writable = Arc::new(AtomicBool::new(true));
-        let writer = {
-            let (db, writable) = (db.clone(), writable.clone());
-            std::thread::Builder::new()
-                .name("spool-writer".into())
-                .spawn(move || writer::run(db, receiver, writable))
-                .map_err(|err| SpoolError::Storage(format!("cannot start spool writer: {err}")))?
-        };
+        let store = Store::open(&path, "spool-writer", create_tables)?;
+        let scan = backlog::scan(&*store.database()?)?;
+        let seen = Store::open(&dir.join(SEEN_FILE), "seen-writer", create_seen_tables)?;
+        let last_claimed = last_batch_id(&*seen.database()?)?;
         Ok(Self {
-            db,
+            store,
+            seen,
             path,
-            jobs: Some(jobs),
-            writer: Some(writer),
-            writable,
-            next_batch_id: AtomicU64::new(scan.next_batch_id),
+            next_batch_id: AtomicU64::new(scan.next_batch_id.max(last_claimed + 1)),
             next_seq: AtomicU64::new(scan.next_seq),
             backlog: Backlog::new(max_backlog_bytes, scan.totals),
         })
@@ -266,33 +268,23 @@ impl Spool {
 
     /// Current backlog and health, for `/readyz` and `/metrics`.
     pub fn backlog(&self) -> BacklogSnapshot {
-        self.backlog.snapshot(self.writable.load(Ordering::Relaxed))
+        self.backlog.snapshot(self.store.writable())
     }
 
-    /// Runs `apply` in the next group commit and waits until it is durable.
+    /// Runs `apply` in the next group commit of `spool.redb` and waits until it is durable.
     async fn write(
         &self,
         apply: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     ) -> Result<(), SpoolError> {
-        let (done, answer) = oneshot::channel();
-        let job = Job {
-            apply: Box::new(apply),
-            done,
-        };
-        let jobs = self.jobs.as_ref().ok_or(SpoolError::Closed)?;
-        jobs.send(job).await.map_err(|_| SpoolError::Closed)?;
-        answer.await.map_err(|_| SpoolError::Closed)?
+        self.store.write(apply).await
     }
 
-    /// Runs a read-only closure on a blocking thread.
+    /// Runs a read-only closure on `spool.redb`, on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&redb::ReadTransaction) -> Result<T, SpoolError> + Send + 'static,
     ) -> Result<T, SpoolError> {
-        let db = self.db.get()?;
-        tokio::task::spawn_blocking(move || read(&db.begin_read()?))
-            .await
-            .map_err(|err| SpoolError::Storage(format!("spool reader failed: {err}")))?
+        self.store.read(read).await
     }
 
     /// Stores a batch durably. `Ok` means it is on disk; refuses with [`SpoolError::Full`] when the
@@ -327,26 +319,57 @@ impl Spool {
         .await
     }
 
-    /// Which of `keys` are inside the de-duplication window at `now_ms`.
+    /// Which of `keys` (each with the batch it is in) another batch claimed inside the
+    /// de-duplication window at `now_ms`. A batch's own claims (left by a detection that crashed
+    /// before its commit) do not count.
     pub async fn already_seen(
         &self,
-        keys: Vec<String>,
+        keys: Vec<(String, u64)>,
         now_ms: u64,
     ) -> Result<HashSet<String>, SpoolError> {
-        self.read(move |txn| {
-            let table = txn.open_table(SEEN)?;
-            let mut seen = HashSet::new();
-            for key in keys {
-                if table
-                    .get(key.as_str())?
-                    .is_some_and(|until| until.value() > now_ms)
-                {
-                    seen.insert(key);
+        self.seen
+            .read(move |txn| {
+                let table = txn.open_table(SEEN)?;
+                let mut seen = HashSet::new();
+                for (key, batch_id) in keys {
+                    let claimed = table.get(key.as_str())?.map(|claim| claim.value());
+                    if claimed.is_some_and(|(until, owner)| until > now_ms && owner != batch_id) {
+                        seen.insert(key);
+                    }
                 }
-            }
-            Ok(seen)
-        })
-        .await
+                Ok(seen)
+            })
+            .await
+    }
+
+    /// Claims the keys of `detected` for their batches, durably, in `seen.redb`.
+    async fn claim_seen(&self, detected: &[DetectedBatch]) -> Result<(), SpoolError> {
+        let claims: Vec<(String, u64, u64)> = detected
+            .iter()
+            .flat_map(|d| {
+                let (id, until) = (d.batch.id, d.seen_until_ms);
+                d.seen_keys.iter().map(move |key| (key.clone(), until, id))
+            })
+            .collect();
+        let Some(last_id) = claims.iter().map(|(_, _, id)| *id).max() else {
+            return Ok(());
+        };
+        self.seen
+            .write(move |txn| {
+                let mut seen = txn.open_table(SEEN)?;
+                let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
+                for (key, until, id) in &claims {
+                    if let Some(old) = seen.insert(key.as_str(), (*until, *id))? {
+                        by_expiry.remove((old.value().0, key.as_str()))?;
+                    }
+                    by_expiry.insert((*until, key.as_str()), ())?;
+                }
+                let mut meta = txn.open_table(SEEN_META)?;
+                let known = meta.get(LAST_BATCH_ID_KEY)?.map_or(0, |v| v.value());
+                meta.insert(LAST_BATCH_ID_KEY, known.max(last_id))?;
+                Ok(())
+            })
+            .await
     }
 
     /// The correlation state the last detection pass saved.
@@ -378,28 +401,19 @@ impl Spool {
         .await
     }
 
-    /// Commits the outcome of a detection pass: its batches leave, their keys, alerts,
-    /// correlation inputs and known networks arrive, all in one transaction.
+    /// Commits the outcome of a detection pass: its keys to `seen.redb`; then, in one
+    /// transaction, its batches leave and their alerts, correlation inputs and known networks
+    /// arrive.
     pub async fn complete_batches(&self, commit: DetectionCommit) -> Result<(), SpoolError> {
+        self.claim_seen(&commit.batches).await?;
         let DetectionCommit {
             batches: detected,
             outbox: rows,
             correlation_inputs,
             known_networks,
         } = commit;
-        let mut removed_bytes = Vec::with_capacity(detected.len());
-        let mut batch_ids = Vec::with_capacity(detected.len());
-        let mut keys = Vec::new();
-        for batch in detected {
-            removed_bytes.push(batch.batch.encoded_len());
-            batch_ids.push(batch.batch.id);
-            keys.extend(
-                batch
-                    .seen_keys
-                    .into_iter()
-                    .map(|k| (k, batch.seen_until_ms)),
-            );
-        }
+        let removed_bytes: Vec<u64> = detected.iter().map(|d| d.batch.encoded_len()).collect();
+        let batch_ids: Vec<u64> = detected.iter().map(|d| d.batch.id).collect();
         let staged = self.stage_outbox(rows);
         let inputs: Vec<(u64, Vec<u8>)> = correlation_inputs
             .into_iter()
@@ -410,14 +424,6 @@ impl Spool {
             let mut batches = txn.open_table(BATCHES)?;
             for id in &batch_ids {
                 batches.remove(*id)?;
-            }
-            let mut seen = txn.open_table(SEEN)?;
-            let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
-            for (key, until) in &keys {
-                if let Some(old) = seen.insert(key.as_str(), *until)? {
-                    by_expiry.remove((old.value(), key.as_str()))?;
-                }
-                by_expiry.insert((*until, key.as_str()), ())?;
             }
             insert_outbox(txn, &staged)?;
             let mut pending = txn.open_table(CORRELATION_INPUTS)?;
@@ -720,7 +726,11 @@ impl Spool {
     /// Forgets de-duplication keys whose window ended before `now_ms`, at most `max` per call.
     /// Returns how many were forgotten.
     pub async fn prune_seen(&self, now_ms: u64, max: usize) -> Result<usize, SpoolError> {
+        // Also a heartbeat: an empty write tells readiness whether the disk still takes commits,
+        // and is what reopens a spool whose disk failed, even when no request comes.
+        let heartbeat = self.write(|_| Ok(())).await;
         let expired: Vec<(u64, String)> = self
+            .seen
             .read(move |txn| {
                 let table = txn.open_table(SEEN_BY_EXPIRY)?;
                 let mut expired = Vec::new();
@@ -731,36 +741,27 @@ impl Spool {
                 }
                 Ok(expired)
             })
-            .await
-            // A failed read must not skip the heartbeat below: that write is what reopens a
-            // spool whose disk failed, even when no request comes.
-            .unwrap_or_default();
+            .await?;
         let count = expired.len();
-        // Also a heartbeat: an empty write tells readiness whether the disk still takes commits.
-        self.write(move |txn| {
-            let mut seen = txn.open_table(SEEN)?;
-            let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
-            for (until, key) in &expired {
-                by_expiry.remove((*until, key.as_str()))?;
-                if seen.get(key.as_str())?.is_some_and(|v| v.value() == *until) {
-                    seen.remove(key.as_str())?;
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(count)
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        // Closing the channel lets the writer commit what is queued and stop; wait for it so the
-        // database is closed cleanly before the process exits.
-        drop(self.jobs.take());
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        if count > 0 {
+            self.seen
+                .write(move |txn| {
+                    let mut seen = txn.open_table(SEEN)?;
+                    let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
+                    for (until, key) in &expired {
+                        by_expiry.remove((*until, key.as_str()))?;
+                        if seen
+                            .get(key.as_str())?
+                            .is_some_and(|claim| claim.value().0 == *until)
+                        {
+                            seen.remove(key.as_str())?;
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
         }
+        heartbeat.map(|()| count)
     }
 }
 
@@ -768,15 +769,36 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     let txn = db.begin_write()?;
     txn.open_table(BATCHES)?;
     txn.open_table(QUARANTINE)?;
-    txn.open_table(SEEN)?;
-    txn.open_table(SEEN_BY_EXPIRY)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DEAD_LETTERS)?;
     txn.open_table(CORRELATION)?;
     txn.open_table(CORRELATION_INPUTS)?;
     txn.open_table(KNOWN_NETWORKS)?;
+    // The window moved to seen.redb; an older spool's copy only takes space. Dropping it means a
+    // redelivery straddling the upgrade alerts again, with the same alert id.
+    if txn.delete_table(LEGACY_SEEN)? | txn.delete_table(LEGACY_SEEN_BY_EXPIRY)? {
+        tracing::info!(
+            "the de-duplication window moved to seen.redb; the spool's old copy was dropped"
+        );
+    }
     txn.commit()?;
     Ok(())
+}
+
+fn create_seen_tables(db: &Database) -> Result<(), SpoolError> {
+    let txn = db.begin_write()?;
+    txn.open_table(SEEN)?;
+    txn.open_table(SEEN_BY_EXPIRY)?;
+    txn.open_table(SEEN_META)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The highest batch id that ever claimed keys (0 for none).
+fn last_batch_id(db: &Database) -> Result<u64, SpoolError> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(SEEN_META)?;
+    Ok(meta.get(LAST_BATCH_ID_KEY)?.map_or(0, |v| v.value()))
 }
 
 /// Each staged row's sink and size, for the backlog once committed.
@@ -794,4 +816,67 @@ fn insert_outbox(txn: &redb::WriteTransaction, staged: &[StagedRow]) -> Result<(
         outbox.insert((entry.sink.as_str(), entry.seq), value.as_slice())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detected(batch: &StoredBatch, key: &str, until_ms: u64) -> DetectedBatch {
+        DetectedBatch {
+            batch: batch.clone(),
+            seen_keys: vec![key.to_owned()],
+            seen_until_ms: until_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_detected_again_is_no_duplicate_of_itself_but_another_batch_is() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let id = spool.append_batch(1, b"{}").await.unwrap();
+        let batch = spool.pending_batches(1).await.unwrap().remove(0);
+        // Detection claimed the key, then stopped before its spool commit.
+        spool
+            .claim_seen(&[detected(&batch, "uuid-1", 10_000)])
+            .await
+            .unwrap();
+        let seen_by = |batch_id: u64, now_ms: u64| {
+            let spool = &spool;
+            async move {
+                spool
+                    .already_seen(vec![("uuid-1".to_owned(), batch_id)], now_ms)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(seen_by(id, 5_000).await.is_empty(), "its own claim");
+        assert!(seen_by(id + 1, 5_000).await.contains("uuid-1"));
+        assert!(seen_by(id + 1, 10_001).await.is_empty(), "the window ended");
+    }
+
+    #[tokio::test]
+    async fn batch_ids_are_not_reused_once_the_spool_is_empty() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let first = {
+            let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+            let id = spool.append_batch(1, b"{}").await.unwrap();
+            let batch = spool.pending_batches(1).await.unwrap().remove(0);
+            let commit = DetectionCommit {
+                batches: vec![detected(&batch, "uuid-1", u64::MAX)],
+                ..DetectionCommit::default()
+            };
+            spool.complete_batches(commit).await.unwrap();
+            assert_eq!(spool.backlog().batches, 0);
+            id
+        };
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let next = spool.append_batch(2, b"{}").await.unwrap();
+        assert!(next > first, "batch id {first} was given again");
+        let seen = spool
+            .already_seen(vec![("uuid-1".to_owned(), next)], 3)
+            .await
+            .unwrap();
+        assert!(seen.contains("uuid-1"), "the window survives the restart");
+    }
 }
