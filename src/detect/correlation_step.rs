@@ -313,7 +313,6 @@ impl Detector {
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now,
-                seen_until_ms: now,
             };
             let alerts = correlate_inputs(&pass, inputs, &mut live.correlator);
             (alerts, live)

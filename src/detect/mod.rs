@@ -38,7 +38,7 @@ use crate::cluster::{Claim, SharedState};
 use crate::config::SinkConfig;
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
-use crate::spool::{DetectedBatch, DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
+use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop};
 use enrich::{KnownNetworks, NetworkHistory};
@@ -138,20 +138,25 @@ impl Detector {
         let history = self.network_history(&parsed).await?;
         let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
         let org = self.org.clone();
+        let claims = fresh_keys(&parsed, &seen);
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
-        let commit = tokio::task::spawn_blocking(move || {
+        let detection = tokio::task::spawn_blocking(move || {
             let pass = Pass {
                 rules: &rules,
                 sinks: &sinks,
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now,
-                seen_until_ms,
             };
             detect_batches(&pass, parsed, &seen, history)
-        })
-        .await
-        .map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
+        });
+        // The keys are claimed while the rules run; the claim is durable before the batches
+        // leave the spool, so a crash in between finds them claimed by the same batches.
+        let (claimed, detected) =
+            tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
+        claimed?;
+        let commit =
+            detected.map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
         if queued {
@@ -176,15 +181,9 @@ impl Detector {
         let Some(shared) = &self.shared else {
             return HashSet::new();
         };
-        let mut keys = HashSet::new();
-        let claims: Vec<Claim> = parsed
-            .iter()
-            .flat_map(|batch| batch.events.iter().map(move |e| (batch.batch.id, e)))
-            .filter(|(_, event)| !seen.contains(&event.key) && keys.insert(event.key.clone()))
-            .map(|(batch_id, event)| Claim {
-                key: event.key.clone(),
-                batch_id,
-            })
+        let claims: Vec<Claim> = fresh_keys(parsed, seen)
+            .into_iter()
+            .map(|(key, batch_id)| Claim { key, batch_id })
             .collect();
         match shared.duplicates(&claims, self.dedup_window).await {
             Ok(duplicates) => {
@@ -277,7 +276,6 @@ struct Pass<'a> {
     privileged_users: &'a [String],
     org: Option<&'a str>,
     now: u64,
-    seen_until_ms: u64,
 }
 
 impl Pass<'_> {
@@ -341,6 +339,18 @@ impl Pass<'_> {
     }
 }
 
+/// The keys of `parsed` not `seen` before, each with the batch it first appears in: what the
+/// pass claims in the de-duplication window.
+fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u64)> {
+    let mut fresh = HashSet::new();
+    parsed
+        .iter()
+        .flat_map(|batch| batch.events.iter().map(move |e| (&e.key, batch.batch.id)))
+        .filter(|(key, _)| !seen.contains(*key) && fresh.insert(*key))
+        .map(|(key, id)| (key.clone(), id))
+        .collect()
+}
+
 /// Runs the rules over every event not seen before and builds what the pass commits, with the
 /// events that matched as the correlation step's inputs.
 fn detect_batches(
@@ -363,13 +373,11 @@ fn detect_batches(
         let origin = envelope_meta.origin();
         let delivery_id = envelope_meta.event_id.as_deref();
         let received_at = rfc3339(batch.received_at_ms);
-        let mut seen_keys = Vec::new();
         for event in &mut events {
             if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
                 metrics::counter!("factorwatch_duplicate_events_total").increment(1);
                 continue;
             }
-            seen_keys.push(event.key.clone());
             enrich::enrich(&mut event.value, &mut history);
             let matched = Matched {
                 event: LogEvent(&event.value),
@@ -387,11 +395,7 @@ fn detect_batches(
             }
         }
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
-        batches.push(DetectedBatch {
-            batch,
-            seen_keys,
-            seen_until_ms: pass.seen_until_ms,
-        });
+        batches.push(batch);
     }
     DetectionCommit {
         batches,

@@ -121,7 +121,6 @@ pub fn detect_events(
             privileged_users,
             org: None,
             now: event_ms,
-            seen_until_ms: event_ms,
         };
         let matched = Matched {
             event: LogEvent(&value),

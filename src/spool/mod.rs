@@ -178,21 +178,12 @@ impl OutboxEntry {
     }
 }
 
-/// What the detector hands back for one batch.
-pub struct DetectedBatch {
-    /// The batch that was processed.
-    pub batch: StoredBatch,
-    /// Event keys to remember for the de-duplication window.
-    pub seen_keys: Vec<String>,
-    /// When those keys may be forgotten (Unix ms).
-    pub seen_until_ms: u64,
-}
-
 /// Everything one detection pass changes, committed in one transaction.
 #[derive(Default)]
 pub struct DetectionCommit {
-    /// The batches processed, which leave the spool; their keys go to `seen.redb` first.
-    pub batches: Vec<DetectedBatch>,
+    /// The batches processed, which leave the spool (their keys were claimed first, with
+    /// [`Spool::claim_seen`]).
+    pub batches: Vec<StoredBatch>,
     /// One record per (sink, alert), for the alerts of the batches and of timers that ran out.
     pub outbox: Vec<(String, OutboxRecord)>,
     /// Events of these batches that matched a rule, for the correlation step (encoded by the
@@ -342,27 +333,26 @@ impl Spool {
             .await
     }
 
-    /// Claims the keys of `detected` for their batches, durably, in `seen.redb`.
-    async fn claim_seen(&self, detected: &[DetectedBatch]) -> Result<(), SpoolError> {
-        let claims: Vec<(String, u64, u64)> = detected
-            .iter()
-            .flat_map(|d| {
-                let (id, until) = (d.batch.id, d.seen_until_ms);
-                d.seen_keys.iter().map(move |key| (key.clone(), until, id))
-            })
-            .collect();
-        let Some(last_id) = claims.iter().map(|(_, _, id)| *id).max() else {
+    /// Claims `keys` (each with the batch it is in) until `until_ms`, durably, in `seen.redb`.
+    /// The detector does this before it commits the batches' detection
+    /// ([`Spool::complete_batches`]), while it evaluates them.
+    pub async fn claim_seen(
+        &self,
+        keys: Vec<(String, u64)>,
+        until_ms: u64,
+    ) -> Result<(), SpoolError> {
+        let Some(last_id) = keys.iter().map(|(_, id)| *id).max() else {
             return Ok(());
         };
         self.seen
             .write(move |txn| {
                 let mut seen = txn.open_table(SEEN)?;
                 let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
-                for (key, until, id) in &claims {
-                    if let Some(old) = seen.insert(key.as_str(), (*until, *id))? {
+                for (key, id) in &keys {
+                    if let Some(old) = seen.insert(key.as_str(), (until_ms, *id))? {
                         by_expiry.remove((old.value().0, key.as_str()))?;
                     }
-                    by_expiry.insert((*until, key.as_str()), ())?;
+                    by_expiry.insert((until_ms, key.as_str()), ())?;
                 }
                 let mut meta = txn.open_table(SEEN_META)?;
                 let known = meta.get(LAST_BATCH_ID_KEY)?.map_or(0, |v| v.value());
@@ -401,19 +391,17 @@ impl Spool {
         .await
     }
 
-    /// Commits the outcome of a detection pass: its keys to `seen.redb`; then, in one
-    /// transaction, its batches leave and their alerts, correlation inputs and known networks
-    /// arrive.
+    /// Commits the outcome of a detection pass: its batches leave and their alerts, correlation
+    /// inputs and known networks arrive, in one transaction.
     pub async fn complete_batches(&self, commit: DetectionCommit) -> Result<(), SpoolError> {
-        self.claim_seen(&commit.batches).await?;
         let DetectionCommit {
             batches: detected,
             outbox: rows,
             correlation_inputs,
             known_networks,
         } = commit;
-        let removed_bytes: Vec<u64> = detected.iter().map(|d| d.batch.encoded_len()).collect();
-        let batch_ids: Vec<u64> = detected.iter().map(|d| d.batch.id).collect();
+        let removed_bytes: Vec<u64> = detected.iter().map(StoredBatch::encoded_len).collect();
+        let batch_ids: Vec<u64> = detected.iter().map(|batch| batch.id).collect();
         let staged = self.stage_outbox(rows);
         let inputs: Vec<(u64, Vec<u8>)> = correlation_inputs
             .into_iter()
@@ -822,14 +810,6 @@ fn insert_outbox(txn: &redb::WriteTransaction, staged: &[StagedRow]) -> Result<(
 mod tests {
     use super::*;
 
-    fn detected(batch: &StoredBatch, key: &str, until_ms: u64) -> DetectedBatch {
-        DetectedBatch {
-            batch: batch.clone(),
-            seen_keys: vec![key.to_owned()],
-            seen_until_ms: until_ms,
-        }
-    }
-
     #[tokio::test]
     async fn a_batch_detected_again_is_no_duplicate_of_itself_but_another_batch_is() {
         let dir = tempfile::TempDir::new().unwrap();
@@ -838,7 +818,7 @@ mod tests {
         let batch = spool.pending_batches(1).await.unwrap().remove(0);
         // Detection claimed the key, then stopped before its spool commit.
         spool
-            .claim_seen(&[detected(&batch, "uuid-1", 10_000)])
+            .claim_seen(vec![("uuid-1".to_owned(), batch.id)], 10_000)
             .await
             .unwrap();
         let seen_by = |batch_id: u64, now_ms: u64| {
@@ -862,8 +842,12 @@ mod tests {
             let spool = Spool::open(dir.path(), u64::MAX).unwrap();
             let id = spool.append_batch(1, b"{}").await.unwrap();
             let batch = spool.pending_batches(1).await.unwrap().remove(0);
+            spool
+                .claim_seen(vec![("uuid-1".to_owned(), id)], u64::MAX)
+                .await
+                .unwrap();
             let commit = DetectionCommit {
-                batches: vec![detected(&batch, "uuid-1", u64::MAX)],
+                batches: vec![batch],
                 ..DetectionCommit::default()
             };
             spool.complete_batches(commit).await.unwrap();
