@@ -1,17 +1,16 @@
-//! The correlation step: feeds the events detection stored as correlation inputs, in order, to
-//! the correlations, and fires the absence timers that ran out.
+//! The correlation step of a fleet (`[cluster] mode = "redis"`): feeds the events detection
+//! stored as correlation inputs, in order, to the correlations, and fires the absence timers
+//! that ran out. Standalone, the detector correlates inside its pass instead, with the state in
+//! the spool; [`LiveCorrelation`] and [`CorrelationLoop`] serve both.
 //!
-//! Where the state lives decides how a step commits:
-//! - **standalone**: in the spool. The step's alerts, its new state and the removal of its inputs
-//!   are one transaction, so a crash replays the inputs against the state they started from.
-//! - **cluster**: in Redis ([`SharedState`]), so that the events of one attacker spread over every
-//!   replica meet in one window and exactly one replica raises the alert. The step loads the
-//!   state, applies its inputs, and writes the state back only if no other replica wrote since
-//!   (else it loads again and retries). The write carries the step's alerts as this replica's
-//!   [`AppliedStep`]; the spool commit that follows records the step's token. A replica that
-//!   died between the two finds, at restart, a step in Redis its spool never recorded, and
-//!   commits that step's alerts and input removal instead of applying its inputs a second time.
-//!   While Redis cannot be reached the inputs wait in the spool, and `/readyz` says so.
+//! The state lives in Redis ([`SharedState`]), so that the events of one attacker spread over
+//! every replica meet in one window and exactly one replica raises the alert. The step loads the
+//! state, applies its inputs, and writes the state back only if no other replica wrote since
+//! (else it loads again and retries). The write carries the step's alerts as this replica's
+//! [`AppliedStep`]; the spool commit that follows records the step's token. A replica that died
+//! between the two finds, at restart, a step in Redis its spool never recorded, and commits that
+//! step's alerts and input removal instead of applying its inputs a second time. While Redis
+//! cannot be reached the inputs wait in the spool, and `/readyz` says so.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,13 +84,39 @@ impl CorrelationInput {
 
 /// The correlator in use, the rule set it was built for, and the token of the shared state it
 /// holds (cluster mode).
-struct LiveCorrelation {
+pub(super) struct LiveCorrelation {
     rules: Arc<RuleSet>,
-    correlator: Correlator,
+    /// The live state.
+    pub(super) correlator: Correlator,
     token: Option<String>,
 }
 
-/// What the correlation step keeps between two runs.
+impl LiveCorrelation {
+    /// A correlator for `rules` continuing from `stored` state (empty when there is none, or
+    /// when it cannot be read, with a warning).
+    pub(super) fn restored(
+        rules: Arc<RuleSet>,
+        stored: Option<&[u8]>,
+        token: Option<String>,
+    ) -> Self {
+        let mut correlator = rules.correlator();
+        if let Some(stored) = stored
+            && let Err(err) = correlator.restore(stored)
+        {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "correlation windows start empty; single-event detection is unaffected"
+            );
+        }
+        Self {
+            rules,
+            correlator,
+            token,
+        }
+    }
+}
+
+/// What the correlation keeps between two steps (or two detection passes, standalone).
 #[derive(Default)]
 pub(super) struct CorrelationLoop {
     /// The state after the last step; empty after a failure, so the next step starts again
@@ -103,10 +128,15 @@ pub(super) struct CorrelationLoop {
 
 impl CorrelationLoop {
     /// The cached correlator, if it was built for `rules`.
-    fn take_for(&mut self, rules: &Arc<RuleSet>) -> Option<LiveCorrelation> {
+    pub(super) fn take_for(&mut self, rules: &Arc<RuleSet>) -> Option<LiveCorrelation> {
         self.live
             .take()
             .filter(|live| Arc::ptr_eq(&live.rules, rules))
+    }
+
+    /// Keeps `live` for the next step (`None`: start again from the stored state).
+    pub(super) fn keep(&mut self, live: Option<LiveCorrelation>) {
+        self.live = live;
     }
 }
 
@@ -117,69 +147,35 @@ struct Inputs {
 }
 
 impl Detector {
-    /// Runs one correlation step; returns how many inputs it consumed.
+    /// Runs one correlation step; returns how many inputs it consumed. Nothing to do standalone.
     pub(super) async fn correlate(&self, state: &mut CorrelationLoop) -> Result<usize, SpoolError> {
+        let Some(shared) = &self.shared else {
+            return Ok(0);
+        };
+        if state.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(0);
+        }
         let rules = self.rules.current();
         let stored = self.spool.correlation_inputs(INPUTS_PER_STEP).await?;
         let consumed = stored.len();
+        if consumed == 0 && !rules.has_correlations() {
+            return Ok(0);
+        }
         let through = stored.last().map(|(seq, _)| *seq);
         let events = stored
             .iter()
             .filter_map(|(seq, bytes)| CorrelationInput::decode(*seq, bytes))
             .collect();
         let inputs = Inputs { events, through };
-        match &self.shared {
-            None => self.correlate_locally(rules, inputs, state).await?,
-            Some(shared) => {
-                if state.retry_at.is_some_and(|at| Instant::now() < at)
-                    || (consumed == 0 && !rules.has_correlations())
-                {
-                    return Ok(0);
-                }
-                match self.correlate_shared(shared, rules, inputs, state).await? {
-                    Ok(()) => state.retry_at = None,
-                    Err(err) => {
-                        tracing::warn!(error = %err, pending = consumed, "correlation paused until the cluster backend answers; its inputs wait in the spool");
-                        state.retry_at = Some(Instant::now() + BACKEND_RETRY);
-                        return Ok(0);
-                    }
-                }
+        match self.correlate_shared(shared, rules, inputs, state).await? {
+            Ok(()) => state.retry_at = None,
+            Err(err) => {
+                tracing::warn!(error = %err, pending = consumed, "correlation paused until the cluster backend answers; its inputs wait in the spool");
+                state.retry_at = Some(Instant::now() + BACKEND_RETRY);
+                return Ok(0);
             }
         }
         Ok(consumed)
-    }
-
-    /// A standalone step: state, alerts and input removal in one spool transaction.
-    async fn correlate_locally(
-        &self,
-        rules: Arc<RuleSet>,
-        inputs: Inputs,
-        state: &mut CorrelationLoop,
-    ) -> Result<(), SpoolError> {
-        let live = match state.take_for(&rules) {
-            Some(live) => live,
-            None => restored(
-                rules,
-                self.spool.correlation_state().await?.as_deref(),
-                None,
-            ),
-        };
-        let now = now_ms();
-        if inputs.events.is_empty() && !live.correlator.has_expired(secs(now)) {
-            state.live = Some(live);
-            return Ok(());
-        }
-        let through = inputs.through;
-        let (alerts, live) = self.apply(live, inputs.events, now).await?;
-        let commit = CorrelationCommit {
-            consumed_through: through,
-            outbox: queue_alerts(alerts, &self.sinks, now),
-            state: Some(live.correlator.save()),
-            applied_token: None,
-        };
-        self.commit_step(commit).await?;
-        state.live = Some(live);
-        Ok(())
     }
 
     /// A cluster step. The outer error is the spool's; the inner one says the backend could
@@ -207,7 +203,9 @@ impl Detector {
             }
             let live = match (loaded.state, cached) {
                 (None, Some(cached)) if cached.token == loaded.token => cached,
-                (stored, _) => restored(rules.clone(), stored.as_deref(), loaded.token),
+                (stored, _) => {
+                    LiveCorrelation::restored(rules.clone(), stored.as_deref(), loaded.token)
+                }
             };
             let now = now_ms();
             if events.is_empty() && !live.correlator.has_expired(secs(now)) {
@@ -280,7 +278,6 @@ impl Detector {
         self.commit_step(CorrelationCommit {
             consumed_through: step.consumed_through,
             outbox: queue_alerts(step.alerts, &self.sinks, now),
-            state: None,
             applied_token: Some(step.token),
         })
         .await
@@ -322,25 +319,6 @@ impl Detector {
         metrics::gauge!("factorwatch_correlation_open_state")
             .set(live.correlator.open_state() as f64);
         Ok((alerts, live))
-    }
-}
-
-/// A correlator for `rules` continuing from `stored` state (empty when there is none, or when it
-/// cannot be read, with a warning).
-fn restored(rules: Arc<RuleSet>, stored: Option<&[u8]>, token: Option<String>) -> LiveCorrelation {
-    let mut correlator = rules.correlator();
-    if let Some(stored) = stored
-        && let Err(err) = correlator.restore(stored)
-    {
-        tracing::warn!(
-            error = format!("{err:#}"),
-            "correlation windows start empty; single-event detection is unaffected"
-        );
-    }
-    LiveCorrelation {
-        rules,
-        correlator,
-        token,
     }
 }
 

@@ -3,15 +3,17 @@
 //! The detector runs after Okta has had its answer. Each pass takes the oldest stored batches,
 //! splits them into events, drops events already seen inside the de-duplication window (Okta
 //! delivers at least once), adds `factorwatch.*` fields ([`enrich`]), runs the rules over the
-//! rest and commits, in one transaction, the removal of the batches, the new `seen` keys, one
-//! outbox row per alert and sink, and the events that matched a rule as inputs of the
-//! correlation step.
+//! rest, feeds the events that matched to the correlations ([`correlate`]) and commits, in one
+//! transaction, the removal of the batches, one outbox row per alert and sink, and the
+//! correlation state. The new event keys are claimed in the de-duplication window while the
+//! rules run, before that commit. A pass with no batches still runs when a correlation timer
+//! has run out.
 //!
-//! The correlation step ([`correlation_step`]) then feeds those inputs, in order, to the
-//! correlations ([`correlate`]), over state kept in the spool (standalone) or shared by the
-//! replicas in Redis (cluster). Split from detection, single-event alerts never wait for the
-//! shared backend, and inputs wait in the spool while it is down. A step with no inputs still
-//! runs when a correlation timer has run out.
+//! With several replicas (`[cluster] mode = "redis"`) the correlation state lives in Redis:
+//! the pass then stores the events that matched as correlation inputs instead, and the
+//! correlation step ([`correlation_step`]), in a loop of its own, applies them to the shared
+//! state. Single-event alerts never wait for the shared backend, and the inputs wait in the
+//! spool while it is down.
 
 pub mod context;
 pub mod correlate;
@@ -31,6 +33,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::alert::{Alert, Matched, RuleRef, org_alert_id};
 use crate::clock::{now_ms, rfc3339};
@@ -40,13 +43,17 @@ use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use correlate::Correlator;
-use correlation_step::{CorrelationInput, CorrelationLoop};
+use correlation_step::{CorrelationInput, CorrelationLoop, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
 
 pub use rules::{RuleSet, SharedRules};
 
-/// Batches taken per pass: bounds memory and the size of one commit.
-const BATCHES_PER_PASS: usize = 64;
+/// Most batches taken per pass. Okta sends up to 50 events a delivery, but a burst of small
+/// deliveries would otherwise make many small passes, each paying two commits.
+const BATCHES_PER_PASS: usize = 512;
+/// Most request bytes taken per pass (passed once a batch is in): bounds the memory of a pass
+/// (each event becomes a JSON tree) and the size of one commit, whatever the batch size.
+const BYTES_PER_PASS: u64 = 1024 * 1024;
 
 /// The detection worker.
 pub struct Detector {
@@ -85,25 +92,41 @@ struct ParsedBatch {
 }
 
 impl Detector {
-    /// Runs until `shutdown`, woken by `intake` after each stored batch (and every second anyway,
-    /// which is also how often correlation timers are checked).
+    /// Runs until `shutdown`: the detection loop, woken by `intake` after each stored batch (and
+    /// every second anyway, which is also how often correlation timers are checked). In cluster
+    /// mode the correlation loop runs beside it, woken after each detection pass (and every
+    /// second): apart, a slow shared backend never slows single-event detection.
     pub async fn run(self, intake: Arc<Notify>, shutdown: CancellationToken) {
-        let mut correlation = CorrelationLoop::default();
+        let detector = Arc::new(self);
+        if detector.shared.is_none() {
+            return detector.detect_loop(intake, None, shutdown).await;
+        }
+        let detected = Arc::new(Notify::new());
+        let correlation = tokio::spawn(
+            detector
+                .clone()
+                .correlate_loop(detected.clone(), shutdown.clone())
+                .in_current_span(),
+        );
+        detector.detect_loop(intake, Some(detected), shutdown).await;
+        let _ = correlation.await;
+    }
+
+    async fn detect_loop(
+        &self,
+        intake: Arc<Notify>,
+        detected: Option<Arc<Notify>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut inline = CorrelationLoop::default();
         loop {
-            let detected = self.pass().await;
-            let correlated = self.correlate(&mut correlation).await;
-            let busy = [("detection", detected), ("correlation", correlated)]
-                .into_iter()
-                .map(|(step, outcome)| {
-                    outcome.unwrap_or_else(|err| {
-                        tracing::error!(error = %err, "{step} step failed; retrying in 1 s");
-                        0
-                    })
-                })
-                .sum::<usize>()
-                > 0;
-            if busy {
-                continue;
+            match self.pass(&mut inline).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    detected.iter().for_each(|wake| wake.notify_one());
+                    continue;
+                }
+                Err(err) => tracing::error!(error = %err, "detection pass failed; retrying in 1 s"),
             }
             tokio::select! {
                 _ = intake.notified() => {}
@@ -113,14 +136,45 @@ impl Detector {
         }
     }
 
-    /// Detects the oldest pending batches; returns how many were processed.
-    async fn pass(&self) -> Result<usize, SpoolError> {
-        let batches = self.spool.pending_batches(BATCHES_PER_PASS).await?;
-        if batches.is_empty() {
-            return Ok(0);
+    async fn correlate_loop(self: Arc<Self>, detected: Arc<Notify>, shutdown: CancellationToken) {
+        let mut state = CorrelationLoop::default();
+        loop {
+            match self.correlate(&mut state).await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(err) => {
+                    tracing::error!(error = %err, "correlation step failed; retrying in 1 s")
+                }
+            }
+            tokio::select! {
+                _ = detected.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
+    }
+
+    /// Detects the oldest pending batches; returns how many were processed. Standalone,
+    /// `inline` holds the correlator between passes; it is left empty when a pass fails, so the
+    /// next one starts again from the state the spool holds.
+    async fn pass(&self, inline: &mut CorrelationLoop) -> Result<usize, SpoolError> {
+        let batches = self
+            .spool
+            .pending_batches(BATCHES_PER_PASS, BYTES_PER_PASS)
+            .await?;
         let rules = self.rules.current();
         let now = now_ms();
+        let correlation = match self.shared {
+            None => Some(self.inline_correlation(&rules, inline).await?),
+            Some(_) => None,
+        };
+        let timers_due = correlation
+            .as_ref()
+            .is_some_and(|live| live.correlator.has_expired(secs(now)));
+        if batches.is_empty() && !timers_due {
+            inline.keep(correlation);
+            return Ok(0);
+        }
         let count = batches.len();
         let (parsed, unreadable) = tokio::task::spawn_blocking(move || parse_batches(batches))
             .await
@@ -141,6 +195,7 @@ impl Detector {
         let claims = fresh_keys(&parsed, &seen);
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
         let detection = tokio::task::spawn_blocking(move || {
+            let mut correlation = correlation;
             let pass = Pass {
                 rules: &rules,
                 sinks: &sinks,
@@ -148,21 +203,46 @@ impl Detector {
                 org: org.as_deref(),
                 now,
             };
-            detect_batches(&pass, parsed, &seen, history)
+            let correlator = correlation.as_mut().map(|live| &mut live.correlator);
+            let commit = detect_batches(&pass, parsed, &seen, history, correlator);
+            (commit, correlation)
         });
         // The keys are claimed while the rules run; the claim is durable before the batches
         // leave the spool, so a crash in between finds them claimed by the same batches.
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let commit =
+        let (commit, correlation) =
             detected.map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
+        if let Some(live) = &correlation {
+            metrics::gauge!("factorwatch_correlation_open_state")
+                .set(live.correlator.open_state() as f64);
+        }
+        inline.keep(correlation);
         if queued {
             self.wake_forwarders();
         }
         Ok(count)
+    }
+
+    /// The standalone correlator for `rules`: the previous pass's, or one restored from the
+    /// spool (at start, after a reload, after a failed pass).
+    async fn inline_correlation(
+        &self,
+        rules: &Arc<RuleSet>,
+        inline: &mut CorrelationLoop,
+    ) -> Result<LiveCorrelation, SpoolError> {
+        if let Some(live) = inline.take_for(rules) {
+            return Ok(live);
+        }
+        let stored = self.spool.correlation_state().await?;
+        Ok(LiveCorrelation::restored(
+            rules.clone(),
+            stored.as_deref(),
+            None,
+        ))
     }
 
     /// Tells every forwarder that alerts are waiting.
@@ -351,13 +431,15 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
         .collect()
 }
 
-/// Runs the rules over every event not seen before and builds what the pass commits, with the
-/// events that matched as the correlation step's inputs.
+/// Runs the rules over every event not seen before and builds what the pass commits. With a
+/// `correlator` (standalone) the events that matched go through the correlations now, and its
+/// timers that ran out fire; without (cluster) they become the correlation step's inputs.
 fn detect_batches(
     pass: &Pass<'_>,
     parsed: Vec<ParsedBatch>,
     seen: &HashSet<String>,
     mut history: NetworkHistory,
+    mut correlator: Option<&mut Correlator>,
 ) -> DetectionCommit {
     // Keys new in this pass: a uuid repeated within or across these batches counts once.
     let mut fresh: HashSet<String> = HashSet::new();
@@ -389,18 +471,29 @@ fn detect_batches(
             };
             let (matched_alerts, detections) = pass.match_event(&matched);
             alerts.extend(matched_alerts);
-            if !detections.is_empty() && pass.rules.has_correlations() {
-                let at = pass.event_secs(&matched);
-                correlation_inputs.push(CorrelationInput::encode(&matched, at));
+            if detections.is_empty() || !pass.rules.has_correlations() {
+                continue;
+            }
+            let at = pass.event_secs(&matched);
+            match correlator.as_deref_mut() {
+                Some(correlator) => {
+                    alerts.extend(pass.correlate_event(&matched, &detections, at, correlator))
+                }
+                None => correlation_inputs.push(CorrelationInput::encode(&matched, at)),
             }
         }
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
         batches.push(batch);
     }
+    let correlation_state = correlator.map(|correlator| {
+        alerts.extend(correlator.expired(secs(pass.now)));
+        correlator.save()
+    });
     DetectionCommit {
         batches,
         outbox: queue_alerts(group_factor_resets(alerts), pass.sinks, pass.now),
         correlation_inputs,
+        correlation_state: correlation_state.filter(|_| pass.rules.has_correlations()),
         known_networks: history
             .into_changed()
             .into_iter()

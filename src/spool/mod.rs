@@ -186,9 +186,11 @@ pub struct DetectionCommit {
     pub batches: Vec<StoredBatch>,
     /// One record per (sink, alert), for the alerts of the batches and of timers that ran out.
     pub outbox: Vec<(String, OutboxRecord)>,
-    /// Events of these batches that matched a rule, for the correlation step (encoded by the
-    /// detector), in order; empty when no correlation rule is loaded.
+    /// Events of these batches that matched a rule, for the correlation step of a fleet
+    /// (encoded by the detector), in order; empty standalone.
     pub correlation_inputs: Vec<Vec<u8>>,
+    /// The correlation state after the pass, standalone (where the spool keeps it).
+    pub correlation_state: Option<Vec<u8>>,
     /// Users whose known networks changed, with their new value.
     pub known_networks: Vec<(String, Vec<u8>)>,
 }
@@ -200,9 +202,7 @@ pub struct CorrelationCommit {
     pub consumed_through: Option<u64>,
     /// One record per (sink, alert) for the correlation alerts of the step.
     pub outbox: Vec<(String, OutboxRecord)>,
-    /// The state after the step, when this spool is where it lives (standalone).
-    pub state: Option<Vec<u8>>,
-    /// In cluster mode, the token of the shared step this commit completes.
+    /// The token of the shared step this commit completes.
     pub applied_token: Option<String>,
 }
 
@@ -296,13 +296,22 @@ impl Spool {
         Ok(id)
     }
 
-    /// The oldest batches not yet detected.
-    pub async fn pending_batches(&self, limit: usize) -> Result<Vec<StoredBatch>, SpoolError> {
+    /// The oldest batches not yet detected: at most `limit`, and no more once they hold
+    /// `max_bytes` (always at least one).
+    pub async fn pending_batches(
+        &self,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<StoredBatch>, SpoolError> {
         self.read(move |txn| {
             let table = txn.open_table(BATCHES)?;
-            let mut batches = Vec::new();
+            let (mut batches, mut bytes) = (Vec::new(), 0);
             for row in table.iter()?.take(limit) {
+                if bytes >= max_bytes {
+                    break;
+                }
                 let (id, value) = row?;
+                bytes += value.value().len() as u64;
                 batches.push(StoredBatch::decode(id.value(), value.value()));
             }
             Ok(batches)
@@ -398,6 +407,7 @@ impl Spool {
             batches: detected,
             outbox: rows,
             correlation_inputs,
+            correlation_state,
             known_networks,
         } = commit;
         let removed_bytes: Vec<u64> = detected.iter().map(StoredBatch::encoded_len).collect();
@@ -417,6 +427,10 @@ impl Spool {
             let mut pending = txn.open_table(CORRELATION_INPUTS)?;
             for (seq, input) in &inputs {
                 pending.insert(*seq, input.as_slice())?;
+            }
+            if let Some(state) = &correlation_state {
+                txn.open_table(CORRELATION)?
+                    .insert(CORRELATION_STATE_KEY, state.as_slice())?;
             }
             let mut networks = txn.open_table(KNOWN_NETWORKS)?;
             for (user, value) in &known_networks {
@@ -460,13 +474,12 @@ impl Spool {
         .await
     }
 
-    /// Commits the outcome of a correlation step: its inputs leave, its alerts arrive, with the
-    /// state (standalone) or the shared step's token (cluster), in one transaction.
+    /// Commits the outcome of a shared correlation step: its inputs leave, its alerts and the
+    /// step's token arrive, in one transaction.
     pub async fn complete_correlation(&self, commit: CorrelationCommit) -> Result<(), SpoolError> {
         let CorrelationCommit {
             consumed_through,
             outbox: rows,
-            state,
             applied_token,
         } = commit;
         let staged = self.stage_outbox(rows);
@@ -477,12 +490,9 @@ impl Spool {
                     .retain_in(..=through, |_, _| false)?;
             }
             insert_outbox(txn, &staged)?;
-            let mut correlation = txn.open_table(CORRELATION)?;
-            if let Some(state) = &state {
-                correlation.insert(CORRELATION_STATE_KEY, state.as_slice())?;
-            }
             if let Some(token) = &applied_token {
-                correlation.insert(CORRELATION_APPLIED_KEY, token.as_bytes())?;
+                txn.open_table(CORRELATION)?
+                    .insert(CORRELATION_APPLIED_KEY, token.as_bytes())?;
             }
             Ok(())
         })
@@ -815,7 +825,7 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let spool = Spool::open(dir.path(), u64::MAX).unwrap();
         let id = spool.append_batch(1, b"{}").await.unwrap();
-        let batch = spool.pending_batches(1).await.unwrap().remove(0);
+        let batch = spool.pending_batches(1, u64::MAX).await.unwrap().remove(0);
         // Detection claimed the key, then stopped before its spool commit.
         spool
             .claim_seen(vec![("uuid-1".to_owned(), batch.id)], 10_000)
@@ -841,7 +851,7 @@ mod tests {
         let first = {
             let spool = Spool::open(dir.path(), u64::MAX).unwrap();
             let id = spool.append_batch(1, b"{}").await.unwrap();
-            let batch = spool.pending_batches(1).await.unwrap().remove(0);
+            let batch = spool.pending_batches(1, u64::MAX).await.unwrap().remove(0);
             spool
                 .claim_seen(vec![("uuid-1".to_owned(), id)], u64::MAX)
                 .await
