@@ -85,6 +85,12 @@ impl Connection {
         Ok(Self { sender })
     }
 
+    /// True when the server has closed the connection (hyper's `server.header_read_timeout` closes
+    /// keep-alive connections left idle that long, as at 100 events/s over 64 connections).
+    fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// POSTs `body`; true when answered 2xx. The answer's body is read to the end so the
     /// connection can be reused.
     async fn post(&mut self, target: &Target, body: Bytes) -> anyhow::Result<bool> {
@@ -273,6 +279,13 @@ async fn worker(
         // Registered before the POST: the alert may reach a sink before the answer reaches us.
         if let Some(on_sent) = &shared.on_sent {
             on_sent(intended, body.alerting_uuids);
+        }
+        if connection.is_closed() {
+            // Closed while idle: open another before sending, as a pooled client (Okta's) does;
+            // the time it takes counts in this request's latency.
+            if let Ok(fresh) = Connection::open(shared.target.addr).await {
+                connection = fresh;
+            }
         }
         let sent = Instant::now();
         let answered = connection.post(&shared.target, body.bytes).await;
