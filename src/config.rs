@@ -560,7 +560,7 @@ impl Config {
 
     /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
     /// `FACTORWATCH_OKTA_SECRETS_FILE`, `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which
-    /// also sets `cluster.mode = "redis"`).
+    /// also sets `cluster.mode`: `nats-kv` for a `nats://` or `tls://` URL, else `redis`).
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
         if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
             self.server.listen = listen.parse().with_context(|| {
@@ -582,7 +582,7 @@ impl Config {
             self.okta.secrets_file = Some(PathBuf::from(file));
         }
         if let Some(url) = env_var("FACTORWATCH_CLUSTER_URL") {
-            self.cluster.mode = crate::cluster::ClusterMode::Redis;
+            self.cluster.mode = crate::cluster::ClusterMode::for_url(&url);
             self.cluster.url = Some(ServerUrl::new(url));
         }
         if let Some(format) = env_var("FACTORWATCH_LOG_FORMAT") {

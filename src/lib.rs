@@ -13,8 +13,8 @@
 //! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
 //! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, realistic sample events |
 //! | [`spool`] | the embedded durable store (redb) and its group-commit writer: batches, outbox, dead letters, de-dup window |
-//! | [`detect`] | the detector: split, de-duplicate, enrich, run Sigma detection and correlation rules (correlation over Redis in a loop of its own in cluster mode), queue alerts per sink |
-//! | [`cluster`] | `[cluster]`: event keys claimed, and correlation state kept, in Redis, shared by replicas behind a load balancer |
+//! | [`detect`] | the detector: split, de-duplicate, enrich, run Sigma detection and correlation rules (correlation over the shared backend in a loop of its own in cluster mode), queue alerts per sink |
+//! | [`cluster`] | `[cluster]`: event keys claimed, and correlation state kept, in Redis or NATS JetStream key-value buckets, shared by replicas behind a load balancer |
 //! | [`alert`] | the alert schema and its deterministic id |
 //! | [`forward`] | the per-sink delivery loop: backoff, retry, dead-letter |
 //! | [`sinks`] | the `Sink` trait and one module per destination |

@@ -39,7 +39,8 @@ impl Sent {
         self.0.lock().expect("sent map").len()
     }
 
-    fn when(&self, uuid: &str) -> Option<Instant> {
+    /// When the event `uuid` was sent, if this run sent it.
+    pub fn when(&self, uuid: &str) -> Option<Instant> {
         self.0.lock().expect("sent map").get(uuid).copied()
     }
 }
@@ -51,7 +52,7 @@ pub struct Seen {
 }
 
 /// The uuids of the events behind one alert (several for a grouped Identity Engine reset).
-fn event_uuids(alert: &Value) -> Vec<String> {
+pub fn event_uuids(alert: &Value) -> Vec<String> {
     match alert["context"]["event_uuids"].as_array() {
         Some(uuids) if !uuids.is_empty() => uuids
             .iter()
@@ -68,6 +69,10 @@ fn record(latency: &mut Histogram<u64>, sent: &Sent, payload: &[u8], arrived: In
     let Ok(alert) = serde_json::from_slice::<Value>(payload) else {
         return;
     };
+    // A correlation alert (the mix's admins reset several users) is not one event's alert.
+    if alert.get("correlation").is_some() {
+        return;
+    }
     for uuid in event_uuids(&alert) {
         if let Some(at) = sent.when(&uuid) {
             let micros = arrived.saturating_duration_since(at).as_micros() as u64;

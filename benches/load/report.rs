@@ -218,7 +218,7 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     let _ = writeln!(
         out,
-        "| sink | p50 ms | p99 ms | p99.9 ms | max ms | alerts seen / alerting events sent |"
+        "| sink | p50 ms | p99 ms | p99.9 ms | max ms | alerting events alerted / sent (correlation alerts not counted) |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for (batch, label) in m.labels("e2e", "factorwatch") {
@@ -259,14 +259,14 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     let _ = writeln!(
         out,
-        "| events acked | batches awaiting detection at the kill | alerts in the outbox at the kill | restart to /healthz s | restart to backlog 0 s | alerts delivered / alerting events sent |"
+        "| events acked | batches awaiting detection at the kill | alerts in the outbox at the kill | restart to /healthz s | restart to backlog 0 s | alerting events alerted / sent | correlation alerts |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for (batch, label) in m.labels("recovery", "factorwatch") {
         let v = |name| m.get("recovery", "factorwatch", batch, &label, name);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {} | {} | {} / {} | {} |",
             cell(v("events_acked"), 0),
             cell(v("pending_batches_at_kill"), 0),
             cell(v("outbox_at_kill"), 0),
@@ -274,6 +274,7 @@ pub fn markdown(rows: &[Row]) -> String {
             cell(v("drained_s"), 2),
             cell(v("alerts_delivered"), 0),
             cell(v("expected"), 0),
+            cell(v("correlation_alerts"), 0),
         );
     }
 

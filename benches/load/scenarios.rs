@@ -322,6 +322,25 @@ fn count_lines(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// What the alert file holds: how many of the events in `sent` have a single-event alert, and
+/// how many correlation alerts came besides.
+fn alert_census(path: &Path, sent: &Sent) -> (usize, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let alerts: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let (correlations, singles): (Vec<_>, Vec<_>) = alerts
+        .iter()
+        .partition(|alert| alert.get("correlation").is_some());
+    let alerted: std::collections::HashSet<String> = singles
+        .iter()
+        .flat_map(|alert| e2e::event_uuids(alert))
+        .filter(|uuid| sent.when(uuid).is_some())
+        .collect();
+    (alerted.len(), correlations.len())
+}
+
 /// SIGKILL with a backlog: `events` acknowledged while the only sink is down (its directory does
 /// not exist), kill, make the directory, restart, and time until /healthz answers and until the
 /// backlog (batches awaiting detection and the sink's outbox) is empty.
@@ -374,7 +393,7 @@ pub async fn recovery(run: usize, payloads: Arc<Payloads>, events: u64) -> anyho
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let delivered = count_lines(&alert_file);
+    let (delivered, correlations) = alert_census(&alert_file, &sent);
     let mut row = Row::new(run, "recovery", "factorwatch", 10, "sigkill");
     row.set("events_acked", outcome.ok_events as f64)
         .set("pending_batches_at_kill", pending_batches)
@@ -382,9 +401,10 @@ pub async fn recovery(run: usize, payloads: Arc<Payloads>, events: u64) -> anyho
         .set("healthy_s", healthy.as_secs_f64())
         .set("drained_s", drained.as_secs_f64())
         .set("alerts_delivered", delivered as f64)
+        .set("correlation_alerts", correlations as f64)
         .set("expected", sent.len() as f64);
     progress!(
-        "  restart: /healthz after {:.2} s, backlog 0 after {:.2} s, {delivered} of {} alerts delivered",
+        "  restart: /healthz after {:.2} s, backlog 0 after {:.2} s, {delivered} of {} alerting events alerted, {correlations} correlation alerts",
         healthy.as_secs_f64(),
         drained.as_secs_f64(),
         sent.len()

@@ -350,7 +350,8 @@ fn correlate_inputs(
 
 #[cfg(test)]
 mod tests {
-    //! The crash window of a cluster step, against the machine's Redis on 127.0.0.1:6379.
+    //! The crash window of a cluster step, against the machine's Redis on 127.0.0.1:6379 and its
+    //! NATS on 127.0.0.1:4222.
 
     use std::time::Duration;
 
@@ -361,10 +362,14 @@ mod tests {
     use crate::okta::samples::{self, Initiator};
     use crate::spool::{DetectionCommit, Spool};
 
-    fn shared_state(prefix: &str) -> Arc<SharedState> {
+    fn shared_state(mode: ClusterMode, prefix: &str) -> Arc<SharedState> {
+        let url = match mode {
+            ClusterMode::NatsKv => "nats://127.0.0.1:4222",
+            _ => "redis://127.0.0.1:6379",
+        };
         let config = ClusterConfig {
-            mode: ClusterMode::Redis,
-            url: Some(ServerUrl::new("redis://127.0.0.1:6379")),
+            mode,
+            url: Some(ServerUrl::new(url)),
             key_prefix: Some(prefix.to_owned()),
         };
         Arc::new(SharedState::new(&config, "replica-under-test").unwrap())
@@ -412,15 +417,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_step_written_to_redis_but_not_to_the_spool_is_finished_not_applied_again() {
+        a_step_written_to_the_backend_but_not_to_the_spool_is_finished(ClusterMode::Redis).await;
+    }
+
+    #[tokio::test]
+    async fn a_step_written_to_nats_kv_but_not_to_the_spool_is_finished_not_applied_again() {
+        a_step_written_to_the_backend_but_not_to_the_spool_is_finished(ClusterMode::NatsKv).await;
+    }
+
+    async fn a_step_written_to_the_backend_but_not_to_the_spool_is_finished(mode: ClusterMode) {
         let dir = tempfile::TempDir::new().unwrap();
         let spool = Arc::new(Spool::open(dir.path(), u64::MAX).unwrap());
         let prefix = format!("factorwatch-test-{}:", uuid::Uuid::new_v4());
-        let shared = shared_state(&prefix);
+        let shared = shared_state(mode, &prefix);
         let detector = detector(spool.clone(), shared.clone(), dir.path());
         let alert = stored_input(&spool, &detector.rules.current()).await;
         let (seq, _) = spool.correlation_inputs(10).await.unwrap()[0].clone();
 
-        // The replica wrote its step to Redis, then died before its spool commit.
+        // The replica wrote its step to the backend, then died before its spool commit.
         let step = AppliedStep {
             token: "step-before-the-crash".into(),
             consumed_through: Some(seq),

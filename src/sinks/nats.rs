@@ -214,7 +214,9 @@ fn subject_token(value: &str) -> String {
     template::safe_value(value)
 }
 
-fn parse_servers(url: &ServerUrl) -> anyhow::Result<Vec<ServerAddr>> {
+/// The servers of a NATS URL (several of one cluster separated by commas); an error names the
+/// part that does not parse, without credentials.
+pub fn parse_servers(url: &ServerUrl) -> anyhow::Result<Vec<ServerAddr>> {
     url.expose()
         .split(',')
         .map(str::trim)

@@ -1,28 +1,27 @@
-//! `[cluster] mode = "redis"` against the local Redis: replicas with their own spools claim
-//! event keys in Redis, so Okta's retry landing on another replica alerts once; a replica that
-//! detects its own batch again (after a crash) keeps its claim; without Redis each replica still
-//! alerts, and says so.
+//! `[cluster]` in each shared mode (`redis` against the local Redis, `nats-kv` against the
+//! local NATS): replicas with their own spools claim event keys in the backend, so Okta's retry
+//! landing on another replica alerts once; a replica that detects its own batch again (after a
+//! crash) keeps its claim; without the backend each replica still alerts, and says so.
 
 use std::time::Duration;
 
-use factorwatch::cluster::{Claim, ClusterConfig, ClusterMode, SharedState};
-use factorwatch::config::ServerUrl;
+use factorwatch::cluster::{Claim, ClusterConfig, SharedState};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::backends::{Backend, on_each_backend};
 use crate::helpers::{TestApp, batch_with_mfa, read_alert_lines, spawn_app_with, test_config};
 
-fn cluster(url: &str, prefix: &str) -> ClusterConfig {
-    ClusterConfig {
-        mode: ClusterMode::Redis,
-        url: Some(ServerUrl::new(url)),
-        key_prefix: Some(prefix.to_owned()),
-    }
-}
+on_each_backend!(
+    #[tokio::test]
+    a_batch_replayed_to_another_replica_raises_no_second_alert,
+    a_claim_is_kept_by_its_own_batch_and_refused_to_any_other,
+    without_the_backend_a_replica_still_alerts_and_readiness_says_why,
+);
 
-/// A test's own key prefix, so runs never see each other's claims.
+/// A test's own key prefix, so runs never see each other's claims (also a bucket name).
 fn prefix() -> String {
-    format!("factorwatch-test:{}:", uuid::Uuid::new_v4().simple())
+    format!("factorwatch-test-{}_", uuid::Uuid::new_v4().simple())
 }
 
 async fn replica(cluster: ClusterConfig) -> TestApp {
@@ -32,11 +31,10 @@ async fn replica(cluster: ClusterConfig) -> TestApp {
     spawn_app_with(config, data_dir).await
 }
 
-#[tokio::test]
-async fn a_batch_replayed_to_another_replica_raises_no_second_alert() {
+async fn a_batch_replayed_to_another_replica_raises_no_second_alert(backend: Backend) {
     let prefix = prefix();
-    let first = replica(cluster("redis://127.0.0.1:6379", &prefix)).await;
-    let second = replica(cluster("redis://127.0.0.1:6379", &prefix)).await;
+    let first = replica(backend.on_machine(&prefix)).await;
+    let second = replica(backend.on_machine(&prefix)).await;
 
     let (batch, uuids) = batch_with_mfa(10, 2);
     assert_eq!(first.post(&batch).await.status(), 204);
@@ -63,17 +61,19 @@ async fn a_batch_replayed_to_another_replica_raises_no_second_alert() {
     assert!(uuids.iter().all(|u| !alerted.contains(&u.as_str())));
     let ready: Value = second.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["cluster"]["backend"], "up", "{ready}");
+    backend.forget(&prefix).await;
 }
 
-#[tokio::test]
-async fn a_claim_is_kept_by_its_own_batch_and_refused_to_any_other() {
-    let config = cluster("redis://127.0.0.1:6379", &prefix());
+async fn a_claim_is_kept_by_its_own_batch_and_refused_to_any_other(backend: Backend) {
+    let prefix = prefix();
+    let config = backend.on_machine(&prefix);
     let replica_a = SharedState::new(&config, "replica-a").unwrap();
     let replica_b = SharedState::new(&config, "replica-b").unwrap();
     let window = Duration::from_secs(60);
     // How many of events 1 and 2, seen in batch `batch_id` of `replica`, are duplicates.
     let duplicates = async |replica: &SharedState, batch_id| {
-        let claims = ["evt-1", "evt-2"].map(|key| Claim {
+        // A uuid, and the content hash of an event without one.
+        let claims = ["evt-1", "sha256:0a1b"].map(|key| Claim {
             key: key.into(),
             batch_id,
         });
@@ -85,12 +85,12 @@ async fn a_claim_is_kept_by_its_own_batch_and_refused_to_any_other() {
     // The same events in a later batch of A, or in any batch of B: duplicates.
     assert_eq!(duplicates(&replica_a, 8).await, 2);
     assert_eq!(duplicates(&replica_b, 7).await, 2);
+    backend.forget(&prefix).await;
 }
 
-#[tokio::test]
-async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why() {
+async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why(backend: Backend) {
     // Nothing listens on port 1.
-    let app = replica(cluster("redis://127.0.0.1:1", &prefix())).await;
+    let app = replica(backend.cluster(&backend.url(1), &prefix())).await;
     let (batch, _) = batch_with_mfa(10, 2);
     assert_eq!(app.post(&batch).await.status(), 204);
     assert_eq!(app.wait_for_alerts(2).await.len(), 2);

@@ -1,13 +1,13 @@
-//! Three replicas behind a real load balancer (HAProxy, round robin), sharing a Redis of their
-//! own (`[cluster] mode = "redis"`), each with its own spool: Okta's retry landing on another
-//! replica alerts once, a correlation whose events are spread over the three replicas fires
-//! once (and, with Redis down, waits for it instead of being lost), a replica killed with
-//! SIGKILL under load loses no acknowledged event, and Redis stopped and started again under
-//! load loses nothing.
+//! Three replicas behind a real load balancer (HAProxy, round robin), sharing a backend of their
+//! own (a Redis for `[cluster] mode = "redis"`, a NATS for `mode = "nats-kv"`; every test runs on
+//! each), each with its own spool: Okta's retry landing on another replica alerts once, a
+//! correlation whose events are spread over the three replicas fires once (and, with the backend
+//! down, waits for it instead of being lost), a replica killed with SIGKILL under load loses no
+//! acknowledged event, and the backend stopped and started again under load loses nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 use factorwatch::okta::samples::{self, Initiator};
 
+use crate::backends::{Backend, Daemon, on_each_backend, system_binary, wait_for_port};
 use crate::helpers::{
     ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, envelope, free_port,
     post_envelope, read_alert_lines, start_load, wait_until_drained,
@@ -25,42 +26,6 @@ use crate::helpers::{
 const RESET_MANY_USERS: &str = "9a4f1c7e-2b6d-4f0a-8e3c-1d5b7a9c2e41";
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A process the test started, killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A Redis server of the test's own, so stopping it disturbs no other test.
-fn start_redis(port: u16) -> Daemon {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed with the machine's Redis");
-    wait_for_port(port);
-    Daemon(child)
-}
-
-fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < WAIT, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// HAProxy on `port`, round robin over `replicas`, checking each one's `/readyz`.
 fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
@@ -80,12 +45,7 @@ fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
         ),
     )
     .unwrap();
-    // Debian puts it in /usr/sbin, which a non-root PATH may lack.
-    let haproxy = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
-        .into_iter()
-        .find(|path| Path::new(path).exists())
-        .unwrap_or("haproxy");
-    let child = Command::new(haproxy)
+    let child = Command::new(system_binary("haproxy"))
         .arg("-db")
         .arg("-f")
         .arg(&config)
@@ -97,11 +57,10 @@ fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
     Daemon(child)
 }
 
-/// A replica on `dir` and `port`, sharing the Redis on `redis_port`, logging to a file.
-async fn start_replica(dir: &Path, port: u16, redis_port: u16) -> ChildServer {
-    let url = format!("redis://127.0.0.1:{redis_port}");
+/// A replica on `dir` and `port`, sharing the backend at `url`, logging to a file.
+async fn start_replica(dir: &Path, port: u16, url: &str) -> ChildServer {
     let log = dir.join("factorwatch.log");
-    ChildServer::start_logging_to(dir, port, &[("FACTORWATCH_CLUSTER_URL", &url)], &log).await
+    ChildServer::start_logging_to(dir, port, &[("FACTORWATCH_CLUSTER_URL", url)], &log).await
 }
 
 /// The `/readyz` answer of the replica on `port`.
@@ -116,27 +75,32 @@ async fn readiness(client: &reqwest::Client, port: u16) -> Value {
         .unwrap()
 }
 
-/// Three replicas, their load balancer and their Redis.
+/// Three replicas, their load balancer and their backend.
 struct Fleet {
     dirs: Vec<TempDir>,
     ports: Vec<u16>,
     replicas: Vec<Option<ChildServer>>,
-    redis_port: u16,
-    redis: Option<Daemon>,
+    backend: Backend,
+    backend_port: u16,
+    backend_dir: TempDir,
+    /// The backend's process while it runs.
+    daemon: Option<Daemon>,
     _haproxy: Daemon,
     _haproxy_dir: TempDir,
     url: String,
 }
 
 impl Fleet {
-    async fn start() -> Fleet {
-        let redis_port = free_port();
-        let redis = start_redis(redis_port);
+    async fn start(backend: Backend) -> Fleet {
+        let backend_port = free_port();
+        let backend_dir = TempDir::new().unwrap();
+        let daemon = backend.start_own(backend_port, backend_dir.path());
+        let backend_url = backend.url(backend_port);
         let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut replicas = Vec::new();
         for (dir, port) in dirs.iter().zip(&ports) {
-            replicas.push(Some(start_replica(dir.path(), *port, redis_port).await));
+            replicas.push(Some(start_replica(dir.path(), *port, &backend_url).await));
         }
         let haproxy_dir = TempDir::new().unwrap();
         let lb_port = free_port();
@@ -145,8 +109,10 @@ impl Fleet {
             dirs,
             ports,
             replicas,
-            redis_port,
-            redis: Some(redis),
+            backend,
+            backend_port,
+            backend_dir,
+            daemon: Some(daemon),
             _haproxy: haproxy,
             _haproxy_dir: haproxy_dir,
             url: format!("http://127.0.0.1:{lb_port}/okta/events"),
@@ -157,8 +123,22 @@ impl Fleet {
 
     /// Starts replica `n` again on its own spool and port.
     async fn restart(&mut self, n: usize) {
-        let replica = start_replica(self.dirs[n].path(), self.ports[n], self.redis_port).await;
+        let url = self.backend.url(self.backend_port);
+        let replica = start_replica(self.dirs[n].path(), self.ports[n], &url).await;
         self.replicas[n] = Some(replica);
+    }
+
+    /// Stops the backend (SIGKILL).
+    fn stop_backend(&mut self) {
+        drop(self.daemon.take());
+    }
+
+    /// Starts the backend again on its port and data.
+    fn start_backend(&mut self) {
+        let daemon = self
+            .backend
+            .start_own(self.backend_port, self.backend_dir.path());
+        self.daemon = Some(daemon);
     }
 
     /// Waits until HAProxy's health checks see every replica up (three requests in a row reach
@@ -321,9 +301,16 @@ fn assert_each_alert_on_one_replica(fleet: &Fleet) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn okta_retries_through_the_load_balancer_alert_once() {
-    let fleet = Fleet::start().await;
+on_each_backend!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    okta_retries_through_the_load_balancer_alert_once,
+    a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_backend_outage,
+    a_replica_killed_under_load_loses_no_acknowledged_event,
+    the_backend_stopped_and_started_under_load_loses_nothing,
+);
+
+async fn okta_retries_through_the_load_balancer_alert_once(backend: Backend) {
+    let fleet = Fleet::start(backend).await;
     let client = reqwest::Client::new();
     let (batch, uuids) = batch_with_mfa(10, 2);
     // Round robin: the first try and its two retries reach three different replicas.
@@ -355,9 +342,10 @@ async fn okta_retries_through_the_load_balancer_alert_once() {
     assert_eq!(received, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_redis_outage() {
-    let mut fleet = Fleet::start().await;
+async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_backend_outage(
+    backend: Backend,
+) {
+    let mut fleet = Fleet::start(backend).await;
     reset_three_users_through_three_replicas(&fleet).await;
     // Each replica saw one reset only: alone, none of them could count three.
     wait_for_single_alerts_per_replica(&fleet, 1).await;
@@ -372,8 +360,9 @@ async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_red
     );
     assert_eq!(fired[0]["correlation"]["value"], 3.0, "{:#}", fired[0]);
 
-    // Redis stops: single-event alerts go on, the correlation waits in the replicas' spools.
-    drop(fleet.redis.take());
+    // The backend stops: single-event alerts go on, the correlation waits in the replicas'
+    // spools.
+    fleet.stop_backend();
     reset_three_users_through_three_replicas(&fleet).await;
     wait_for_single_alerts_per_replica(&fleet, 2).await;
     let client = reqwest::Client::new();
@@ -385,8 +374,8 @@ async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_red
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(alerts_of(&fleet, RESET_MANY_USERS).len(), 1);
 
-    // Redis is back (empty: it keeps nothing on disk); the waiting events meet there.
-    fleet.redis = Some(start_redis(fleet.redis_port));
+    // The backend is back (Redis empty, NATS with its buckets); the waiting events meet there.
+    fleet.start_backend();
     wait_for_correlation_alerts(&fleet, RESET_MANY_USERS, 2).await;
     fleet.wait_until_drained().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -395,9 +384,8 @@ async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_red
     assert_eq!(fired[1]["correlation"]["value"], 3.0, "{:#}", fired[1]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_killed_under_load_loses_no_acknowledged_event() {
-    let mut fleet = Fleet::start().await;
+async fn a_replica_killed_under_load_loses_no_acknowledged_event(backend: Backend) {
+    let mut fleet = Fleet::start(backend).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let tasks = start_load(&fleet.url, 4, acked.clone());
     wait_for_acked(&acked, 60).await;
@@ -415,29 +403,28 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_event() {
     assert_one_id_per_rule_and_event(&alerts);
     assert_each_alert_on_one_replica(&fleet);
     eprintln!(
-        "fleet SIGKILL: {} acknowledged MFA events, {} alert lines over 3 replicas",
+        "fleet SIGKILL ({backend:?}): {} acknowledged MFA events, {} alert lines over 3 replicas",
         acked.len(),
         alerts.len()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stopped_and_started_under_load_loses_nothing() {
-    let mut fleet = Fleet::start().await;
+async fn the_backend_stopped_and_started_under_load_loses_nothing(backend: Backend) {
+    let mut fleet = Fleet::start(backend).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let tasks = start_load(&fleet.url, 4, acked.clone());
     wait_for_acked(&acked, 60).await;
-    drop(fleet.redis.take()); // Redis stops.
+    fleet.stop_backend();
     let at_stop = acked.lock().unwrap().len();
     wait_for_acked(&acked, at_stop + 60).await;
     let during_outage = acked.lock().unwrap().len();
-    fleet.redis = Some(start_redis(fleet.redis_port));
+    fleet.start_backend();
     wait_for_acked(&acked, during_outage + 60).await;
     tasks.iter().for_each(|t| t.abort());
     let acked = acked.lock().unwrap().clone();
     let alerts = fleet.wait_for_alerts_of(&acked).await;
     assert_one_id_per_rule_and_event(&alerts);
-    // Redis is back: the replicas report it up again (a pass after it returned claimed keys).
+    // The backend is back: the replicas report it up again (a pass after it returned claimed keys).
     let started = Instant::now();
     let client = reqwest::Client::new();
     for port in &fleet.ports {
@@ -448,7 +435,7 @@ async fn redis_stopped_and_started_under_load_loses_nothing() {
             }
             assert!(
                 started.elapsed() < WAIT,
-                "replica {port} never saw Redis again: {ready}"
+                "replica {port} never saw {backend:?} again: {ready}"
             );
             let (batch, _) = batch_with_mfa(4, 1);
             post_envelope(
@@ -461,7 +448,7 @@ async fn redis_stopped_and_started_under_load_loses_nothing() {
         }
     }
     eprintln!(
-        "fleet Redis outage: {} acknowledged MFA events ({during_outage} before Redis came back), all alerted",
+        "fleet {backend:?} outage: {} acknowledged MFA events ({during_outage} before the backend came back), all alerted",
         acked.len()
     );
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, over real connections.
 
 mod alerts;
+mod backends;
 mod cli;
 mod cluster;
 mod correlation;

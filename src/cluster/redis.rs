@@ -1,0 +1,155 @@
+//! The `redis` backend: claims with one Lua script of `SET NX PX` per pass, the correlation
+//! state as two keys (token, state) and each replica's last step as a third, written together
+//! by a compare-and-set script.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::{APPLIED_STEP_TTL, AppliedStep, Claim, SharedCorrelation};
+use crate::config::ServerUrl;
+use crate::sinks::lazy::LazyClient;
+
+/// Claims each key unless another owner holds it; answers each key's owner.
+const CLAIM_SCRIPT: &str = r"
+local owners = {}
+for i, key in ipairs(KEYS) do
+  local owner = ARGV[i + 1]
+  if redis.call('SET', key, owner, 'NX', 'PX', ARGV[1]) then
+    owners[i] = owner
+  else
+    owners[i] = redis.call('GET', key) or owner
+  end
+end
+return owners
+";
+
+/// Key of the shared correlation state's token (a uuid, new with every write).
+const CORRELATION_TOKEN: &str = "correlation:token";
+/// Key of the shared correlation state (what [`crate::detect::correlate::Correlator::save`] makes).
+const CORRELATION_STATE: &str = "correlation:state";
+
+/// Writes the state if its token is still the expected one (`''` for none yet), with this
+/// replica's step; answers 1 when written, 0 when another replica wrote first.
+const PUBLISH_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+return 1
+";
+
+/// One replica's connection to the cluster Redis and the names of its keys.
+pub(super) struct RedisState {
+    url: ServerUrl,
+    prefix: String,
+    replica: String,
+    connection: LazyClient<ConnectionManager>,
+}
+
+impl RedisState {
+    pub(super) fn new(url: &ServerUrl, prefix: String, replica: &str) -> Self {
+        Self {
+            connection: LazyClient::new(format!("cluster Redis at {url}")),
+            url: url.clone(),
+            prefix,
+            replica: replica.to_owned(),
+        }
+    }
+
+    /// Claims each key for its owner in `owners` unless claimed already; answers each key's
+    /// holder.
+    pub(super) async fn claim(
+        &self,
+        claims: &[Claim],
+        owners: &[String],
+        window: Duration,
+    ) -> Result<Vec<String>, String> {
+        let mut connection = self.connection().await?;
+        // EVAL with the script's text: it is small, and EVALSHA would need the script cache.
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(CLAIM_SCRIPT).arg(claims.len());
+        for claim in claims {
+            eval.arg(self.key(&format!("seen:{}", claim.key)));
+        }
+        eval.arg(window.as_millis() as u64).arg(owners);
+        eval.query_async(&mut connection)
+            .await
+            .map_err(|err| self.error(err))
+    }
+
+    pub(super) async fn load(&self, known: Option<&str>) -> Result<SharedCorrelation, String> {
+        let mut connection = self.connection().await?;
+        let (token, last_step): (Option<String>, Option<Vec<u8>>) = redis::cmd("MGET")
+            .arg(self.key(CORRELATION_TOKEN))
+            .arg(self.applied_key())
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.error(err))?;
+        let state = match &token {
+            Some(token) if Some(token.as_str()) != known => redis::cmd("GET")
+                .arg(self.key(CORRELATION_STATE))
+                .query_async(&mut connection)
+                .await
+                .map_err(|err| self.error(err))?,
+            _ => None,
+        };
+        Ok(SharedCorrelation {
+            token,
+            state,
+            last_step,
+        })
+    }
+
+    pub(super) async fn publish(
+        &self,
+        expected: Option<&str>,
+        state: &[u8],
+        step: &AppliedStep,
+    ) -> Result<bool, String> {
+        let mut connection = self.connection().await?;
+        let step_json = serde_json::to_vec(step).map_err(|err| err.to_string())?;
+        let written: i64 = redis::cmd("EVAL")
+            .arg(PUBLISH_SCRIPT)
+            .arg(3)
+            .arg(self.key(CORRELATION_TOKEN))
+            .arg(self.key(CORRELATION_STATE))
+            .arg(self.applied_key())
+            .arg(expected.unwrap_or(""))
+            .arg(&step.token)
+            .arg(state)
+            .arg(step_json)
+            .arg(APPLIED_STEP_TTL.as_millis() as u64)
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(written == 1)
+    }
+
+    /// Drops the connection after a failed call, so the next one reconnects.
+    pub(super) async fn reset(&self) {
+        self.connection.reset().await;
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        self.connection
+            .get(|| crate::sinks::redis::connect(&self.url))
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn applied_key(&self) -> String {
+        self.key(&format!("correlation:applied:{}", self.replica))
+    }
+
+    fn error(&self, err: redis::RedisError) -> String {
+        format!("cluster Redis at {}: {err}", self.url)
+    }
+}
