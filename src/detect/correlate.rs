@@ -30,6 +30,14 @@ use crate::alert::{Alert, CorrelationInfo, RuleRef};
 /// The custom attribute that makes a `temporal_ordered` rule fire on absence.
 pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
 
+/// Most entries one group's window keeps (rsigma's `max_group_entries`; its default is no
+/// limit). A window keeps an entry per event in its timespan until the correlation fires, and the
+/// whole state is saved with every pass, so a bulk reset (one admin resetting hundreds of factors
+/// a second, in the load benchmark) made every pass slower than the last. Past the limit the
+/// oldest entries go, which can only under-count, and only for a group with more events than
+/// this within one timespan; a rule counting higher sets `rsigma.max_group_entries` itself.
+const MAX_GROUP_ENTRIES: usize = 1_000;
+
 /// Most absence timers open at once. Each holds the alert it will raise (a few KiB), and the
 /// whole state is saved with every pass, so a flood of distinct users (a mass reset) must not
 /// grow it without bound; past this, new timers are refused with a warning and a metric.
@@ -108,6 +116,7 @@ impl Correlator {
             // After firing, a group starts counting again from nothing: three more resets by
             // the same admin raise a second alert, not every reset after the third.
             action_on_match: CorrelationAction::Reset,
+            max_group_entries: Some(MAX_GROUP_ENTRIES),
             ..CorrelationConfig::default()
         });
         // Registered so that correlations can name the rules they refer to; their detections
@@ -382,4 +391,60 @@ pub fn check_correlation(
         opens,
         closes: keys,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::config::RulesConfig;
+    use crate::detect::enrich::{NetworkHistory, enrich};
+    use crate::detect::rules::RuleSet;
+    use crate::okta::event::LogEvent;
+    use crate::okta::samples::{self, Initiator};
+
+    use super::*;
+
+    /// The built-in "One Actor Reset the MFA of Several Users".
+    const RESET_MANY_USERS: &str = "9a4f1c7e-2b6d-4f0a-8e3c-1d5b7a9c2e41";
+
+    #[test]
+    fn a_bulk_reset_keeps_the_saved_state_bounded_and_still_correlates() {
+        let rules = RuleSet::load(&RulesConfig::default()).unwrap();
+        let mut correlator = rules.correlator();
+        let mut history = NetworkHistory::new(HashMap::new());
+        let users = samples::users();
+        let mut observe = |correlator: &mut Correlator, user: &samples::SampleUser, n: usize| {
+            let tx = format!("tx-{n}");
+            let mut event =
+                samples::mfa_factor_deactivate(user, "OKTA_VERIFY_PUSH", Initiator::Admin, &tx);
+            enrich(&mut event, &mut history);
+            let detections = rules.detect(&event);
+            let at = LogEvent(&event).published_secs().unwrap_or(0);
+            correlator.observe(&event, &detections, at, &|rule| Alert {
+                rule: rule.clone(),
+                ..Alert::test_alert()
+            })
+        };
+        // One admin resets the same user's factor over and over: none of the windows fires.
+        let mut saved = Vec::new();
+        for n in 0..6 * MAX_GROUP_ENTRIES {
+            assert!(observe(&mut correlator, &users[0], n).is_empty());
+            if (n + 1) % (2 * MAX_GROUP_ENTRIES) == 0 {
+                saved.push(correlator.save().len());
+            }
+        }
+        assert!(
+            saved[2] <= saved[0] + saved[0] / 10,
+            "the saved state grew with the flood: {saved:?} bytes after 2,000, 4,000, 6,000 resets"
+        );
+        // Two more users reset by the same admin: the correlation still sees three.
+        let fired: Vec<Alert> = [&users[1], &users[2]]
+            .into_iter()
+            .enumerate()
+            .flat_map(|(n, user)| observe(&mut correlator, user, 100_000 + n))
+            .collect();
+        assert_eq!(fired.len(), 1, "{fired:#?}");
+        assert_eq!(fired[0].rule.id, RESET_MANY_USERS);
+    }
 }
