@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md with one command: builds the release binaries, runs every load scenario
 # (RUNS times, medians), the ten-million-event memory run, the detection criterion bench, and
-# plots ack latency against offered load into docs/bench/latency.png. About 20 to 25 minutes on
+# plots ack latency against offered load into docs/bench/latency.png. About 50 to 60 minutes on
 # the 2-core machine; every step is bounded by `timeout`. Results go to target/bench-results/.
 #
 #   scripts/bench.sh                          # everything, as in BENCHMARKS.md
@@ -27,7 +27,7 @@ echo "== load: every scenario, $RUNS runs"
 timeout 1500 cargo bench --locked --bench load -- all --runs "$RUNS" --out "$OUT"
 
 echo "== load: RSS over $LONG_EVENTS events"
-timeout 900 cargo bench --locked --bench load -- long --events "$LONG_EVENTS" --out "$OUT"
+timeout 2700 cargo bench --locked --bench load -- long --events "$LONG_EVENTS" --out "$OUT"
 
 echo "== detection alone (criterion)"
 timeout 600 cargo bench --locked --bench detection 2>&1 | tee "$OUT/detection.txt"
