@@ -163,8 +163,8 @@ impl RuleSet {
     }
 
     /// Compiles rules from (origin, YAML) pairs, filling `|expand` placeholders from
-    /// `placeholders`.
-    fn build(
+    /// `placeholders` (as `[rules.placeholders]` does).
+    pub fn build(
         sources: &[(String, String)],
         placeholders: &BTreeMap<String, Vec<String>>,
     ) -> anyhow::Result<Self> {
