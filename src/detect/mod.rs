@@ -9,8 +9,8 @@
 //! rules run, before that commit. A pass with no batches still runs when a correlation timer
 //! has run out.
 //!
-//! With several replicas (`[cluster] mode = "redis"`) the correlation state lives in Redis:
-//! the pass then stores the events that matched as correlation inputs instead, and the
+//! With several replicas (`[cluster] mode = "redis"` or `"nats-kv"`) the correlation state lives
+//! in the shared backend: the pass then stores the events that matched as correlation inputs instead, and the
 //! correlation step ([`correlation_step`]), in a loop of its own, applies them to the shared
 //! state. Single-event alerts never wait for the shared backend, and the inputs wait in the
 //! spool while it is down.
