@@ -22,6 +22,7 @@ pub mod enrich;
 pub mod fields;
 pub mod offline;
 pub mod placeholders;
+mod rule_event;
 pub mod rules;
 
 use std::collections::{HashMap, HashSet};
@@ -128,10 +129,8 @@ impl Detector {
                 }
                 Err(err) => tracing::error!(error = %err, "detection pass failed; retrying in 1 s"),
             }
-            tokio::select! {
-                _ = intake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return,
+            if !wait_for_work(&intake, &shutdown).await {
+                return;
             }
         }
     }
@@ -146,10 +145,8 @@ impl Detector {
                     tracing::error!(error = %err, "correlation step failed; retrying in 1 s")
                 }
             }
-            tokio::select! {
-                _ = detected.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return,
+            if !wait_for_work(&detected, &shutdown).await {
+                return;
             }
         }
     }
@@ -419,6 +416,16 @@ impl Pass<'_> {
     }
 }
 
+/// Waits until `wake` is notified or a second has passed (a correlation timer may run out, a
+/// failed step is retried); false once `shutdown` is cancelled.
+async fn wait_for_work(wake: &Notify, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = wake.notified() => true,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
 /// The keys of `parsed` not `seen` before, each with the batch it first appears in: what the
 /// pass claims in the de-duplication window.
 fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u64)> {
@@ -446,6 +453,8 @@ fn detect_batches(
     let mut batches = Vec::with_capacity(parsed.len());
     let mut alerts: Vec<Alert> = Vec::new();
     let mut correlation_inputs = Vec::new();
+    // Whether any event reached the correlator: a pass where none did has nothing new to save.
+    let mut correlator_fed = false;
     for ParsedBatch {
         batch,
         envelope_meta,
@@ -477,6 +486,7 @@ fn detect_batches(
             let at = pass.event_secs(&matched);
             match correlator.as_deref_mut() {
                 Some(correlator) => {
+                    correlator_fed = true;
                     alerts.extend(pass.correlate_event(&matched, &detections, at, correlator))
                 }
                 None => correlation_inputs.push(CorrelationInput::encode(&matched, at)),
@@ -485,9 +495,14 @@ fn detect_batches(
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
         batches.push(batch);
     }
-    let correlation_state = correlator.map(|correlator| {
-        alerts.extend(correlator.expired(secs(pass.now)));
-        correlator.save()
+    // The whole state is serialised into the commit, so a pass that changed none of it (no event
+    // fed the windows, no timer ran out) leaves the stored copy as it is: most passes, in an org
+    // where MFA changes are rare.
+    let correlation_state = correlator.and_then(|correlator| {
+        let expired = correlator.expired(secs(pass.now));
+        let changed = correlator_fed || !expired.is_empty();
+        alerts.extend(expired);
+        changed.then(|| correlator.save())
     });
     DetectionCommit {
         batches,

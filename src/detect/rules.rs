@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
-use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{Engine, EvaluationResult};
 use rsigma_parser::{CorrelationCondition, CorrelationRule, Level as SigmaLevel, SigmaRule};
 use serde_json::Value;
 
 use super::correlate::{self, Correlator, LoadedCorrelation};
+use super::rule_event::{FieldProbe, RuleEvent};
 use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 use crate::config::RulesConfig;
@@ -84,6 +84,8 @@ impl SharedRules {
 /// A compiled set of detection and correlation rules.
 pub struct RuleSet {
     engine: Engine,
+    /// How the engine finds the fields the rules test in an event: chosen from their number.
+    probe: FieldProbe,
     rules: HashMap<String, RuleRef>,
     /// Detection rules that feed correlations and raise no alert of their own.
     correlation_only: HashSet<String>,
@@ -179,6 +181,7 @@ impl RuleSet {
         }
         let mut set = Self {
             engine: Engine::new(),
+            probe: FieldProbe::ByEventKey,
             rules: HashMap::new(),
             correlation_only: HashSet::new(),
             generated: HashSet::new(),
@@ -202,6 +205,7 @@ impl RuleSet {
         // Compile the correlations once now, so a rule rsigma refuses fails the load, not the
         // first detection pass.
         set.try_correlator()?;
+        set.probe = FieldProbe::for_field_count(set.tested_fields().len());
         Ok(set)
     }
 
@@ -327,7 +331,20 @@ impl RuleSet {
 
     /// Every detection rule that matches `event`, correlation inputs included.
     pub fn detect(&self, event: &Value) -> Vec<EvaluationResult> {
-        self.engine.evaluate(&JsonEvent::borrow(event))
+        self.detect_probing(event, self.probe)
+    }
+
+    fn detect_probing(&self, event: &Value, probe: FieldProbe) -> Vec<EvaluationResult> {
+        self.engine.evaluate(&RuleEvent::new(event, probe))
+    }
+
+    /// The distinct event fields the detection rules test.
+    fn tested_fields(&self) -> HashSet<&str> {
+        self.described
+            .iter()
+            .filter(|described| described.correlates.is_none())
+            .flat_map(|described| described.fields.iter().map(String::as_str))
+            .collect()
     }
 
     /// The rules among `detections` that raise alerts of their own.
@@ -549,6 +566,43 @@ mod tests {
         );
         assert!(rules.matching(&activate).is_empty());
         assert!(rules.matching(&json!("not an object")).is_empty());
+    }
+
+    #[test]
+    fn both_field_probes_find_the_same_matches() {
+        // The SigmaHQ-style folder tests many shapes (cidr, lists, nested fields, `|all`,
+        // placeholders): any event one probe would skip and the other evaluate shows here.
+        let config = RulesConfig {
+            paths: vec![concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rules/sigmahq_style").into()],
+            placeholders: [(
+                "helpdesk_accounts".into(),
+                vec!["helpdesk@example.com".into()],
+            )]
+            .into(),
+            ..RulesConfig::default()
+        };
+        let rules = RuleSet::load(&config).unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+        let mut events = crate::okta::samples::mixed_batch(&mut rng, 2_000);
+        events.push(json!({"eventType": "user.mfa.factor.deactivate"}));
+        events.push(json!("not an object"));
+        let ids = |event: &Value, probe| -> Vec<String> {
+            let detections = rules.detect_probing(event, probe);
+            let mut ids: Vec<_> = rules
+                .alerting(&detections)
+                .iter()
+                .map(|rule| rule.id.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        let mut matched = 0;
+        for event in &events {
+            let by_field = ids(event, FieldProbe::ByRuleField);
+            assert_eq!(by_field, ids(event, FieldProbe::ByEventKey), "{event}");
+            matched += usize::from(!by_field.is_empty());
+        }
+        assert!(matched > 100, "only {matched} events matched any rule");
     }
 
     fn one_rule(detection: &str) -> RuleSet {

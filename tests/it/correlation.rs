@@ -14,7 +14,9 @@ use factorwatch::okta::samples::{self, Initiator, SampleUser};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{config_with, read_alert_lines, spawn_app_with, wait_for_alert_lines};
+use crate::helpers::{
+    bare_event, config_with, read_alert_lines, spawn_app_with, wait_for_alert_lines,
+};
 
 const MANY_USERS: &str = "9a4f1c7e-2b6d-4f0a-8e3c-1d5b7a9c2e41";
 const THEN_PASSWORD: &str = "3e8b2d61-7c4a-4f95-a0d2-6b1e9f3c5a72";
@@ -352,6 +354,10 @@ async fn correlation_windows_and_timers_survive_a_restart_and_timers_fire_on_the
     reset["published"] = json!(now);
     assert_eq!(app.post(&envelope(vec![reset])).await.status(), 204);
     wait_for_alert_lines(&alerts_path, 1, Duration::from_secs(10)).await;
+    // Later passes that feed no correlation leave the stored state as the reset's pass saved it.
+    let quiet = bare_event("user.session.end", "quiet-after-reset");
+    assert_eq!(app.post(&envelope(vec![quiet])).await.status(), 204);
+    app.wait_until_drained().await;
     let data_dir = app.stop().await;
 
     // Restarted on the same spool: the open window completes, the open timer fires.
