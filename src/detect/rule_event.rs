@@ -1,15 +1,16 @@
 //! An Okta event as the rule engine reads it, with the cheaper of rsigma's two ways of picking the
 //! rules worth evaluating.
 //!
-//! Before it evaluates a single rule, rsigma's candidate index looks up the event's values of every
-//! field some rule tests. It can find those fields in two ways: walk the event's top-level keys
-//! and hash each one against its index, or look each indexed field up in the event. The first is
-//! rsigma's choice whenever the event can name its keys, and it wins on sparse events and large
-//! rule sets. An Okta LogEvent is neither sparse nor small: about twenty top-level properties,
-//! most of them objects (17 in Okta's own sample), against a handful of fields in a typical rule set. Profiled with the
-//! default rules, hashing those keys took 70% of detection. So while the rules test fewer fields
-//! than a LogEvent has top-level properties, the event does not name its keys, and rsigma looks up
-//! only the fields the rules test. Both ways find the same candidates; only the cost differs.
+//! Before it evaluates a single rule, rsigma's candidate index looks up the event's values of
+//! every field some rule tests. It can find those fields in two ways: walk the event's top-level
+//! keys and hash each one against its index, or look each indexed field up in the event. The
+//! first is rsigma's choice whenever the event can name its keys, and it wins on sparse events
+//! and large rule sets. An Okta LogEvent is neither sparse nor small (17 top-level properties in
+//! Okta's own sample, most of them objects), against a handful of fields in a typical rule set.
+//! Profiled with the default rules, hashing those keys took 70% of rule evaluation. So while the
+//! rules test fewer fields than a LogEvent has top-level properties, the event does not name its
+//! keys, and rsigma looks up only the fields the rules test. Both ways find the same candidates;
+//! only the cost differs.
 
 use std::borrow::Cow;
 
