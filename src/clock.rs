@@ -1,6 +1,20 @@
-//! Wall-clock helpers: the spool stores times as Unix milliseconds, alerts show RFC 3339.
+//! Time helpers: the spool stores times as Unix milliseconds, alerts show RFC 3339, and the
+//! background loops (detection, correlation, forwarding) wait between passes.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Waits until `wake` is notified or `at_most` has passed: a background loop's wait between
+/// passes. False once `shutdown` is cancelled.
+pub async fn wait_for_work(wake: &Notify, at_most: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = wake.notified() => true,
+        _ = tokio::time::sleep(at_most) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {

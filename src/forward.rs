@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alert;
-use crate::clock::now_ms;
+use crate::clock::{now_ms, wait_for_work};
 use crate::config::DeliveryConfig;
 use crate::sinks::{Delivery, DeliveryError, Sink};
 use crate::spool::{OutboxEntry, Spool};
@@ -173,10 +173,8 @@ impl Forwarder {
             if wait.is_zero() {
                 continue;
             }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => {}
+            if !wait_for_work(&wake, wait, &shutdown).await {
+                break;
             }
         }
     }

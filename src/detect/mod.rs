@@ -10,8 +10,8 @@
 //! has run out.
 //!
 //! With several replicas (`[cluster] mode = "redis"` or `"nats-kv"`) the correlation state lives
-//! in the shared backend: the pass then stores the events that matched as correlation inputs instead, and the
-//! correlation step ([`correlation_step`]), in a loop of its own, applies them to the shared
+//! in the shared backend: the pass then stores the events that matched as correlation inputs
+//! instead, and the correlation step ([`correlation_step`]), in a loop of its own, applies them to the shared
 //! state. Single-event alerts never wait for the shared backend, and the inputs wait in the
 //! spool while it is down.
 
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::alert::{Alert, Matched, RuleRef, org_alert_id};
-use crate::clock::{now_ms, rfc3339};
+use crate::clock::{now_ms, rfc3339, wait_for_work};
 use crate::cluster::{Claim, SharedState};
 use crate::config::SinkConfig;
 use crate::okta::event::{dedup_key, single_line};
@@ -55,6 +55,10 @@ const BATCHES_PER_PASS: usize = 512;
 /// Most request bytes taken per pass (passed once a batch is in): bounds the memory of a pass
 /// (each event becomes a JSON tree) and the size of one commit, whatever the batch size.
 const BYTES_PER_PASS: u64 = 1024 * 1024;
+
+/// How long an idle loop waits before it looks again without being woken: a correlation timer
+/// may have run out, a failed pass is retried.
+const IDLE_PASS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The detection worker.
 pub struct Detector {
@@ -129,7 +133,7 @@ impl Detector {
                 }
                 Err(err) => tracing::error!(error = %err, "detection pass failed; retrying in 1 s"),
             }
-            if !wait_for_work(&intake, &shutdown).await {
+            if !wait_for_work(&intake, IDLE_PASS_INTERVAL, &shutdown).await {
                 return;
             }
         }
@@ -145,7 +149,7 @@ impl Detector {
                     tracing::error!(error = %err, "correlation step failed; retrying in 1 s")
                 }
             }
-            if !wait_for_work(&detected, &shutdown).await {
+            if !wait_for_work(&detected, IDLE_PASS_INTERVAL, &shutdown).await {
                 return;
             }
         }
@@ -413,16 +417,6 @@ impl Pass<'_> {
         let at = self.event_secs(matched);
         alerts.extend(self.correlate_event(matched, &detections, at, correlator));
         alerts
-    }
-}
-
-/// Waits until `wake` is notified or a second has passed (a correlation timer may run out, a
-/// failed step is retried); false once `shutdown` is cancelled.
-async fn wait_for_work(wake: &Notify, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = wake.notified() => true,
-        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
-        _ = shutdown.cancelled() => false,
     }
 }
 

@@ -586,12 +586,12 @@ mod tests {
         let mut events = crate::okta::samples::mixed_batch(&mut rng, 2_000);
         events.push(json!({"eventType": "user.mfa.factor.deactivate"}));
         events.push(json!("not an object"));
+        // Every detection, correlation inputs included: the probe picks what the engine evaluates.
         let ids = |event: &Value, probe| -> Vec<String> {
-            let detections = rules.detect_probing(event, probe);
             let mut ids: Vec<_> = rules
-                .alerting(&detections)
+                .detect_probing(event, probe)
                 .iter()
-                .map(|rule| rule.id.clone())
+                .map(|result| format!("{:?}/{}", result.header.rule_id, result.header.rule_title))
                 .collect();
             ids.sort();
             ids
