@@ -525,11 +525,8 @@ async fn maintenance(
         }
         for OrgStatus { org, spool, .. } in &orgs {
             let org = org.as_deref();
-            match spool.prune_seen(crate::clock::now_ms(), 10_000).await {
-                Ok(0) => {}
-                Ok(forgotten) => {
-                    tracing::debug!(org, forgotten, "pruned expired de-duplication keys")
-                }
+            match spool.prune_seen(crate::clock::now_ms()).await {
+                Ok(pruned) => crate::telemetry::record_window(&pruned, org),
                 Err(err) => tracing::error!(org, error = %err, "spool maintenance failed"),
             }
             crate::telemetry::record_backlog(&spool.backlog(), org);

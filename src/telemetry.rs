@@ -77,6 +77,20 @@ pub fn org_labels(org: Option<&str>, extra: &[(&'static str, &str)]) -> Vec<metr
         .collect()
 }
 
+/// Publishes the size of `org`'s de-duplication window after a prune, and logs what it forgot.
+pub fn record_window(pruned: &crate::spool::Pruned, org: Option<&str>) {
+    if pruned.forgotten > 0 {
+        tracing::debug!(
+            org,
+            forgotten = pruned.forgotten,
+            "forgot de-duplication keys whose window ended"
+        );
+    }
+    let labels = org_labels(org, &[]);
+    metrics::gauge!("factorwatch_dedup_window_keys", labels.clone()).set(pruned.keys as f64);
+    metrics::gauge!("factorwatch_dedup_window_segments", labels).set(pruned.segments as f64);
+}
+
 /// Publishes the counters of `org`'s spool as gauges.
 pub fn record_backlog(backlog: &BacklogSnapshot, org: Option<&str>) {
     let labels = org_labels(org, &[]);

@@ -1,6 +1,7 @@
 //! The durable spool: batches waiting for detection, alerts waiting for delivery, dead letters,
-//! and the de-duplication window, in two embedded [redb] databases in `<data_dir>`, each with its
-//! own writer thread ([`store`]): `spool.redb`, and `seen.redb` for the window alone.
+//! and the de-duplication window, in `<data_dir>`: the first three in an embedded [redb] database,
+//! `spool.redb`, with its group-commit writer thread ([`store`]); the window in append-only files
+//! of its own, `seen/` ([`window`]).
 //!
 //! # On-disk layout: `spool.redb`
 //! | table | key | value | meaning |
@@ -12,22 +13,22 @@
 //! | `correlation` | `state` / `applied` | the correlation state (standalone) / the last shared step committed here (cluster) | correlation |
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
 //!
-//! # On-disk layout: `seen.redb`
-//! | table | key | value | meaning |
-//! |---|---|---|---|
-//! | `seen` | event key (uuid or `sha256:` hash) | (expiry (Unix ms), batch id) | de-duplication window: the batch that claimed the event |
-//! | `seen_by_expiry` | (expiry, event key) | () | index to prune `seen` in expiry order |
-//! | `meta` | `last_batch_id` | u64 | the highest batch id that claimed keys, so ids are never reused |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
+//!
+//! # On-disk layout: `seen/`
+//! Each event key (its hash), the batch that claimed it, and until when: an active log and
+//! sealed, sorted segments, described in [`window`]. A `seen.redb` from an earlier version is
+//! read into it at open, then deleted.
 //!
 //! # Invariants
 //! - A batch is answered 2xx only after the commit holding it returned (redb's default durability
 //!   fsyncs on commit); see [`writer`] for how concurrent requests share one fsync.
-//! - Detection of a batch first commits its event keys to `seen.redb`, each claimed by the batch,
+//! - Detection of a batch first records its event keys in `seen/`, each claimed by the batch,
 //!   then its removal and its alerts (one outbox row per sink) in one `spool.redb` transaction:
 //!   a crash leaves either the batch or its alerts, never neither. A batch detected again after
 //!   a crash between the two commits finds its own claims, which do not make its events
-//!   duplicates; batch ids are never reused, so no other batch can pass for it.
+//!   duplicates; batch ids are not given again while a claim of theirs is on record, so no other
+//!   batch can pass for it.
 //! - Detection of a batch also stores, in that transaction, the events the correlation step
 //!   still has to see; the step removes them in the transaction that queues its alerts.
 //! - An outbox row is removed only once its sink acknowledged it, or when it moves to `dead_letters`
@@ -36,11 +37,13 @@
 mod backlog;
 mod handle;
 mod store;
+mod window;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -49,14 +52,14 @@ use serde_json::value::RawValue;
 use backlog::Backlog;
 pub use backlog::{BacklogSnapshot, SinkBacklog};
 use store::Store;
+pub use window::Pruned;
+use window::{Claim, Window, key_hash};
 
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
-/// In `seen.redb`: event key to (expiry, the batch that claimed it).
-const SEEN: TableDefinition<&str, (u64, u64)> = TableDefinition::new("seen");
-const SEEN_BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("seen_by_expiry");
-const SEEN_META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const LAST_BATCH_ID_KEY: &str = "last_batch_id";
+/// Where the previous version kept the window, in `seen.redb`: event key to (expiry, batch id).
+/// Read into `seen/` at open.
+const SEEN_REDB_CLAIMS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("seen");
 /// Where spools before `seen.redb` kept the window; dropped at open.
 const LEGACY_SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 const LEGACY_SEEN_BY_EXPIRY: TableDefinition<(u64, &str), ()> =
@@ -75,8 +78,10 @@ const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known
 
 /// File name of the database inside `data_dir`.
 pub const SPOOL_FILE: &str = "spool.redb";
-/// File name of the de-duplication window's database inside `data_dir`.
-pub const SEEN_FILE: &str = "seen.redb";
+/// Directory of the de-duplication window inside `data_dir`.
+pub const WINDOW_DIR: &str = "seen";
+/// The previous version's de-duplication window inside `data_dir`, imported at open.
+const SEEN_REDB_FILE: &str = "seen.redb";
 
 /// Why the spool could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -213,7 +218,7 @@ type StagedRow = (OutboxEntry, Vec<u8>);
 /// after they committed everything already queued.
 pub struct Spool {
     store: Store,
-    seen: Store,
+    window: Arc<Mutex<Window>>,
     path: PathBuf,
     next_batch_id: AtomicU64,
     next_seq: AtomicU64,
@@ -240,11 +245,15 @@ impl Spool {
         let path = dir.join(SPOOL_FILE);
         let store = Store::open(&path, "spool-writer", create_tables)?;
         let scan = backlog::scan(&*store.database()?)?;
-        let seen = Store::open(&dir.join(SEEN_FILE), "seen-writer", create_seen_tables)?;
-        let last_claimed = last_batch_id(&*seen.database()?)?;
+        let now_ms = crate::clock::now_ms();
+        let mut window = Window::open(&dir.join(WINDOW_DIR), now_ms).map_err(|err| {
+            SpoolError::Storage(format!("cannot open the de-duplication window: {err}"))
+        })?;
+        import_seen_redb(dir, &mut window, now_ms)?;
+        let last_claimed = window.highest_batch_id();
         Ok(Self {
             store,
-            seen,
+            window: Arc::new(Mutex::new(window)),
             path,
             next_batch_id: AtomicU64::new(scan.next_batch_id.max(last_claimed + 1)),
             next_seq: AtomicU64::new(scan.next_seq),
@@ -327,22 +336,20 @@ impl Spool {
         keys: Vec<(String, u64)>,
         now_ms: u64,
     ) -> Result<HashSet<String>, SpoolError> {
-        self.seen
-            .read(move |txn| {
-                let table = txn.open_table(SEEN)?;
-                let mut seen = HashSet::new();
-                for (key, batch_id) in keys {
-                    let claimed = table.get(key.as_str())?.map(|claim| claim.value());
-                    if claimed.is_some_and(|(until, owner)| until > now_ms && owner != batch_id) {
-                        seen.insert(key);
-                    }
+        self.with_window(move |window| {
+            let mut seen = HashSet::new();
+            for (key, batch_id) in keys {
+                let claimed = window.claim(&key_hash(&key))?;
+                if claimed.is_some_and(|c| c.until_ms > now_ms && c.batch_id != batch_id) {
+                    seen.insert(key);
                 }
-                Ok(seen)
-            })
-            .await
+            }
+            Ok(seen)
+        })
+        .await
     }
 
-    /// Claims `keys` (each with the batch it is in) until `until_ms`, durably, in `seen.redb`.
+    /// Claims `keys` (each with the batch it is in) until `until_ms`, durably, in `seen/`.
     /// The detector does this before it commits the batches' detection
     /// ([`Spool::complete_batches`]), while it evaluates them.
     pub async fn claim_seen(
@@ -350,25 +357,38 @@ impl Spool {
         keys: Vec<(String, u64)>,
         until_ms: u64,
     ) -> Result<(), SpoolError> {
-        let Some(last_id) = keys.iter().map(|(_, id)| *id).max() else {
+        if keys.is_empty() {
             return Ok(());
-        };
-        self.seen
-            .write(move |txn| {
-                let mut seen = txn.open_table(SEEN)?;
-                let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
-                for (key, id) in &keys {
-                    if let Some(old) = seen.insert(key.as_str(), (until_ms, *id))? {
-                        by_expiry.remove((old.value().0, key.as_str()))?;
-                    }
-                    by_expiry.insert((until_ms, key.as_str()), ())?;
-                }
-                let mut meta = txn.open_table(SEEN_META)?;
-                let known = meta.get(LAST_BATCH_ID_KEY)?.map_or(0, |v| v.value());
-                meta.insert(LAST_BATCH_ID_KEY, known.max(last_id))?;
-                Ok(())
+        }
+        let claims: Vec<_> = keys
+            .iter()
+            .map(|(key, batch_id)| {
+                let claim = Claim {
+                    until_ms,
+                    batch_id: *batch_id,
+                };
+                (key_hash(key), claim)
             })
+            .collect();
+        self.with_window(move |window| window.record(&claims, crate::clock::now_ms()))
             .await
+    }
+
+    /// Runs `work` on the de-duplication window, on a blocking thread (it reads and syncs files).
+    async fn with_window<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Window) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let window = self.window.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut window = window.lock().map_err(|_| {
+                SpoolError::Storage("the de-duplication window's lock was poisoned".into())
+            })?;
+            work(&mut window)
+                .map_err(|err| SpoolError::Storage(format!("de-duplication window: {err}")))
+        })
+        .await
+        .map_err(|err| SpoolError::Storage(format!("de-duplication window task failed: {err}")))?
     }
 
     /// The correlation state the last detection pass saved.
@@ -721,45 +741,14 @@ impl Spool {
         Ok(entries)
     }
 
-    /// Forgets de-duplication keys whose window ended before `now_ms`, at most `max` per call.
-    /// Returns how many were forgotten.
-    pub async fn prune_seen(&self, now_ms: u64, max: usize) -> Result<usize, SpoolError> {
+    /// Forgets de-duplication keys whose window ended by `now_ms` (whole segments of them), and
+    /// seals an hour-old log.
+    pub async fn prune_seen(&self, now_ms: u64) -> Result<Pruned, SpoolError> {
         // Also a heartbeat: an empty write tells readiness whether the disk still takes commits,
         // and is what reopens a spool whose disk failed, even when no request comes.
         let heartbeat = self.write(|_| Ok(())).await;
-        let expired: Vec<(u64, String)> = self
-            .seen
-            .read(move |txn| {
-                let table = txn.open_table(SEEN_BY_EXPIRY)?;
-                let mut expired = Vec::new();
-                for row in table.range((0, "")..(now_ms, ""))?.take(max) {
-                    let (key, _) = row?;
-                    let (until, event_key) = key.value();
-                    expired.push((until, event_key.to_owned()));
-                }
-                Ok(expired)
-            })
-            .await?;
-        let count = expired.len();
-        if count > 0 {
-            self.seen
-                .write(move |txn| {
-                    let mut seen = txn.open_table(SEEN)?;
-                    let mut by_expiry = txn.open_table(SEEN_BY_EXPIRY)?;
-                    for (until, key) in &expired {
-                        by_expiry.remove((*until, key.as_str()))?;
-                        if seen
-                            .get(key.as_str())?
-                            .is_some_and(|claim| claim.value().0 == *until)
-                        {
-                            seen.remove(key.as_str())?;
-                        }
-                    }
-                    Ok(())
-                })
-                .await?;
-        }
-        heartbeat.map(|()| count)
+        let pruned = self.with_window(move |window| window.prune(now_ms)).await?;
+        heartbeat.map(|()| pruned)
     }
 }
 
@@ -783,20 +772,36 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     Ok(())
 }
 
-fn create_seen_tables(db: &Database) -> Result<(), SpoolError> {
-    let txn = db.begin_write()?;
-    txn.open_table(SEEN)?;
-    txn.open_table(SEEN_BY_EXPIRY)?;
-    txn.open_table(SEEN_META)?;
-    txn.commit()?;
+/// Reads a `seen.redb` (where the previous version kept the window) into `window`, then deletes
+/// it, so an upgrade forgets no claim still in force.
+fn import_seen_redb(dir: &Path, window: &mut Window, now_ms: u64) -> Result<(), SpoolError> {
+    let path = dir.join(SEEN_REDB_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let claims = {
+        // Its cache stays small: the file can be gigabytes, and it is read once, in order.
+        let db = Database::builder().set_cache_size(16 << 20).open(&path)?;
+        let txn = db.begin_read()?;
+        let mut claims = Vec::new();
+        for row in txn.open_table(SEEN_REDB_CLAIMS)?.iter()? {
+            let (key, claim) = row?;
+            let (until_ms, batch_id) = claim.value();
+            if until_ms > now_ms {
+                claims.push((key_hash(key.value()), Claim { until_ms, batch_id }));
+            }
+        }
+        claims
+    };
+    window
+        .record(&claims, now_ms)
+        .and_then(|()| std::fs::remove_file(&path))
+        .map_err(|err| SpoolError::Storage(format!("cannot import {}: {err}", path.display())))?;
+    tracing::info!(
+        claims = claims.len(),
+        "the de-duplication window moved from seen.redb to seen/; its claims in force were copied"
+    );
     Ok(())
-}
-
-/// The highest batch id that ever claimed keys (0 for none).
-fn last_batch_id(db: &Database) -> Result<u64, SpoolError> {
-    let txn = db.begin_read()?;
-    let meta = txn.open_table(SEEN_META)?;
-    Ok(meta.get(LAST_BATCH_ID_KEY)?.map_or(0, |v| v.value()))
 }
 
 /// Each staged row's sink and size, for the backlog once committed.
@@ -872,5 +877,31 @@ mod tests {
             .await
             .unwrap();
         assert!(seen.contains("uuid-1"), "the window survives the restart");
+    }
+
+    #[tokio::test]
+    async fn an_earlier_versions_seen_redb_is_imported_and_deleted() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let now = crate::clock::now_ms();
+        {
+            let db = Database::create(dir.path().join(SEEN_REDB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut claims = txn.open_table(SEEN_REDB_CLAIMS).unwrap();
+                claims.insert("uuid-live", (now + 60_000, 41)).unwrap();
+                claims.insert("uuid-ended", (now - 1, 40)).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert!(!dir.path().join(SEEN_REDB_FILE).exists());
+        let next = spool.append_batch(now, b"{}").await.unwrap();
+        assert!(
+            next > 41,
+            "batch id {next} could pass for the claim of batch 41"
+        );
+        let keys = ["uuid-live", "uuid-ended"].map(|key| (key.to_owned(), next));
+        let seen = spool.already_seen(keys.to_vec(), now).await.unwrap();
+        assert_eq!(seen, HashSet::from(["uuid-live".to_owned()]));
     }
 }

@@ -1,8 +1,7 @@
 //! One redb file and the thread that writes it.
 //!
-//! The spool keeps two: `spool.redb` (batches, outbox, correlation) and `seen.redb` (the
-//! de-duplication window). Each has its own group-commit writer, so the detector's key inserts,
-//! scattered over a large B-tree, never lengthen the commits that acknowledge Okta's deliveries.
+//! The spool keeps `spool.redb` (batches, outbox, correlation) in one, with a group-commit writer:
+//! concurrent requests share one commit and its fsync ([`super::writer`]).
 
 use std::path::Path;
 use std::sync::Arc;
