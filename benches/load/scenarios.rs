@@ -418,7 +418,7 @@ pub async fn recovery(run: usize, payloads: Arc<Payloads>, events: u64) -> anyho
 /// The alert file takes only `critical` alerts here. With one event in ten raising an alert, the
 /// file sink (one write + fdatasync per alert) would otherwise be the limit of a long run and its
 /// outbox would grow; every event still goes through intake, detection and de-duplication, and
-/// the `seen` table still grows by every uuid.
+/// the de-duplication window still grows by every uuid.
 pub async fn long(
     payloads: Arc<Payloads>,
     events: u64,

@@ -779,29 +779,42 @@ fn import_seen_redb(dir: &Path, window: &mut Window, now_ms: u64) -> Result<(), 
     if !path.exists() {
         return Ok(());
     }
-    let claims = {
-        // Its cache stays small: the file can be gigabytes, and it is read once, in order.
-        let db = Database::builder().set_cache_size(16 << 20).open(&path)?;
-        let txn = db.begin_read()?;
-        let mut claims = Vec::new();
-        for row in txn.open_table(SEEN_REDB_CLAIMS)?.iter()? {
-            let (key, claim) = row?;
-            let (until_ms, batch_id) = claim.value();
-            if until_ms > now_ms {
-                claims.push((key_hash(key.value()), Claim { until_ms, batch_id }));
-            }
-        }
-        claims
+    let cannot = |err: String| {
+        SpoolError::Storage(format!(
+            "cannot import the de-duplication window from {}: {err}; moving that file away \
+             starts without it (events Okta delivers again may alert again, with the same alert id)",
+            path.display()
+        ))
     };
+    let claims = seen_redb_claims(&path, now_ms).map_err(|err| cannot(err.to_string()))?;
     window
         .record(&claims, now_ms)
         .and_then(|()| std::fs::remove_file(&path))
-        .map_err(|err| SpoolError::Storage(format!("cannot import {}: {err}", path.display())))?;
+        .map_err(|err| cannot(err.to_string()))?;
     tracing::info!(
         claims = claims.len(),
         "the de-duplication window moved from seen.redb to seen/; its claims in force were copied"
     );
     Ok(())
+}
+
+/// The claims of a `seen.redb` still in force at `now_ms`.
+fn seen_redb_claims(
+    path: &Path,
+    now_ms: u64,
+) -> Result<Vec<(window::KeyHash, Claim)>, redb::Error> {
+    // A small cache: the file can be gigabytes, and it is read once, in order.
+    let db = Database::builder().set_cache_size(16 << 20).open(path)?;
+    let txn = db.begin_read()?;
+    let mut claims = Vec::new();
+    for row in txn.open_table(SEEN_REDB_CLAIMS)?.iter()? {
+        let (key, claim) = row?;
+        let (until_ms, batch_id) = claim.value();
+        if until_ms > now_ms {
+            claims.push((key_hash(key.value()), Claim { until_ms, batch_id }));
+        }
+    }
+    Ok(claims)
 }
 
 /// Each staged row's sink and size, for the backlog once committed.

@@ -112,9 +112,10 @@ impl Window {
             Some(log) => log,
             None => ActiveLog::create(dir, next)?,
         };
-        // Only a crash between creating a log and deleting the one before it leaves two.
+        // Only a crash while sealing leaves two: the older one is sealed now.
         for older in logs {
-            sealed.push(older.seal(dir)?);
+            sealed.push(older.write_segment(dir)?);
+            fs::remove_file(log_path(dir, older.number))?;
         }
         sealed.sort_by_key(|segment| segment.number);
         Ok(Self {
@@ -181,11 +182,21 @@ impl Window {
         sealed.chain(active).max().unwrap_or(0)
     }
 
+    /// Seals the active log and starts the next. The next log exists before the segment does,
+    /// so claims never go to a log whose segment is on disk (a later open would delete that log);
+    /// if the segment cannot be written, the active log stays active.
     fn seal_active(&mut self) -> io::Result<()> {
         let next = ActiveLog::create(&self.dir, self.active.number + 1)?;
+        let segment = match self.active.write_segment(&self.dir) {
+            Ok(segment) => segment,
+            Err(err) => {
+                let _ = fs::remove_file(log_path(&self.dir, next.number));
+                return Err(err);
+            }
+        };
         let full = std::mem::replace(&mut self.active, next);
-        self.sealed.push(full.seal(&self.dir)?);
-        Ok(())
+        self.sealed.push(segment);
+        fs::remove_file(log_path(&self.dir, full.number))
     }
 }
 
@@ -297,11 +308,11 @@ struct ActiveLog {
 }
 
 impl ActiveLog {
+    /// Starts log `number`, empty (a leftover of a failed seal is emptied).
     fn create(dir: &Path, number: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(log_path(dir, number))?;
+        let path = log_path(dir, number);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        file.set_len(0)?;
         sync_dir(dir)?;
         Ok(Self {
             number,
@@ -376,8 +387,8 @@ impl ActiveLog {
         self.file.sync_data()
     }
 
-    /// Writes the claims as a sorted segment, then deletes the log.
-    fn seal(self, dir: &Path) -> io::Result<Segment> {
+    /// Writes the claims as a sorted segment, durably; the caller deletes the log.
+    fn write_segment(&self, dir: &Path) -> io::Result<Segment> {
         let mut records: Vec<[u8; RECORD]> = self
             .claims
             .iter()
@@ -399,8 +410,6 @@ impl ActiveLog {
             .sync_all()?;
         fs::rename(&temporary, &path)?;
         sync_dir(dir)?;
-        drop(self.file);
-        fs::remove_file(log_path(dir, self.number))?;
         Ok(builder.finish())
     }
 }
