@@ -234,7 +234,8 @@ impl std::fmt::Debug for Spool {
 }
 
 impl Spool {
-    /// Opens (or creates) `<dir>/spool.redb`, repairing it after a crash, and starts the writer.
+    /// Opens (or creates) `<dir>/spool.redb`, repairing it after a crash, and starts the writer;
+    /// opens the de-duplication window in `<dir>/seen/`, importing a `seen.redb` once.
     pub fn open(dir: &Path, max_backlog_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|err| {
             SpoolError::Storage(format!(
