@@ -247,8 +247,12 @@ impl Spool {
         let store = Store::open(&path, "spool-writer", create_tables)?;
         let scan = backlog::scan(&*store.database()?)?;
         let now_ms = crate::clock::now_ms();
-        let mut window = Window::open(&dir.join(WINDOW_DIR), now_ms).map_err(|err| {
-            SpoolError::Storage(format!("cannot open the de-duplication window: {err}"))
+        let window_dir = dir.join(WINDOW_DIR);
+        let mut window = Window::open(&window_dir, now_ms).map_err(|err| {
+            SpoolError::Storage(format!(
+                "cannot open the de-duplication window in {}: {err}",
+                window_dir.display()
+            ))
         })?;
         import_seen_redb(dir, &mut window, now_ms)?;
         let last_claimed = window.highest_batch_id();
