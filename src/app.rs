@@ -526,10 +526,14 @@ async fn maintenance(
         for OrgStatus { org, spool, .. } in &orgs {
             let org = org.as_deref();
             match spool.prune_seen(crate::clock::now_ms()).await {
-                Ok(pruned) => crate::telemetry::record_window(&pruned, org),
+                Ok(0) => {}
+                Ok(forgotten) => {
+                    tracing::debug!(org, forgotten, "pruned expired de-duplication keys")
+                }
                 Err(err) => tracing::error!(org, error = %err, "spool maintenance failed"),
             }
             crate::telemetry::record_backlog(&spool.backlog(), org);
+            crate::telemetry::record_window(spool.window_size(), org);
         }
         if let Some(rate_limit) = &rate_limit {
             rate_limit.forget_idle();

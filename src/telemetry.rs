@@ -77,18 +77,11 @@ pub fn org_labels(org: Option<&str>, extra: &[(&'static str, &str)]) -> Vec<metr
         .collect()
 }
 
-/// Publishes the size of `org`'s de-duplication window after a prune, and logs what it forgot.
-pub fn record_window(pruned: &crate::spool::Pruned, org: Option<&str>) {
-    if pruned.forgotten > 0 {
-        tracing::debug!(
-            org,
-            forgotten = pruned.forgotten,
-            "forgot de-duplication keys whose window ended"
-        );
-    }
+/// Publishes the size of `org`'s de-duplication window as gauges.
+pub fn record_window(size: crate::spool::WindowSize, org: Option<&str>) {
     let labels = org_labels(org, &[]);
-    metrics::gauge!("factorwatch_dedup_window_keys", labels.clone()).set(pruned.keys as f64);
-    metrics::gauge!("factorwatch_dedup_window_segments", labels).set(pruned.segments as f64);
+    metrics::gauge!("factorwatch_dedup_window_keys", labels.clone()).set(size.keys as f64);
+    metrics::gauge!("factorwatch_dedup_window_segments", labels).set(size.segments as f64);
 }
 
 /// Publishes the counters of `org`'s spool as gauges.

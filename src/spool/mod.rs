@@ -52,7 +52,7 @@ use serde_json::value::RawValue;
 use backlog::Backlog;
 pub use backlog::{BacklogSnapshot, SinkBacklog};
 use store::Store;
-pub use window::Pruned;
+pub use window::WindowSize;
 use window::{Claim, Window, key_hash};
 
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
@@ -219,6 +219,8 @@ type StagedRow = (OutboxEntry, Vec<u8>);
 pub struct Spool {
     store: Store,
     window: Arc<Mutex<Window>>,
+    /// The window's size after its last change, for `/metrics` without waiting on its lock.
+    window_size: Arc<Mutex<WindowSize>>,
     path: PathBuf,
     next_batch_id: AtomicU64,
     next_seq: AtomicU64,
@@ -258,12 +260,21 @@ impl Spool {
         let last_claimed = window.highest_batch_id();
         Ok(Self {
             store,
+            window_size: Arc::new(Mutex::new(window.size())),
             window: Arc::new(Mutex::new(window)),
             path,
             next_batch_id: AtomicU64::new(scan.next_batch_id.max(last_claimed + 1)),
             next_seq: AtomicU64::new(scan.next_seq),
             backlog: Backlog::new(max_backlog_bytes, scan.totals),
         })
+    }
+
+    /// The de-duplication window's size after its last change.
+    pub fn window_size(&self) -> WindowSize {
+        self.window_size
+            .lock()
+            .map(|size| *size)
+            .unwrap_or_default()
     }
 
     /// The database file.
@@ -384,13 +395,17 @@ impl Spool {
         &self,
         work: impl FnOnce(&mut Window) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, SpoolError> {
-        let window = self.window.clone();
+        let (window, size) = (self.window.clone(), self.window_size.clone());
         tokio::task::spawn_blocking(move || {
             let mut window = window.lock().map_err(|_| {
                 SpoolError::Storage("the de-duplication window's lock was poisoned".into())
             })?;
-            work(&mut window)
-                .map_err(|err| SpoolError::Storage(format!("de-duplication window: {err}")))
+            let done = work(&mut window)
+                .map_err(|err| SpoolError::Storage(format!("de-duplication window: {err}")));
+            if let Ok(mut size) = size.lock() {
+                *size = window.size();
+            }
+            done
         })
         .await
         .map_err(|err| SpoolError::Storage(format!("de-duplication window task failed: {err}")))?
@@ -747,13 +762,13 @@ impl Spool {
     }
 
     /// Forgets de-duplication keys whose window ended by `now_ms` (whole segments of them), and
-    /// seals an hour-old log.
-    pub async fn prune_seen(&self, now_ms: u64) -> Result<Pruned, SpoolError> {
+    /// seals an hour-old log. Returns how many keys were forgotten.
+    pub async fn prune_seen(&self, now_ms: u64) -> Result<usize, SpoolError> {
         // Also a heartbeat: an empty write tells readiness whether the disk still takes commits,
         // and is what reopens a spool whose disk failed, even when no request comes.
         let heartbeat = self.write(|_| Ok(())).await;
-        let pruned = self.with_window(move |window| window.prune(now_ms)).await?;
-        heartbeat.map(|()| pruned)
+        let forgotten = self.with_window(move |window| window.prune(now_ms)).await?;
+        heartbeat.map(|()| forgotten)
     }
 }
 

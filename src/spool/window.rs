@@ -151,8 +151,8 @@ impl Window {
     }
 
     /// Deletes the segments whose claims all ended by `now_ms`, and seals an active log older
-    /// than an hour.
-    pub fn prune(&mut self, now_ms: u64) -> io::Result<Pruned> {
+    /// than an hour. Returns how many keys were forgotten.
+    pub fn prune(&mut self, now_ms: u64) -> io::Result<usize> {
         let first_claim = self.active.first_claim_ms;
         if first_claim.is_some_and(|at| now_ms.saturating_sub(at) >= SEAL_AFTER_MS) {
             self.seal_active()?;
@@ -166,12 +166,16 @@ impl Window {
             fs::remove_file(&segment.path)?;
             forgotten += segment.count;
         }
+        Ok(forgotten)
+    }
+
+    /// The keys and sealed segments on record.
+    pub fn size(&self) -> WindowSize {
         let sealed_keys: usize = self.sealed.iter().map(|segment| segment.count).sum();
-        Ok(Pruned {
-            forgotten,
+        WindowSize {
             keys: self.active.claims.len() + sealed_keys,
             segments: self.sealed.len(),
-        })
+        }
     }
 
     /// The highest batch id with a claim on record (0 for none), so batch ids are not given
@@ -200,11 +204,9 @@ impl Window {
     }
 }
 
-/// What [`Window::prune`] did, and the window's size after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pruned {
-    /// Keys forgotten (their segments deleted).
-    pub forgotten: usize,
+/// How much the window holds, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowSize {
     /// Keys on record: a key claimed twice counts twice until its older segment goes.
     pub keys: usize,
     /// Sealed segments on disk, each one filter check per lookup.
@@ -601,15 +603,15 @@ mod tests {
             let mut window = Window::open(dir.path(), 0).unwrap();
             let claims: Vec<_> = all.iter().map(|k| (*k, claim(1_000, 7))).collect();
             window.record(&claims, 0).unwrap();
-            let size = window.prune(0).unwrap();
+            let size = window.size();
             assert_eq!(
                 (size.keys, size.segments),
                 (all.len(), 2),
                 "two sealed, the rest logged"
             );
         }
-        let mut window = Window::open(dir.path(), 0).unwrap();
-        let size = window.prune(0).unwrap();
+        let window = Window::open(dir.path(), 0).unwrap();
+        let size = window.size();
         assert_eq!((size.keys, size.segments), (all.len(), 2));
         for key in &all {
             assert_eq!(window.claim(key).unwrap(), Some(claim(1_000, 7)));
@@ -627,28 +629,20 @@ mod tests {
         let mut window = Window::open(dir.path(), 0).unwrap();
         let key = key_hash("uuid-1");
         window.record(&[(key, claim(10 * HOUR, 1))], 0).unwrap();
-        assert_eq!(
-            window.prune(HOUR).unwrap().forgotten,
-            0,
-            "sealed, not ended"
-        );
+        assert_eq!(window.prune(HOUR).unwrap(), 0, "sealed, not ended");
         window.record(&[(key, claim(20 * HOUR, 2))], HOUR).unwrap();
         assert_eq!(window.claim(&key).unwrap(), Some(claim(20 * HOUR, 2)));
-        let both = Pruned {
-            forgotten: 0,
+        assert_eq!(window.prune(2 * HOUR).unwrap(), 0);
+        let both = WindowSize {
             keys: 2,
             segments: 2,
         };
-        assert_eq!(window.prune(2 * HOUR).unwrap(), both, "both claims sealed");
+        assert_eq!(window.size(), both, "both claims sealed");
         assert_eq!(window.claim(&key).unwrap(), Some(claim(20 * HOUR, 2)));
-        assert_eq!(window.prune(10 * HOUR).unwrap().forgotten, 1);
+        assert_eq!(window.prune(10 * HOUR).unwrap(), 1);
         assert_eq!(window.claim(&key).unwrap(), Some(claim(20 * HOUR, 2)));
-        let gone = Pruned {
-            forgotten: 1,
-            keys: 0,
-            segments: 0,
-        };
-        assert_eq!(window.prune(20 * HOUR).unwrap(), gone);
+        assert_eq!(window.prune(20 * HOUR).unwrap(), 1);
+        assert_eq!(window.size(), WindowSize::default());
         assert_eq!(window.claim(&key).unwrap(), None);
         let files = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(files, 1, "only the active log is left");
@@ -671,9 +665,9 @@ mod tests {
             assert_eq!(window.claim(&first).unwrap(), Some(claim(5_000, 1)));
             window.record(&[(second, claim(5_000, 2))], 0).unwrap();
         }
-        let mut window = Window::open(dir.path(), 0).unwrap();
+        let window = Window::open(dir.path(), 0).unwrap();
         assert_eq!(window.claim(&second).unwrap(), Some(claim(5_000, 2)));
-        assert_eq!(window.prune(0).unwrap().keys, 2);
+        assert_eq!(window.size().keys, 2);
     }
 
     #[test]
