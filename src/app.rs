@@ -532,8 +532,7 @@ async fn maintenance(
                 }
                 Err(err) => tracing::error!(org, error = %err, "spool maintenance failed"),
             }
-            crate::telemetry::record_backlog(&spool.backlog(), org);
-            crate::telemetry::record_window(spool.window_size(), org);
+            crate::telemetry::record_spool(spool, org);
         }
         if let Some(rate_limit) = &rate_limit {
             rate_limit.forget_idle();

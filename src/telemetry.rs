@@ -77,15 +77,21 @@ pub fn org_labels(org: Option<&str>, extra: &[(&'static str, &str)]) -> Vec<metr
         .collect()
 }
 
+/// Publishes `org`'s spool gauges: its backlog and its de-duplication window.
+pub fn record_spool(spool: &crate::spool::Spool, org: Option<&str>) {
+    record_backlog(&spool.backlog(), org);
+    record_window(spool.window_size(), org);
+}
+
 /// Publishes the size of `org`'s de-duplication window as gauges.
-pub fn record_window(size: crate::spool::WindowSize, org: Option<&str>) {
+fn record_window(size: crate::spool::WindowSize, org: Option<&str>) {
     let labels = org_labels(org, &[]);
     metrics::gauge!("factorwatch_dedup_window_keys", labels.clone()).set(size.keys as f64);
     metrics::gauge!("factorwatch_dedup_window_segments", labels).set(size.segments as f64);
 }
 
 /// Publishes the counters of `org`'s spool as gauges.
-pub fn record_backlog(backlog: &BacklogSnapshot, org: Option<&str>) {
+fn record_backlog(backlog: &BacklogSnapshot, org: Option<&str>) {
     let labels = org_labels(org, &[]);
     metrics::gauge!("factorwatch_spool_backlog_bytes", labels.clone()).set(backlog.bytes as f64);
     metrics::gauge!("factorwatch_spool_backlog_limit_bytes", labels.clone())

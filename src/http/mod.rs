@@ -235,8 +235,7 @@ fn cluster_view(orgs: &[OrgStatus]) -> Option<serde_json::Value> {
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     for org in state.orgs.iter() {
-        crate::telemetry::record_backlog(&org.spool.backlog(), org.org.as_deref());
-        crate::telemetry::record_window(org.spool.window_size(), org.org.as_deref());
+        crate::telemetry::record_spool(&org.spool, org.org.as_deref());
     }
     (
         [(

@@ -18,7 +18,7 @@ use super::SpoolError;
 /// it: a backlog of batches or a large `seen` table made the process grow to that size (the load
 /// benchmark measured 0.8 to 1.3 GiB RSS). The spool is read mostly just after it was written, so
 /// the operating system's page cache serves what redb no longer keeps.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long a reopen waits for readers to finish their transactions.
 const READERS_GRACE: Duration = Duration::from_secs(5);

@@ -823,8 +823,10 @@ fn seen_redb_claims(
     path: &Path,
     now_ms: u64,
 ) -> Result<Vec<(window::KeyHash, Claim)>, redb::Error> {
-    // A small cache: the file can be gigabytes, and it is read once, in order.
-    let db = Database::builder().set_cache_size(16 << 20).open(path)?;
+    // The spool's small cache: the file can be gigabytes, and it is read once, in order.
+    let db = Database::builder()
+        .set_cache_size(handle::CACHE_BYTES)
+        .open(path)?;
     let txn = db.begin_read()?;
     let mut claims = Vec::new();
     for row in txn.open_table(SEEN_REDB_CLAIMS)?.iter()? {
