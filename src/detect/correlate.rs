@@ -6,11 +6,11 @@
 //! rule with `factorwatch.absence: true` opens a timer when its first rule matches and fires when
 //! the timespan runs out before the next rule matched for the same group.
 //!
-//! Both kinds of state (rsigma's windows and the open timers) are exported after every
-//! correlation step and committed with the removal of the inputs they came from (in the spool,
-//! or in Redis for a fleet; see `correlation_step`), so a restart resumes every open window and
-//! a crash before the commit replays the inputs against the state they started from: nothing is
-//! counted twice.
+//! Both kinds of state (rsigma's windows and the open timers) are committed with the removal of
+//! the inputs they came from: in Redis for a fleet, exported after every correlation step; in the
+//! spool standalone, as a journal of what each pass fed them and a snapshot now and then (see
+//! `correlation_step`). A restart resumes every open window, and a crash before the commit
+//! replays the inputs against the state they started from: nothing is counted twice.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -32,14 +32,14 @@ pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
 
 /// Most entries one group's window keeps (rsigma's `max_group_entries`; its default is no
 /// limit). A window keeps an entry per event in its timespan until the correlation fires, and the
-/// whole state is saved with every pass, so a bulk reset (one admin resetting hundreds of factors
-/// a second, in the load benchmark) made every pass slower than the last. Past the limit the
+/// whole state is saved in snapshots (then, with every pass), so a bulk reset (one admin resetting
+/// hundreds of factors a second, in the load benchmark) made every pass slower than the last. Past the limit the
 /// oldest entries go, which can only under-count, and only for a group with more events than
 /// this within one timespan; a rule counting higher sets `rsigma.max_group_entries` itself.
 const MAX_GROUP_ENTRIES: usize = 1_000;
 
 /// Most absence timers open at once. Each holds the alert it will raise (a few KiB), and the
-/// whole state is saved with every pass, so a flood of distinct users (a mass reset) must not
+/// whole state is saved in every snapshot, so a flood of distinct users (a mass reset) must not
 /// grow it without bound; past this, new timers are refused with a warning and a metric.
 const MAX_OPEN_TIMERS: usize = 10_000;
 

@@ -3,6 +3,14 @@
 //! that ran out. Standalone, the detector correlates inside its pass instead, with the state in
 //! the spool; [`LiveCorrelation`] and [`CorrelationLoop`] serve both.
 //!
+//! Standalone, a pass does not store the whole state (in a bulk reset it is hundreds of KiB,
+//! and there is a pass every few milliseconds): it appends what it fed the correlations to a
+//! journal ([`JournalEntry`]) in the commit that consumes its batches, and stores a new snapshot
+//! of the state, emptying the journal, once the journal since the last one outweighs it. So the
+//! state costs at most about twice the journal's bytes on disk, and a restart restores the
+//! snapshot and replays the journal onto it, timers included: nothing is counted twice and no
+//! timer fires twice.
+//!
 //! The state lives in Redis ([`SharedState`]), so that the events of one attacker spread over
 //! every replica meet in one window and exactly one replica raises the alert. The step loads the
 //! state, applies its inputs, and writes the state back only if no other replica wrote since
@@ -26,7 +34,7 @@ use crate::clock::now_ms;
 use crate::cluster::{AppliedStep, SharedCorrelation, SharedState};
 use crate::okta::LogEvent;
 use crate::okta::envelope::Origin;
-use crate::spool::{CorrelationCommit, SpoolError};
+use crate::spool::{CorrelationCommit, SpoolError, StoredCorrelation};
 
 /// Inputs taken per step: bounds memory and the size of one commit.
 const INPUTS_PER_STEP: usize = 512;
@@ -34,6 +42,10 @@ const INPUTS_PER_STEP: usize = 512;
 /// Times a cluster step loads the state again after another replica wrote first, before it
 /// leaves the inputs for the next step.
 const MAX_CONFLICTS: usize = 16;
+
+/// Least journal (bytes) a standalone detector keeps before it takes a snapshot, however small
+/// the state: a quiet org's state of a few hundred bytes is not rewritten for every reset.
+const MIN_JOURNAL_BYTES: usize = 1024 * 1024;
 
 /// How long correlation waits before trying an unreachable cluster backend again.
 const BACKEND_RETRY: Duration = Duration::from_secs(1);
@@ -58,9 +70,9 @@ pub(super) struct CorrelationInput {
 }
 
 impl CorrelationInput {
-    /// The stored form of `matched`, placed at `at_secs`.
-    pub(super) fn encode(matched: &Matched<'_>, at_secs: i64) -> Vec<u8> {
-        let input = CorrelationInput {
+    /// `matched`, placed at `at_secs`.
+    fn new(matched: &Matched<'_>, at_secs: i64) -> Self {
+        CorrelationInput {
             event: serde_json::value::to_raw_value(matched.event.0)
                 .expect("a JSON value serializes"),
             raw: matched.raw.to_owned(),
@@ -69,7 +81,12 @@ impl CorrelationInput {
             delivery_id: matched.delivery_id.map(str::to_owned),
             received_at: matched.received_at.to_owned(),
             at_secs,
-        };
+        }
+    }
+
+    /// The stored form of `matched`, placed at `at_secs`.
+    pub(super) fn encode(matched: &Matched<'_>, at_secs: i64) -> Vec<u8> {
+        let input = Self::new(matched, at_secs);
         serde_json::to_vec(&input).expect("a correlation input serializes")
     }
 
@@ -82,6 +99,36 @@ impl CorrelationInput {
     }
 }
 
+/// One change a standalone detection pass made to the correlation state, as its journal keeps
+/// it: replayed in order onto the last snapshot, the entries rebuild the state the pass left.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum JournalEntry {
+    /// An event fed to the correlations (its detections are computed again on replay).
+    Input(CorrelationInput),
+    /// The timers due at this time fired (their alerts were queued by the same pass).
+    TimersFired {
+        /// The pass's clock, in Unix seconds.
+        now_secs: i64,
+    },
+}
+
+impl JournalEntry {
+    /// The journal entry of `matched`, fed to the correlations at `at_secs`.
+    pub(super) fn input(matched: &Matched<'_>, at_secs: i64) -> Vec<u8> {
+        Self::Input(CorrelationInput::new(matched, at_secs)).encode()
+    }
+
+    /// The journal entry of the timers that fired at `now_secs`.
+    pub(super) fn timers_fired(now_secs: i64) -> Vec<u8> {
+        Self::TimersFired { now_secs }.encode()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a journal entry serializes")
+    }
+}
+
 /// The correlator in use, the rule set it was built for, and the token of the shared state it
 /// holds (cluster mode).
 pub(super) struct LiveCorrelation {
@@ -89,6 +136,10 @@ pub(super) struct LiveCorrelation {
     /// The live state.
     pub(super) correlator: Correlator,
     token: Option<String>,
+    /// Standalone: bytes of journal stored since the last snapshot.
+    journal_bytes: usize,
+    /// Standalone: the size of the last snapshot.
+    snapshot_bytes: usize,
 }
 
 impl LiveCorrelation {
@@ -112,7 +163,51 @@ impl LiveCorrelation {
             rules,
             correlator,
             token,
+            journal_bytes: 0,
+            snapshot_bytes: stored.map_or(0, <[u8]>::len),
         }
+    }
+
+    /// The standalone correlator for `pass.rules`: the stored snapshot with the journal replayed
+    /// onto it. Replayed alerts are dropped: the passes that journaled them queued them.
+    pub(super) fn replayed(
+        pass: &Pass<'_>,
+        rules: Arc<RuleSet>,
+        stored: StoredCorrelation,
+    ) -> Self {
+        let mut live = Self::restored(rules, stored.snapshot.as_deref(), None);
+        for (at, bytes) in stored.journal.iter().enumerate() {
+            live.journal_bytes += bytes.len();
+            match serde_json::from_slice(bytes) {
+                Ok(JournalEntry::Input(input)) => {
+                    correlate_input(pass, input, &mut live.correlator);
+                }
+                Ok(JournalEntry::TimersFired { now_secs }) => {
+                    live.correlator.expired(now_secs);
+                }
+                Err(err) => {
+                    tracing::error!(entry = at, error = %err, "a correlation journal entry is unreadable; skipped");
+                }
+            }
+        }
+        live
+    }
+
+    /// What a standalone pass that made the changes `journal` stores: `(None, journal)`, or,
+    /// once the journal since the last snapshot would outweigh that snapshot (and
+    /// [`MIN_JOURNAL_BYTES`]), `(Some(snapshot), [])`.
+    pub(super) fn record(&mut self, journal: Vec<Vec<u8>>) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+        if journal.is_empty() {
+            return (None, journal);
+        }
+        self.journal_bytes += journal.iter().map(Vec::len).sum::<usize>();
+        if self.journal_bytes < self.snapshot_bytes.max(MIN_JOURNAL_BYTES) {
+            return (None, journal);
+        }
+        let snapshot = self.correlator.save();
+        self.journal_bytes = 0;
+        self.snapshot_bytes = snapshot.len();
+        (Some(snapshot), Vec::new())
     }
 }
 
@@ -328,30 +423,39 @@ fn correlate_inputs(
     inputs: Vec<CorrelationInput>,
     correlator: &mut Correlator,
 ) -> Vec<Alert> {
-    let mut alerts = Vec::new();
-    for input in inputs {
-        let event: Value = serde_json::from_str(input.event.get()).unwrap_or(Value::Null);
-        // Detections are computed again with the rules in force now: after a reload, the
-        // correlations and the rules they refer to agree.
-        let detections = pass.rules.detect(&event);
-        let matched = Matched {
-            event: LogEvent(&event),
-            raw: &input.raw,
-            key: &input.key,
-            origin: &input.origin,
-            delivery_id: input.delivery_id.as_deref(),
-            received_at: &input.received_at,
-        };
-        alerts.extend(pass.correlate_event(&matched, &detections, input.at_secs, correlator));
-    }
+    let mut alerts: Vec<Alert> = inputs
+        .into_iter()
+        .flat_map(|input| correlate_input(pass, input, correlator))
+        .collect();
     alerts.extend(correlator.expired(secs(pass.now)));
     alerts
 }
 
+/// The correlation alerts of one input.
+fn correlate_input(
+    pass: &Pass<'_>,
+    input: CorrelationInput,
+    correlator: &mut Correlator,
+) -> Vec<Alert> {
+    let event: Value = serde_json::from_str(input.event.get()).unwrap_or(Value::Null);
+    // Detections are computed again with the rules in force now: after a reload, the
+    // correlations and the rules they refer to agree.
+    let detections = pass.rules.detect(&event);
+    let matched = Matched {
+        event: LogEvent(&event),
+        raw: &input.raw,
+        key: &input.key,
+        origin: &input.origin,
+        delivery_id: input.delivery_id.as_deref(),
+        received_at: &input.received_at,
+    };
+    pass.correlate_event(&matched, &detections, input.at_secs, correlator)
+}
+
 #[cfg(test)]
 mod tests {
-    //! The crash window of a cluster step, against the machine's Redis on 127.0.0.1:6379 and its
-    //! NATS on 127.0.0.1:4222.
+    //! The standalone journal and snapshots, through a real spool; the crash window of a cluster
+    //! step, against the machine's Redis on 127.0.0.1:6379 and its NATS on 127.0.0.1:4222.
 
     use std::time::Duration;
 
@@ -413,6 +517,121 @@ mod tests {
         spool.complete_batches(commit).await.unwrap();
         let alerts = super::super::offline::detect_events(rules, &[], vec![event]).alerts;
         alerts.into_iter().next().unwrap()
+    }
+
+    /// Passes of `resets` MFA resets each (by admins of a few users, so the built-in counting
+    /// windows fill), stored as the detector stores them; returns the live correlation and how
+    /// many passes took a snapshot.
+    async fn journaled_passes(
+        spool: &Spool,
+        pass: &Pass<'_>,
+        live: &mut LiveCorrelation,
+        passes: usize,
+        resets: usize,
+    ) -> usize {
+        let (origin, users) = (Origin::default(), samples::users());
+        let mut snapshots = 0;
+        for n in 0..passes {
+            let mut journal = Vec::new();
+            for i in 0..resets {
+                let user = &users[i % 3];
+                let tx = format!("tx-{n}-{i}");
+                let event = samples::mfa_factor_deactivate(user, "SMS", Initiator::Admin, &tx);
+                let raw = serde_json::value::to_raw_value(&event).unwrap();
+                let key = format!("uuid-{n}-{i}");
+                let matched = Matched {
+                    event: LogEvent(&event),
+                    raw: &raw,
+                    key: &key,
+                    origin: &origin,
+                    delivery_id: None,
+                    received_at: "2026-12-01T00:00:00Z",
+                };
+                let at = pass.event_secs(&matched) + n as i64;
+                let detections = pass.rules.detect(&event);
+                pass.correlate_event(&matched, &detections, at, &mut live.correlator);
+                journal.push(JournalEntry::input(&matched, at));
+            }
+            let (correlation_state, correlation_journal) = live.record(journal);
+            snapshots += usize::from(correlation_state.is_some());
+            let commit = DetectionCommit {
+                correlation_state,
+                correlation_journal,
+                ..DetectionCommit::default()
+            };
+            spool.complete_batches(commit).await.unwrap();
+        }
+        snapshots
+    }
+
+    /// The state as JSON, to compare two correlators.
+    fn state_of(live: &LiveCorrelation) -> Value {
+        serde_json::from_slice(&live.correlator.save()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn standalone_the_snapshot_and_its_journal_replay_to_the_state_the_passes_left() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let rules_dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(
+            rules_dir.path().join("absence.yml"),
+            "title: Test Absence\nid: test-absence\nfactorwatch.absence: true\n\
+             correlation:\n  type: temporal_ordered\n  rules: [okta_mfa_removed, okta_mfa_factor_activated]\n  \
+             group-by: [factorwatch.user]\n  timespan: 60s\nlevel: low\n",
+        )
+        .unwrap();
+        let config = RulesConfig {
+            builtin_correlations: true,
+            paths: vec![rules_dir.path().to_owned()],
+            ..RulesConfig::default()
+        };
+        let rules = Arc::new(RuleSet::load(&config).unwrap());
+        let pass = Pass {
+            rules: &rules,
+            sinks: &[],
+            privileged_users: &[],
+            org: None,
+            now: now_ms(),
+        };
+        let mut live = LiveCorrelation::restored(rules.clone(), None, None);
+
+        // Enough passes for the journal to outgrow MIN_JOURNAL_BYTES, then some more.
+        let snapshots = journaled_passes(&spool, &pass, &mut live, 60, 10).await;
+        assert!(snapshots >= 1, "no snapshot in 60 passes");
+        assert!(
+            live.correlator.has_expired(i64::MAX),
+            "absence timers are open"
+        );
+        // A pass whose timers ran out journals that they fired.
+        let fired = live.correlator.expired(i64::MAX);
+        assert!(!fired.is_empty());
+        let (snapshot, journal) = live.record(vec![JournalEntry::timers_fired(i64::MAX)]);
+        assert!(snapshot.is_none());
+        let commit = DetectionCommit {
+            correlation_journal: journal,
+            ..DetectionCommit::default()
+        };
+        spool.complete_batches(commit).await.unwrap();
+
+        let stored = spool.correlation_state().await.unwrap();
+        let journal_bytes: usize = stored.journal.iter().map(Vec::len).sum();
+        let snapshot_bytes = stored.snapshot.as_ref().map_or(0, Vec::len);
+        assert!(
+            !stored.journal.is_empty(),
+            "the last passes are in the journal"
+        );
+        assert!(
+            journal_bytes < snapshot_bytes.max(MIN_JOURNAL_BYTES),
+            "the journal ({journal_bytes} bytes) outgrew the snapshot ({snapshot_bytes} bytes) \
+             without a new one"
+        );
+        // Restarted: the snapshot with the journal replayed is the state the passes left, and
+        // the timers that fired before do not fire again.
+        let replayed = LiveCorrelation::replayed(&pass, rules.clone(), stored);
+        assert_eq!(state_of(&replayed), state_of(&live));
+        assert!(!replayed.correlator.has_expired(i64::MAX));
+        assert_eq!(replayed.journal_bytes, journal_bytes);
     }
 
     #[tokio::test]

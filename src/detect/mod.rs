@@ -4,8 +4,9 @@
 //! splits them into events, drops events already seen inside the de-duplication window (Okta
 //! delivers at least once), adds `factorwatch.*` fields ([`enrich`]), runs the rules over the
 //! rest, feeds the events that matched to the correlations ([`correlate`]) and commits, in one
-//! transaction, the removal of the batches, one outbox row per alert and sink, and the
-//! correlation state. The new event keys are claimed in the de-duplication window while the
+//! transaction, the removal of the batches, one outbox row per alert and sink, and what the pass
+//! changed in the correlation state (journal entries, now and then a snapshot; see
+//! [`correlation_step`]). The new event keys are claimed in the de-duplication window while the
 //! rules run, before that commit. A pass with no batches still runs when a correlation timer
 //! has run out.
 //!
@@ -44,7 +45,7 @@ use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use correlate::Correlator;
-use correlation_step::{CorrelationInput, CorrelationLoop, LiveCorrelation};
+use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
 
 pub use rules::{RuleSet, SharedRules};
@@ -204,8 +205,7 @@ impl Detector {
                 org: org.as_deref(),
                 now,
             };
-            let correlator = correlation.as_mut().map(|live| &mut live.correlator);
-            let commit = detect_batches(&pass, parsed, &seen, history, correlator);
+            let commit = detect_batches(&pass, parsed, &seen, history, correlation.as_mut());
             (commit, correlation)
         });
         // The keys are claimed while the rules run; the claim is durable before the batches
@@ -239,11 +239,23 @@ impl Detector {
             return Ok(live);
         }
         let stored = self.spool.correlation_state().await?;
-        Ok(LiveCorrelation::restored(
+        let (rules, privileged, org) = (
             rules.clone(),
-            stored.as_deref(),
-            None,
-        ))
+            self.privileged_users.clone(),
+            self.org.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let pass = Pass {
+                rules: &rules,
+                sinks: &[],
+                privileged_users: &privileged,
+                org: org.as_deref(),
+                now: now_ms(),
+            };
+            LiveCorrelation::replayed(&pass, rules.clone(), stored)
+        })
+        .await
+        .map_err(|err| SpoolError::Storage(format!("correlation replay task failed: {err}")))
     }
 
     /// Tells every forwarder that alerts are waiting.
@@ -433,22 +445,22 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
 }
 
 /// Runs the rules over every event not seen before and builds what the pass commits. With a
-/// `correlator` (standalone) the events that matched go through the correlations now, and its
+/// `correlation` (standalone) the events that matched go through the correlations now, and its
 /// timers that ran out fire; without (cluster) they become the correlation step's inputs.
 fn detect_batches(
     pass: &Pass<'_>,
     parsed: Vec<ParsedBatch>,
     seen: &HashSet<String>,
     mut history: NetworkHistory,
-    mut correlator: Option<&mut Correlator>,
+    mut correlation: Option<&mut LiveCorrelation>,
 ) -> DetectionCommit {
     // Keys new in this pass: a uuid repeated within or across these batches counts once.
     let mut fresh: HashSet<String> = HashSet::new();
     let mut batches = Vec::with_capacity(parsed.len());
     let mut alerts: Vec<Alert> = Vec::new();
     let mut correlation_inputs = Vec::new();
-    // Whether any event reached the correlator: a pass where none did has nothing new to save.
-    let mut correlator_fed = false;
+    // Standalone: what this pass changed in the correlation state.
+    let mut journal = Vec::new();
     for ParsedBatch {
         batch,
         envelope_meta,
@@ -478,10 +490,11 @@ fn detect_batches(
                 continue;
             }
             let at = pass.event_secs(&matched);
-            match correlator.as_deref_mut() {
-                Some(correlator) => {
-                    correlator_fed = true;
-                    alerts.extend(pass.correlate_event(&matched, &detections, at, correlator))
+            match correlation.as_deref_mut() {
+                Some(live) => {
+                    let correlator = &mut live.correlator;
+                    alerts.extend(pass.correlate_event(&matched, &detections, at, correlator));
+                    journal.push(JournalEntry::input(&matched, at));
                 }
                 None => correlation_inputs.push(CorrelationInput::encode(&matched, at)),
             }
@@ -489,20 +502,26 @@ fn detect_batches(
         metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
         batches.push(batch);
     }
-    // The whole state is serialised into the commit, so a pass that changed none of it (no event
-    // fed the windows, no timer ran out) leaves the stored copy as it is: most passes, in an org
-    // where MFA changes are rare.
-    let correlation_state = correlator.and_then(|correlator| {
-        let expired = correlator.expired(secs(pass.now));
-        let changed = correlator_fed || !expired.is_empty();
-        alerts.extend(expired);
-        changed.then(|| correlator.save())
-    });
+    // A pass that changed nothing (no event fed the windows, no timer ran out) stores nothing of
+    // the correlations: most passes, in an org where MFA changes are rare.
+    let (correlation_state, correlation_journal) = match correlation {
+        Some(live) => {
+            let now_secs = secs(pass.now);
+            let fired = live.correlator.expired(now_secs);
+            if !fired.is_empty() {
+                journal.push(JournalEntry::timers_fired(now_secs));
+            }
+            alerts.extend(fired);
+            live.record(journal)
+        }
+        None => (None, Vec::new()),
+    };
     DetectionCommit {
         batches,
         outbox: queue_alerts(group_factor_resets(alerts), pass.sinks, pass.now),
         correlation_inputs,
-        correlation_state: correlation_state.filter(|_| pass.rules.has_correlations()),
+        correlation_state,
+        correlation_journal,
         known_networks: history
             .into_changed()
             .into_iter()

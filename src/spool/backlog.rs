@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::{BATCHES, CORRELATION_INPUTS, DEAD_LETTERS, OUTBOX, QUARANTINE, SpoolError};
+use super::{
+    BATCHES, CORRELATION_INPUTS, CORRELATION_JOURNAL, DEAD_LETTERS, OUTBOX, QUARANTINE, SpoolError,
+};
 
 /// Counts per sink.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -176,9 +178,12 @@ pub(super) fn scan(db: &Database) -> Result<Scan, SpoolError> {
         totals.sinks.entry(sink.to_owned()).or_default().dead += 1;
         next_seq = next_seq.max(seq + 1);
     }
-    // Correlation inputs draw from the same sequence, so one counter serves both tables.
-    if let Some(last) = txn.open_table(CORRELATION_INPUTS)?.last()? {
-        next_seq = next_seq.max(last.0.value() + 1);
+    // Correlation inputs and the journal draw from the same sequence, so one counter serves
+    // every table.
+    for table in [CORRELATION_INPUTS, CORRELATION_JOURNAL] {
+        if let Some(last) = txn.open_table(table)?.last()? {
+            next_seq = next_seq.max(last.0.value() + 1);
+        }
     }
     Ok(Scan {
         totals,

@@ -10,7 +10,8 @@
 //! | `quarantine` | batch id | as `batches` | a stored batch the detector could not read; kept for a person to look at |
 //! | `outbox` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert not yet delivered to that sink |
 //! | `correlation_inputs` | sequence | an event that matched a rule, as the correlation step reads it | detected, not yet correlated |
-//! | `correlation` | `state` / `applied` | the correlation state (standalone) / the last shared step committed here (cluster) | correlation |
+//! | `correlation` | `state` / `applied` | the correlation state as of its last snapshot (standalone) / the last shared step committed here (cluster) | correlation |
+//! | `correlation_journal` | sequence | what a detection pass fed the correlations since that snapshot (standalone) | replayed onto the snapshot at start |
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
 //!
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
@@ -71,6 +72,10 @@ const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("
 const CORRELATION: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation");
 const CORRELATION_STATE_KEY: &str = "state";
 const CORRELATION_APPLIED_KEY: &str = "applied";
+/// Standalone: what the detection passes since the stored state's snapshot fed the
+/// correlations, in order; emptied by the next snapshot.
+const CORRELATION_JOURNAL: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("correlation_journal");
 /// Events detected but not yet correlated, in detection order.
 const CORRELATION_INPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("correlation_inputs");
 /// User login to the networks they signed in from, as the detector saves them.
@@ -194,10 +199,24 @@ pub struct DetectionCommit {
     /// Events of these batches that matched a rule, for the correlation step of a fleet
     /// (encoded by the detector), in order; empty standalone.
     pub correlation_inputs: Vec<Vec<u8>>,
-    /// The correlation state after the pass, standalone (where the spool keeps it).
+    /// Standalone: a new snapshot of the correlation state, which replaces the stored one and
+    /// empties the journal.
     pub correlation_state: Option<Vec<u8>>,
+    /// Standalone: what the pass fed the correlations (encoded by the detector), appended to the
+    /// journal after any new snapshot.
+    pub correlation_journal: Vec<Vec<u8>>,
     /// Users whose known networks changed, with their new value.
     pub known_networks: Vec<(String, Vec<u8>)>,
+}
+
+/// The standalone correlation state as stored: the last snapshot, and what detection fed the
+/// correlations since, oldest first.
+#[derive(Debug, Default)]
+pub struct StoredCorrelation {
+    /// The state as of the last snapshot, if one was taken.
+    pub snapshot: Option<Vec<u8>>,
+    /// The journal entries since, to replay onto it.
+    pub journal: Vec<Vec<u8>>,
 }
 
 /// Everything one correlation step changes, committed in one transaction.
@@ -411,13 +430,18 @@ impl Spool {
         .map_err(|err| SpoolError::Storage(format!("de-duplication window task failed: {err}")))?
     }
 
-    /// The correlation state the last detection pass saved.
-    pub async fn correlation_state(&self) -> Result<Option<Vec<u8>>, SpoolError> {
+    /// The standalone correlation state: the last snapshot and the journal since.
+    pub async fn correlation_state(&self) -> Result<StoredCorrelation, SpoolError> {
         self.read(|txn| {
-            let table = txn.open_table(CORRELATION)?;
-            Ok(table
+            let snapshot = txn
+                .open_table(CORRELATION)?
                 .get(CORRELATION_STATE_KEY)?
-                .map(|value| value.value().to_vec()))
+                .map(|value| value.value().to_vec());
+            let mut journal = Vec::new();
+            for row in txn.open_table(CORRELATION_JOURNAL)?.iter()? {
+                journal.push(row?.1.value().to_vec());
+            }
+            Ok(StoredCorrelation { snapshot, journal })
         })
         .await
     }
@@ -448,15 +472,14 @@ impl Spool {
             outbox: rows,
             correlation_inputs,
             correlation_state,
+            correlation_journal,
             known_networks,
         } = commit;
         let removed_bytes: Vec<u64> = detected.iter().map(StoredBatch::encoded_len).collect();
         let batch_ids: Vec<u64> = detected.iter().map(|batch| batch.id).collect();
         let staged = self.stage_outbox(rows);
-        let inputs: Vec<(u64, Vec<u8>)> = correlation_inputs
-            .into_iter()
-            .map(|input| (self.next_seq.fetch_add(1, Ordering::Relaxed), input))
-            .collect();
+        let inputs = self.sequenced(correlation_inputs);
+        let journal = self.sequenced(correlation_journal);
         let added = staged_sizes(&staged);
         self.write(move |txn| {
             let mut batches = txn.open_table(BATCHES)?;
@@ -464,14 +487,14 @@ impl Spool {
                 batches.remove(*id)?;
             }
             insert_outbox(txn, &staged)?;
-            let mut pending = txn.open_table(CORRELATION_INPUTS)?;
-            for (seq, input) in &inputs {
-                pending.insert(*seq, input.as_slice())?;
-            }
+            insert_sequenced(txn, CORRELATION_INPUTS, &inputs)?;
             if let Some(state) = &correlation_state {
                 txn.open_table(CORRELATION)?
                     .insert(CORRELATION_STATE_KEY, state.as_slice())?;
+                // The snapshot holds everything the journal did.
+                txn.open_table(CORRELATION_JOURNAL)?.retain(|_, _| false)?;
             }
+            insert_sequenced(txn, CORRELATION_JOURNAL, &journal)?;
             let mut networks = txn.open_table(KNOWN_NETWORKS)?;
             for (user, value) in &known_networks {
                 networks.insert(user.as_str(), value.as_slice())?;
@@ -539,6 +562,14 @@ impl Spool {
         .await?;
         self.count_outbox_added(added);
         Ok(())
+    }
+
+    /// Gives each of `values` the next sequence number.
+    fn sequenced(&self, values: Vec<Vec<u8>>) -> Vec<(u64, Vec<u8>)> {
+        values
+            .into_iter()
+            .map(|value| (self.next_seq.fetch_add(1, Ordering::Relaxed), value))
+            .collect()
     }
 
     /// Gives each new outbox row its sequence number and encoded value.
@@ -780,6 +811,7 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     txn.open_table(DEAD_LETTERS)?;
     txn.open_table(CORRELATION)?;
     txn.open_table(CORRELATION_INPUTS)?;
+    txn.open_table(CORRELATION_JOURNAL)?;
     txn.open_table(KNOWN_NETWORKS)?;
     // The window moved to seen.redb; an older spool's copy only takes space. Dropping it means a
     // redelivery straddling the upgrade alerts again, with the same alert id.
@@ -848,6 +880,22 @@ fn staged_sizes(staged: &[StagedRow]) -> Vec<(String, u64)> {
 }
 
 /// Inserts staged rows into the outbox.
+/// Inserts `rows` (sequence number, value) into `table`; leaves it unopened when there are none.
+fn insert_sequenced(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<u64, &[u8]>,
+    rows: &[(u64, Vec<u8>)],
+) -> Result<(), redb::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(table)?;
+    for (seq, value) in rows {
+        table.insert(*seq, value.as_slice())?;
+    }
+    Ok(())
+}
+
 fn insert_outbox(txn: &redb::WriteTransaction, staged: &[StagedRow]) -> Result<(), redb::Error> {
     let mut outbox = txn.open_table(OUTBOX)?;
     for (entry, value) in staged {
