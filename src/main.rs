@@ -12,7 +12,7 @@ use factorwatch::{Application, Config, app, telemetry};
 /// jemalloc, not glibc's malloc. Under tokio, glibc gives each thread that allocates an arena of
 /// its own and keeps what each one freed: a steady 4,000 events/s reached 66 MiB resident with
 /// live data far smaller, where jemalloc stays near 40 MiB and spends less CPU per event
-/// (BENCHMARKS.md, History).
+/// (BENCHMARKS.md, "Latest changes").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
