@@ -20,6 +20,7 @@ pub mod context;
 pub mod correlate;
 mod correlation_step;
 pub mod enrich;
+mod event_head;
 pub mod fields;
 pub mod offline;
 pub mod placeholders;
@@ -41,12 +42,13 @@ use crate::alert::{Alert, Matched, RuleRef, org_alert_id};
 use crate::clock::{now_ms, rfc3339, wait_for_work};
 use crate::cluster::{Claim, SharedState};
 use crate::config::SinkConfig;
-use crate::okta::event::{dedup_key, single_line};
+use crate::okta::event::single_line;
 use crate::okta::{Envelope, LogEvent};
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
+use event_head::EventHead;
 
 pub use rules::{RuleSet, SharedRules};
 
@@ -54,7 +56,8 @@ pub use rules::{RuleSet, SharedRules};
 /// deliveries would otherwise make many small passes, each paying two commits.
 const BATCHES_PER_PASS: usize = 512;
 /// Most request bytes taken per pass (passed once a batch is in): bounds the memory of a pass
-/// (each event becomes a JSON tree) and the size of one commit, whatever the batch size.
+/// (the requests; each event's whole JSON tree lives only while its rules run) and the size of
+/// one commit, whatever the batch size.
 const BYTES_PER_PASS: u64 = 1024 * 1024;
 
 /// How long an idle loop waits before it looks again without being woken: a correlation timer
@@ -83,11 +86,12 @@ pub struct Detector {
     pub org: Option<Arc<str>>,
 }
 
-/// An event parsed out of a batch, with its de-duplication key.
+/// An event split out of a batch, with what the pass reads of it before the rules run. Its
+/// whole tree is built only when the rules run ([`event_tree`]).
 struct ParsedEvent {
     raw: Box<RawValue>,
-    value: Value,
     key: String,
+    session_user: Option<String>,
 }
 
 /// A batch split into events.
@@ -296,7 +300,7 @@ impl Detector {
         let users: HashSet<String> = parsed
             .iter()
             .flat_map(|batch| &batch.events)
-            .filter_map(|event| enrich::session_user(&LogEvent(&event.value)))
+            .filter_map(|event| event.session_user.clone())
             .collect();
         if users.is_empty() {
             return Ok(NetworkHistory::default());
@@ -350,16 +354,24 @@ fn parse_batches(batches: Vec<StoredBatch>) -> (Vec<ParsedBatch>, Vec<StoredBatc
 
 fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
     let raw = single_line(raw);
-    // The raw text passed JSON validation at intake, but building a tree is stricter: nesting
-    // deeper than serde_json's limit (128) or a lone surrogate escape fails here. Okta sends
-    // neither; such an event is kept by its bytes (de-duplicated, never matched) and counted.
-    let value: Value = serde_json::from_str(raw.get()).unwrap_or_else(|err| {
+    let EventHead { key, session_user } = EventHead::read(raw.get());
+    ParsedEvent {
+        raw,
+        key,
+        session_user,
+    }
+}
+
+/// The whole JSON tree of one event, for the rules. The raw text passed JSON validation at
+/// intake, but building a tree is stricter: nesting deeper than serde_json's limit (128) or a
+/// lone surrogate escape fails here. Okta sends neither; such an event is stored and
+/// de-duplicated like any other, never matched, and counted.
+fn event_tree(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or_else(|err| {
         metrics::counter!("factorwatch_events_unreadable_total").increment(1);
         tracing::warn!(error = %err, "an event cannot be read as a JSON tree; no rule can match it");
         Value::Null
-    });
-    let key = dedup_key(&LogEvent(&value), raw.get());
-    ParsedEvent { raw, value, key }
+    })
 }
 
 /// What one detection pass needs besides the batches.
@@ -464,20 +476,22 @@ fn detect_batches(
     for ParsedBatch {
         batch,
         envelope_meta,
-        mut events,
+        events,
     } in parsed
     {
         let origin = envelope_meta.origin();
         let delivery_id = envelope_meta.event_id.as_deref();
         let received_at = rfc3339(batch.received_at_ms);
-        for event in &mut events {
+        for event in &events {
             if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
                 metrics::counter!("factorwatch_duplicate_events_total").increment(1);
                 continue;
             }
-            enrich::enrich(&mut event.value, &mut history);
+            // Built here, one event at a time, and dropped after its rules ran (event_head).
+            let mut tree = event_tree(&event.raw);
+            enrich::enrich(&mut tree, &mut history);
             let matched = Matched {
-                event: LogEvent(&event.value),
+                event: LogEvent(&tree),
                 raw: &event.raw,
                 key: &event.key,
                 origin: &origin,

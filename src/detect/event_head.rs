@@ -1,0 +1,157 @@
+//! What a detection pass must know of every event before it runs the rules, read without
+//! building the event's whole JSON tree.
+//!
+//! Before the rules run, a pass looks up every event's de-duplication key in the window and the
+//! stored networks of every user who signed in, both for all its batches at once (one spool read
+//! each). Both come from five top-level fields. A pass holds up to 1 MiB of requests, and as
+//! `serde_json::Value` trees that is about ten times as much; so the pass reads only these
+//! fields up front and builds each event's whole tree later, when the rules run, one event at a
+//! time (BENCHMARKS.md, "Latest changes", 5.).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::enrich;
+use crate::okta::LogEvent;
+use crate::okta::event::dedup_key;
+
+/// The top-level fields [`dedup_key`] and [`enrich::session_user`] read; every other field is
+/// skipped without being built. A field that is `null` reads as absent, as it does in a tree.
+#[derive(Deserialize)]
+struct HeadFields {
+    uuid: Option<Value>,
+    #[serde(rename = "eventType")]
+    event_type: Option<Value>,
+    outcome: Option<Value>,
+    actor: Option<Value>,
+    target: Option<Value>,
+}
+
+impl HeadFields {
+    /// The fields as a small tree, so the same [`LogEvent`] accessors read them.
+    fn into_tree(self) -> Value {
+        let fields = [
+            ("uuid", self.uuid),
+            ("eventType", self.event_type),
+            ("outcome", self.outcome),
+            ("actor", self.actor),
+            ("target", self.target),
+        ];
+        let map: Map<String, Value> = fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+            .collect();
+        Value::Object(map)
+    }
+}
+
+/// What the pass knows of one event before the rules run.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct EventHead {
+    /// The de-duplication key ([`dedup_key`]).
+    pub key: String,
+    /// The user whose networks the event teaches, for a successful sign-in.
+    pub session_user: Option<String>,
+}
+
+impl EventHead {
+    /// Reads the head of the event `raw` (one JSON value, on one line or not).
+    pub fn read(raw: &str) -> Self {
+        let tree = head_tree(raw).unwrap_or_else(|| whole_tree(raw));
+        let event = LogEvent(&tree);
+        Self {
+            key: dedup_key(&event, raw),
+            session_user: enrich::session_user(&event),
+        }
+    }
+}
+
+/// The head fields of `raw` as a tree; `None` where reading them alone could differ from
+/// reading the whole tree: a value that is not an object (a struct reads an array by position)
+/// or a repeated key (a tree keeps the last, a struct refuses). Those read the whole tree.
+fn head_tree(raw: &str) -> Option<Value> {
+    if !raw.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<HeadFields>(raw)
+        .ok()
+        .map(HeadFields::into_tree)
+}
+
+/// The whole tree of `raw`, or `null` when it cannot be built (nested past the parser's limit,
+/// say: the rules then never match it, and [`super::event_tree`] counts it).
+fn whole_tree(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head read from the five fields, against the head read from the whole tree.
+    fn both_ways(raw: &str) -> (EventHead, EventHead) {
+        let tree = whole_tree(raw);
+        let event = LogEvent(&tree);
+        let from_tree = EventHead {
+            key: dedup_key(&event, raw),
+            session_user: enrich::session_user(&event),
+        };
+        (EventHead::read(raw), from_tree)
+    }
+
+    #[test]
+    fn agrees_with_the_whole_tree_on_okta_samples_and_odd_shapes() {
+        let session = r#"{"uuid":"s-1","eventType":"user.session.start","outcome":{"result":"SUCCESS"},
+            "actor":{"type":"User","alternateId":"ann@example.com"},"client":{"ipAddress":"192.0.2.1"},
+            "debugContext":{"debugData":{"deep":[{"a":[1,2,{"b":null}]}]}}}"#;
+        let reset = r#"{"uuid":"r-1","eventType":"user.mfa.factor.reset_all",
+            "actor":{"type":"User","alternateId":"admin@example.com"},
+            "target":[{"type":"User","alternateId":"bob@example.com"}]}"#;
+        let cases = [
+            session,
+            reset,
+            // A failed sign-in teaches nothing.
+            r#"{"uuid":"s-2","eventType":"user.session.start","outcome":{"result":"FAILURE"},"actor":{"type":"User","alternateId":"x"}}"#,
+            // No uuid: the key is the hash of the exact bytes.
+            r#"{"eventType":"user.session.start","outcome":null}"#,
+            // Numbers where strings are expected, nulls, a target that is not a list.
+            r#"{"uuid":42,"eventType":"user.session.start","outcome":{"result":"SUCCESS"},"actor":{"type":"User","alternateId":7},"target":null}"#,
+            r#"{"uuid":null,"target":{"type":"User"}}"#,
+            // A repeated key: the tree keeps the last one.
+            r#"{"uuid":"first","uuid":"second"}"#,
+            // Not an object at all.
+            r#"["uuid","x"]"#,
+            r#""just text""#,
+            "{}",
+        ];
+        for raw in cases {
+            let (head, expected) = both_ways(raw);
+            assert_eq!(head, expected, "{raw}");
+        }
+        assert_eq!(
+            EventHead::read(session).session_user.as_deref(),
+            Some("ann@example.com")
+        );
+        assert_eq!(EventHead::read(reset).key, "r-1");
+        assert_eq!(
+            EventHead::read(r#"{"uuid":"first","uuid":"second"}"#).key,
+            "second"
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_parsers_limit_still_reads_the_head() {
+        // The parser skips what it does not build at any depth, so such an event keeps its
+        // uuid as key; its tree cannot be built, and the rules never match it.
+        let deep = format!(
+            r#"{{"uuid":"u","x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(EventHead::read(&deep).key, "u");
+        assert_eq!(whole_tree(&deep), Value::Null);
+        // An array nested as deep has no head to read: keyed by its bytes, as before.
+        let array = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(EventHead::read(&array).key.starts_with("sha256:"));
+    }
+}
