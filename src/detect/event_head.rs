@@ -58,7 +58,12 @@ impl EventHead {
     /// Reads the head of the event `raw` (one JSON value, on one line or not).
     pub fn read(raw: &str) -> Self {
         let tree = head_tree(raw).unwrap_or_else(|| whole_tree(raw));
-        let event = LogEvent(&tree);
+        Self::of(&tree, raw)
+    }
+
+    /// The head of the event `raw`, read from `tree` (its head fields or its whole tree).
+    fn of(tree: &Value, raw: &str) -> Self {
+        let event = LogEvent(tree);
         Self {
             key: dedup_key(&event, raw),
             session_user: enrich::session_user(&event),
@@ -90,13 +95,7 @@ mod tests {
 
     /// The head read from the five fields, against the head read from the whole tree.
     fn both_ways(raw: &str) -> (EventHead, EventHead) {
-        let tree = whole_tree(raw);
-        let event = LogEvent(&tree);
-        let from_tree = EventHead {
-            key: dedup_key(&event, raw),
-            session_user: enrich::session_user(&event),
-        };
-        (EventHead::read(raw), from_tree)
+        (EventHead::read(raw), EventHead::of(&whole_tree(raw), raw))
     }
 
     #[test]

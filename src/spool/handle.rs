@@ -19,7 +19,7 @@ use super::SpoolError;
 /// benchmark measured 0.8 to 1.3 GiB RSS). The spool is read mostly just after it was written, so
 /// the operating system's page cache serves what redb no longer keeps. 2 MiB still holds a
 /// commit's pages (a detection pass reads and deletes at most about 1 MiB of batches): against
-/// 16 MiB it took 25 MiB off the RSS at half and four fifths of the saturation rate, for the same
+/// 16 MiB it took 20 to 25 MiB off the RSS at half and four fifths of the saturation rate, for the same
 /// throughput (BENCHMARKS.md, "Latest changes", 4.).
 pub(super) const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
