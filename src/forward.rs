@@ -195,21 +195,23 @@ impl Forwarder {
         }
         let mut delivered = Vec::with_capacity(due.len());
         let mut wait = Duration::ZERO;
-        for mut entry in due {
-            if shutdown.is_cancelled() {
+        let mut due = due.into_iter();
+        let batch_limit = self.sink.batch_limit().max(1);
+        while !shutdown.is_cancelled() {
+            let batch: Vec<OutboxEntry> = due.by_ref().take(batch_limit).collect();
+            let Some((readable, failures)) = self.publish(batch).await else {
                 break;
+            };
+            delivered.extend(readable);
+            let mut stop = false;
+            for (mut entry, error) in failures {
+                wait = self.failed(&mut entry, &error, last_warning).await?;
+                // The destination is probably down: stop this pass instead of trying every
+                // queued alert against it.
+                stop |= matches!(error, DeliveryError::Transient(_));
             }
-            let outcome = self.publish(&entry).await;
-            match outcome {
-                Ok(()) => delivered.push(entry),
-                Err(error) => {
-                    wait = self.failed(&mut entry, &error, last_warning).await?;
-                    if matches!(error, DeliveryError::Transient(_)) {
-                        // The destination is probably down: stop this pass instead of trying
-                        // every queued alert against it.
-                        break;
-                    }
-                }
+            if stop {
+                break;
             }
         }
         self.spool.delivered(&delivered).await?;
@@ -220,28 +222,59 @@ impl Forwarder {
         Ok(wait)
     }
 
-    async fn publish(&self, entry: &OutboxEntry) -> Result<(), DeliveryError> {
-        let labels = self.health.labels(self.sink.name());
-        metrics::counter!("factorwatch_delivery_attempts_total", labels.clone()).increment(1);
-        let payload = entry.record.alert.get();
-        let result = match serde_json::from_str::<Alert>(payload) {
-            Ok(alert) => {
-                self.sink
-                    .publish(Delivery {
-                        payload,
-                        alert: &alert,
-                    })
-                    .await
-            }
-            Err(err) => Err(DeliveryError::Permanent(format!(
-                "the stored alert is unreadable: {err}"
-            ))),
-        };
-        if result.is_err() {
-            metrics::counter!("factorwatch_delivery_failures_total", labels).increment(1);
+    /// Publishes `batch` in one [`Sink::publish_batch`]; `None` if it is empty. Returns the
+    /// entries delivered, and the failed ones with their error: a stored alert that no longer
+    /// parses fails alone; when the publish fails, its oldest alert is charged with the attempt
+    /// and the rest stay due untouched, as if this pass had stopped before them (with a batch
+    /// of one, exactly what happened).
+    async fn publish(
+        &self,
+        batch: Vec<OutboxEntry>,
+    ) -> Option<(Vec<OutboxEntry>, Vec<(OutboxEntry, DeliveryError)>)> {
+        if batch.is_empty() {
+            return None;
         }
-        self.health.record(self.sink.name(), result.as_ref().err());
-        result
+        let labels = self.health.labels(self.sink.name());
+        metrics::counter!("factorwatch_delivery_attempts_total", labels.clone())
+            .increment(batch.len() as u64);
+        let (mut readable, mut failures) = (Vec::with_capacity(batch.len()), Vec::new());
+        let mut alerts = Vec::with_capacity(batch.len());
+        for entry in batch {
+            match serde_json::from_str::<Alert>(entry.record.alert.get()) {
+                Ok(alert) => {
+                    alerts.push(alert);
+                    readable.push(entry);
+                }
+                Err(err) => {
+                    let error = format!("the stored alert is unreadable: {err}");
+                    failures.push((entry, DeliveryError::Permanent(error)));
+                }
+            }
+        }
+        let deliveries: Vec<Delivery> = readable
+            .iter()
+            .zip(&alerts)
+            .map(|(entry, alert)| Delivery {
+                payload: entry.record.alert.get(),
+                alert,
+            })
+            .collect();
+        let outcome = if deliveries.is_empty() {
+            Ok(())
+        } else {
+            self.sink.publish_batch(&deliveries).await
+        };
+        if let Err(error) = outcome {
+            failures.push((readable.remove(0), error));
+            readable.clear();
+        }
+        if !failures.is_empty() {
+            metrics::counter!("factorwatch_delivery_failures_total", labels)
+                .increment(failures.len() as u64);
+        }
+        self.health
+            .record(self.sink.name(), failures.last().map(|(_, error)| error));
+        Some((readable, failures))
     }
 
     /// Records a failed attempt; returns how long the sink should pause.

@@ -61,6 +61,25 @@ pub trait Sink: Send + Sync {
     /// Delivers one alert. Resolves `Ok` only once the destination acknowledged it durably
     /// (what that means per sink is in docs/sinks.md).
     fn publish<'a>(&'a self, delivery: Delivery<'a>) -> PublishFuture<'a>;
+
+    /// How many alerts the delivery loop may hand to one [`Sink::publish_batch`]: 1 unless the
+    /// destination can acknowledge several at once for about the price of one.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Delivers `batch` (at most [`Sink::batch_limit`] alerts, oldest first). Resolves `Ok` only
+    /// once every alert of it was acknowledged; after an error the whole batch is retried, which
+    /// at-least-once delivery allows (each alert keeps its id). The default publishes them one by
+    /// one and stops at the first error.
+    fn publish_batch<'a>(&'a self, batch: &'a [Delivery<'a>]) -> PublishFuture<'a> {
+        Box::pin(async move {
+            for delivery in batch {
+                self.publish(*delivery).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Builds the sink a `[[sinks]]` block describes.

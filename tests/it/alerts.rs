@@ -1,9 +1,13 @@
 //! What lands in the alert file: the documented fields, for every MFA event of every batch.
 
+use factorwatch::config::SinkConfig;
 use factorwatch::okta::samples::{self, Initiator};
 use serde_json::{Value, json};
 
-use crate::helpers::{alerted_uuids, batch_with_mfa, envelope, spawn_app};
+use crate::helpers::{
+    TestApp, alerted_uuids, batch_with_mfa, envelope, read_alert_lines, spawn_app, spawn_app_with,
+    test_config,
+};
 
 const DEACTIVATED_RULE: &str = "6f1e2b9c-3a0d-4e57-9a61-2d4c8b7f0a11";
 const RESET_ALL_RULE: &str = "b3c9d2e1-7f44-4a8e-8c0d-5e6f7a8b9c22";
@@ -238,4 +242,62 @@ async fn okta_support_and_self_service_resets_are_told_apart() {
     assert_eq!(own_alert["context"]["factors"], json!(["SMS"]));
     assert_eq!(own_alert["level"], "medium");
     assert!(own_alert["context"]["ip_chain"].as_array().is_some());
+}
+
+#[tokio::test]
+async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_once_when_it_can() {
+    let data_dir = tempfile::TempDir::new().unwrap();
+    let out = data_dir.path().join("rotated");
+    let mut config = test_config(data_dir.path());
+    config.sinks = vec![SinkConfig::file("alerts-file", out.join("alerts.jsonl"))];
+    let app = spawn_app_with(config, data_dir).await;
+    // More alerts than one delivery pass takes (64), so several appends share the outage.
+    let mut expected = Vec::new();
+    for _ in 0..5 {
+        let (batch, uuids) = batch_with_mfa(40, 30);
+        expected.extend(uuids);
+        assert_eq!(app.post(&batch).await.status(), 204);
+    }
+    let queued = expected.len();
+    wait_for_readyz(&app, |ready| {
+        let sink = &ready["sinks"]["alerts-file"];
+        sink["failing"] == true && sink["pending"] == queued
+    })
+    .await;
+
+    std::fs::create_dir(&out).unwrap();
+    app.wait_until_drained().await;
+    let alerts = read_alert_lines(&out.join("alerts.jsonl"));
+    let mut got = alerted_uuids(&alerts);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "every alert, each once");
+    let ready = wait_for_readyz(&app, |ready| {
+        ready["sinks"]["alerts-file"]["failing"] == false
+    });
+    assert_eq!(ready.await["sinks"]["alerts-file"]["dead_letters"], 0);
+}
+
+/// `/readyz` of `app` once `accepts` it (within 20 s).
+async fn wait_for_readyz(app: &TestApp, accepts: impl Fn(&Value) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let ready: Value = app
+            .client
+            .get(format!("http://{}/readyz", app.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if accepts(&ready) {
+            return ready;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "readyz never got there: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
