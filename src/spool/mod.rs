@@ -6,7 +6,7 @@
 //! # On-disk layout: `spool.redb`
 //! | table | key | value | meaning |
 //! |---|---|---|---|
-//! | `batches` | batch id (u64, increasing) | 8-byte LE receive time (Unix ms) + the request body verbatim | acknowledged to Okta, not yet detected |
+//! | `batches` | batch id (u64, increasing) | 8-byte LE receive time (Unix ms) + the request body, LZ4-compressed ([`batch_format`]) | acknowledged to Okta, not yet detected |
 //! | `quarantine` | batch id | as `batches` | a stored batch the detector could not read; kept for a person to look at |
 //! | `outbox` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert not yet delivered to that sink |
 //! | `correlation_inputs` | sequence | an event that matched a rule, as the correlation step reads it | detected, not yet correlated |
@@ -36,6 +36,7 @@
 //!   in the same transaction.
 
 mod backlog;
+mod batch_format;
 mod handle;
 mod store;
 mod window;
@@ -122,22 +123,8 @@ pub struct StoredBatch {
     pub received_at_ms: u64,
     /// The request body exactly as received.
     pub body: Vec<u8>,
-}
-
-impl StoredBatch {
-    fn decode(id: u64, value: &[u8]) -> Self {
-        let (time, body) = value.split_at(8.min(value.len()));
-        let received_at_ms = u64::from_le_bytes(time.try_into().unwrap_or_default());
-        Self {
-            id,
-            received_at_ms,
-            body: body.to_vec(),
-        }
-    }
-
-    fn encoded_len(&self) -> u64 {
-        8 + self.body.len() as u64
-    }
+    /// Bytes its row takes in `batches` (the body compressed): what the backlog counts.
+    pub stored_len: u64,
 }
 
 /// An alert waiting for one sink (or dead-lettered by it).
@@ -327,9 +314,7 @@ impl Spool {
     pub async fn append_batch(&self, received_at_ms: u64, body: &[u8]) -> Result<u64, SpoolError> {
         self.backlog.check_room()?;
         let id = self.next_batch_id.fetch_add(1, Ordering::Relaxed);
-        let mut value = Vec::with_capacity(8 + body.len());
-        value.extend_from_slice(&received_at_ms.to_le_bytes());
-        value.extend_from_slice(body);
+        let value = batch_format::encode(received_at_ms, body);
         let len = value.len() as u64;
         self.write(move |txn| {
             txn.open_table(BATCHES)?.insert(id, value.as_slice())?;
@@ -340,8 +325,8 @@ impl Spool {
         Ok(id)
     }
 
-    /// The oldest batches not yet detected: at most `limit`, and no more once they hold
-    /// `max_bytes` (always at least one).
+    /// The oldest batches not yet detected: at most `limit`, and no more once their bodies hold
+    /// `max_bytes` uncompressed (always at least one).
     pub async fn pending_batches(
         &self,
         limit: usize,
@@ -355,8 +340,9 @@ impl Spool {
                     break;
                 }
                 let (id, value) = row?;
-                bytes += value.value().len() as u64;
-                batches.push(StoredBatch::decode(id.value(), value.value()));
+                let batch = batch_format::decode(id.value(), value.value());
+                bytes += batch.body.len() as u64;
+                batches.push(batch);
             }
             Ok(batches)
         })
@@ -475,7 +461,7 @@ impl Spool {
             correlation_journal,
             known_networks,
         } = commit;
-        let removed_bytes: Vec<u64> = detected.iter().map(StoredBatch::encoded_len).collect();
+        let removed_bytes: Vec<u64> = detected.iter().map(|batch| batch.stored_len).collect();
         let batch_ids: Vec<u64> = detected.iter().map(|batch| batch.id).collect();
         let staged = self.stage_outbox(rows);
         let inputs = self.sequenced(correlation_inputs);
@@ -597,19 +583,19 @@ impl Spool {
         }
     }
 
-    /// Moves a batch the detector cannot read out of the way, keeping its bytes for a person.
+    /// Moves a batch the detector cannot read out of the way, its stored bytes intact for a
+    /// person.
     pub async fn quarantine(&self, batch: StoredBatch) -> Result<(), SpoolError> {
-        let len = batch.encoded_len();
+        let id = batch.id;
         self.write(move |txn| {
-            let mut value = batch.received_at_ms.to_le_bytes().to_vec();
-            value.extend_from_slice(&batch.body);
-            txn.open_table(QUARANTINE)?
-                .insert(batch.id, value.as_slice())?;
-            txn.open_table(BATCHES)?.remove(batch.id)?;
+            let mut batches = txn.open_table(BATCHES)?;
+            if let Some(value) = batches.remove(id)? {
+                txn.open_table(QUARANTINE)?.insert(id, value.value())?;
+            }
             Ok(())
         })
         .await?;
-        self.backlog.batch_removed(len);
+        self.backlog.batch_removed(batch.stored_len);
         Ok(())
     }
 
