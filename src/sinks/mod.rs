@@ -70,8 +70,10 @@ pub trait Sink: Send + Sync {
 
     /// Delivers `batch` (at most [`Sink::batch_limit`] alerts, oldest first). Resolves `Ok` only
     /// once every alert of it was acknowledged; after an error the whole batch is retried, which
-    /// at-least-once delivery allows (each alert keeps its id). The default publishes them one by
-    /// one and stops at the first error.
+    /// at-least-once delivery allows (each alert keeps its id). The delivery loop charges a
+    /// failed batch to its oldest alert (attempts, backoff, dead-lettering), so a destination
+    /// that can refuse one alert of a batch for its content should keep `batch_limit` at 1. The
+    /// default publishes them one by one and stops at the first error.
     fn publish_batch<'a>(&'a self, batch: &'a [Delivery<'a>]) -> PublishFuture<'a> {
         Box::pin(async move {
             for delivery in batch {
