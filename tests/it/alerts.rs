@@ -5,8 +5,8 @@ use factorwatch::okta::samples::{self, Initiator};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, alerted_uuids, batch_with_mfa, envelope, read_alert_lines, spawn_app, spawn_app_with,
-    test_config,
+    alerted_uuids, batch_with_mfa, envelope, read_alert_lines, spawn_app, spawn_app_with,
+    test_config, wait_for_readyz,
 };
 
 const DEACTIVATED_RULE: &str = "6f1e2b9c-3a0d-4e57-9a61-2d4c8b7f0a11";
@@ -259,11 +259,11 @@ async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_onc
         assert_eq!(app.post(&batch).await.status(), 204);
     }
     let queued = expected.len();
-    wait_for_readyz(&app, |ready| {
+    let all_queued = |ready: &Value| {
         let sink = &ready["sinks"]["alerts-file"];
         sink["failing"] == true && sink["pending"] == queued
-    })
-    .await;
+    };
+    wait_for_readyz(&app.client, app.addr, "queued every alert", all_queued).await;
 
     std::fs::create_dir(&out).unwrap();
     app.wait_until_drained().await;
@@ -272,32 +272,7 @@ async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_onc
     got.sort();
     expected.sort();
     assert_eq!(got, expected, "every alert, each once");
-    let ready = wait_for_readyz(&app, |ready| {
-        ready["sinks"]["alerts-file"]["failing"] == false
-    });
-    assert_eq!(ready.await["sinks"]["alerts-file"]["dead_letters"], 0);
-}
-
-/// `/readyz` of `app` once `accepts` it (within 20 s).
-async fn wait_for_readyz(app: &TestApp, accepts: impl Fn(&Value) -> bool) -> Value {
-    let started = std::time::Instant::now();
-    loop {
-        let ready: Value = app
-            .client
-            .get(format!("http://{}/readyz", app.addr))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if accepts(&ready) {
-            return ready;
-        }
-        assert!(
-            started.elapsed().as_secs() < 20,
-            "readyz never got there: {ready}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let delivering = |ready: &Value| ready["sinks"]["alerts-file"]["failing"] == false;
+    let ready = wait_for_readyz(&app.client, app.addr, "delivered again", delivering).await;
+    assert_eq!(ready["sinks"]["alerts-file"]["dead_letters"], 0);
 }

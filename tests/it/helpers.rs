@@ -178,6 +178,17 @@ impl TestApp {
 /// Waits until the server at `addr` holds no batch nor undelivered alert (its `/readyz`
 /// `backlog_bytes` is 0).
 pub async fn wait_until_drained(client: &reqwest::Client, addr: SocketAddr) {
+    wait_for_readyz(client, addr, "drained", |ready| ready["backlog_bytes"] == 0).await;
+}
+
+/// Polls `/readyz` of the server at `addr` until `accepts` its body, and returns that body;
+/// fails the test if that takes more than 20 s (`what` says what was awaited).
+pub async fn wait_for_readyz(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    what: &str,
+    accepts: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let ready: Value = client
@@ -188,12 +199,12 @@ pub async fn wait_until_drained(client: &reqwest::Client, addr: SocketAddr) {
             .json()
             .await
             .unwrap();
-        if ready["backlog_bytes"] == 0 {
-            return;
+        if accepts(&ready) {
+            return ready;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "{addr} never drained: {ready}"
+            "{addr} never {what}: {ready}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
