@@ -199,9 +199,10 @@ impl Forwarder {
         let batch_limit = self.sink.batch_limit().max(1);
         while !shutdown.is_cancelled() {
             let batch: Vec<OutboxEntry> = due.by_ref().take(batch_limit).collect();
-            let Some((readable, failures)) = self.publish(batch).await else {
+            if batch.is_empty() {
                 break;
-            };
+            }
+            let (readable, failures) = self.publish(batch).await;
             delivered.extend(readable);
             let mut stop = false;
             for (mut entry, error) in failures {
@@ -222,18 +223,15 @@ impl Forwarder {
         Ok(wait)
     }
 
-    /// Publishes `batch` in one [`Sink::publish_batch`]; `None` if it is empty. Returns the
-    /// entries delivered, and the failed ones with their error: a stored alert that no longer
-    /// parses fails alone; when the publish fails, its oldest alert is charged with the attempt
-    /// and the rest stay due untouched, as if this pass had stopped before them (with a batch
-    /// of one, exactly what happened).
+    /// Publishes `batch` (not empty) in one [`Sink::publish_batch`]. Returns the entries
+    /// delivered, and the failed ones with their error: a stored alert that no longer parses
+    /// fails alone; when the publish fails, its oldest alert is charged with the attempt and the
+    /// rest stay due untouched, as if this pass had stopped before them (with a batch of one,
+    /// exactly what happened).
     async fn publish(
         &self,
         batch: Vec<OutboxEntry>,
-    ) -> Option<(Vec<OutboxEntry>, Vec<(OutboxEntry, DeliveryError)>)> {
-        if batch.is_empty() {
-            return None;
-        }
+    ) -> (Vec<OutboxEntry>, Vec<(OutboxEntry, DeliveryError)>) {
         let labels = self.health.labels(self.sink.name());
         metrics::counter!("factorwatch_delivery_attempts_total", labels.clone())
             .increment(batch.len() as u64);
@@ -274,7 +272,7 @@ impl Forwarder {
         }
         self.health
             .record(self.sink.name(), failures.last().map(|(_, error)| error));
-        Some((readable, failures))
+        (readable, failures)
     }
 
     /// Records a failed attempt; returns how long the sink should pause.
