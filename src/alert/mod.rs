@@ -10,9 +10,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::detect::context::MfaContext;
 use crate::okta::Origin;
 use crate::okta::event::{LogEvent, scalar_text};
+
+mod context;
+
+pub use context::{InitiatedBy, MfaContext};
 
 /// Namespace of alert ids (UUIDv5): fixed forever, so ids stay stable across versions and replicas.
 const ALERT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7d3c_8f52_1a4e_4b0c_9e2f_6a1d_5c8b_3f70);
