@@ -109,19 +109,73 @@ fn catch_hangups() -> Hangups {
     }
 }
 
-impl Pipeline {
-    /// Loads the org's rules, builds its sinks (connecting to nothing yet) and opens its spool.
-    fn build(config: PipelineConfig, max_backlog_bytes: u64) -> anyhow::Result<Self> {
-        let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
+/// What `serve` checks and builds before it opens a spool or a port: every org's rules loaded,
+/// every sink built (connecting to nothing yet), the TLS certificate read. `check-config` runs
+/// exactly this, so it accepts what `serve` accepts; `serve` runs it once.
+pub struct Preflight {
+    /// Each org's rules and sinks, in [`Config::pipelines`] order.
+    pipelines: Vec<PreparedPipeline>,
+    /// The listener's certificate, when `[server.tls]` is set.
+    tls: Option<ReloadingTls>,
+}
+
+/// One org's configuration with its rules loaded and its sinks built.
+struct PreparedPipeline {
+    config: PipelineConfig,
+    rules: RuleSet,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+/// Runs every check `serve` runs before it listens, and keeps what they built for it.
+pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
+    config.require_secret()?;
+    let pipelines = config
+        .pipelines()
+        .into_iter()
+        .map(PreparedPipeline::new)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(ReloadingTls::new)
+        .transpose()
+        .context("server.tls")?;
+    Ok(Preflight { pipelines, tls })
+}
+
+impl PreparedPipeline {
+    /// Loads the org's rules and builds its sinks; errors name the org.
+    fn new(config: PipelineConfig) -> anyhow::Result<Self> {
         let scope = |err| config.scoped(err);
         let rules = RuleSet::load(&config.rules).map_err(scope)?;
-        record_rules_loaded(org.as_deref(), rules.len());
         let sinks = config
             .sinks
             .iter()
-            .map(sinks::build)
+            .map(|sink| {
+                sinks::build(sink).with_context(|| format!("sinks: sink {:?}", sink.name()))
+            })
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(scope)?;
+        Ok(Self {
+            config,
+            rules,
+            sinks,
+        })
+    }
+}
+
+impl Pipeline {
+    /// Opens the spool of a prepared org.
+    fn open(prepared: PreparedPipeline, max_backlog_bytes: u64) -> anyhow::Result<Self> {
+        let PreparedPipeline {
+            config,
+            rules,
+            sinks,
+        } = prepared;
+        let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
+        let scope = |err| config.scoped(err);
+        record_rules_loaded(org.as_deref(), rules.len());
         let spool = Spool::open(&config.data_dir, max_backlog_bytes)
             .context("cannot open the spool")
             .map_err(scope)?;
@@ -239,19 +293,11 @@ impl Application {
     /// before anything runs if any part is misconfigured.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let hangups = catch_hangups();
-        config.require_secret()?;
-        let pipelines = config
-            .pipelines()
+        let Preflight { pipelines, tls } = preflight(&config)?;
+        let pipelines = pipelines
             .into_iter()
-            .map(|pipeline| Pipeline::build(pipeline, config.storage.max_backlog_bytes))
+            .map(|prepared| Pipeline::open(prepared, config.storage.max_backlog_bytes))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let tls = config
-            .server
-            .tls
-            .as_ref()
-            .map(ReloadingTls::new)
-            .transpose()
-            .context("server.tls")?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| {
@@ -560,5 +606,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check-config` and `serve` share this: a certificate file that cannot be read fails
+    /// before anything opens, and the error names the file.
+    #[test]
+    fn preflight_reads_the_tls_files() {
+        let mut config = Config::from_toml(
+            "[okta]\nsecrets = [\"s\"]\n[server.tls]\ncert_path = \"/nope.pem\"\nkey_path = \"/nope.key\"\n",
+        )
+        .unwrap();
+        config.storage.data_dir = "/nonexistent/never-opened".into();
+        let err = preflight(&config)
+            .err()
+            .expect("a missing certificate is refused");
+        assert!(format!("{err:#}").contains("/nope.pem"), "{err:#}");
+        assert!(!config.storage.data_dir.exists());
     }
 }

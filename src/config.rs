@@ -6,17 +6,23 @@
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config` or `FACTORWATCH_CONFIG`),
 //! then the `FACTORWATCH_*` environment variables listed on [`Config::apply_env`].
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Alert, Level};
-use crate::secret::{REDACTED, Secret};
+pub use crate::brokers::ServerUrl;
+pub use crate::cluster::{ClusterConfig, ClusterMode};
+pub use crate::detect::RulesConfig;
+pub use crate::forward::DeliveryConfig;
+pub use crate::http::{RateLimitConfig, ServerConfig, TlsConfig};
+pub use crate::sinks::{SinkConfig, SinkKind};
+pub use crate::spool::StorageConfig;
+pub use crate::telemetry::{LogConfig, LogFormat};
+
+use crate::http::check_hook_path;
+use crate::secret::Secret;
+use crate::sinks::check_sinks;
 
 /// The whole configuration of one factorwatch process.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -37,115 +43,7 @@ pub struct Config {
     /// Where alerts go. Empty means one file sink writing `<data_dir>/alerts.jsonl`.
     pub sinks: Vec<SinkConfig>,
     /// State shared with other replicas behind the same load balancer.
-    pub cluster: crate::cluster::ClusterConfig,
-}
-
-/// `[server]`: the HTTP side.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address and port to listen on. Env: `FACTORWATCH_LISTEN`.
-    pub listen: SocketAddr,
-    /// The one URL path Okta calls: GET to verify the hook, POST to deliver events.
-    pub hook_path: String,
-    /// Largest request body accepted on the hook; larger bodies get 413.
-    pub max_body_bytes: usize,
-    /// A delivery that takes longer than this to read and store (slow client, stalled disk) is
-    /// answered 503 and logged. Okta itself gives up after 3 s.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Serve the admin API (dead-letter management for `factorwatch dlq`) on `admin_listen`.
-    pub admin_enabled: bool,
-    /// Address of the admin API. Keep it on loopback (reach it with `docker exec` or `kubectl
-    /// exec`); any other address requires `admin_token`. Env: `FACTORWATCH_ADMIN_LISTEN`.
-    pub admin_listen: SocketAddr,
-    /// Bearer token the admin API requires, if set. Required when `admin_listen` is not loopback.
-    pub admin_token: Option<Secret>,
-    /// On SIGTERM, how long to keep serving after `/readyz` turned 503, so a load balancer stops
-    /// routing here before the listener closes. Set it above the balancer's health-check interval
-    /// (for example 5s on Kubernetes).
-    #[serde(with = "humantime_serde")]
-    pub shutdown_drain_delay: Duration,
-    /// On SIGTERM, how long requests in flight may take to finish before the process exits anyway.
-    /// Drain delay plus grace, plus up to 10 s for a forwarder's publish in flight, should stay
-    /// under the orchestrator's stop timeout (Docker's default is 10 s: raise it with
-    /// `--stop-timeout`, or Kubernetes' `terminationGracePeriodSeconds`).
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-    /// How long a client may take to send a request's headers, and on a new connection its first
-    /// bytes or its TLS handshake, before the connection is closed without an answer. Stops slow
-    /// clients (slowloris) from holding connections open. The body is bounded by `request_timeout`.
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// Most connections open at once on `listen`. A connection over the limit is closed as soon as
-    /// it is accepted, so a flood of idle connections cannot exhaust memory or file descriptors.
-    pub max_connections: usize,
-    /// Proxies and load balancers (CIDRs, such as `"10.0.0.0/8"`) whose `X-Forwarded-For` header is
-    /// believed. The source of a request is its TCP peer, unless that peer is listed here: then it
-    /// is the right-most address of `X-Forwarded-For` that is not listed. Empty: the header is
-    /// ignored. The source is what `allowed_sources` and `rate_limit` apply to.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Sources (CIDRs, such as Okta's published egress ranges) allowed to call the hook; others get
-    /// 403. Empty: any source. Applies to `hook_path` only, not to `/healthz`, `/readyz`, `/metrics`.
-    pub allowed_sources: Vec<IpNet>,
-    /// Per-source rate limit on `hook_path`: over it, 429 with `Retry-After`. Unset: no limit.
-    /// Okta does not retry a 4xx, so set it well above Okta's rate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimitConfig>,
-    /// Serve HTTPS on `listen` (HTTP/2 and HTTP/1.1 by ALPN) with this certificate. Unset: plain
-    /// HTTP, for installs where a load balancer terminates TLS.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsConfig>,
-}
-
-/// `[server.rate_limit]`: a token bucket per source address (an IPv6 source counts as its /64).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Requests per second a source may make on average.
-    pub requests_per_second: u32,
-    /// Requests a source may make at once, above the average, before it is limited.
-    pub burst: u32,
-}
-
-/// `[server.tls]`: the listener's certificate, reloaded when its files change.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the certificate chain, leaf first.
-    pub cert_path: PathBuf,
-    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_path: PathBuf,
-    /// How often both files are read again; a changed, valid pair replaces the certificate for
-    /// new connections. A pair that does not load or does not match keeps the old one (logged).
-    #[serde(with = "humantime_serde", default = "default_tls_reload_interval")]
-    pub reload_interval: Duration,
-}
-
-fn default_tls_reload_interval() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            hook_path: "/okta/events".into(),
-            max_body_bytes: 5 * 1024 * 1024,
-            request_timeout: Duration::from_secs(10),
-            admin_enabled: true,
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            admin_token: None,
-            shutdown_drain_delay: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(8),
-            header_read_timeout: Duration::from_secs(5),
-            max_connections: 1024,
-            trusted_proxies: Vec::new(),
-            allowed_sources: Vec::new(),
-            rate_limit: None,
-            tls: None,
-        }
-    }
+    pub cluster: ClusterConfig,
 }
 
 /// `[okta]`: authentication of Okta's requests.
@@ -239,7 +137,7 @@ pub struct PipelineConfig {
     pub data_dir: PathBuf,
     /// `[cluster]`, with a key prefix of its own for a named org, so that two orgs never
     /// de-duplicate each other's events.
-    pub cluster: crate::cluster::ClusterConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl PipelineConfig {
@@ -258,260 +156,6 @@ impl PipelineConfig {
             Some(_) => err.context(self.label()),
             None => err,
         }
-    }
-}
-
-/// `[storage]`: the embedded durable spool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// Directory of the spool database (`spool.redb`) and of the default alert file.
-    /// Env: `FACTORWATCH_DATA_DIR`.
-    pub data_dir: PathBuf,
-    /// Once batches waiting for detection plus alerts waiting for delivery take this many bytes,
-    /// new batches are answered 503 (Okta retries once) and `/readyz` turns false, so a load
-    /// balancer sends traffic to another replica instead of filling this disk.
-    pub max_backlog_bytes: u64,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./data"),
-            max_backlog_bytes: 1024 * 1024 * 1024,
-        }
-    }
-}
-
-/// `[rules]`: detection.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RulesConfig {
-    /// Load the rules shipped inside the binary (MFA factor deactivated, all MFA factors reset).
-    pub builtin: bool,
-    /// With `builtin`, also load the default correlation rules (one actor resetting many users,
-    /// MFA reset then password reset, MFA reset then sign-in from a new network, MFA removed
-    /// and not replaced within 12 hours).
-    pub builtin_correlations: bool,
-    /// Extra Sigma rule files, or folders searched for `*.yml` / `*.yaml`.
-    pub paths: Vec<PathBuf>,
-    /// Logins (`alternateId`) or Okta user ids of privileged users (admins, executives, break-glass
-    /// accounts): an MFA change on one of them raises the alert's level.
-    pub privileged_users: Vec<String>,
-    /// How long an event uuid is remembered, so that Okta's redelivery of a batch raises no second alert.
-    #[serde(with = "humantime_serde")]
-    pub dedup_window: Duration,
-    /// Values of `|expand` placeholders: `office_networks = ["192.0.2.0/24"]` fills
-    /// `%office_networks%`. A rule whose placeholder is not here fails to load.
-    pub placeholders: BTreeMap<String, Vec<String>>,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        Self {
-            builtin: true,
-            builtin_correlations: true,
-            paths: Vec::new(),
-            privileged_users: Vec::new(),
-            dedup_window: Duration::from_secs(24 * 3600),
-            placeholders: BTreeMap::new(),
-        }
-    }
-}
-
-/// `[delivery]`: how a forwarder retries a sink before giving up on an alert.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    /// Attempts per alert and sink before it moves to the dead-letter table.
-    pub max_attempts: u32,
-    /// An alert still undelivered this long after it was raised moves to the dead-letter table.
-    #[serde(with = "humantime_serde")]
-    pub max_age: Duration,
-    /// Wait before the first retry; doubles with each failure (with jitter) up to `max_backoff`.
-    #[serde(with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    /// Longest wait between two attempts.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 20,
-            max_age: Duration::from_secs(24 * 3600),
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(300),
-        }
-    }
-}
-
-/// `[log]`: logging.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `text` for people, `json` for log pipelines. Env: `FACTORWATCH_LOG_FORMAT`.
-    pub format: LogFormat,
-    /// A tracing filter such as `info` or `factorwatch=debug`. `RUST_LOG` wins when set.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
-    }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// One `[[sinks]]` block: where alerts go, and which alerts go there. `type` selects the kind;
-/// the keys of each kind are documented in docs/sinks.md.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct SinkConfig {
-    /// Unique name of this sink: labels its metrics, outbox and dead letters.
-    pub name: String,
-    /// Only alerts of this level or above (`informational`, `low`, `medium`, `high`, `critical`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_level: Option<Level>,
-    /// Only alerts of these rule ids. Empty: every rule.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<String>,
-    /// Only alerts whose rule has at least one of these tags (such as `attack.t1556.006`). Empty: any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// The destination and its own keys.
-    #[serde(flatten)]
-    pub kind: SinkKind,
-}
-
-/// The kinds of sink. Unknown keys inside a block are rejected with their name.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SinkKind {
-    /// Append each alert as one JSON line to a local file.
-    File(crate::sinks::file::FileConfig),
-    /// Publish to a RabbitMQ (AMQP 0-9-1) exchange with publisher confirms.
-    Amqp(crate::sinks::amqp::AmqpConfig),
-    /// Publish to an MQTT broker with QoS 1.
-    Mqtt(crate::sinks::mqtt::MqttConfig),
-    /// POST each alert, signed the Standard Webhooks way, to an HTTPS endpoint.
-    Webhook(crate::sinks::webhook::WebhookConfig),
-    /// Post a readable message to a Slack incoming webhook.
-    Slack(crate::sinks::slack::SlackConfig),
-    /// Trigger a PagerDuty incident (Events API v2).
-    PagerDuty(crate::sinks::pagerduty::PagerDutyConfig),
-    /// Publish each alert to a NATS JetStream subject; delivered once the stream acknowledged it.
-    Nats(crate::sinks::nats::NatsConfig),
-    /// Add each alert to a Redis stream (`XADD`); delivered once Redis returned the entry id.
-    Redis(crate::sinks::redis::RedisConfig),
-    /// Produce each alert as one record to a Kafka topic (acks=all), keyed by the alert id.
-    Kafka(crate::sinks::kafka::KafkaConfig),
-    /// Send each alert as one message to an Amazon SQS queue (FIFO queues de-duplicate on the alert id).
-    Sqs(crate::sinks::sqs::SqsConfig),
-}
-
-impl SinkConfig {
-    /// The sink's unique name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// A sink of `kind` named `name`, with no filter.
-    pub fn new(name: &str, kind: SinkKind) -> Self {
-        Self {
-            name: name.to_owned(),
-            min_level: None,
-            rules: Vec::new(),
-            tags: Vec::new(),
-            kind,
-        }
-    }
-
-    /// A file sink with no filter (the default sink, and handy in tests).
-    pub fn file(name: &str, path: impl Into<PathBuf>) -> Self {
-        Self::new(
-            name,
-            SinkKind::File(crate::sinks::file::FileConfig { path: path.into() }),
-        )
-    }
-
-    /// True when this sink wants `alert` (its level, after risk adjustment, and its rule).
-    pub fn accepts(&self, alert: &Alert) -> bool {
-        let rule = &alert.rule;
-        self.min_level.is_none_or(|min| alert.level >= min)
-            && (self.rules.is_empty() || self.rules.contains(&rule.id))
-            && (self.tags.is_empty() || rule.tags.iter().any(|tag| self.tags.contains(tag)))
-    }
-}
-
-/// A server URL that may carry credentials (`redis://:password@host`, `nats://user:password@host`).
-/// `Debug`, `Display` and serialized output show it with the password replaced by `<redacted>`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct ServerUrl(String);
-
-impl ServerUrl {
-    /// Wraps a URL (or a comma-separated list of URLs).
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
-    /// The URL itself, credentials included. Call only to connect.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with every password (or a lone token before `@`) replaced by `<redacted>`.
-    pub fn redacted(&self) -> String {
-        self.0
-            .split(',')
-            .map(redact_userinfo)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-fn redact_userinfo(url: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[start..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let shown = match authority[..at].split_once(':') {
-        Some((user, _)) => format!("{user}:{REDACTED}"),
-        None => REDACTED.to_owned(),
-    };
-    format!("{}{shown}{}", &url[..start], &rest[at..])
-}
-
-impl std::fmt::Debug for ServerUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl std::fmt::Display for ServerUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl Serialize for ServerUrl {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.redacted())
     }
 }
 
@@ -582,7 +226,7 @@ impl Config {
             self.okta.secrets_file = Some(PathBuf::from(file));
         }
         if let Some(url) = env_var("FACTORWATCH_CLUSTER_URL") {
-            self.cluster.mode = crate::cluster::ClusterMode::for_url(&url);
+            self.cluster.mode = ClusterMode::for_url(&url);
             self.cluster.url = Some(ServerUrl::new(url));
         }
         if let Some(format) = env_var("FACTORWATCH_LOG_FORMAT") {
@@ -611,39 +255,16 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what the types alone cannot. Each error names the key at fault.
+    /// Checks what the types alone cannot, each part by the component that owns it, without
+    /// touching the disk or the network (that is [`crate::app::preflight`]'s job, which `serve`
+    /// and `check-config` both run). Each error names the key at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.cluster.validate()?;
-        check_hook_path("server.hook_path", &self.server.hook_path)?;
-        if self.server.admin_enabled
-            && !self.server.admin_listen.ip().is_loopback()
-            && self.server.admin_token.is_none()
-        {
-            bail!(
-                "server.admin_listen = {}: the admin API off loopback needs server.admin_token",
-                self.server.admin_listen
-            );
-        }
-        if self.server.max_body_bytes == 0 {
-            bail!("server.max_body_bytes must be greater than 0");
-        }
+        self.server.validate()?;
         check_auth("okta", &self.okta.auth_header, &self.okta.secrets)?;
-        if self.delivery.max_attempts == 0 {
-            bail!("delivery.max_attempts must be at least 1");
-        }
-        if self.delivery.initial_backoff > self.delivery.max_backoff {
-            bail!("delivery.initial_backoff must not exceed delivery.max_backoff");
-        }
-        if self.storage.max_backlog_bytes == 0 {
-            bail!("storage.max_backlog_bytes must be greater than 0");
-        }
-        if self.server.request_timeout.is_zero() {
-            bail!("server.request_timeout must be greater than 0");
-        }
-        self.validate_edge()?;
-        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            bail!("log.level = {:?}: {err}", self.log.level);
-        }
+        self.delivery.validate()?;
+        self.storage.validate()?;
+        self.log.validate()?;
         check_sinks("sinks", &self.sinks)?;
         self.validate_orgs()
     }
@@ -681,32 +302,6 @@ impl Config {
             }
             check_auth(&key, &org.auth_header, &org.secrets)?;
             check_sinks(&format!("{key}: sinks"), &org.sinks)?;
-        }
-        Ok(())
-    }
-
-    /// The `[server]` keys that guard the listener: timeouts, limits, TLS files.
-    fn validate_edge(&self) -> anyhow::Result<()> {
-        let server = &self.server;
-        if server.header_read_timeout.is_zero() {
-            bail!("server.header_read_timeout must be greater than 0");
-        }
-        if server.max_connections == 0 {
-            bail!("server.max_connections must be greater than 0");
-        }
-        if let Some(limit) = &server.rate_limit
-            && (limit.requests_per_second == 0 || limit.burst == 0)
-        {
-            bail!(
-                "server.rate_limit: requests_per_second and burst must be greater than 0 \
-                 (remove [server.rate_limit] for no limit)"
-            );
-        }
-        if let Some(tls) = &server.tls {
-            if tls.reload_interval.is_zero() {
-                bail!("server.tls.reload_interval must be greater than 0");
-            }
-            crate::http::tls::load_certificate(tls).context("server.tls")?;
         }
         Ok(())
     }
@@ -819,17 +414,6 @@ fn sinks_or_default(sinks: &[SinkConfig], data_dir: &Path) -> Vec<SinkConfig> {
     }
 }
 
-/// Checks a hook path (`key` names it in the error): a path, and no built-in endpoint's.
-fn check_hook_path(key: &str, path: &str) -> anyhow::Result<()> {
-    if !path.starts_with('/') || path.len() < 2 {
-        bail!("{key} = {path:?}: must be a path such as \"/okta/events\"");
-    }
-    if ["/healthz", "/readyz", "/metrics"].contains(&path) {
-        bail!("{key} = {path:?}: collides with a built-in endpoint");
-    }
-    Ok(())
-}
-
 /// Checks an org's auth header and secrets; `key` (`okta`, `okta.orgs "acme"`) prefixes errors.
 fn check_auth(key: &str, auth_header: &str, secrets: &[Secret]) -> anyhow::Result<()> {
     if auth_header.parse::<axum::http::HeaderName>().is_err() {
@@ -837,27 +421,6 @@ fn check_auth(key: &str, auth_header: &str, secrets: &[Secret]) -> anyhow::Resul
     }
     if secrets.iter().any(|s| s.expose().is_empty()) {
         bail!("{key}.secrets: an empty secret would let anyone in; remove it");
-    }
-    Ok(())
-}
-
-/// Checks a list of sinks (`key` names it in errors): unique, non-empty names, and each sink's
-/// keys, by building it, which connects to nothing.
-fn check_sinks(key: &str, sinks: &[SinkConfig]) -> anyhow::Result<()> {
-    let mut names = std::collections::HashSet::new();
-    for sink in sinks {
-        if sink.name().is_empty() {
-            bail!("{key}: a sink has an empty name");
-        }
-        if !names.insert(sink.name()) {
-            bail!(
-                "{key}: two sinks are named {:?}; names must be unique",
-                sink.name()
-            );
-        }
-    }
-    for sink in sinks {
-        crate::sinks::build(sink).with_context(|| format!("{key}: sink {:?}", sink.name()))?;
     }
     Ok(())
 }
@@ -886,6 +449,7 @@ fn split_secrets(list: &str, separator: char) -> Vec<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::{Alert, Level};
 
     #[test]
     fn the_documented_example_parses() {
@@ -1070,13 +634,6 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("server.rate_limit"), "{err}");
-        let err = Config::from_toml(
-            "[server.tls]\ncert_path = \"/nope.pem\"\nkey_path = \"/nope.key\"\n",
-        )
-        .unwrap()
-        .validate()
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("/nope.pem"), "{err:#}");
     }
 
     #[test]

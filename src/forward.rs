@@ -11,14 +11,57 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alert;
 use crate::clock::{now_ms, wait_for_work};
-use crate::config::DeliveryConfig;
 use crate::sinks::{Delivery, DeliveryError, Sink};
 use crate::spool::{OutboxEntry, Spool};
+
+/// `[delivery]`: how a forwarder retries a sink before giving up on an alert.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts per alert and sink before it moves to the dead-letter table.
+    pub max_attempts: u32,
+    /// An alert still undelivered this long after it was raised moves to the dead-letter table.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Wait before the first retry; doubles with each failure (with jitter) up to `max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 20,
+            max_age: Duration::from_secs(24 * 3600),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// Checks what the types alone cannot. Each error names the key at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_attempts > 0,
+            "delivery.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.initial_backoff <= self.max_backoff,
+            "delivery.initial_backoff must not exceed delivery.max_backoff"
+        );
+        Ok(())
+    }
+}
 
 /// Alerts read from the outbox per pass.
 const ENTRIES_PER_PASS: usize = 64;

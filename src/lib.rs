@@ -30,6 +30,7 @@
 pub mod admin;
 pub mod alert;
 pub mod app;
+pub mod brokers;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -150,11 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             let config = Config::load(config_path)?;
-            config.require_secret()?;
-            for pipeline in config.pipelines() {
-                factorwatch::detect::RuleSet::load(&pipeline.rules)
-                    .map_err(|err| pipeline.scoped(err))?;
-            }
+            app::preflight(&config)?;
             print!("{}", config.to_redacted_toml()?);
             eprintln!("configuration is valid");
             Ok(())

@@ -14,10 +14,49 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
 use crate::spool::BacklogSnapshot;
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines. Env: `FACTORWATCH_LOG_FORMAT`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `factorwatch=debug`. `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogConfig {
+    /// Checks that `level` is a filter tracing understands.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            anyhow::bail!("log.level = {:?}: {err}", self.level);
+        }
+        Ok(())
+    }
+}
 
 /// Installs the global log subscriber. Later calls (tests starting several apps) are no-ops.
 pub fn init_logging(config: &LogConfig) {

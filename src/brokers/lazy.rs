@@ -1,17 +1,13 @@
 //! A broker client connected on first use and forgotten after a failure, shared by every broker
-//! sink. A broker that is down when factorwatch starts must not stop it: alerts wait in the
-//! outbox, each publish tries to connect (bounded by a timeout) and the forwarder's backoff
-//! spaces the attempts.
+//! sink and the cluster backends. A broker that is down when factorwatch starts must not stop it:
+//! alerts wait in the outbox, each publish tries to connect (bounded by a timeout) and the
+//! forwarder's backoff spaces the attempts.
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::DeliveryError;
-
-/// How long one connection attempt may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use super::{BoxError, CONNECT_TIMEOUT, ConnectError};
 
 /// A cheap-to-clone client handle, created on demand.
 pub struct LazyClient<C> {
@@ -38,11 +34,11 @@ impl<C: Clone> LazyClient<C> {
     }
 
     /// The connected client, connecting with `connect` first if there is none.
-    pub async fn get<F, Fut, E>(&self, connect: F) -> Result<C, DeliveryError>
+    pub async fn get<F, Fut, E>(&self, connect: F) -> Result<C, ConnectError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<C, E>>,
-        E: std::fmt::Display,
+        E: Into<BoxError>,
     {
         let mut slot = self.slot.lock().await;
         if let Some(client) = slot.as_ref() {
@@ -50,14 +46,13 @@ impl<C: Clone> LazyClient<C> {
         }
         let client = tokio::time::timeout(CONNECT_TIMEOUT, connect())
             .await
-            .map_err(|_| {
-                DeliveryError::Transient(format!(
-                    "cannot connect to {}: no answer within {CONNECT_TIMEOUT:?}",
-                    self.what
-                ))
+            .map_err(|_| ConnectError::TimedOut {
+                what: self.what.clone(),
+                timeout: CONNECT_TIMEOUT,
             })?
-            .map_err(|err| {
-                DeliveryError::Transient(format!("cannot connect to {}: {err}", self.what))
+            .map_err(|err| ConnectError::Failed {
+                what: self.what.clone(),
+                source: err.into(),
             })?;
         *slot = Some(client.clone());
         Ok(client)

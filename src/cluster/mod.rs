@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ServerUrl;
+use crate::brokers::ServerUrl;
 
 /// The `key_prefix` when none is configured.
 pub const DEFAULT_KEY_PREFIX: &str = "factorwatch:";
@@ -100,7 +100,7 @@ impl ClusterConfig {
             (ClusterMode::Redis, Some(url)) => ::redis::Client::open(url.expose())
                 .map(drop)
                 .map_err(|err| anyhow::anyhow!("cluster.url = {:?}: {err}", url.redacted())),
-            (ClusterMode::NatsKv, Some(url)) => crate::sinks::nats::parse_servers(url)
+            (ClusterMode::NatsKv, Some(url)) => crate::brokers::nats::parse_servers(url)
                 .map(drop)
                 .map_err(|err| anyhow::anyhow!("cluster.{err}")),
         }

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{APPLIED_STEP_TTL, AppliedStep, Claim, SharedCorrelation};
-use crate::config::ServerUrl;
-use crate::sinks::lazy::{self, LazyClient};
+use crate::brokers::ServerUrl;
+use crate::brokers::nats::parse_servers;
+use crate::brokers::{CONNECT_TIMEOUT, LazyClient};
 
 /// The correlation bucket's one key.
 const STATE_KEY: &str = "state";
@@ -181,8 +182,8 @@ impl NatsKvState {
             .get(|| async {
                 let client = async_nats::ConnectOptions::new()
                     .name(format!("factorwatch cluster ({})", self.replica))
-                    .connection_timeout(lazy::CONNECT_TIMEOUT)
-                    .connect(crate::sinks::nats::parse_servers(&self.url)?)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .connect(parse_servers(&self.url)?)
                     .await?;
                 let mut context = jetstream::new(client);
                 context.set_timeout(CALL_TIMEOUT);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use super::{APPLIED_STEP_TTL, AppliedStep, Claim, SharedCorrelation};
-use crate::config::ServerUrl;
-use crate::sinks::lazy::LazyClient;
+use crate::brokers::LazyClient;
+use crate::brokers::ServerUrl;
 
 /// Claims each key unless another owner holds it; answers each key's owner.
 const CLAIM_SCRIPT: &str = r"
@@ -136,7 +136,7 @@ impl RedisState {
 
     async fn connection(&self) -> Result<ConnectionManager, String> {
         self.connection
-            .get(|| crate::sinks::redis::connect(&self.url))
+            .get(|| crate::brokers::redis::connect(&self.url))
             .await
             .map_err(|err| err.to_string())
     }

@@ -397,7 +397,7 @@ pub fn check_correlation(
 mod tests {
     use std::collections::HashMap;
 
-    use crate::config::RulesConfig;
+    use crate::detect::RulesConfig;
     use crate::detect::enrich::{NetworkHistory, enrich};
     use crate::detect::rules::RuleSet;
     use crate::okta::event::LogEvent;

@@ -460,10 +460,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::brokers::ServerUrl;
     use crate::cluster::{ClusterConfig, ClusterMode};
-    use crate::config::{RulesConfig, ServerUrl, SinkConfig};
+    use crate::detect::RulesConfig;
     use crate::detect::SharedRules;
     use crate::okta::samples::{self, Initiator};
+    use crate::sinks::SinkConfig;
     use crate::spool::{DetectionCommit, Spool};
 
     fn shared_state(mode: ClusterMode, prefix: &str) -> Arc<SharedState> {

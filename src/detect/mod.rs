@@ -16,6 +16,7 @@
 //! state. Single-event alerts never wait for the shared backend, and the inputs wait in the
 //! spool while it is down.
 
+pub mod config;
 pub mod context;
 pub mod correlate;
 mod correlation_step;
@@ -41,15 +42,16 @@ use tracing::Instrument;
 use crate::alert::{Alert, Matched, RuleRef, org_alert_id};
 use crate::clock::{now_ms, rfc3339, wait_for_work};
 use crate::cluster::{Claim, SharedState};
-use crate::config::SinkConfig;
 use crate::okta::event::single_line;
 use crate::okta::{Envelope, LogEvent};
+use crate::sinks::SinkConfig;
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
 
+pub use config::RulesConfig;
 pub use rules::{RuleSet, SharedRules};
 
 /// Most batches taken per pass. Okta sends up to 50 events a delivery, but a burst of small

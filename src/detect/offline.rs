@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::RulesConfig;
 use super::enrich::{NetworkHistory, enrich};
 use super::{Pass, RuleSet, group_factor_resets, secs};
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
-use crate::config::RulesConfig;
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{LogEvent, Origin};
 

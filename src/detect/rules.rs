@@ -12,11 +12,11 @@ use rsigma_eval::{Engine, EvaluationResult};
 use rsigma_parser::{CorrelationCondition, CorrelationRule, Level as SigmaLevel, SigmaRule};
 use serde_json::Value;
 
+use super::RulesConfig;
 use super::correlate::{self, Correlator, LoadedCorrelation};
 use super::rule_event::{FieldProbe, RuleEvent};
 use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
-use crate::config::RulesConfig;
 
 /// The rules shipped inside the binary, as (name, YAML): the two MFA rules.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[

@@ -17,9 +17,9 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
+use super::config::{RateLimitConfig, ServerConfig};
 use super::error::ApiError;
 use super::source::{ClientSource, TrustedProxies};
-use crate::config::{RateLimitConfig, ServerConfig};
 
 /// What the guard checks, built once from `[server]`.
 #[derive(Clone)]

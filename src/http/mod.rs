@@ -15,12 +15,15 @@
 //! Each org's hook path has its own [`HookState`]: its secrets are checked on its path only, so
 //! a secret of one org never opens another's, and its batches go to its own spool.
 
+pub mod config;
 pub mod error;
 pub mod guard;
 pub mod hook;
 pub mod serve;
 pub mod source;
 pub mod tls;
+
+pub use config::{RateLimitConfig, ServerConfig, TlsConfig, check_hook_path};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

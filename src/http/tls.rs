@@ -19,7 +19,7 @@ use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TlsConfig;
+use super::config::TlsConfig;
 
 /// The crypto provider, named rather than taken from the process default: several rustls
 /// providers are compiled into this binary, and rustls refuses to guess between them.
@@ -61,11 +61,6 @@ fn parse(tls: &TlsConfig, (cert, key): &Files) -> anyhow::Result<CertifiedKey> {
             tls.key_path.display()
         )
     })
-}
-
-/// Loads and checks the certificate and key `[server.tls]` names (used by validation too).
-pub fn load_certificate(tls: &TlsConfig) -> anyhow::Result<CertifiedKey> {
-    parse(tls, &read_files(tls)?)
 }
 
 /// The certificate in force; handshakes read it, the reload task replaces it.

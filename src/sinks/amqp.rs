@@ -15,9 +15,9 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 
-use super::lazy::LazyClient;
 use super::template::NameTemplate;
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
+use crate::brokers::LazyClient;
 use crate::secret::Secret;
 
 /// How long the broker may take to confirm one message.

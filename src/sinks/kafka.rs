@@ -23,9 +23,9 @@ use rskafka::record::Record;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::lazy::{CONNECT_TIMEOUT, LazyClient};
 use super::template::NameTemplate;
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
+use crate::brokers::{CONNECT_TIMEOUT, LazyClient};
 use crate::clock::now_ms;
 use crate::secret::Secret;
 

@@ -3,10 +3,10 @@
 //! shared delivery loop's job ([`crate::forward`]).
 
 pub mod amqp;
+pub mod config;
 pub mod file;
 mod http;
 pub mod kafka;
-pub mod lazy;
 pub mod mqtt;
 pub mod nats;
 pub mod pagerduty;
@@ -21,9 +21,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::alert::Alert;
-use crate::config::{SinkConfig, SinkKind};
+use crate::brokers::ConnectError;
 
 pub use amqp::AmqpSink;
+pub use config::{SinkConfig, SinkKind, check_sinks};
 pub use file::FileSink;
 pub use kafka::KafkaSink;
 pub use mqtt::MqttSink;
@@ -48,6 +49,13 @@ pub enum DeliveryError {
     /// Retrying cannot help (the destination rejected this alert); it goes to the dead letters.
     #[error("{0}")]
     Permanent(String),
+}
+
+impl From<ConnectError> for DeliveryError {
+    /// A broker that cannot be reached now may be reachable later.
+    fn from(err: ConnectError) -> Self {
+        DeliveryError::Transient(format!("{:#}", anyhow::Error::from(err)))
+    }
 }
 
 /// The future a publish returns.

@@ -17,9 +17,9 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::lazy::LazyClient;
 use super::template::NameTemplate;
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
+use crate::brokers::LazyClient;
 use crate::secret::Secret;
 
 /// How long the broker may take to acknowledge one publish.

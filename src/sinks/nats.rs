@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use async_nats::ConnectOptions;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
-use async_nats::{ConnectOptions, ServerAddr};
 use serde::{Deserialize, Serialize};
 
-use super::lazy::{self, LazyClient};
 use super::template::{self, NameTemplate};
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
-use crate::config::ServerUrl;
+use crate::brokers::nats::parse_servers;
+use crate::brokers::{CONNECT_TIMEOUT, LazyClient, ServerUrl};
 use crate::secret::Secret;
 
 /// Longest wait for JetStream's acknowledgement of one publish.
@@ -48,6 +48,26 @@ pub struct NatsConfig {
     pub token: Option<Secret>,
 }
 
+impl NatsConfig {
+    /// Checks the block without connecting: the URL, the subject, the stream name, one credential.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        parse_servers(&self.url)?;
+        check_subject(self.subject.as_str())?;
+        if let Some(stream) = &self.stream
+            && (stream.is_empty()
+                || stream.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c)))
+        {
+            bail!(
+                "stream = {stream:?}: a stream name cannot be empty nor hold spaces, '.', '*', '>', '/' or '\\'"
+            );
+        }
+        if self.credentials_file.is_some() && self.token.is_some() {
+            bail!("set credentials_file or token, not both");
+        }
+        Ok(())
+    }
+}
+
 fn default_url() -> ServerUrl {
     ServerUrl::new("nats://127.0.0.1:4222")
 }
@@ -72,19 +92,7 @@ impl NatsSink {
     /// A sink named `name` configured by `config`; checks the block without connecting and
     /// connects on the first publish.
     pub fn new(name: &str, config: &NatsConfig) -> anyhow::Result<Self> {
-        parse_servers(&config.url)?;
-        check_subject(config.subject.as_str())?;
-        if let Some(stream) = &config.stream
-            && (stream.is_empty()
-                || stream.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c)))
-        {
-            bail!(
-                "stream = {stream:?}: a stream name cannot be empty nor hold spaces, '.', '*', '>', '/' or '\\'"
-            );
-        }
-        if config.credentials_file.is_some() && config.token.is_some() {
-            bail!("set credentials_file or token, not both");
-        }
+        config.validate()?;
         Ok(Self {
             name: name.to_owned(),
             url: config.url.clone(),
@@ -115,7 +123,7 @@ impl NatsSink {
         }
         let client = options
             .name(format!("factorwatch ({})", self.name))
-            .connection_timeout(lazy::CONNECT_TIMEOUT)
+            .connection_timeout(CONNECT_TIMEOUT)
             .connect(parse_servers(&self.url)?)
             .await?;
         let mut context = jetstream::new(client);
@@ -147,10 +155,7 @@ impl NatsSink {
     }
 
     async fn send(&self, delivery: Delivery<'_>) -> Result<(), DeliveryError> {
-        let context = self
-            .client
-            .get(|| async { self.connect().await.map_err(|err| format!("{err:#}")) })
-            .await?;
+        let context = self.client.get(|| self.connect()).await?;
         let subject = self.subject_for(&delivery);
         let alert_id = delivery.alert.id.as_str();
         let message = PublishMessage::build()
@@ -212,20 +217,6 @@ fn subject_token(value: &str) -> String {
         return "_".into();
     }
     template::safe_value(value)
-}
-
-/// The servers of a NATS URL (several of one cluster separated by commas); an error names the
-/// part that does not parse, without credentials.
-pub fn parse_servers(url: &ServerUrl) -> anyhow::Result<Vec<ServerAddr>> {
-    url.expose()
-        .split(',')
-        .map(str::trim)
-        .zip(url.redacted().split(','))
-        .map(|(one, shown)| {
-            one.parse::<ServerAddr>()
-                .map_err(|err| anyhow::anyhow!("url = {:?}: {err}", shown.trim()))
-        })
-        .collect()
 }
 
 fn check_subject(subject: &str) -> anyhow::Result<()> {

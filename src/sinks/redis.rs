@@ -9,19 +9,14 @@
 //! that is down when the service starts only delays this sink. Once connected, the connection
 //! manager reconnects by itself.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, bail};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::lazy::{self, LazyClient};
 use super::template::NameTemplate;
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
-use crate::config::ServerUrl;
-
-/// Longest wait for the answer to one `XADD`.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::brokers::redis::connect;
+use crate::brokers::{LazyClient, ServerUrl};
 
 /// `type = "redis"` keys: Redis Streams.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -37,6 +32,18 @@ pub struct RedisConfig {
     /// Trims the stream to about this many entries on each add (`XADD MAXLEN ~ n`). Unset: no trimming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxlen: Option<u64>,
+}
+
+impl RedisConfig {
+    /// Checks the block without connecting: the URL parses, `maxlen` keeps something.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        redis::Client::open(self.url.expose())
+            .with_context(|| format!("url = {:?}", self.url.redacted()))?;
+        if self.maxlen == Some(0) {
+            bail!("maxlen = 0 would trim every alert away; leave it unset for no trimming");
+        }
+        Ok(())
+    }
 }
 
 fn default_url() -> ServerUrl {
@@ -58,11 +65,7 @@ impl RedisSink {
     /// A sink named `name` configured by `config`; checks the block without connecting and
     /// connects on the first publish.
     pub fn new(name: &str, config: &RedisConfig) -> anyhow::Result<Self> {
-        redis::Client::open(config.url.expose())
-            .with_context(|| format!("url = {:?}", config.url.redacted()))?;
-        if config.maxlen == Some(0) {
-            bail!("maxlen = 0 would trim every alert away; leave it unset for no trimming");
-        }
+        config.validate()?;
         Ok(Self {
             name: name.to_owned(),
             url: config.url.clone(),
@@ -103,18 +106,6 @@ impl RedisSink {
             ))),
         }
     }
-}
-
-/// A connection manager for `url`, which reconnects by itself once made (also used by the
-/// cluster's shared de-duplication).
-pub async fn connect(url: &ServerUrl) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(lazy::CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(2);
-    redis::Client::open(url.expose())?
-        .get_connection_manager_with_config(config)
-        .await
 }
 
 impl Sink for RedisSink {

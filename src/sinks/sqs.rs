@@ -19,9 +19,9 @@ use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
 
-use super::lazy::LazyClient;
 use super::template::NameTemplate;
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
+use crate::brokers::{CONNECT_TIMEOUT, LazyClient};
 use crate::secret::Secret;
 
 /// How long one `SendMessage` may take, connection included.
@@ -125,7 +125,7 @@ impl SqsSink {
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(super::lazy::CONNECT_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT)
                     .operation_timeout(SEND_TIMEOUT)
                     .build(),
             );

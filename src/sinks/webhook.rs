@@ -25,6 +25,18 @@ pub struct WebhookConfig {
     pub secret: Secret,
 }
 
+impl WebhookConfig {
+    /// The signing key `secret` encodes; an error says what is wrong with it (never the value).
+    pub fn signing_key(&self) -> anyhow::Result<Vec<u8>> {
+        let encoded = self.secret.expose();
+        let key = BASE64
+            .decode(encoded.strip_prefix("whsec_").unwrap_or(encoded))
+            .map_err(|_| anyhow::anyhow!("secret must be base64, optionally prefixed whsec_"))?;
+        anyhow::ensure!(!key.is_empty(), "secret is empty");
+        Ok(key)
+    }
+}
+
 /// Delivers signed webhooks.
 pub struct WebhookSink {
     name: String,
@@ -45,15 +57,10 @@ impl std::fmt::Debug for WebhookSink {
 impl WebhookSink {
     /// Builds the sink; fails when the secret is not base64.
     pub fn new(name: &str, config: &WebhookConfig) -> anyhow::Result<Self> {
-        let encoded = config.secret.expose();
-        let key = BASE64
-            .decode(encoded.strip_prefix("whsec_").unwrap_or(encoded))
-            .map_err(|_| anyhow::anyhow!("secret must be base64, optionally prefixed whsec_"))?;
-        anyhow::ensure!(!key.is_empty(), "secret is empty");
         Ok(Self {
             name: name.to_owned(),
             url: config.url.clone(),
-            key,
+            key: config.signing_key()?,
             client: http::client()?,
         })
     }

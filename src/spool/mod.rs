@@ -37,6 +37,7 @@
 
 mod backlog;
 mod batch_format;
+mod config;
 mod handle;
 mod store;
 mod window;
@@ -53,6 +54,7 @@ use serde_json::value::RawValue;
 
 use backlog::Backlog;
 pub use backlog::{BacklogSnapshot, SinkBacklog};
+pub use config::StorageConfig;
 use store::Store;
 pub use window::WindowSize;
 use window::{Claim, Window, key_hash};

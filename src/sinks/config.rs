@@ -1,0 +1,125 @@
+//! `[[sinks]]` (and each org's `[[okta.orgs.sinks]]`): where alerts go, and which alerts go
+//! there. Each kind's own keys live beside its sink (`NatsConfig` in `nats.rs`, ...).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, Level};
+
+/// One `[[sinks]]` block: where alerts go, and which alerts go there. `type` selects the kind;
+/// the keys of each kind are documented in docs/sinks.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SinkConfig {
+    /// Unique name of this sink: labels its metrics, outbox and dead letters.
+    pub name: String,
+    /// Only alerts of this level or above (`informational`, `low`, `medium`, `high`, `critical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<Level>,
+    /// Only alerts of these rule ids. Empty: every rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Only alerts whose rule has at least one of these tags (such as `attack.t1556.006`). Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The destination and its own keys.
+    #[serde(flatten)]
+    pub kind: SinkKind,
+}
+
+/// The kinds of sink. Unknown keys inside a block are rejected with their name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkKind {
+    /// Append each alert as one JSON line to a local file.
+    File(super::file::FileConfig),
+    /// Publish to a RabbitMQ (AMQP 0-9-1) exchange with publisher confirms.
+    Amqp(super::amqp::AmqpConfig),
+    /// Publish to an MQTT broker with QoS 1.
+    Mqtt(super::mqtt::MqttConfig),
+    /// POST each alert, signed the Standard Webhooks way, to an HTTPS endpoint.
+    Webhook(super::webhook::WebhookConfig),
+    /// Post a readable message to a Slack incoming webhook.
+    Slack(super::slack::SlackConfig),
+    /// Trigger a PagerDuty incident (Events API v2).
+    PagerDuty(super::pagerduty::PagerDutyConfig),
+    /// Publish each alert to a NATS JetStream subject; delivered once the stream acknowledged it.
+    Nats(super::nats::NatsConfig),
+    /// Add each alert to a Redis stream (`XADD`); delivered once Redis returned the entry id.
+    Redis(super::redis::RedisConfig),
+    /// Produce each alert as one record to a Kafka topic (acks=all), keyed by the alert id.
+    Kafka(super::kafka::KafkaConfig),
+    /// Send each alert as one message to an Amazon SQS queue (FIFO queues de-duplicate on the alert id).
+    Sqs(super::sqs::SqsConfig),
+}
+
+impl SinkConfig {
+    /// The sink's unique name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A sink of `kind` named `name`, with no filter.
+    pub fn new(name: &str, kind: SinkKind) -> Self {
+        Self {
+            name: name.to_owned(),
+            min_level: None,
+            rules: Vec::new(),
+            tags: Vec::new(),
+            kind,
+        }
+    }
+
+    /// A file sink with no filter (the default sink, and handy in tests).
+    pub fn file(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self::new(
+            name,
+            SinkKind::File(super::file::FileConfig { path: path.into() }),
+        )
+    }
+
+    /// True when this sink wants `alert` (its level, after risk adjustment, and its rule).
+    pub fn accepts(&self, alert: &Alert) -> bool {
+        let rule = &alert.rule;
+        self.min_level.is_none_or(|min| alert.level >= min)
+            && (self.rules.is_empty() || self.rules.contains(&rule.id))
+            && (self.tags.is_empty() || rule.tags.iter().any(|tag| self.tags.contains(tag)))
+    }
+
+    /// Checks this block's keys without connecting anywhere; errors name the key at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match &self.kind {
+            SinkKind::File(_) | SinkKind::Slack(_) | SinkKind::PagerDuty(_) => Ok(()),
+            SinkKind::Amqp(amqp) => amqp.validate(),
+            SinkKind::Mqtt(mqtt) => mqtt.validate(),
+            SinkKind::Webhook(webhook) => webhook.signing_key().map(drop),
+            SinkKind::Nats(nats) => nats.validate(),
+            SinkKind::Redis(redis) => redis.validate(),
+            SinkKind::Kafka(kafka) => kafka.validate(),
+            SinkKind::Sqs(sqs) => sqs.validate(),
+        }
+    }
+}
+
+/// Checks a list of sinks (`key` names it in errors): unique, non-empty names, and each sink's
+/// keys, without connecting anywhere.
+pub fn check_sinks(key: &str, sinks: &[SinkConfig]) -> anyhow::Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for sink in sinks {
+        if sink.name().is_empty() {
+            bail!("{key}: a sink has an empty name");
+        }
+        if !names.insert(sink.name()) {
+            bail!(
+                "{key}: two sinks are named {:?}; names must be unique",
+                sink.name()
+            );
+        }
+    }
+    for sink in sinks {
+        sink.validate()
+            .with_context(|| format!("{key}: sink {:?}", sink.name()))?;
+    }
+    Ok(())
+}
