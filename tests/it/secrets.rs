@@ -6,14 +6,14 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use factorwatch::config::Config;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{batch_with_mfa, free_port};
+use crate::helpers::{batch_with_mfa, eventually, free_port, wait_for_healthz};
 
 /// Every secret of the lifecycle, each one random so that a match cannot be a coincidence.
 struct Secrets {
@@ -184,14 +184,7 @@ async fn no_secret_appears_in_any_log_line_answer_or_printed_configuration() {
     let base = format!("http://127.0.0.1:{port}");
     let hook = format!("{base}/okta/events");
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_healthz(([127, 0, 0, 1], port).into()).await;
 
     let mut seen = Vec::new();
     let verify = |secret: &str| {
@@ -230,22 +223,19 @@ async fn no_secret_appears_in_any_log_line_answer_or_printed_configuration() {
 
     // Every failing sink dead-letters every alert; the admin API shows them (with the token).
     let admin = format!("http://127.0.0.1:{admin_port}/dlq");
-    let started = Instant::now();
-    loop {
+    let awaited = format!("{} dead letters", 3 * alerts_expected);
+    eventually(Duration::from_secs(30), &awaited, async || {
         let list = client.get(&admin).bearer_auth(&secrets.admin_token);
         let (status, body) = answered(list, &mut seen).await;
         assert_eq!(status, 200, "{body}");
         let letters: Vec<Value> = serde_json::from_str(&body).unwrap();
         if letters.len() >= 3 * alerts_expected {
-            break;
+            Ok(())
+        } else {
+            Err(letters.len())
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} dead letters",
-            letters.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let wrong_token = client.get(&admin).bearer_auth(&secrets.wrong_presented[2]);
     assert_eq!(answered(wrong_token, &mut seen).await.0, 401);
 
