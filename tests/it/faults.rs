@@ -15,7 +15,7 @@ use tempfile::TempDir;
 
 use crate::helpers::{
     ChildServer, SECRET, assert_one_id_per_rule_and_event, batch_with_mfa, eventually, free_port,
-    post_envelope, read_alert_lines, start_load, wait_for_alerts_of,
+    post_envelope, read_alert_lines, start_load, unique, wait_for_alerts_of,
 };
 use crate::sinks_brokers::{delete_stream, jetstream, read_from_the_start};
 
@@ -53,7 +53,7 @@ async fn jetstream_ids(name: &str) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sigkills_at_random_moments_lose_no_acknowledged_alert_in_any_sink() {
     let data_dir = TempDir::new().unwrap();
-    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = unique("run");
     let stream = format!("FACTORWATCH_CRASH_{run}");
     let config_path = data_dir.path().join("factorwatch.toml");
     let alerts_path = data_dir.path().join("alerts.jsonl");

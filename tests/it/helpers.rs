@@ -313,6 +313,12 @@ pub fn alerted_uuids(alerts: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// A fresh name for what one test makes on a shared server: `prefix`, a dash and a new uuid, so
+/// runs never see each other's.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// An envelope from the test org holding `events`.
 pub fn envelope(events: Vec<Value>) -> Value {
     samples::envelope("acme.okta.com", "whoTEST000000000001", events)

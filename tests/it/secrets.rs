@@ -13,7 +13,7 @@ use factorwatch::config::Config;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{batch_with_mfa, eventually, free_port, wait_for_healthz};
+use crate::helpers::{batch_with_mfa, eventually, free_port, unique, wait_for_healthz};
 
 /// Every secret of the lifecycle, each one random so that a match cannot be a coincidence.
 struct Secrets {
@@ -30,21 +30,20 @@ struct Secrets {
 
 impl Secrets {
     fn new() -> Self {
-        let random = |prefix: &str| format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        let okta_inline = random("okta-inline");
+        let okta_inline = unique("okta-inline");
         Self {
             wrong_presented: vec![
-                random("wrong-okta"),
+                unique("wrong-okta"),
                 okta_inline[..okta_inline.len() - 1].to_owned(),
-                random("wrong-admin"),
+                unique("wrong-admin"),
             ],
             okta_inline,
-            okta_from_env: random("okta-env"),
-            okta_from_file: random("okta-file"),
-            admin_token: random("admin"),
+            okta_from_env: unique("okta-env"),
+            okta_from_file: unique("okta-file"),
+            admin_token: unique("admin"),
             webhook: base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>()),
-            slack_path: random("slack"),
-            pagerduty: random("pagerduty"),
+            slack_path: unique("slack"),
+            pagerduty: unique("pagerduty"),
         }
     }
 

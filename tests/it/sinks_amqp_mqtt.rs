@@ -20,7 +20,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
+use crate::helpers::{
+    TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks, unique,
+};
 
 const RABBITMQ: &str = "amqp://127.0.0.1:5672/%2f";
 /// Nothing listens there.
@@ -57,7 +59,7 @@ fn mqtt_sink(name: &str, port: u16, topic: &str) -> SinkConfig {
             topic: NameTemplate::new(topic),
             username: None,
             password: None,
-            client_id: Some(format!("factorwatch-test-{}", uuid::Uuid::new_v4())),
+            client_id: Some(unique("factorwatch-test")),
         }),
     )
 }
@@ -124,7 +126,7 @@ struct AmqpQueue {
 
 impl AmqpQueue {
     async fn declare() -> Self {
-        let name = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
+        let name = unique("factorwatch-test");
         let connection = Connection::connect(RABBITMQ, ConnectionProperties::default())
             .await
             .expect("RabbitMQ runs on 127.0.0.1:5672");
@@ -255,7 +257,7 @@ async fn amqp_outage_loses_nothing() {
 async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
     let name = "amqp-unroutable";
     // amq.direct exists on every RabbitMQ; nothing is bound with this key.
-    let routing_key = format!("nobody-listens-{}", uuid::Uuid::new_v4());
+    let routing_key = unique("nobody-listens");
     let amqp = amqp_sink(name, RABBITMQ, "amq.direct", &routing_key, None);
     let app = spawn_app_with_sinks(vec![amqp]).await;
 
@@ -279,7 +281,7 @@ async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
 async fn amqp_missing_exchange_is_retried_until_it_exists() {
     let mut queue = AmqpQueue::declare().await;
     let name = "amqp-missing-exchange";
-    let exchange = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
+    let exchange = unique("factorwatch-test");
     let amqp = amqp_sink(name, RABBITMQ, &exchange, "alerts", Some(&queue.name));
     let app = spawn_app_with_sinks(vec![amqp]).await;
     let (batch, uuids) = batch_with_mfa(5, 2);
@@ -324,7 +326,7 @@ struct MqttSubscriber {
 
 impl MqttSubscriber {
     async fn subscribe(filter: &str) -> Self {
-        let id = format!("factorwatch-test-sub-{}", uuid::Uuid::new_v4());
+        let id = unique("factorwatch-test-sub");
         let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", 1883);
         options.set_max_packet_size(1 << 24, 1 << 24);
         let (client, mut events) = rumqttc::AsyncClient::new(options, 16);

@@ -20,7 +20,9 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
+use crate::helpers::{
+    TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks, unique,
+};
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -32,11 +34,6 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The JetStream stream of one test.
 fn stream_name(run: &str) -> String {
     format!("FACTORWATCH_TEST_{run}")
-}
-
-/// A fresh id for the names one test uses.
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn nats_config(url: &str, run: &str) -> NatsConfig {
@@ -344,7 +341,7 @@ impl Broker {
 
 /// Every alert the service raises reaches `broker` once, as the file sink wrote it.
 async fn delivers_every_alert(broker: Broker) {
-    let run = unique();
+    let run = unique("run");
     let name = format!("{}-{run}", broker.label());
     let app = spawn_app_with_sinks(vec![broker.sink(&name, true, &run)]).await;
 
@@ -360,7 +357,7 @@ async fn delivers_every_alert(broker: Broker) {
 
 /// Alerts raised while `broker` is unreachable wait in the outbox and arrive after a restart.
 async fn outage_keeps_alerts_until_the_broker_is_back(broker: Broker) {
-    let run = unique();
+    let run = unique("run");
     let name = format!("{}-outage-{run}", broker.label());
     let data_dir = TempDir::new().unwrap();
 
@@ -412,7 +409,7 @@ async fn redis_outage_keeps_alerts_in_the_outbox_until_the_server_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_keeps_one_message_per_alert_id() {
-    let run = unique();
+    let run = unique("run");
     let config = nats_config(NATS_URL, &run);
     let stream = config.stream.clone().unwrap();
     let sink = NatsSink::new("dedup", &config).unwrap();
@@ -443,7 +440,7 @@ async fn jetstream_keeps_one_message_per_alert_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_sink_creates_its_stream_again_after_it_was_deleted() {
-    let run = unique();
+    let run = unique("run");
     let config = nats_config(NATS_URL, &run);
     let stream = config.stream.clone().unwrap();
     let sink = NatsSink::new("recreate", &config).unwrap();
@@ -489,7 +486,7 @@ fn redis_keys(run: &str, file: &HashMap<String, String>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_republished_alert_carries_the_same_id() {
-    let run = unique();
+    let run = unique("run");
     let sink = RedisSink::new("redis-again", &redis_config(REDIS_URL, &run)).unwrap();
     let (alert, payload) = alert("6f1c2a9e-0000-5000-8000-000000000002", "r1", Level::High);
     let delivery = Delivery {

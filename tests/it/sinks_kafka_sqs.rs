@@ -16,7 +16,7 @@ use rskafka::client::partition::UnknownTopicHandling;
 use serde_json::Value;
 
 use crate::helpers::{
-    alert_by_id, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks,
+    alert_by_id, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks, unique,
 };
 
 const KAFKA: &str = "127.0.0.1:19092";
@@ -24,10 +24,6 @@ const SQS_ENDPOINT: &str = "http://127.0.0.1:15000";
 /// A port nothing listens on: the broker "is down".
 const CLOSED: &str = "127.0.0.1:1";
 const PARTITIONS: i32 = 3;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn kafka_config(broker: &str, topic: &str) -> KafkaConfig {
     let mut config = KafkaConfig::new(&[broker], topic);
