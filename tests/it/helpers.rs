@@ -195,6 +195,42 @@ impl TestApp {
         wait_for_alert_lines(&self.alerts_path(), count, Duration::from_secs(20)).await
     }
 
+    /// The value of the counter `name` for `sink` in `/metrics`, 0 when it is absent.
+    pub async fn sink_counter(&self, name: &str, sink: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        let prefix = format!("{name}{{sink=\"{sink}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
+    /// Waits until `/metrics` counts a failed delivery for `sink`, then checks that alerts wait
+    /// in the outbox and that the failing sink alone keeps the replica ready.
+    pub async fn assert_waiting_in_outbox(&self, sink: &str) {
+        let awaited = format!("a failed delivery to {sink} in /metrics");
+        eventually(Duration::from_secs(30), &awaited, async || {
+            let failures = self
+                .sink_counter("factorwatch_delivery_failures_total", sink)
+                .await;
+            if failures >= 1.0 {
+                Ok(())
+            } else {
+                Err(failures)
+            }
+        })
+        .await;
+        let ready = self.get("/readyz").await;
+        assert!(
+            ready.status().is_success(),
+            "a failing sink alone keeps /readyz true"
+        );
+        let ready: Value = ready.json().await.unwrap();
+        assert!(
+            ready["backlog_bytes"].as_u64().unwrap() > 0,
+            "alerts wait in the outbox: {ready}"
+        );
+    }
+
     /// Waits until the spool holds no batch nor undelivered alert, so "no alert" can be asserted.
     pub async fn wait_until_drained(&self) {
         wait_until_drained(&self.client, self.addr).await;

@@ -21,7 +21,7 @@ use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 use crate::helpers::{
-    TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks, unique,
+    TestApp, batch_with_mfa, config_with, eventually, spawn_app_with, spawn_app_with_sinks, unique,
 };
 
 const RABBITMQ: &str = "amqp://127.0.0.1:5672/%2f";
@@ -64,41 +64,12 @@ fn mqtt_sink(name: &str, port: u16, topic: &str) -> SinkConfig {
     )
 }
 
-/// The value of a counter for `sink` in /metrics, 0 when absent.
-async fn metric(app: &TestApp, name: &str, sink: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let prefix = format!("{name}{{sink=\"{sink}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
-}
-
-/// Waits until `check` holds, polling.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until the sink failed at least once and its alerts wait in the outbox.
+/// Waits until the sink failed at least once and its alerts wait in the outbox, none given up.
 async fn assert_waiting_in_outbox(app: &TestApp, sink: &str) {
-    eventually("delivery failures in /metrics", || async {
-        metric(app, "factorwatch_delivery_failures_total", sink).await > 0.0
-    })
-    .await;
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
-    assert!(
-        ready["backlog_bytes"].as_u64().unwrap() > 0,
-        "alerts wait in the outbox: {ready}"
-    );
+    app.assert_waiting_in_outbox(sink).await;
     assert_eq!(
-        metric(app, "factorwatch_dead_letters_total", sink).await,
+        app.sink_counter("factorwatch_dead_letters_total", sink)
+            .await,
         0.0,
         "an outage is no reason to give up"
     );
@@ -264,12 +235,16 @@ async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
     let (batch, uuids) = batch_with_mfa(5, 1);
     assert!(app.post(&batch).await.status().is_success());
     app.wait_for_alerts(uuids.len()).await;
-    eventually("the dead letter in /metrics", || async {
-        metric(&app, "factorwatch_dead_letters_total", name).await >= 1.0
+    eventually(WAIT, "the dead letter in /metrics", async || {
+        let dead = app
+            .sink_counter("factorwatch_dead_letters_total", name)
+            .await;
+        if dead >= 1.0 { Ok(()) } else { Err(dead) }
     })
     .await;
     assert_eq!(
-        metric(&app, "factorwatch_delivery_attempts_total", name).await,
+        app.sink_counter("factorwatch_delivery_attempts_total", name)
+            .await,
         1.0,
         "a returned message is not retried"
     );
