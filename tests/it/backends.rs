@@ -3,10 +3,12 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use factorwatch::cluster::{ClusterConfig, ClusterMode};
 use factorwatch::config::ServerUrl;
+
+use crate::helpers::eventually;
 
 /// A shared backend of `[cluster]`.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +70,7 @@ impl Backend {
     /// A server of the test's own on `port`, keeping its data in `dir`: Redis keeps nothing
     /// on disk (a restart finds it empty), NATS keeps its JetStream store (a restart finds
     /// the buckets as they were), as each is usually run.
-    pub fn start_own(self, port: u16, dir: &Path) -> Daemon {
+    pub async fn start_own(self, port: u16, dir: &Path) -> Daemon {
         let child = match self {
             Backend::Redis => Command::new("redis-server")
                 .args([
@@ -90,7 +92,7 @@ impl Backend {
                 .spawn()
                 .expect("nats-server is installed with the machine's NATS"),
         };
-        wait_for_port(port);
+        wait_for_port(port).await;
         Daemon(child)
     }
 }
@@ -115,15 +117,12 @@ impl Drop for Daemon {
 }
 
 /// Waits until something listens on `port` of loopback.
-pub fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub async fn wait_for_port(port: u16) {
+    let awaited = format!("something to listen on {port}");
+    eventually(Duration::from_secs(60), &awaited, async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+    })
+    .await;
 }
 
 /// Runs each named async test function (taking a [`Backend`]) once per backend: a module per

@@ -10,7 +10,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::backends::{Backend, on_each_backend};
-use crate::helpers::{TestApp, batch_with_mfa, read_alert_lines, spawn_app_with, test_config};
+use crate::helpers::{
+    TestApp, batch_with_mfa, read_alert_lines, spawn_app_with, test_config, unique,
+};
 
 on_each_backend!(
     #[tokio::test]
@@ -21,7 +23,7 @@ on_each_backend!(
 
 /// A test's own key prefix, so runs never see each other's claims (also a bucket name).
 fn prefix() -> String {
-    format!("factorwatch-test-{}_", uuid::Uuid::new_v4().simple())
+    format!("{}_", unique("factorwatch-test"))
 }
 
 async fn replica(cluster: ClusterConfig) -> TestApp {

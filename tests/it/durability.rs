@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use crate::helpers::{
-    ChildServer, SECRET, alerted_uuids, assert_one_id_per_rule_and_event, batch_with_mfa,
-    free_port, post_envelope, read_alert_lines,
+    ChildServer, SECRET, assert_one_id_per_rule_and_event, batch_with_mfa, free_port,
+    post_envelope, wait_for_alerts_of,
 };
 
 /// Sends `batches` batches from `concurrency` tasks until told to stop; returns the MFA uuids of
@@ -43,26 +43,7 @@ async fn assert_every_acked_event_alerted(data_dir: &TempDir, acked: &[String]) 
     let port = free_port();
     let mut server = ChildServer::start(data_dir.path(), port).await;
     let alerts_path = data_dir.path().join("alerts.jsonl");
-    // Duplicates can fill the file before the last alert arrives, so wait on the uuids, not a count.
-    let started = Instant::now();
-    let (alerts, missing) = loop {
-        let alerts = read_alert_lines(&alerts_path);
-        let alerted: HashSet<String> = alerted_uuids(&alerts).into_iter().collect();
-        let missing: Vec<String> = acked
-            .iter()
-            .filter(|u| !alerted.contains(*u))
-            .cloned()
-            .collect();
-        if missing.is_empty() || started.elapsed() > Duration::from_secs(60) {
-            break (alerts, missing);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged MFA events have no alert: {missing:?}",
-        missing.len()
-    );
+    let alerts = wait_for_alerts_of(&[alerts_path], acked, Duration::from_secs(60)).await;
     // Duplicates (a crash between publish and outbox removal) must carry the same alert id,
     // for single-event alerts and for the default correlations' alerts alike.
     let distinct = assert_one_id_per_rule_and_event(&alerts);

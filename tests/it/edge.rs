@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{SECRET, TestApp, batch_with_mfa, spawn_app_with, test_config};
+use crate::helpers::{SECRET, TestApp, batch_with_mfa, eventually, spawn_app_with, test_config};
 
 /// Longest any test here waits for the server to act; a bound, not a speed expectation.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -119,21 +119,16 @@ async fn connections_over_max_connections_are_closed_and_the_slots_come_back() {
     let answer = read_until_closed(&mut third).await.expect("closed");
     assert_eq!(answer, "", "over the limit: closed without an answer");
     drop(held);
-    let started = Instant::now();
-    loop {
+    let healthz = format!("http://{}/healthz", app.addr);
+    eventually(PATIENCE, "the slots to come back", async || {
         let client = reqwest::Client::new();
-        let url = format!("http://{}/healthz", app.addr);
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
+        let status = client.get(&healthz).send().await.map(|r| r.status());
+        match status {
+            Ok(reqwest::StatusCode::OK) => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(started.elapsed() < PATIENCE, "slots never came back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("factorwatch_connections_refused_total{reason=\"max_connections\"}"),
@@ -334,24 +329,16 @@ async fn tls_serves_http2_and_http1_and_picks_up_a_new_certificate() {
     );
 
     let second = write_certificate(certs.path());
-    let started = Instant::now();
-    loop {
+    let response = eventually(PATIENCE, "the new certificate to be served", async || {
         // A new client each time: a new connection, so a new handshake.
-        let client = tls_client(app.addr, &second, false);
-        if let Ok(response) = tls_verify(&client, app.addr).await {
-            let info = response
-                .extensions()
-                .get::<reqwest::tls::TlsInfo>()
-                .expect("tls_info is on");
-            assert_eq!(info.peer_certificate(), Some(&second[..]));
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "the new certificate was never served"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        tls_verify(&tls_client(app.addr, &second, false), app.addr).await
+    })
+    .await;
+    let info = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("tls_info is on");
+    assert_eq!(info.peer_certificate(), Some(&second[..]));
     // The container health check speaks HTTPS to a TLS listener.
     let config = certs.path().join("factorwatch.toml");
     let tls_keys = format!(

@@ -14,8 +14,8 @@ use rand::Rng;
 use tempfile::TempDir;
 
 use crate::helpers::{
-    ChildServer, SECRET, alerted_uuids, assert_one_id_per_rule_and_event, batch_with_mfa,
-    free_port, post_envelope, read_alert_lines, start_load,
+    ChildServer, SECRET, assert_one_id_per_rule_and_event, batch_with_mfa, eventually, free_port,
+    post_envelope, read_alert_lines, start_load, unique, wait_for_alerts_of,
 };
 use crate::sinks_brokers::{delete_stream, jetstream, read_from_the_start};
 
@@ -53,7 +53,7 @@ async fn jetstream_ids(name: &str) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sigkills_at_random_moments_lose_no_acknowledged_alert_in_any_sink() {
     let data_dir = TempDir::new().unwrap();
-    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = unique("run");
     let stream = format!("FACTORWATCH_CRASH_{run}");
     let config_path = data_dir.path().join("factorwatch.toml");
     let alerts_path = data_dir.path().join("alerts.jsonl");
@@ -86,30 +86,23 @@ async fn twenty_sigkills_at_random_moments_lose_no_acknowledged_alert_in_any_sin
     assert!(acked.len() > 100, "too little load: {}", acked.len());
 
     let mut server = ChildServer::start_logging_to(data_dir.path(), free_port(), &env, &log).await;
-    let started = Instant::now();
-    let (alerts, missing_in_file, missing_in_jetstream) = loop {
+    wait_for_alerts_of(std::slice::from_ref(&alerts_path), &acked, WAIT).await;
+    let alerts = eventually(WAIT, "every alert of the file in JetStream", async || {
         let alerts = read_alert_lines(&alerts_path);
-        let alerted: HashSet<String> = alerted_uuids(&alerts).into_iter().collect();
-        let missing_in_file = acked.iter().filter(|u| !alerted.contains(*u)).count();
-        let file_ids: HashSet<String> = alerts
-            .iter()
-            .map(|a| a["id"].as_str().unwrap().to_owned())
-            .collect();
         let in_jetstream = jetstream_ids(&stream).await;
-        let missing_in_jetstream = file_ids.difference(&in_jetstream).count();
-        if (missing_in_file == 0 && missing_in_jetstream == 0) || started.elapsed() > WAIT {
-            break (alerts, missing_in_file, missing_in_jetstream);
+        let missing = alerts
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .filter(|id| !in_jetstream.contains(*id))
+            .collect::<HashSet<_>>()
+            .len();
+        if missing == 0 {
+            Ok(alerts)
+        } else {
+            Err(format!("{missing} alerts in the file but not in JetStream"))
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(
-        missing_in_file, 0,
-        "acknowledged MFA events without an alert in the file"
-    );
-    assert_eq!(
-        missing_in_jetstream, 0,
-        "alerts in the file but not in JetStream"
-    );
+    })
+    .await;
     let distinct = assert_one_id_per_rule_and_event(&alerts);
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log_text.contains("panicked"), "{log_text}");
@@ -212,32 +205,18 @@ async fn a_full_disk_answers_503_never_2xx_and_recovers_by_itself_when_space_ret
     );
 
     std::fs::remove_file(filler).unwrap();
-    let started = Instant::now();
-    loop {
+    let uuids = eventually(WAIT, "intake to recover after space returned", async || {
         let (batch, uuids) = batch_with_mfa(10, 2);
         if post_envelope(&client, &server.hook_url, &batch).await {
-            acked.extend(uuids);
-            break;
+            Ok(uuids)
+        } else {
+            Err("the batch was refused")
         }
-        assert!(
-            started.elapsed() < WAIT,
-            "intake did not recover after space returned"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    acked.extend(uuids);
     let alerts_path = data_dir.join("alerts.jsonl");
-    let started = Instant::now();
-    let missing = loop {
-        let alerted: HashSet<String> = alerted_uuids(&read_alert_lines(&alerts_path))
-            .into_iter()
-            .collect();
-        let missing: Vec<&String> = acked.iter().filter(|u| !alerted.contains(*u)).collect();
-        if missing.is_empty() || started.elapsed() > WAIT {
-            break missing.len();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(missing, 0, "acknowledged MFA events without an alert");
+    wait_for_alerts_of(&[alerts_path], &acked, WAIT).await;
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(!log_text.contains("panicked"), "{log_text}");
     eprintln!(

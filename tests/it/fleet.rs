@@ -18,8 +18,8 @@ use factorwatch::okta::samples::{self, Initiator};
 
 use crate::backends::{Backend, Daemon, on_each_backend, system_binary, wait_for_port};
 use crate::helpers::{
-    ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, envelope, free_port,
-    post_envelope, read_alert_lines, start_load, wait_until_drained,
+    ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, envelope, eventually, free_port,
+    post_envelope, read_alert_lines, readyz, start_load, wait_for_alerts_of, wait_until_drained,
 };
 
 /// The built-in correlation "One Actor Reset the MFA of Several Users" (3 users within 1 h).
@@ -28,7 +28,7 @@ const RESET_MANY_USERS: &str = "9a4f1c7e-2b6d-4f0a-8e3c-1d5b7a9c2e41";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// HAProxy on `port`, round robin over `replicas`, checking each one's `/readyz`.
-fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
+async fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
     let servers: String = replicas
         .iter()
         .enumerate()
@@ -53,7 +53,7 @@ fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .expect("haproxy is installed by scripts/test-services.sh");
-    wait_for_port(port);
+    wait_for_port(port).await;
     Daemon(child)
 }
 
@@ -65,14 +65,7 @@ async fn start_replica(dir: &Path, port: u16, url: &str) -> ChildServer {
 
 /// The `/readyz` answer of the replica on `port`.
 async fn readiness(client: &reqwest::Client, port: u16) -> Value {
-    client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    readyz(client, ([127, 0, 0, 1], port).into()).await
 }
 
 /// Three replicas, their load balancer and their backend.
@@ -94,7 +87,7 @@ impl Fleet {
     async fn start(backend: Backend) -> Fleet {
         let backend_port = free_port();
         let backend_dir = TempDir::new().unwrap();
-        let daemon = backend.start_own(backend_port, backend_dir.path());
+        let daemon = backend.start_own(backend_port, backend_dir.path()).await;
         let backend_url = backend.url(backend_port);
         let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -104,7 +97,7 @@ impl Fleet {
         }
         let haproxy_dir = TempDir::new().unwrap();
         let lb_port = free_port();
-        let haproxy = start_haproxy(haproxy_dir.path(), lb_port, &ports);
+        let haproxy = start_haproxy(haproxy_dir.path(), lb_port, &ports).await;
         let fleet = Fleet {
             dirs,
             ports,
@@ -134,10 +127,11 @@ impl Fleet {
     }
 
     /// Starts the backend again on its port and data.
-    fn start_backend(&mut self) {
+    async fn start_backend(&mut self) {
         let daemon = self
             .backend
-            .start_own(self.backend_port, self.backend_dir.path());
+            .start_own(self.backend_port, self.backend_dir.path())
+            .await;
         self.daemon = Some(daemon);
     }
 
@@ -147,7 +141,7 @@ impl Fleet {
         let started = Instant::now();
         let client = reqwest::Client::new();
         let health = self.url.replace("/okta/events", "/healthz");
-        loop {
+        eventually(WAIT, "HAProxy to route to every replica", async || {
             let mut ok = 0;
             for _ in 0..3 {
                 if client
@@ -160,14 +154,12 @@ impl Fleet {
                 }
             }
             if ok == 3 && started.elapsed() > Duration::from_millis(600) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{ok} of 3 requests answered"))
             }
-            assert!(
-                started.elapsed() < WAIT,
-                "HAProxy never routed to the replicas"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
 
     /// Waits until no replica holds a batch to detect or an alert to deliver.
@@ -195,27 +187,7 @@ impl Fleet {
 
     /// Waits until every uuid in `acked` has an alert on some replica; returns all alerts.
     async fn wait_for_alerts_of(&self, acked: &[String]) -> Vec<Value> {
-        let started = Instant::now();
-        loop {
-            let alerts = self.alerts();
-            let alerted: HashSet<&str> = alerts
-                .iter()
-                .map(|a| a["event"]["uuid"].as_str().unwrap())
-                .collect();
-            let missing = acked
-                .iter()
-                .filter(|u| !alerted.contains(u.as_str()))
-                .count();
-            if missing == 0 {
-                return alerts;
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "{missing} of {} acknowledged MFA events have no alert on any replica",
-                acked.len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_alerts_of(&self.alert_files(), acked, WAIT).await
     }
 }
 
@@ -241,8 +213,8 @@ fn alerts_of(fleet: &Fleet, rule_id: &str) -> Vec<Value> {
 
 /// Waits until every replica has `count` single-event alerts in its own file.
 async fn wait_for_single_alerts_per_replica(fleet: &Fleet, count: usize) {
-    let started = Instant::now();
-    loop {
+    let awaited = format!("{count} single-event alerts on each replica");
+    eventually(WAIT, &awaited, async || {
         let per_replica: Vec<usize> = fleet
             .alert_files()
             .iter()
@@ -254,39 +226,32 @@ async fn wait_for_single_alerts_per_replica(fleet: &Fleet, count: usize) {
             })
             .collect();
         if per_replica.iter().all(|n| *n == count) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{per_replica:?}"))
         }
-        assert!(
-            started.elapsed() < WAIT,
-            "expected {count} single-event alerts on each replica, found {per_replica:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 /// Waits until `rule_id` alerted `count` times over the fleet.
 async fn wait_for_correlation_alerts(fleet: &Fleet, rule_id: &str, count: usize) {
-    let started = Instant::now();
-    while alerts_of(fleet, rule_id).len() < count {
-        assert!(
-            started.elapsed() < WAIT,
-            "the correlation raised {} alerts, expected {count}",
-            alerts_of(fleet, rule_id).len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let awaited = format!("{count} alerts of the correlation");
+    eventually(WAIT, &awaited, async || {
+        let raised = alerts_of(fleet, rule_id).len();
+        if raised >= count { Ok(()) } else { Err(raised) }
+    })
+    .await;
 }
 
 /// Waits until at least `count` MFA events were acknowledged.
 async fn wait_for_acked(acked: &Mutex<Vec<String>>, count: usize) {
-    let started = Instant::now();
-    while acked.lock().unwrap().len() < count {
-        assert!(
-            started.elapsed() < WAIT,
-            "the load never reached {count} acknowledged events"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let awaited = format!("{count} acknowledged events");
+    eventually(WAIT, &awaited, async || {
+        let so_far = acked.lock().unwrap().len();
+        if so_far >= count { Ok(()) } else { Err(so_far) }
+    })
+    .await;
 }
 
 /// Every alert appears on one replica only: the one that claimed its event.
@@ -375,7 +340,7 @@ async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_bac
     assert_eq!(alerts_of(&fleet, RESET_MANY_USERS).len(), 1);
 
     // The backend is back (Redis empty, NATS with its buckets); the waiting events meet there.
-    fleet.start_backend();
+    fleet.start_backend().await;
     wait_for_correlation_alerts(&fleet, RESET_MANY_USERS, 2).await;
     fleet.wait_until_drained().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -418,25 +383,21 @@ async fn the_backend_stopped_and_started_under_load_loses_nothing(backend: Backe
     let at_stop = acked.lock().unwrap().len();
     wait_for_acked(&acked, at_stop + 60).await;
     let during_outage = acked.lock().unwrap().len();
-    fleet.start_backend();
+    fleet.start_backend().await;
     wait_for_acked(&acked, during_outage + 60).await;
     tasks.iter().for_each(|t| t.abort());
     let acked = acked.lock().unwrap().clone();
     let alerts = fleet.wait_for_alerts_of(&acked).await;
     assert_one_id_per_rule_and_event(&alerts);
     // The backend is back: the replicas report it up again (a pass after it returned claimed keys).
-    let started = Instant::now();
     let client = reqwest::Client::new();
     for port in &fleet.ports {
-        loop {
+        let awaited = format!("replica {port} to see {backend:?} again");
+        eventually(WAIT, &awaited, async || {
             let ready = readiness(&client, *port).await;
             if ready["cluster"]["backend"] == "up" {
-                break;
+                return Ok(());
             }
-            assert!(
-                started.elapsed() < WAIT,
-                "replica {port} never saw {backend:?} again: {ready}"
-            );
             let (batch, _) = batch_with_mfa(4, 1);
             post_envelope(
                 &client,
@@ -444,8 +405,9 @@ async fn the_backend_stopped_and_started_under_load_loses_nothing(backend: Backe
                 &batch,
             )
             .await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Err(ready)
+        })
+        .await;
     }
     eprintln!(
         "fleet {backend:?} outage: {} acknowledged MFA events ({during_outage} before the backend came back), all alerted",

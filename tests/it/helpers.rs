@@ -1,6 +1,8 @@
 //! Shared test helpers: start the real server on 127.0.0.1:0 (in-process, or as a child process
 //! for crash tests) and talk to it like Okta does.
 
+use std::collections::HashSet;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +19,30 @@ use tokio::task::JoinHandle;
 
 /// The secret every test app accepts.
 pub const SECRET: &str = "Basic dGVzdDp0ZXN0LXNlY3JldA==";
+
+/// How long [`eventually`] sleeps between two looks.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Polls `condition` every 20 ms until it returns `Ok`, and returns that value. `Err` means "not
+/// yet" and carries what was observed instead; after `timeout` the test fails naming `what` was
+/// awaited and the last state observed.
+pub async fn eventually<T, E: Display>(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match condition().await {
+            Ok(value) => return value,
+            Err(state) => assert!(
+                started.elapsed() < timeout,
+                "waited {timeout:?} for {what}; last seen: {state}"
+            ),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
 
 /// A running in-process factorwatch with its own data directory.
 pub struct TestApp {
@@ -169,6 +195,42 @@ impl TestApp {
         wait_for_alert_lines(&self.alerts_path(), count, Duration::from_secs(20)).await
     }
 
+    /// The value of the counter `name` for `sink` in `/metrics`, 0 when it is absent.
+    pub async fn sink_counter(&self, name: &str, sink: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        let prefix = format!("{name}{{sink=\"{sink}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
+    /// Waits until `/metrics` counts a failed delivery for `sink`, then checks that alerts wait
+    /// in the outbox and that the failing sink alone keeps the replica ready.
+    pub async fn assert_waiting_in_outbox(&self, sink: &str) {
+        let awaited = format!("a failed delivery to {sink} in /metrics");
+        eventually(Duration::from_secs(30), &awaited, async || {
+            let failures = self
+                .sink_counter("factorwatch_delivery_failures_total", sink)
+                .await;
+            if failures >= 1.0 {
+                Ok(())
+            } else {
+                Err(failures)
+            }
+        })
+        .await;
+        let ready = self.get("/readyz").await;
+        assert!(
+            ready.status().is_success(),
+            "a failing sink alone keeps /readyz true"
+        );
+        let ready: Value = ready.json().await.unwrap();
+        assert!(
+            ready["backlog_bytes"].as_u64().unwrap() > 0,
+            "alerts wait in the outbox: {ready}"
+        );
+    }
+
     /// Waits until the spool holds no batch nor undelivered alert, so "no alert" can be asserted.
     pub async fn wait_until_drained(&self) {
         wait_until_drained(&self.client, self.addr).await;
@@ -181,6 +243,18 @@ pub async fn wait_until_drained(client: &reqwest::Client, addr: SocketAddr) {
     wait_for_readyz(client, addr, "drained", |ready| ready["backlog_bytes"] == 0).await;
 }
 
+/// The `/readyz` answer of the server at `addr`.
+pub async fn readyz(client: &reqwest::Client, addr: SocketAddr) -> Value {
+    client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls `/readyz` of the server at `addr` until `accepts` its body, and returns that body;
 /// fails the test if that takes more than 20 s (`what` says what was awaited).
 pub async fn wait_for_readyz(
@@ -189,25 +263,16 @@ pub async fn wait_for_readyz(
     what: &str,
     accepts: impl Fn(&Value) -> bool,
 ) -> Value {
-    let started = Instant::now();
-    loop {
-        let ready: Value = client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let awaited = format!("{addr} {what}");
+    eventually(Duration::from_secs(20), &awaited, async || {
+        let ready = readyz(client, addr).await;
         if accepts(&ready) {
-            return ready;
+            Ok(ready)
+        } else {
+            Err(ready)
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{addr} never {what}: {ready}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// Every complete alert line of a file, parsed (none if the file is missing). A last line
@@ -226,20 +291,46 @@ pub fn read_alert_lines(path: &Path) -> Vec<Value> {
 
 /// Polls a file until it holds at least `count` alerts.
 pub async fn wait_for_alert_lines(path: &Path, count: usize, timeout: Duration) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
+    let awaited = format!("{count} alerts in {}", path.display());
+    eventually(timeout, &awaited, async || {
         let alerts = read_alert_lines(path);
         if alerts.len() >= count {
-            return alerts;
+            Ok(alerts)
+        } else {
+            Err(format!("only {} arrived", alerts.len()))
         }
-        assert!(
-            started.elapsed() < timeout,
-            "only {} of {count} alerts arrived in {}",
-            alerts.len(),
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
+}
+
+/// Polls the alert `files` until every uuid in `acked` has an alert in one of them, and returns
+/// all their alerts; fails the test after `timeout`, naming some of the uuids without one.
+/// Duplicates can fill a file before the last alert arrives, so this waits on the uuids, not on
+/// a count.
+pub async fn wait_for_alerts_of(
+    files: &[PathBuf],
+    acked: &[String],
+    timeout: Duration,
+) -> Vec<Value> {
+    let awaited = format!(
+        "an alert for each of {} acknowledged MFA events",
+        acked.len()
+    );
+    eventually(timeout, &awaited, async || {
+        let alerts: Vec<Value> = files
+            .iter()
+            .flat_map(|path| read_alert_lines(path))
+            .collect();
+        let alerted: HashSet<String> = alerted_uuids(&alerts).into_iter().collect();
+        let missing: Vec<&String> = acked.iter().filter(|u| !alerted.contains(*u)).collect();
+        if missing.is_empty() {
+            Ok(alerts)
+        } else {
+            let some: Vec<&&String> = missing.iter().take(10).collect();
+            Err(format!("{} have none, such as {some:?}", missing.len()))
+        }
+    })
+    .await
 }
 
 /// The alert with `id` among `alerts`; fails the test naming the id when there is none.
@@ -256,6 +347,12 @@ pub fn alerted_uuids(alerts: &[Value]) -> Vec<String> {
         .iter()
         .map(|a| a["event"]["uuid"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// A fresh name for what one test makes on a shared server: `prefix`, a dash and a new uuid, so
+/// runs never see each other's.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// An envelope from the test org holding `events`.
@@ -368,17 +465,18 @@ impl ChildServer {
     }
 
     async fn wait_healthy(&self) {
-        let started = Instant::now();
-        let url = format!("http://{}/healthz", self.addr);
-        while reqwest::get(&url).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "factorwatch did not come up on {}",
-                self.addr
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_healthz(self.addr).await;
     }
+}
+
+/// Waits until the server at `addr` answers `/healthz`.
+pub async fn wait_for_healthz(addr: SocketAddr) {
+    let url = format!("http://{addr}/healthz");
+    let awaited = format!("factorwatch up on {addr}");
+    eventually(Duration::from_secs(20), &awaited, async || {
+        reqwest::get(&url).await
+    })
+    .await;
 }
 
 impl Drop for ChildServer {

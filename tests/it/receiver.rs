@@ -2,11 +2,13 @@
 
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+
+use crate::helpers::eventually;
 
 /// A local endpoint that records every request and answers with a status the test controls.
 #[derive(Clone, Default)]
@@ -35,19 +37,16 @@ impl Receiver {
     }
 
     pub async fn wait_for(&self, count: usize) -> Vec<(HeaderMap, Bytes)> {
-        let started = Instant::now();
-        loop {
+        let awaited = format!("{count} requests");
+        eventually(Duration::from_secs(20), &awaited, async || {
             let requests = self.requests.lock().unwrap().clone();
             if requests.len() >= count {
-                return requests;
+                Ok(requests)
+            } else {
+                Err(format!("only {}", requests.len()))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{} of {count} requests",
-                requests.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 

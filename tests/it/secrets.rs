@@ -6,14 +6,14 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use factorwatch::config::Config;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{batch_with_mfa, free_port};
+use crate::helpers::{batch_with_mfa, eventually, free_port, unique, wait_for_healthz};
 
 /// Every secret of the lifecycle, each one random so that a match cannot be a coincidence.
 struct Secrets {
@@ -30,21 +30,20 @@ struct Secrets {
 
 impl Secrets {
     fn new() -> Self {
-        let random = |prefix: &str| format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        let okta_inline = random("okta-inline");
+        let okta_inline = unique("okta-inline");
         Self {
             wrong_presented: vec![
-                random("wrong-okta"),
+                unique("wrong-okta"),
                 okta_inline[..okta_inline.len() - 1].to_owned(),
-                random("wrong-admin"),
+                unique("wrong-admin"),
             ],
             okta_inline,
-            okta_from_env: random("okta-env"),
-            okta_from_file: random("okta-file"),
-            admin_token: random("admin"),
+            okta_from_env: unique("okta-env"),
+            okta_from_file: unique("okta-file"),
+            admin_token: unique("admin"),
             webhook: base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>()),
-            slack_path: random("slack"),
-            pagerduty: random("pagerduty"),
+            slack_path: unique("slack"),
+            pagerduty: unique("pagerduty"),
         }
     }
 
@@ -184,14 +183,7 @@ async fn no_secret_appears_in_any_log_line_answer_or_printed_configuration() {
     let base = format!("http://127.0.0.1:{port}");
     let hook = format!("{base}/okta/events");
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_healthz(([127, 0, 0, 1], port).into()).await;
 
     let mut seen = Vec::new();
     let verify = |secret: &str| {
@@ -230,22 +222,19 @@ async fn no_secret_appears_in_any_log_line_answer_or_printed_configuration() {
 
     // Every failing sink dead-letters every alert; the admin API shows them (with the token).
     let admin = format!("http://127.0.0.1:{admin_port}/dlq");
-    let started = Instant::now();
-    loop {
+    let awaited = format!("{} dead letters", 3 * alerts_expected);
+    eventually(Duration::from_secs(30), &awaited, async || {
         let list = client.get(&admin).bearer_auth(&secrets.admin_token);
         let (status, body) = answered(list, &mut seen).await;
         assert_eq!(status, 200, "{body}");
         let letters: Vec<Value> = serde_json::from_str(&body).unwrap();
         if letters.len() >= 3 * alerts_expected {
-            break;
+            Ok(())
+        } else {
+            Err(letters.len())
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} dead letters",
-            letters.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let wrong_token = client.get(&admin).bearer_auth(&secrets.wrong_presented[2]);
     assert_eq!(answered(wrong_token, &mut seen).await.0, 401);
 

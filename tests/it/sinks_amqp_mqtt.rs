@@ -20,7 +20,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
+use crate::helpers::{
+    TestApp, batch_with_mfa, config_with, eventually, spawn_app_with, spawn_app_with_sinks, unique,
+};
 
 const RABBITMQ: &str = "amqp://127.0.0.1:5672/%2f";
 /// Nothing listens there.
@@ -57,46 +59,17 @@ fn mqtt_sink(name: &str, port: u16, topic: &str) -> SinkConfig {
             topic: NameTemplate::new(topic),
             username: None,
             password: None,
-            client_id: Some(format!("factorwatch-test-{}", uuid::Uuid::new_v4())),
+            client_id: Some(unique("factorwatch-test")),
         }),
     )
 }
 
-/// The value of a counter for `sink` in /metrics, 0 when absent.
-async fn metric(app: &TestApp, name: &str, sink: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let prefix = format!("{name}{{sink=\"{sink}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
-}
-
-/// Waits until `check` holds, polling.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until the sink failed at least once and its alerts wait in the outbox.
+/// Waits until the sink failed at least once and its alerts wait in the outbox, none given up.
 async fn assert_waiting_in_outbox(app: &TestApp, sink: &str) {
-    eventually("delivery failures in /metrics", || async {
-        metric(app, "factorwatch_delivery_failures_total", sink).await > 0.0
-    })
-    .await;
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
-    assert!(
-        ready["backlog_bytes"].as_u64().unwrap() > 0,
-        "alerts wait in the outbox: {ready}"
-    );
+    app.assert_waiting_in_outbox(sink).await;
     assert_eq!(
-        metric(app, "factorwatch_dead_letters_total", sink).await,
+        app.sink_counter("factorwatch_dead_letters_total", sink)
+            .await,
         0.0,
         "an outage is no reason to give up"
     );
@@ -124,7 +97,7 @@ struct AmqpQueue {
 
 impl AmqpQueue {
     async fn declare() -> Self {
-        let name = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
+        let name = unique("factorwatch-test");
         let connection = Connection::connect(RABBITMQ, ConnectionProperties::default())
             .await
             .expect("RabbitMQ runs on 127.0.0.1:5672");
@@ -255,19 +228,23 @@ async fn amqp_outage_loses_nothing() {
 async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
     let name = "amqp-unroutable";
     // amq.direct exists on every RabbitMQ; nothing is bound with this key.
-    let routing_key = format!("nobody-listens-{}", uuid::Uuid::new_v4());
+    let routing_key = unique("nobody-listens");
     let amqp = amqp_sink(name, RABBITMQ, "amq.direct", &routing_key, None);
     let app = spawn_app_with_sinks(vec![amqp]).await;
 
     let (batch, uuids) = batch_with_mfa(5, 1);
     assert!(app.post(&batch).await.status().is_success());
     app.wait_for_alerts(uuids.len()).await;
-    eventually("the dead letter in /metrics", || async {
-        metric(&app, "factorwatch_dead_letters_total", name).await >= 1.0
+    eventually(WAIT, "the dead letter in /metrics", async || {
+        let dead = app
+            .sink_counter("factorwatch_dead_letters_total", name)
+            .await;
+        if dead >= 1.0 { Ok(()) } else { Err(dead) }
     })
     .await;
     assert_eq!(
-        metric(&app, "factorwatch_delivery_attempts_total", name).await,
+        app.sink_counter("factorwatch_delivery_attempts_total", name)
+            .await,
         1.0,
         "a returned message is not retried"
     );
@@ -279,7 +256,7 @@ async fn amqp_unroutable_message_is_dead_lettered_not_delivered() {
 async fn amqp_missing_exchange_is_retried_until_it_exists() {
     let mut queue = AmqpQueue::declare().await;
     let name = "amqp-missing-exchange";
-    let exchange = format!("factorwatch-test-{}", uuid::Uuid::new_v4());
+    let exchange = unique("factorwatch-test");
     let amqp = amqp_sink(name, RABBITMQ, &exchange, "alerts", Some(&queue.name));
     let app = spawn_app_with_sinks(vec![amqp]).await;
     let (batch, uuids) = batch_with_mfa(5, 2);
@@ -324,7 +301,7 @@ struct MqttSubscriber {
 
 impl MqttSubscriber {
     async fn subscribe(filter: &str) -> Self {
-        let id = format!("factorwatch-test-sub-{}", uuid::Uuid::new_v4());
+        let id = unique("factorwatch-test-sub");
         let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", 1883);
         options.set_max_packet_size(1 << 24, 1 << 24);
         let (client, mut events) = rumqttc::AsyncClient::new(options, 16);

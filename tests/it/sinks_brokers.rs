@@ -7,7 +7,7 @@
 //! other's messages, and removes them at the end.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use factorwatch::alert::{Alert, Level};
@@ -20,7 +20,9 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks};
+use crate::helpers::{
+    TestApp, batch_with_mfa, config_with, eventually, spawn_app_with, spawn_app_with_sinks, unique,
+};
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -32,11 +34,6 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The JetStream stream of one test.
 fn stream_name(run: &str) -> String {
     format!("FACTORWATCH_TEST_{run}")
-}
-
-/// A fresh id for the names one test uses.
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn nats_config(url: &str, run: &str) -> NatsConfig {
@@ -127,27 +124,15 @@ pub(crate) async fn jetstream() -> jetstream::Context {
 /// Reads every message of `stream` with a pull consumer, waiting until there are `count`.
 async fn read_stream(stream_name: &str, count: usize) -> Vec<Received> {
     let context = jetstream().await;
-    let started = Instant::now();
-    let stream = loop {
-        match context.get_stream(stream_name).await {
-            Ok(stream) => break stream,
-            Err(err) => {
-                assert!(
-                    started.elapsed() < WAIT,
-                    "stream {stream_name} never appeared: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let appeared = format!("stream {stream_name} to appear");
+    let stream = eventually(WAIT, &appeared, async || {
+        context.get_stream(stream_name).await
+    })
+    .await;
     let consumer = read_from_the_start(&stream).await;
     let mut received = Vec::new();
-    while received.len() < count {
-        assert!(
-            started.elapsed() < WAIT,
-            "only {} of {count} messages in {stream_name}: {received:#?}",
-            received.len()
-        );
+    let awaited = format!("{count} messages in {stream_name}");
+    eventually(WAIT, &awaited, async || {
         let mut batch = consumer
             .fetch()
             .max_messages(count)
@@ -170,7 +155,13 @@ async fn read_stream(stream_name: &str, count: usize) -> Vec<Received> {
             });
             message.ack().await.unwrap();
         }
-    }
+        if received.len() >= count {
+            Ok(())
+        } else {
+            Err(format!("{received:#?}"))
+        }
+    })
+    .await;
     // Anything more would be a duplicate: wait a little for it to show.
     let extra = consumer
         .fetch()
@@ -213,8 +204,8 @@ async fn redis() -> redis::aio::MultiplexedConnection {
 /// Every entry of every stream key in `keys` (`XRANGE key - +`), waiting until there are `count`.
 async fn read_redis(keys: &[String], count: usize) -> Vec<Received> {
     let mut connection = redis().await;
-    let started = Instant::now();
-    loop {
+    let awaited = format!("{count} entries in {keys:?}");
+    eventually(WAIT, &awaited, async || {
         let mut received = Vec::new();
         for key in keys {
             let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
@@ -233,15 +224,12 @@ async fn read_redis(keys: &[String], count: usize) -> Vec<Received> {
             }
         }
         if received.len() >= count {
-            return received;
+            Ok(received)
+        } else {
+            Err(format!("only {}", received.len()))
         }
-        assert!(
-            started.elapsed() < WAIT,
-            "only {} of {count} entries in {keys:?}",
-            received.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn delete_keys(keys: &[String]) {
@@ -250,32 +238,6 @@ async fn delete_keys(keys: &[String]) {
         .arg(keys)
         .query_async(&mut connection)
         .await;
-}
-
-/// Polls until the sink has counted at least one failed delivery in `/metrics`.
-async fn wait_for_failures(app: &TestApp, sink: &str) {
-    let started = Instant::now();
-    let series = format!("factorwatch_delivery_failures_total{{sink=\"{sink}\"}}");
-    loop {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
-        let failures = metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series.as_str()))
-            .and_then(|value| value.trim().parse::<f64>().ok());
-        if failures.is_some_and(|n| n >= 1.0) {
-            return;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "no delivery failure counted for {sink}:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn backlog_bytes(app: &TestApp) -> u64 {
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
-    ready["backlog_bytes"].as_u64().unwrap()
 }
 
 /// Posts a batch with `mfa` MFA events and waits for their alerts in the file sink.
@@ -344,7 +306,7 @@ impl Broker {
 
 /// Every alert the service raises reaches `broker` once, as the file sink wrote it.
 async fn delivers_every_alert(broker: Broker) {
-    let run = unique();
+    let run = unique("run");
     let name = format!("{}-{run}", broker.label());
     let app = spawn_app_with_sinks(vec![broker.sink(&name, true, &run)]).await;
 
@@ -360,7 +322,7 @@ async fn delivers_every_alert(broker: Broker) {
 
 /// Alerts raised while `broker` is unreachable wait in the outbox and arrive after a restart.
 async fn outage_keeps_alerts_until_the_broker_is_back(broker: Broker) {
-    let run = unique();
+    let run = unique("run");
     let name = format!("{}-outage-{run}", broker.label());
     let data_dir = TempDir::new().unwrap();
 
@@ -368,16 +330,7 @@ async fn outage_keeps_alerts_until_the_broker_is_back(broker: Broker) {
     let down = config_with(data_dir.path(), vec![broker.sink(&name, false, &run)]);
     let app = spawn_app_with(down, data_dir).await;
     let file = raise_alerts(&app, 3).await;
-    wait_for_failures(&app, &name).await;
-    assert!(
-        backlog_bytes(&app).await > 0,
-        "the alerts wait in the outbox"
-    );
-    let ready = app.get("/readyz").await;
-    assert!(
-        ready.status().is_success(),
-        "a broker outage alone keeps /readyz true"
-    );
+    app.assert_waiting_in_outbox(&name).await;
     let data_dir = app.stop().await;
 
     // Same data directory, the right URL: every alert raised during the outage arrives.
@@ -412,7 +365,7 @@ async fn redis_outage_keeps_alerts_in_the_outbox_until_the_server_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_keeps_one_message_per_alert_id() {
-    let run = unique();
+    let run = unique("run");
     let config = nats_config(NATS_URL, &run);
     let stream = config.stream.clone().unwrap();
     let sink = NatsSink::new("dedup", &config).unwrap();
@@ -443,7 +396,7 @@ async fn jetstream_keeps_one_message_per_alert_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_sink_creates_its_stream_again_after_it_was_deleted() {
-    let run = unique();
+    let run = unique("run");
     let config = nats_config(NATS_URL, &run);
     let stream = config.stream.clone().unwrap();
     let sink = NatsSink::new("recreate", &config).unwrap();
@@ -463,14 +416,10 @@ async fn nats_sink_creates_its_stream_again_after_it_was_deleted() {
     assert!(matches!(err, DeliveryError::Transient(_)), "{err:?}");
     // The server can refuse to make a stream again just after deleting it ("error creating store
     // for stream"): a transient failure, which the forwarder would retry like this.
-    let started = Instant::now();
-    while let Err(err) = sink.publish(delivery(&second, &second_payload)).await {
-        assert!(
-            started.elapsed() < WAIT,
-            "the stream is not made again: {err}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(WAIT, "the stream made again", async || {
+        sink.publish(delivery(&second, &second_payload)).await
+    })
+    .await;
     let received = read_stream(&stream, 1).await;
     assert_eq!(received[0].id, "second");
     delete_stream(&stream).await;
@@ -489,7 +438,7 @@ fn redis_keys(run: &str, file: &HashMap<String, String>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_republished_alert_carries_the_same_id() {
-    let run = unique();
+    let run = unique("run");
     let sink = RedisSink::new("redis-again", &redis_config(REDIS_URL, &run)).unwrap();
     let (alert, payload) = alert("6f1c2a9e-0000-5000-8000-000000000002", "r1", Level::High);
     let delivery = Delivery {

@@ -16,7 +16,8 @@ use rskafka::client::partition::UnknownTopicHandling;
 use serde_json::Value;
 
 use crate::helpers::{
-    alert_by_id, batch_with_mfa, config_with, spawn_app_with, spawn_app_with_sinks,
+    alert_by_id, batch_with_mfa, config_with, eventually, spawn_app_with, spawn_app_with_sinks,
+    unique,
 };
 
 const KAFKA: &str = "127.0.0.1:19092";
@@ -24,10 +25,6 @@ const SQS_ENDPOINT: &str = "http://127.0.0.1:15000";
 /// A port nothing listens on: the broker "is down".
 const CLOSED: &str = "127.0.0.1:1";
 const PARTITIONS: i32 = 3;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn kafka_config(broker: &str, topic: &str) -> KafkaConfig {
     let mut config = KafkaConfig::new(&[broker], topic);
@@ -57,8 +54,8 @@ async fn read_kafka(topic: &str, count: usize) -> Vec<KafkaRecord> {
         .build()
         .await
         .expect("the Kafka test broker answers (run scripts/test-services.sh)");
-    let started = Instant::now();
-    loop {
+    let awaited = format!("{count} records in Kafka topic {topic}");
+    eventually(Duration::from_secs(30), &awaited, async || {
         let mut records = Vec::new();
         for partition in 0..PARTITIONS {
             let Ok(partition_client) = client
@@ -82,15 +79,12 @@ async fn read_kafka(topic: &str, count: usize) -> Vec<KafkaRecord> {
             }
         }
         if records.len() >= count {
-            return records;
+            Ok(records)
+        } else {
+            Err(format!("only {}", records.len()))
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "only {} of {count} records in Kafka topic {topic}",
-            records.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Each Kafka record is the file sink's alert with the same id: key, header and JSON.
@@ -160,10 +154,10 @@ async fn read_sqs(
     count: usize,
     settle: Duration,
 ) -> Vec<SqsMessage> {
-    let started = Instant::now();
     let mut messages = Vec::new();
     let mut settled_at: Option<Instant> = None;
-    loop {
+    let awaited = format!("{count} messages in {queue_url}, then {settle:?} without more");
+    eventually(Duration::from_secs(30) + settle, &awaited, async || {
         let received = client
             .receive_message()
             .queue_url(queue_url)
@@ -198,18 +192,16 @@ async fn read_sqs(
                 .await
                 .unwrap();
         }
-        if messages.len() >= count {
-            let at = *settled_at.get_or_insert_with(Instant::now);
-            if at.elapsed() >= settle {
-                return messages;
-            }
+        if messages.len() >= count
+            && settled_at.get_or_insert_with(Instant::now).elapsed() >= settle
+        {
+            Ok(())
+        } else {
+            Err(format!("{} messages", messages.len()))
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30) + settle,
-            "only {} of {count} messages in {queue_url}",
-            messages.len()
-        );
-    }
+    })
+    .await;
+    messages
 }
 
 /// Each SQS message is the file sink's alert with the same id.
@@ -228,34 +220,6 @@ fn assert_sqs_matches(messages: &[SqsMessage], alerts: &[Value], fifo: bool) {
         } else {
             assert_eq!(message.group_id, None);
         }
-    }
-}
-
-/// Waits until `/metrics` counts a failed delivery for `sink` and `/readyz` shows a backlog.
-async fn wait_for_failures(app: &crate::helpers::TestApp, sink: &str) {
-    let started = Instant::now();
-    let needle = format!("factorwatch_delivery_failures_total{{sink=\"{sink}\"}}");
-    loop {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
-        let ready: Value = app.get("/readyz").await.json().await.unwrap();
-        let failures = metrics
-            .lines()
-            .find(|line| line.starts_with(&needle))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if failures > 0.0 && ready["backlog_bytes"].as_u64().unwrap() > 0 {
-            assert_eq!(
-                ready["ready"], true,
-                "a small backlog keeps the replica ready"
-            );
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no failed delivery recorded for {sink}: {ready}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -303,7 +267,7 @@ async fn kafka_alerts_wait_for_a_broker_that_is_down() {
     assert_eq!(app.post(&batch).await.status(), 204);
     // The file sink is not held up by the broker that is down.
     let alerts = app.wait_for_alerts(uuids.len()).await;
-    wait_for_failures(&app, "kafka-outage").await;
+    app.assert_waiting_in_outbox("kafka-outage").await;
 
     let data_dir = app.stop().await;
     let back = config_with(
@@ -356,7 +320,7 @@ async fn sqs_alerts_wait_for_an_endpoint_that_is_down() {
     let (batch, uuids) = batch_with_mfa(10, 3);
     assert_eq!(app.post(&batch).await.status(), 204);
     let alerts = app.wait_for_alerts(uuids.len()).await;
-    wait_for_failures(&app, "sqs-outage").await;
+    app.assert_waiting_in_outbox("sqs-outage").await;
 
     let data_dir = app.stop().await;
     let back = config_with(
