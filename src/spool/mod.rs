@@ -37,6 +37,7 @@
 
 mod backlog;
 mod batch_format;
+mod gauges;
 mod handle;
 mod store;
 mod window;
