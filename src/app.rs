@@ -28,6 +28,7 @@ use crate::http::{AppState, HookState, OrgStatus, router};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
+use crate::telemetry::metrics::{RULE_RELOAD_FAILURES_TOTAL, RULES_LOADED};
 
 /// How often expired de-duplication keys are pruned (also the spool's write heartbeat).
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
@@ -462,13 +463,9 @@ impl Application {
     }
 }
 
-/// The `factorwatch_rules_loaded` gauge of `org`.
+/// The [`RULES_LOADED`] gauge of `org`.
 fn record_rules_loaded(org: Option<&str>, count: usize) {
-    metrics::gauge!(
-        "factorwatch_rules_loaded",
-        crate::telemetry::org_labels(org, &[])
-    )
-    .set(count as f64);
+    metrics::gauge!(RULES_LOADED, crate::telemetry::org_labels(org, &[])).set(count as f64);
 }
 
 /// Reloads every org's rules on SIGHUP, without stopping intake or detection. A reload that
@@ -513,7 +510,7 @@ async fn reload_rules(reload: &RulesReload) {
         }
         Ok(Err(err)) => {
             metrics::counter!(
-                "factorwatch_rule_reload_failures_total",
+                RULE_RELOAD_FAILURES_TOTAL,
                 crate::telemetry::org_labels(org, &[])
             )
             .increment(1);
@@ -578,7 +575,7 @@ async fn maintenance(
                 }
                 Err(err) => tracing::error!(org, error = %err, "spool maintenance failed"),
             }
-            crate::telemetry::record_spool(spool, org);
+            spool.record_gauges(org);
         }
         if let Some(rate_limit) = &rate_limit {
             rate_limit.forget_idle();

@@ -19,6 +19,10 @@ use crate::alert::Alert;
 use crate::clock::{now_ms, wait_for_work};
 use crate::sinks::{Delivery, DeliveryError, Sink};
 use crate::spool::{OutboxEntry, Spool};
+use crate::telemetry::metrics::{
+    DEAD_LETTERS_TOTAL, DELIVERY_ATTEMPTS_TOTAL, DELIVERY_FAILURES_TOTAL,
+    SINK_LAST_ERROR_TIMESTAMP_SECONDS, SINK_UP,
+};
 
 /// `[delivery]`: how a forwarder retries a sink before giving up on an alert.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -115,20 +119,13 @@ impl SinkHealth {
         let mut all = self.statuses.lock().expect("sink health lock poisoned");
         let status = all.entry(sink.to_owned()).or_default();
         status.failing = error.is_some();
-        metrics::gauge!("factorwatch_sink_up", self.labels(sink)).set(if error.is_some() {
-            0.0
-        } else {
-            1.0
-        });
+        metrics::gauge!(SINK_UP, self.labels(sink)).set(if error.is_some() { 0.0 } else { 1.0 });
         if let Some(error) = error {
             let now = now_ms();
             status.last_error = Some(error.to_string());
             status.last_error_at = Some(crate::clock::rfc3339(now));
-            metrics::gauge!(
-                "factorwatch_sink_last_error_timestamp_seconds",
-                self.labels(sink)
-            )
-            .set(now as f64 / 1000.0);
+            metrics::gauge!(SINK_LAST_ERROR_TIMESTAMP_SECONDS, self.labels(sink))
+                .set(now as f64 / 1000.0);
         }
     }
 }
@@ -276,8 +273,7 @@ impl Forwarder {
         batch: Vec<OutboxEntry>,
     ) -> (Vec<OutboxEntry>, Vec<(OutboxEntry, DeliveryError)>) {
         let labels = self.health.labels(self.sink.name());
-        metrics::counter!("factorwatch_delivery_attempts_total", labels.clone())
-            .increment(batch.len() as u64);
+        metrics::counter!(DELIVERY_ATTEMPTS_TOTAL, labels.clone()).increment(batch.len() as u64);
         let (mut readable, mut failures) = (Vec::with_capacity(batch.len()), Vec::new());
         let mut alerts = Vec::with_capacity(batch.len());
         for entry in batch {
@@ -310,8 +306,7 @@ impl Forwarder {
             readable.clear();
         }
         if !failures.is_empty() {
-            metrics::counter!("factorwatch_delivery_failures_total", labels)
-                .increment(failures.len() as u64);
+            metrics::counter!(DELIVERY_FAILURES_TOTAL, labels).increment(failures.len() as u64);
         }
         self.health
             .record(self.sink.name(), failures.last().map(|(_, error)| error));
@@ -353,8 +348,7 @@ impl Forwarder {
             AfterFailure::DeadLetter(reason) => {
                 record.last_error = Some(format!("{reason}; last error: {error}"));
                 self.spool.dead_letter(entry).await?;
-                metrics::counter!("factorwatch_dead_letters_total", self.health.labels(name))
-                    .increment(1);
+                metrics::counter!(DEAD_LETTERS_TOTAL, self.health.labels(name)).increment(1);
                 tracing::error!(sink = name, alert_id = %entry.record.alert_id, %reason,
                     "alert moved to the dead-letter table; see `factorwatch dlq list`");
                 Ok(Duration::ZERO)

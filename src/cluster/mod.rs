@@ -35,6 +35,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::brokers::ServerUrl;
+use crate::telemetry::metrics::CLUSTER_BACKEND_UP;
 
 /// The `key_prefix` when none is configured.
 pub const DEFAULT_KEY_PREFIX: &str = "factorwatch:";
@@ -123,11 +124,7 @@ impl BackendStatus {
     }
 
     fn record(&self, outcome: Result<(), &str>) {
-        metrics::gauge!("factorwatch_cluster_backend_up").set(if outcome.is_ok() {
-            1.0
-        } else {
-            0.0
-        });
+        metrics::gauge!(CLUSTER_BACKEND_UP).set(if outcome.is_ok() { 1.0 } else { 0.0 });
         *self.last_error.lock().expect("status lock poisoned") = outcome.err().map(str::to_owned);
     }
 }

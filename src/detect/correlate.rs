@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alert::{Alert, CorrelationInfo, RuleRef};
+use crate::telemetry::metrics::CORRELATION_TIMERS_REFUSED_TOTAL;
 
 /// The custom attribute that makes a `temporal_ordered` rule fire on absence.
 pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
@@ -292,7 +293,7 @@ fn open_unless_open(
         return;
     };
     if open >= MAX_OPEN_TIMERS {
-        metrics::counter!("factorwatch_correlation_timers_refused_total").increment(1);
+        metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
         tracing::warn!(
             rule = %loaded.rule.title,
             open,

@@ -35,6 +35,7 @@ use crate::cluster::{AppliedStep, SharedCorrelation, SharedState};
 use crate::okta::LogEvent;
 use crate::okta::envelope::Origin;
 use crate::spool::{CorrelationCommit, SpoolError, StoredCorrelation};
+use crate::telemetry::metrics::{CLUSTER_CORRELATION_CONFLICTS_TOTAL, CORRELATION_OPEN_STATE};
 
 /// Inputs taken per step: bounds memory and the size of one commit.
 const INPUTS_PER_STEP: usize = 512;
@@ -329,8 +330,7 @@ impl Detector {
                 Ok(false) => {
                     // Another replica wrote first: this correlator is stale (it is dropped), and
                     // the inputs go onto the state that replica wrote.
-                    metrics::counter!("factorwatch_cluster_correlation_conflicts_total")
-                        .increment(1);
+                    metrics::counter!(CLUSTER_CORRELATION_CONFLICTS_TOTAL).increment(1);
                 }
             }
         }
@@ -411,8 +411,7 @@ impl Detector {
         })
         .await
         .map_err(|err| SpoolError::Storage(format!("correlation task failed: {err}")))?;
-        metrics::gauge!("factorwatch_correlation_open_state")
-            .set(live.correlator.open_state() as f64);
+        metrics::gauge!(CORRELATION_OPEN_STATE).set(live.correlator.open_state() as f64);
         Ok((alerts, live))
     }
 }

@@ -4,9 +4,9 @@
 //! Before the rules run, a pass looks up every event's de-duplication key in the window and the
 //! stored networks of every user who signed in, both for all its batches at once (one spool read
 //! each). Both come from five top-level fields. A pass holds up to 1 MiB of requests, and as
-//! `serde_json::Value` trees that is about ten times as much; so the pass reads only these
-//! fields up front and builds each event's whole tree later, when the rules run, one event at a
-//! time (BENCHMARKS.md, "Latest changes", 5.).
+//! `serde_json::Value` trees that is many times as much; so the pass reads only these fields up
+//! front and builds each event's whole tree later, when the rules run, one event at a time
+//! (BENCHMARKS.md, "Latest changes", 5.).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

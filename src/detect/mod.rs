@@ -46,6 +46,10 @@ use crate::okta::event::single_line;
 use crate::okta::{Envelope, LogEvent};
 use crate::sinks::SinkConfig;
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
+use crate::telemetry::metrics::{
+    ALERTS_TOTAL, BATCHES_QUARANTINED_TOTAL, CLUSTER_DUPLICATE_EVENTS_TOTAL,
+    CORRELATION_OPEN_STATE, DUPLICATE_EVENTS_TOTAL, EVENTS_DETECTED_TOTAL, EVENTS_UNREADABLE_TOTAL,
+};
 use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
@@ -189,7 +193,7 @@ impl Detector {
             .map_err(|err| SpoolError::Storage(format!("detector parse task failed: {err}")))?;
         for batch in unreadable {
             self.spool.quarantine(batch).await?;
-            metrics::counter!("factorwatch_batches_quarantined_total").increment(1);
+            metrics::counter!(BATCHES_QUARANTINED_TOTAL).increment(1);
         }
         let keys = parsed
             .iter()
@@ -224,8 +228,7 @@ impl Detector {
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
         if let Some(live) = &correlation {
-            metrics::gauge!("factorwatch_correlation_open_state")
-                .set(live.correlator.open_state() as f64);
+            metrics::gauge!(CORRELATION_OPEN_STATE).set(live.correlator.open_state() as f64);
         }
         inline.keep(correlation);
         if queued {
@@ -286,7 +289,7 @@ impl Detector {
             .collect();
         match shared.duplicates(&claims, self.dedup_window).await {
             Ok(duplicates) => {
-                metrics::counter!("factorwatch_cluster_duplicate_events_total")
+                metrics::counter!(CLUSTER_DUPLICATE_EVENTS_TOTAL)
                     .increment(duplicates.len() as u64);
                 duplicates
             }
@@ -370,7 +373,7 @@ fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
 /// de-duplicated like any other, never matched, and counted.
 fn event_tree(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or_else(|err| {
-        metrics::counter!("factorwatch_events_unreadable_total").increment(1);
+        metrics::counter!(EVENTS_UNREADABLE_TOTAL).increment(1);
         tracing::warn!(error = %err, "an event cannot be read as a JSON tree; no rule can match it");
         Value::Null
     })
@@ -486,7 +489,7 @@ fn detect_batches(
         let received_at = rfc3339(batch.received_at_ms);
         for event in &events {
             if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
-                metrics::counter!("factorwatch_duplicate_events_total").increment(1);
+                metrics::counter!(DUPLICATE_EVENTS_TOTAL).increment(1);
                 continue;
             }
             // Built here, one event at a time, and dropped after its rules ran (event_head).
@@ -515,7 +518,7 @@ fn detect_batches(
                 None => correlation_inputs.push(CorrelationInput::encode(&matched, at)),
             }
         }
-        metrics::counter!("factorwatch_events_detected_total").increment(events.len() as u64);
+        metrics::counter!(EVENTS_DETECTED_TOTAL).increment(events.len() as u64);
         batches.push(batch);
     }
     // A pass that changed nothing (no event fed the windows, no timer ran out) stores nothing of
@@ -638,7 +641,7 @@ fn outbox_rows(alert: &Alert, sinks: &[SinkConfig], now: u64) -> Vec<(String, Ou
 
 fn log_alert(alert: &Alert) {
     metrics::counter!(
-        "factorwatch_alerts_total",
+        ALERTS_TOTAL,
         "rule_id" => alert.rule.id.clone(),
         "level" => alert.level.as_str()
     )

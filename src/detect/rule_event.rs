@@ -7,9 +7,10 @@
 //! first is rsigma's choice whenever the event can name its keys, and it wins on sparse events
 //! and large rule sets. An Okta LogEvent is neither sparse nor small (17 top-level properties in
 //! Okta's own sample, most of them objects), against a handful of fields in a typical rule set.
-//! Profiled with the default rules, hashing those keys took 70% of rule evaluation. So while the
-//! rules test fewer fields than a LogEvent has top-level properties, the event does not name its
-//! keys, and rsigma looks up only the fields the rules test. Both ways find the same candidates;
+//! Profiled with the default rules, hashing those keys took most of rule evaluation (BENCHMARKS.md,
+//! "Detection alone"). So while the rules test fewer fields than a LogEvent has top-level
+//! properties, the event does not name its keys, and rsigma looks up only the fields the rules
+//! test. Both ways find the same candidates;
 //! only the cost differs.
 
 use std::borrow::Cow;

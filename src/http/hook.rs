@@ -18,6 +18,7 @@ use super::source::ClientSource;
 use crate::clock::now_ms;
 use crate::okta::EnvelopeCheck;
 use crate::spool::SpoolError;
+use crate::telemetry::metrics::{ACK_LATENCY_SECONDS, EVENTS_RECEIVED_TOTAL};
 
 /// The header Okta's verification GET carries.
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
@@ -60,9 +61,8 @@ pub async fn receive(
     match outcome {
         Ok(events) => {
             let labels = crate::telemetry::org_labels(state.org.as_deref(), &[]);
-            metrics::counter!("factorwatch_events_received_total", labels).increment(events as u64);
-            metrics::histogram!("factorwatch_ack_latency_seconds")
-                .record(started.elapsed().as_secs_f64());
+            metrics::counter!(EVENTS_RECEIVED_TOTAL, labels).increment(events as u64);
+            metrics::histogram!(ACK_LATENCY_SECONDS).record(started.elapsed().as_secs_f64());
             tracing::debug!(%peer, %source, org = state.org.as_deref(), events, "batch stored");
             StatusCode::NO_CONTENT.into_response()
         }

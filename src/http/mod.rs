@@ -43,6 +43,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::secret::SecretSet;
 use crate::spool::Spool;
+use crate::telemetry::metrics::HTTP_REQUESTS_TOTAL;
 
 /// What one org's hook handlers share.
 #[derive(Clone)]
@@ -238,7 +239,7 @@ fn cluster_view(orgs: &[OrgStatus]) -> Option<serde_json::Value> {
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     for org in state.orgs.iter() {
-        crate::telemetry::record_spool(&org.spool, org.org.as_deref());
+        org.spool.record_gauges(org.org.as_deref());
     }
     (
         [(
@@ -264,7 +265,7 @@ async fn count_requests(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     metrics::counter!(
-        "factorwatch_http_requests_total",
+        HTTP_REQUESTS_TOTAL,
         "route" => route,
         "status" => response.status().as_u16().to_string()
     )

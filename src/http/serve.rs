@@ -28,6 +28,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::telemetry::metrics::{CONNECTIONS_OPEN, CONNECTIONS_REFUSED_TOTAL};
+
 /// The first bytes of every HTTP/2 connection without TLS (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -68,7 +70,8 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("factorwatch_connections_refused_total", "reason" => "max_connections").increment(1);
+            metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "max_connections")
+                .increment(1);
             tracing::debug!(%peer, "connection closed: server.max_connections reached");
             continue;
         };
@@ -80,9 +83,9 @@ pub async fn serve(
         };
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            metrics::gauge!("factorwatch_connections_open").increment(1.0);
+            metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
             connection.run(stream, watcher).await;
-            metrics::gauge!("factorwatch_connections_open").decrement(1.0);
+            metrics::gauge!(CONNECTIONS_OPEN).decrement(1.0);
             drop(slot);
         });
     }
@@ -127,7 +130,8 @@ impl Connection {
             Some(acceptor) => {
                 let Ok(Ok(tls)) = tokio::time::timeout(deadline, acceptor.accept(stream)).await
                 else {
-                    metrics::counter!("factorwatch_connections_refused_total", "reason" => "tls_handshake").increment(1);
+                    metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "tls_handshake")
+                        .increment(1);
                     tracing::debug!(peer = %self.peer, "connection closed: no TLS handshake within server.header_read_timeout");
                     return;
                 };
@@ -138,7 +142,8 @@ impl Connection {
                 let Ok(Ok(h2)) =
                     tokio::time::timeout(deadline, starts_with_h2_preface(&stream)).await
                 else {
-                    metrics::counter!("factorwatch_connections_refused_total", "reason" => "header_read_timeout").increment(1);
+                    metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => "header_read_timeout")
+                        .increment(1);
                     tracing::debug!(peer = %self.peer, "connection closed: nothing sent within server.header_read_timeout");
                     return;
                 };

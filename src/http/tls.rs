@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::config::TlsConfig;
+use crate::telemetry::metrics::TLS_RELOADS_TOTAL;
 
 /// The crypto provider, named rather than taken from the process default: several rustls
 /// providers are compiled into this binary, and rustls refuses to guess between them.
@@ -136,13 +137,11 @@ impl ReloadingTls {
         match outcome {
             Ok(certificate) => {
                 *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(certificate);
-                metrics::counter!("factorwatch_tls_reloads_total", "outcome" => "reloaded")
-                    .increment(1);
+                metrics::counter!(TLS_RELOADS_TOTAL, "outcome" => "reloaded").increment(1);
                 tracing::info!(cert = %self.tls.cert_path.display(), "TLS certificate reloaded");
             }
             Err(err) => {
-                metrics::counter!("factorwatch_tls_reloads_total", "outcome" => "failed")
-                    .increment(1);
+                metrics::counter!(TLS_RELOADS_TOTAL, "outcome" => "failed").increment(1);
                 tracing::warn!(
                     error = format!("{err:#}"),
                     "TLS certificate files changed but do not load; the one in force stays"

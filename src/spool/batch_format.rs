@@ -3,11 +3,11 @@
 //!
 //! A value is the arrival time (Unix ms, 8 bytes little-endian), the byte [`LZ4`], the body's
 //! length (4 bytes little-endian) and the body as one LZ4 block. Okta's JSON repeats its keys and
-//! much of its values from event to event: a 10-event body of 19.5 KB is stored in about 4.4 KB,
-//! which redb keeps in an 8 KB page instead of a 32 KB one. The spool writer's page writes and
-//! fdatasyncs shrink with it (they were most of its CPU at saturation), for about 11 µs of
-//! compression per request and 3 µs of decompression when it is detected; and a backlog limit
-//! holds about four times the events (BENCHMARKS.md, "Latest changes", 6.).
+//! much of its values from event to event, so a body is stored in a fraction of its size, which
+//! redb keeps in a smaller page. The spool writer's page writes and fdatasyncs shrink with it
+//! (they were most of its CPU at saturation), for little CPU spent compressing each request and
+//! less decompressing it when it is detected; and a backlog limit holds that many more events
+//! (BENCHMARKS.md, "Latest changes", 6.).
 //!
 //! An earlier version stored the body as it came. A JSON body never starts with the [`LZ4`] byte
 //! (intake stores only bodies that parse as JSON), so such a value reads back as it is.

@@ -15,12 +15,11 @@ use redb::Database;
 use super::SpoolError;
 
 /// Memory redb may use for its page cache and write buffer. redb's default is 1 GiB, and it fills
-/// it: a backlog of batches or a large `seen` table made the process grow to that size (the load
-/// benchmark measured 0.8 to 1.3 GiB RSS). The spool is read mostly just after it was written, so
-/// the operating system's page cache serves what redb no longer keeps. 2 MiB still holds a
-/// commit's pages (a detection pass reads and deletes at most about 1 MiB of batches): against
-/// 16 MiB it took 20 to 25 MiB off the RSS at half and four fifths of the saturation rate, for the same
-/// throughput (BENCHMARKS.md, "Latest changes", 4.).
+/// it: a backlog of batches or a large `seen` table made the process grow to about that size in
+/// the load benchmark. The spool is read mostly just after it was written, so the operating
+/// system's page cache serves what redb no longer keeps. 2 MiB still holds a commit's pages (a
+/// detection pass reads and deletes at most about 1 MiB of batches); a larger cache added to the
+/// RSS under load, not to the throughput (BENCHMARKS.md, "Latest changes", 4.).
 pub(super) const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 /// How long a reopen waits for readers to finish their transactions.

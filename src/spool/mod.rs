@@ -38,6 +38,7 @@
 mod backlog;
 mod batch_format;
 mod config;
+mod gauges;
 mod handle;
 mod store;
 mod window;

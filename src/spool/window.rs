@@ -3,8 +3,9 @@
 //!
 //! It was a redb B-tree keyed by event uuid. A uuid is random, so each claim landed on a random
 //! leaf, and once the tree outgrew redb's cache every pass rewrote leaves and the branches above
-//! them: after 9 million keys the process wrote 182 MiB/s and detection fell behind with the
-//! machine idle (BENCHMARKS.md, ten million events). Here the disk sees sequential writes only:
+//! them: millions of keys in, the disk writes dwarfed the events' own and detection fell behind
+//! with the machine idle (BENCHMARKS.md, "What the profiles showed", 4.). Here the disk sees
+//! sequential writes only:
 //! - a claim is appended to the active log, `<dir>/<n>.log` (one `fdatasync` per call), and kept
 //!   in memory;
 //! - the active log is sealed once it holds [`SEAL_AT`] keys, or an hour after its first claim: its

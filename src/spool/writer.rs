@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::SpoolError;
 use super::handle::DbHandle;
+use crate::telemetry::metrics::SPOOL_COMMIT_GROUP_SIZE;
 
 /// Most jobs folded into one commit; bounds the latency a single commit can add.
 const MAX_GROUP: usize = 256;
@@ -39,7 +40,7 @@ pub(super) fn run(db: Arc<DbHandle>, mut jobs: mpsc::Receiver<Job>, writable: Ar
                 Err(_) => break,
             }
         }
-        metrics::histogram!("factorwatch_spool_commit_group_size").record(group.len() as f64);
+        metrics::histogram!(SPOOL_COMMIT_GROUP_SIZE).record(group.len() as f64);
         let (applies, answers): (Vec<Apply>, Vec<_>) =
             group.into_iter().map(|job| (job.apply, job.done)).unzip();
         let outcome = reopen_if_failed(&db, &writable).and_then(|()| {

@@ -1,15 +1,13 @@
 //! Logs (tracing) and metrics (the `metrics` facade, exported in Prometheus format).
 //!
-//! Metric names, all prefixed `factorwatch_` (docs/operations.md explains each):
-//! `http_requests_total{route,status}`, `events_received_total`, `events_detected_total`,
-//! `duplicate_events_total`, `alerts_total{rule_id,level}`, `delivery_attempts_total{sink}`,
-//! `delivery_failures_total{sink}`, `dead_letters_total{sink}`, `spool_backlog_bytes`,
-//! `spool_pending_batches`, `spool_writable`, `outbox_pending{sink}`, `dead_letter_pending{sink}`,
-//! `ack_latency_seconds` (histogram), `spool_commit_group_size` (histogram).
+//! Every metric's name, type and labels are in [`metrics`], as constants; docs/operations.md
+//! explains each.
 //!
 //! With `[[okta.orgs]]`, the metrics of one org's hook, spool and sinks also carry an `org` label
 //! (see [`org_labels`]); the top-level org's carry none, so a single-org install's series stay
 //! as they were. Detection counters (`alerts_total`, `events_detected_total`, ...) are per process.
+
+pub mod metrics;
 
 use std::sync::OnceLock;
 
@@ -17,7 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::spool::BacklogSnapshot;
+use self::metrics::{ACK_LATENCY_SECONDS, SPOOL_COMMIT_GROUP_SIZE};
 
 /// `[log]`: logging.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -88,14 +86,14 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full("factorwatch_ack_latency_seconds".into()),
+                    Matcher::Full(ACK_LATENCY_SECONDS.into()),
                     &[
                         0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     ],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full("factorwatch_spool_commit_group_size".into()),
+                        Matcher::Full(SPOOL_COMMIT_GROUP_SIZE.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
                     )
                 })
@@ -108,43 +106,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// The labels of a per-org metric: `extra`, plus `org` for a `[[okta.orgs]]` org (none for the
 /// top-level org, whose series keep their single-org shape).
-pub fn org_labels(org: Option<&str>, extra: &[(&'static str, &str)]) -> Vec<metrics::Label> {
+pub fn org_labels(org: Option<&str>, extra: &[(&'static str, &str)]) -> Vec<::metrics::Label> {
     extra
         .iter()
-        .map(|(key, value)| metrics::Label::new(*key, value.to_string()))
-        .chain(org.map(|org| metrics::Label::new("org", org.to_owned())))
+        .map(|(key, value)| ::metrics::Label::new(*key, value.to_string()))
+        .chain(org.map(|org| ::metrics::Label::new("org", org.to_owned())))
         .collect()
-}
-
-/// Publishes `org`'s spool gauges: its backlog and its de-duplication window.
-pub fn record_spool(spool: &crate::spool::Spool, org: Option<&str>) {
-    record_backlog(&spool.backlog(), org);
-    record_window(spool.window_size(), org);
-}
-
-/// Publishes the size of `org`'s de-duplication window as gauges.
-fn record_window(size: crate::spool::WindowSize, org: Option<&str>) {
-    let labels = org_labels(org, &[]);
-    metrics::gauge!("factorwatch_dedup_window_keys", labels.clone()).set(size.keys as f64);
-    metrics::gauge!("factorwatch_dedup_window_segments", labels).set(size.segments as f64);
-}
-
-/// Publishes the counters of `org`'s spool as gauges.
-fn record_backlog(backlog: &BacklogSnapshot, org: Option<&str>) {
-    let labels = org_labels(org, &[]);
-    metrics::gauge!("factorwatch_spool_backlog_bytes", labels.clone()).set(backlog.bytes as f64);
-    metrics::gauge!("factorwatch_spool_backlog_limit_bytes", labels.clone())
-        .set(backlog.limit_bytes as f64);
-    metrics::gauge!("factorwatch_spool_pending_batches", labels.clone())
-        .set(backlog.batches as f64);
-    metrics::gauge!("factorwatch_spool_writable", labels).set(if backlog.writable {
-        1.0
-    } else {
-        0.0
-    });
-    for (sink, counts) in &backlog.sinks {
-        let labels = org_labels(org, &[("sink", sink)]);
-        metrics::gauge!("factorwatch_outbox_pending", labels.clone()).set(counts.pending as f64);
-        metrics::gauge!("factorwatch_dead_letter_pending", labels).set(counts.dead as f64);
-    }
 }
