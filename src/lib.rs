@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`http`] | the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the axum router: the hook endpoint of each org (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
 //! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
-//! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, realistic sample events |
+//! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, reading a System Log export, realistic sample events |
 //! | [`spool`] | the embedded durable store: batches, outbox and dead letters in redb with a group-commit writer; the de-duplication window in append-only files (`seen/`) |
 //! | [`detect`] | the detector: split, de-duplicate, enrich, run Sigma detection and correlation rules (correlation over the shared backend in a loop of its own in cluster mode), queue alerts per sink |
 //! | [`cluster`] | `[cluster]`: event keys claimed, and correlation state kept, in Redis or NATS JetStream key-value buckets, shared by replicas behind a load balancer |

@@ -14,6 +14,7 @@ use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::RulesConfig;
 use crate::okta::event::{dedup_key, single_line};
+use crate::okta::export::read_log_events;
 use crate::okta::{LogEvent, Origin};
 
 /// `rules check PATH...`: loads the rules (all or nothing) and prints what each one matches on.
@@ -136,17 +137,4 @@ pub fn detect_events(
         alerts: group_factor_resets(alerts),
         pending: correlator.pending().into_iter().cloned().collect(),
     }
-}
-
-/// Events from a System Log export (`/api/v1/logs` JSON array), JSON lines, or event-hook
-/// envelopes (one, or one per line); envelopes are unpacked into their events.
-pub fn read_log_events(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
-    let values = crate::simulate::read_events(path)?;
-    Ok(values
-        .into_iter()
-        .flat_map(|value| match value["data"]["events"].as_array() {
-            Some(events) => events.clone(),
-            None => vec![value],
-        })
-        .collect())
 }
