@@ -20,26 +20,25 @@
 //! | [`sinks`] | the `Sink` trait and one module per destination |
 //! | [`config`] | TOML configuration, environment overrides, validation; `[[okta.orgs]]` resolved into one pipeline per org |
 //! | [`app`] | wiring (one pipeline per org: spool, rules, sinks, detector, forwarders) and graceful shutdown |
-//! | [`admin`] | the admin API (dead letters) and the `dlq` commands that call it |
+//! | [`admin`] | the admin API (dead letters), which the `dlq` commands call |
 //! | [`telemetry`] | logging and Prometheus metrics |
-//! | [`simulate`] | plays Okta against a running receiver (the `simulate` and `demo` commands) |
 //! | [`clock`] | time helpers |
+//! | [`cli`] | every command's arguments and printing: `check-config`, `simulate`, `demo`, `rules`, `sinks test`, `dlq`, `healthcheck` |
 //!
-//! The binary (`src/main.rs`) only parses the command line and calls into these modules.
+//! The binary (`src/main.rs`) only parses the command line and calls [`cli`]; nothing else prints.
 
 pub mod admin;
 pub mod alert;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod demo;
 pub mod detect;
 pub mod forward;
 pub mod http;
 pub mod okta;
 pub mod secret;
-pub mod simulate;
 pub mod sinks;
 pub mod spool;
 pub mod telemetry;

@@ -151,8 +151,9 @@ impl OktaPlayer {
     }
 }
 
-/// Runs a simulation and prints its report; fails when any batch was refused.
-pub async fn run(options: SimulateOptions) -> anyhow::Result<SimulateReport> {
+/// `factorwatch simulate`: runs a simulation and prints its report; fails when any batch was
+/// refused.
+pub async fn run(options: SimulateOptions) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     let report = OktaPlayer::new(options)?.run(&mut out).await?;
     writeln!(
@@ -168,7 +169,7 @@ pub async fn run(options: SimulateOptions) -> anyhow::Result<SimulateReport> {
             report.refused
         );
     }
-    Ok(report)
+    Ok(())
 }
 
 /// A realistic batch: two MFA resets (one factor deactivated, one reset of all factors, by
