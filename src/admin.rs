@@ -50,21 +50,33 @@ pub struct AdminOrg {
 }
 
 impl AdminState {
-    /// The org `selection` names, or why there is none (naming the orgs there are).
-    fn org(&self, selection: &Selection) -> Result<&AdminOrg, String> {
+    /// The org `selection` names, or why there is none.
+    fn org(&self, selection: &Selection) -> Result<&AdminOrg, UnknownOrg> {
         self.orgs
             .iter()
             .find(|org| org.org == selection.org)
             .ok_or_else(|| {
-                let named: Vec<&str> = self.orgs.iter().filter_map(|o| o.org.as_deref()).collect();
+                let named = self.orgs.iter().filter_map(|o| o.org.clone()).collect();
                 match &selection.org {
-                    Some(org) => format!("no org named {org:?} is configured (orgs: {named:?})"),
-                    None => {
-                        format!("the top-level org is not served; name one of {named:?} with org=")
-                    }
+                    Some(org) => UnknownOrg::Named {
+                        org: org.clone(),
+                        named,
+                    },
+                    None => UnknownOrg::TopLevel { named },
                 }
             })
     }
+}
+
+/// A request about an org that is not served; the message names the orgs there are.
+#[derive(Debug, thiserror::Error)]
+enum UnknownOrg {
+    /// `org=` names no `[[okta.orgs]]` org.
+    #[error("no org named {org:?} is configured (orgs: {named:?})")]
+    Named { org: String, named: Vec<String> },
+    /// No `org=`, but only `[[okta.orgs]]` orgs are served.
+    #[error("the top-level org is not served; name one of {named:?} with org=")]
+    TopLevel { named: Vec<String> },
 }
 
 /// Which dead letters a request is about.
@@ -144,7 +156,7 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
 async fn list(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
     let org = match state.org(&selection) {
         Ok(org) => org,
-        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.to_string()),
     };
     match org.spool.dead_letters(selection.sink).await {
         Ok(entries) => {
@@ -167,7 +179,7 @@ async fn list(State(state): State<AdminState>, Query(selection): Query<Selection
 async fn replay(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
     let org = match state.org(&selection) {
         Ok(org) => org,
-        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.to_string()),
     };
     if let Some(sink) = &selection.sink
         && !org.sinks.iter().any(|(name, _)| name == sink)
@@ -209,7 +221,7 @@ async fn purge(State(state): State<AdminState>, Query(selection): Query<Selectio
     }
     let org = match state.org(&selection) {
         Ok(org) => org,
-        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.to_string()),
     };
     match org
         .spool
