@@ -1,4 +1,4 @@
-//! The admin API and the `factorwatch dlq` commands that use it.
+//! The admin API, which the `factorwatch dlq` commands call (`cli::dlq`).
 //!
 //! The spool is one file that only the running service may open, so dead letters are managed
 //! through the service: a small HTTP API on `server.admin_listen` (loopback by default, bearer
@@ -26,8 +26,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::clock::rfc3339;
-use crate::config::Config;
-use crate::secret::{Secret, SecretSet};
+use crate::secret::SecretSet;
 use crate::spool::{OutboxEntry, Spool};
 
 /// What the admin handlers share.
@@ -51,21 +50,33 @@ pub struct AdminOrg {
 }
 
 impl AdminState {
-    /// The org `selection` names, or why there is none (naming the orgs there are).
-    fn org(&self, selection: &Selection) -> Result<&AdminOrg, String> {
+    /// The org `selection` names, or why there is none.
+    fn org(&self, selection: &Selection) -> Result<&AdminOrg, UnknownOrg> {
         self.orgs
             .iter()
             .find(|org| org.org == selection.org)
             .ok_or_else(|| {
-                let named: Vec<&str> = self.orgs.iter().filter_map(|o| o.org.as_deref()).collect();
+                let named = self.orgs.iter().filter_map(|o| o.org.clone()).collect();
                 match &selection.org {
-                    Some(org) => format!("no org named {org:?} is configured (orgs: {named:?})"),
-                    None => {
-                        format!("the top-level org is not served; name one of {named:?} with org=")
-                    }
+                    Some(org) => UnknownOrg::Named {
+                        org: org.clone(),
+                        named,
+                    },
+                    None => UnknownOrg::TopLevel { named },
                 }
             })
     }
+}
+
+/// A request about an org that is not served; the message names the orgs there are.
+#[derive(Debug, thiserror::Error)]
+enum UnknownOrg {
+    /// `org=` names no `[[okta.orgs]]` org.
+    #[error("no org named {org:?} is configured (orgs: {named:?})")]
+    Named { org: String, named: Vec<String> },
+    /// No `org=`, but only `[[okta.orgs]]` orgs are served.
+    #[error("the top-level org is not served; name one of {named:?} with org=")]
+    TopLevel { named: Vec<String> },
 }
 
 /// Which dead letters a request is about.
@@ -145,7 +156,7 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
 async fn list(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
     let org = match state.org(&selection) {
         Ok(org) => org,
-        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.to_string()),
     };
     match org.spool.dead_letters(selection.sink).await {
         Ok(entries) => {
@@ -168,7 +179,7 @@ async fn list(State(state): State<AdminState>, Query(selection): Query<Selection
 async fn replay(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
     let org = match state.org(&selection) {
         Ok(org) => org,
-        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.to_string()),
     };
     if let Some(sink) = &selection.sink
         && !org.sinks.iter().any(|(name, _)| name == sink)
@@ -210,7 +221,7 @@ async fn purge(State(state): State<AdminState>, Query(selection): Query<Selectio
     }
     let org = match state.org(&selection) {
         Ok(org) => org,
-        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.to_string()),
     };
     match org
         .spool
@@ -226,174 +237,5 @@ async fn purge(State(state): State<AdminState>, Query(selection): Query<Selectio
             axum::Json(json!({"purged": count})).into_response()
         }
         Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
-}
-
-/// `factorwatch dlq ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum DlqCommand {
-    /// List dead-lettered alerts.
-    List {
-        /// Of this `[[okta.orgs]]` org (default: the top-level org).
-        #[arg(long)]
-        org: Option<String>,
-        /// Only this sink's.
-        #[arg(long)]
-        sink: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Queue dead-lettered alerts for delivery again.
-    Replay {
-        /// Of this `[[okta.orgs]]` org (default: the top-level org).
-        #[arg(long)]
-        org: Option<String>,
-        /// Only this sink's.
-        #[arg(long)]
-        sink: Option<String>,
-        /// Only this alert.
-        #[arg(long)]
-        id: Option<String>,
-    },
-    /// Delete dead-lettered alerts for good.
-    Purge {
-        /// Of this `[[okta.orgs]]` org (default: the top-level org).
-        #[arg(long)]
-        org: Option<String>,
-        /// Only this sink's.
-        #[arg(long)]
-        sink: Option<String>,
-        /// Only this alert.
-        #[arg(long)]
-        id: Option<String>,
-        /// Every dead letter (required without --sink or --id).
-        #[arg(long)]
-        all: bool,
-    },
-}
-
-/// Runs a `dlq` command against the service the configuration describes.
-pub async fn run_dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
-    let client = AdminClient::new(config)?;
-    match command {
-        DlqCommand::List { org, sink, json } => {
-            let selection = Selection {
-                org,
-                sink,
-                ..Default::default()
-            };
-            let letters: Vec<DeadLetter> = client
-                .call(reqwest::Method::GET, "/dlq", &selection)
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-            } else {
-                print_table(&letters);
-            }
-        }
-        DlqCommand::Replay { org, sink, id } => {
-            let selection = Selection {
-                org,
-                sink,
-                id,
-                all: false,
-            };
-            let answer: serde_json::Value = client
-                .call(reqwest::Method::POST, "/dlq/replay", &selection)
-                .await?;
-            println!(
-                "{} dead letters queued for delivery again",
-                answer["replayed"]
-            );
-        }
-        DlqCommand::Purge { org, sink, id, all } => {
-            let selection = Selection { org, sink, id, all };
-            let answer: serde_json::Value = client
-                .call(reqwest::Method::POST, "/dlq/purge", &selection)
-                .await?;
-            println!("{} dead letters deleted", answer["purged"]);
-        }
-    }
-    Ok(())
-}
-
-fn print_table(letters: &[DeadLetter]) {
-    if letters.is_empty() {
-        println!("no dead letters");
-        return;
-    }
-    println!(
-        "{:<16} {:<36} {:>8}  {:<24}  last error",
-        "sink", "alert id", "attempts", "raised"
-    );
-    for letter in letters {
-        let error: String = letter
-            .last_error
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .take(100)
-            .collect();
-        println!(
-            "{:<16} {:<36} {:>8}  {:<24}  {error}",
-            letter.sink, letter.alert_id, letter.attempts, letter.created_at
-        );
-    }
-    println!("{} dead letters", letters.len());
-}
-
-/// A client of the admin API.
-struct AdminClient {
-    base: String,
-    token: Option<Secret>,
-    http: reqwest::Client,
-}
-
-impl AdminClient {
-    fn new(config: &Config) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            config.server.admin_enabled,
-            "the admin API is disabled (server.admin_enabled = false); enable it to manage dead letters"
-        );
-        let mut addr = config.server.admin_listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        Ok(Self {
-            base: format!("http://{addr}"),
-            token: config.server.admin_token.clone(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        selection: &Selection,
-    ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).query(selection);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token.expose());
-        }
-        let response = request.send().await.map_err(|_| {
-            anyhow::anyhow!(
-                "cannot reach the factorwatch admin API at {}: is `factorwatch serve` running with \
-                 the same configuration (server.admin_listen)?",
-                self.base
-            )
-        })?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        anyhow::ensure!(
-            status.is_success(),
-            "admin API answered {status}: {}",
-            body["error"]
-        );
-        Ok(serde_json::from_value(body)?)
     }
 }

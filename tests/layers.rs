@@ -25,7 +25,10 @@ const PRINT_MACROS: [&str; 5] = ["println!", "eprintln!", "print!", "eprint!", "
 fn every_module_uses_only_lower_layers() {
     let layers = layer_table(&read(LAYER_DOC));
     let modules = top_level_modules(&read("src/lib.rs"));
-    let missing: Vec<_> = modules.iter().filter(|m| !layers.contains_key(*m)).collect();
+    let missing: Vec<_> = modules
+        .iter()
+        .filter(|m| !layers.contains_key(*m))
+        .collect();
     assert!(
         missing.is_empty(),
         "{LAYER_DOC}, {LAYER_HEADING}: no row for the modules {missing:?}; add each to the layer \
@@ -104,14 +107,23 @@ fn the_checks_find_what_they_look_for() {
                   crate::spool::y(); }\n";
     let found = upward_uses(Path::new("src/spool/deep.rs"), &strip(source), &layers);
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found[0].contains(":3: `spool` (layer 1) uses `app` (layer 2)"), "{found:#?}");
-    assert!(found.iter().any(|f| f.contains("uses `sinks`")), "{found:#?}");
-    let printing = strip("fn f() { println!(\"x\"); } // eprintln!(\"y\")\nconst S: &str = \"dbg!\";");
+    assert!(
+        found[0].contains(":3: `spool` (layer 1) uses `app` (layer 2)"),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f.contains("uses `sinks`")),
+        "{found:#?}"
+    );
+    let printing =
+        strip("fn f() { println!(\"x\"); } // eprintln!(\"y\")\nconst S: &str = \"dbg!\";");
     assert_eq!(find_macro(&printing, "println!").len(), 1);
     assert!(find_macro(&printing, "eprintln!").is_empty());
     assert!(find_macro(&printing, "dbg!").is_empty());
-    let errors = strip("fn a() -> Result<Vec<u8>, String> {}\nfn b() -> Result<(), MyError> {}\n\
-                        fn c() -> Result<Result<(), String>, E> {}");
+    let errors = strip(
+        "fn a() -> Result<Vec<u8>, String> {}\nfn b() -> Result<(), MyError> {}\n\
+                        fn c() -> Result<Result<(), String>, E> {}",
+    );
     assert_eq!(string_errors(&errors).len(), 2);
 }
 
@@ -152,7 +164,9 @@ fn top_level_modules(lib: &str) -> Vec<String> {
         .lines()
         .filter_map(|line| {
             let line = line.trim();
-            let rest = line.strip_prefix("pub mod ").or_else(|| line.strip_prefix("mod "))?;
+            let rest = line
+                .strip_prefix("pub mod ")
+                .or_else(|| line.strip_prefix("mod "))?;
             Some(rest.trim_end_matches(';').trim().to_owned())
         })
         .collect()
@@ -271,7 +285,8 @@ fn string_errors(code: &str) -> Vec<usize> {
                     '<' | '(' | '[' => depth += 1,
                     ')' | ']' => depth -= 1,
                     '>' if depth == 0 => {
-                        return last_comma.is_some_and(|at: usize| args[at + 1..i].trim() == "String");
+                        return last_comma
+                            .is_some_and(|at: usize| args[at + 1..i].trim() == "String");
                     }
                     '>' => depth -= 1,
                     ',' if depth == 0 => last_comma = Some(i),

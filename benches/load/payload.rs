@@ -15,8 +15,7 @@ use rand::rngs::{SmallRng, StdRng};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use factorwatch::okta::samples;
-use factorwatch::simulate::{SIMULATED_HOOK_ID, SIMULATED_ORG, is_mfa_reset};
+use factorwatch::okta::samples::{self, SIMULATED_HOOK_ID, SIMULATED_ORG, is_mfa_reset};
 
 /// How a unique value is rewritten: keeping its shape keeps the body a valid LogEvent.
 #[derive(Clone, Copy)]

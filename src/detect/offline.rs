@@ -1,6 +1,7 @@
-//! Detection without the service: `factorwatch rules check` and `factorwatch rules test`, so teams
-//! tune rules on a System Log export before deploying them. The alerts are built by the same code
-//! the detector uses (context, levels, grouping, de-duplication on uuid).
+//! Detection without the service, for `factorwatch rules check` and `factorwatch rules test`
+//! (which `cli::rules` prints), so teams tune rules on a System Log export before deploying them.
+//! The alerts are built by the same code the detector uses (context, levels, grouping,
+//! de-duplication on uuid).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -16,66 +17,29 @@ use crate::clock::{now_ms, rfc3339};
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{LogEvent, Origin};
 
-/// `rules check PATH...`: loads the rules (all or nothing) and prints what each one matches on.
-pub fn check(paths: Vec<PathBuf>) -> anyhow::Result<()> {
-    let rules = RuleSet::load(&RulesConfig {
-        builtin: false,
+/// The rules in `paths`, plus the built-in ones with `builtin`: all or nothing, as `[rules]`
+/// loads them.
+pub fn load_rules(paths: Vec<PathBuf>, builtin: bool) -> anyhow::Result<RuleSet> {
+    RuleSet::load(&RulesConfig {
+        builtin,
         paths,
         ..RulesConfig::default()
-    })?;
-    for described in rules.describe() {
-        let rule = &described.rule;
-        println!("{} [{}] {}", rule.title, rule.level, rule.id);
-        println!("  file:    {}", described.origin);
-        println!("  fields:  {}", described.fields.join(", "));
-        if let Some(correlates) = &described.correlates {
-            println!("  correlates: {correlates}");
-        }
-        if described.correlation_only {
-            println!("  alerts:  none of its own (feeds correlation rules)");
-        }
-    }
-    eprintln!("all {} rules are valid", rules.len());
-    Ok(())
+    })
 }
 
-/// `rules test --rules PATH EVENTS`: prints the alerts as JSON lines, then a summary per rule.
-/// `privileged_users` ranks resets of those users higher, as `[rules] privileged_users` does.
-pub fn test(
-    rule_paths: Vec<PathBuf>,
-    builtin: bool,
-    privileged_users: Vec<String>,
-    events_file: PathBuf,
-) -> anyhow::Result<()> {
-    let rules = RuleSet::load(&RulesConfig {
-        builtin,
-        paths: rule_paths,
-        ..RulesConfig::default()
-    })?;
-    let events = read_log_events(&events_file)?;
-    let count = events.len();
-    let detected = detect_events(&rules, &privileged_users, events);
-    let described = rules.describe();
-    let mut per_rule: BTreeMap<&str, usize> = described
-        .iter()
+/// How many of `alerts` each rule of `rules` raised, by rule title, including the rules that
+/// raised none; rules that only feed correlations are left out (they raise no alerts).
+pub fn alerts_per_rule(rules: &RuleSet, alerts: &[Alert]) -> BTreeMap<String, usize> {
+    let mut per_rule: BTreeMap<String, usize> = rules
+        .describe()
+        .into_iter()
         .filter(|d| !d.correlation_only)
-        .map(|d| (d.rule.title.as_str(), 0))
+        .map(|d| (d.rule.title, 0))
         .collect();
-    for alert in &detected.alerts {
-        println!("{}", alert.to_json());
-        *per_rule.entry(alert.rule.title.as_str()).or_default() += 1;
+    for alert in alerts {
+        *per_rule.entry(alert.rule.title.clone()).or_default() += 1;
     }
-    eprintln!("{count} events, {} alerts", detected.alerts.len());
-    for (title, matches) in per_rule {
-        eprintln!("{matches:>8}  {title}");
-    }
-    for alert in &detected.pending {
-        eprintln!(
-            "pending: {} for {} (its window had not run out by the last event)",
-            alert.rule.title, alert.id
-        );
-    }
-    Ok(())
+    per_rule
 }
 
 /// What `rules test` found.
@@ -136,17 +100,4 @@ pub fn detect_events(
         alerts: group_factor_resets(alerts),
         pending: correlator.pending().into_iter().cloned().collect(),
     }
-}
-
-/// Events from a System Log export (`/api/v1/logs` JSON array), JSON lines, or event-hook
-/// envelopes (one, or one per line); envelopes are unpacked into their events.
-pub fn read_log_events(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
-    let values = crate::simulate::read_events(path)?;
-    Ok(values
-        .into_iter()
-        .flat_map(|value| match value["data"]["events"].as_array() {
-            Some(events) => events.clone(),
-            None => vec![value],
-        })
-        .collect())
 }

@@ -716,6 +716,20 @@ pub fn mixed_batch(rng: &mut impl Rng, len: usize) -> Vec<Value> {
         .collect()
 }
 
+/// True for the MFA reset event types (`user.mfa.factor.deactivate`, `user.mfa.factor.reset_all`):
+/// the ones the built-in rules alert on.
+pub fn is_mfa_reset(event: &Value) -> bool {
+    matches!(
+        event["eventType"].as_str(),
+        Some("user.mfa.factor.deactivate" | "user.mfa.factor.reset_all")
+    )
+}
+
+/// Org the simulated envelopes claim to come from (`simulate`, `demo`, the load generator).
+pub const SIMULATED_ORG: &str = "factorwatch-demo.okta.com";
+/// Hook id of the simulated envelopes.
+pub const SIMULATED_HOOK_ID: &str = "who0simulated0000001";
+
 /// Wrap events in an Okta event-hook envelope exactly like Okta sends: eventType
 /// "com.okta.event_hook", eventTypeVersion "1.0", cloudEventsVersion "0.1", source
 /// "https://{org}/api/v1/eventHooks/{hook_id}", a fresh eventId, eventTime now, contentType

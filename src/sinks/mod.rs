@@ -108,44 +108,15 @@ pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     })
 }
 
-/// `factorwatch sinks test`: sends one clearly marked test alert through each configured sink (or
-/// only `only`), straight to the destination, and reports per sink. Fails if any sink failed.
-pub async fn send_test_alert(sinks: &[SinkConfig], only: Option<&str>) -> anyhow::Result<()> {
-    let chosen: Vec<&SinkConfig> = sinks
-        .iter()
-        .filter(|s| only.is_none_or(|name| s.name() == name))
-        .collect();
-    if let Some(name) = only {
-        anyhow::ensure!(!chosen.is_empty(), "no sink named {name:?} is configured");
-    }
-    let alert = Alert::test_alert();
-    let payload = alert.to_json();
-    let mut failed = 0;
-    for config in chosen {
-        let started = std::time::Instant::now();
-        let outcome = match build(config) {
-            Ok(sink) => {
-                sink.publish(Delivery {
-                    payload: &payload,
-                    alert: &alert,
-                })
-                .await
-            }
-            Err(err) => Err(DeliveryError::Permanent(format!("{err:#}"))),
-        };
-        match outcome {
-            Ok(()) => println!(
-                "{}: delivered test alert {} in {:.0} ms",
-                config.name(),
-                alert.id,
-                started.elapsed().as_secs_f64() * 1000.0
-            ),
-            Err(err) => {
-                failed += 1;
-                println!("{}: FAILED: {err}", config.name());
-            }
-        }
-    }
-    anyhow::ensure!(failed == 0, "{failed} sinks failed the test");
-    Ok(())
+/// Sends one alert (for `factorwatch sinks test`, a clearly marked test alert) straight to the
+/// destination `config` describes, through a sink built for this one call rather than the delivery
+/// loop. Returns how long the destination took to acknowledge it.
+pub async fn send_test_alert(
+    config: &SinkConfig,
+    delivery: Delivery<'_>,
+) -> Result<std::time::Duration, DeliveryError> {
+    let started = std::time::Instant::now();
+    let sink = build(config).map_err(|err| DeliveryError::Permanent(format!("{err:#}")))?;
+    sink.publish(delivery).await?;
+    Ok(started.elapsed())
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::simulate::{OktaPlayer, SimulateOptions};
 use crate::alert::Alert;
 use crate::config::Config;
 use crate::secret::Secret;
-use crate::simulate::{OktaPlayer, SimulateOptions};
 use crate::{Application, telemetry};
 
 /// Runs the demo. `keep` leaves the data directory in place for a look afterwards.

@@ -10,13 +10,9 @@ use anyhow::{Context, bail};
 use rand::SeedableRng;
 use serde_json::Value;
 
-use crate::okta::samples::{self, Initiator};
+use crate::okta::export::read_events;
+use crate::okta::samples::{self, Initiator, SIMULATED_HOOK_ID, SIMULATED_ORG, is_mfa_reset};
 use crate::secret::Secret;
-
-/// Org and hook id the simulated envelopes claim to come from.
-pub const SIMULATED_ORG: &str = "factorwatch-demo.okta.com";
-/// Hook id of the simulated envelopes.
-pub const SIMULATED_HOOK_ID: &str = "who0simulated0000001";
 
 /// What to play.
 #[derive(Debug, Clone)]
@@ -155,8 +151,9 @@ impl OktaPlayer {
     }
 }
 
-/// Runs a simulation and prints its report; fails when any batch was refused.
-pub async fn run(options: SimulateOptions) -> anyhow::Result<SimulateReport> {
+/// `factorwatch simulate`: runs a simulation and prints its report; fails when any batch was
+/// refused.
+pub async fn run(options: SimulateOptions) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     let report = OktaPlayer::new(options)?.run(&mut out).await?;
     writeln!(
@@ -172,7 +169,7 @@ pub async fn run(options: SimulateOptions) -> anyhow::Result<SimulateReport> {
             report.refused
         );
     }
-    Ok(report)
+    Ok(())
 }
 
 /// A realistic batch: two MFA resets (one factor deactivated, one reset of all factors, by
@@ -207,48 +204,10 @@ fn builtin_batch(rng: &mut impl rand::Rng, index: usize, size: usize) -> Vec<Val
     events
 }
 
-/// True for the event types the built-in rules alert on.
-pub fn is_mfa_reset(event: &Value) -> bool {
-    matches!(
-        event["eventType"].as_str(),
-        Some("user.mfa.factor.deactivate" | "user.mfa.factor.reset_all")
-    )
-}
-
 fn mfa_uuids(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .filter(|e| is_mfa_reset(e))
         .filter_map(|e| e["uuid"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Reads events from a JSON array, an envelope, or JSON lines.
-pub fn read_events(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read events file {}", path.display()))?;
-    if let Ok(whole) = serde_json::from_str::<Value>(&text) {
-        return match whole {
-            Value::Array(events) => Ok(events),
-            Value::Object(ref object) if object.contains_key("data") => whole["data"]["events"]
-                .as_array()
-                .cloned()
-                .with_context(|| format!("{}: envelope without data.events array", path.display())),
-            single @ Value::Object(_) => Ok(vec![single]),
-            _ => bail!("{}: expected events, not a JSON scalar", path.display()),
-        };
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(number, line)| {
-            serde_json::from_str(line).with_context(|| {
-                format!(
-                    "{} line {}: not JSON (expected a JSON array, an envelope or JSON lines)",
-                    path.display(),
-                    number + 1
-                )
-            })
-        })
         .collect()
 }

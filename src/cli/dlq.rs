@@ -1,0 +1,175 @@
+//! `factorwatch dlq list|replay|purge`: a client of the running service's admin API
+//! ([`crate::admin`]), which alone may open the spool, and the printing of its answers.
+
+use crate::admin::{DeadLetter, Selection};
+use crate::config::Config;
+use crate::secret::Secret;
+
+/// `factorwatch dlq ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered alerts.
+    List {
+        /// Of this `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead-lettered alerts for delivery again.
+    Replay {
+        /// Of this `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only this alert.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Delete dead-lettered alerts for good.
+    Purge {
+        /// Of this `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only this alert.
+        #[arg(long)]
+        id: Option<String>,
+        /// Every dead letter (required without --sink or --id).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Runs a `dlq` command against the service the configuration describes.
+pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(config)?;
+    match command {
+        DlqCommand::List { org, sink, json } => {
+            let selection = Selection {
+                org,
+                sink,
+                ..Default::default()
+            };
+            let letters: Vec<DeadLetter> = client
+                .call(reqwest::Method::GET, "/dlq", &selection)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print_table(&letters);
+            }
+        }
+        DlqCommand::Replay { org, sink, id } => {
+            let selection = Selection {
+                org,
+                sink,
+                id,
+                all: false,
+            };
+            let answer: serde_json::Value = client
+                .call(reqwest::Method::POST, "/dlq/replay", &selection)
+                .await?;
+            println!(
+                "{} dead letters queued for delivery again",
+                answer["replayed"]
+            );
+        }
+        DlqCommand::Purge { org, sink, id, all } => {
+            let selection = Selection { org, sink, id, all };
+            let answer: serde_json::Value = client
+                .call(reqwest::Method::POST, "/dlq/purge", &selection)
+                .await?;
+            println!("{} dead letters deleted", answer["purged"]);
+        }
+    }
+    Ok(())
+}
+
+fn print_table(letters: &[DeadLetter]) {
+    if letters.is_empty() {
+        println!("no dead letters");
+        return;
+    }
+    println!(
+        "{:<16} {:<36} {:>8}  {:<24}  last error",
+        "sink", "alert id", "attempts", "raised"
+    );
+    for letter in letters {
+        let error: String = letter
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect();
+        println!(
+            "{:<16} {:<36} {:>8}  {:<24}  {error}",
+            letter.sink, letter.alert_id, letter.attempts, letter.created_at
+        );
+    }
+    println!("{} dead letters", letters.len());
+}
+
+/// A client of the admin API.
+struct AdminClient {
+    base: String,
+    token: Option<Secret>,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.server.admin_enabled,
+            "the admin API is disabled (server.admin_enabled = false); enable it to manage dead letters"
+        );
+        let mut addr = config.server.admin_listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(Self {
+            base: format!("http://{addr}"),
+            token: config.server.admin_token.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+        })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        selection: &Selection,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).query(selection);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(|_| {
+            anyhow::anyhow!(
+                "cannot reach the factorwatch admin API at {}: is `factorwatch serve` running with \
+                 the same configuration (server.admin_listen)?",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        anyhow::ensure!(
+            status.is_success(),
+            "admin API answered {status}: {}",
+            body["error"]
+        );
+        Ok(serde_json::from_value(body)?)
+    }
+}

@@ -1,0 +1,37 @@
+//! `factorwatch healthcheck`: asks the receiver at the configured address whether it is up, for
+//! container health checks. Prints nothing; the exit status is the answer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+
+/// Succeeds if the receiver the configuration at `path` describes answers `/healthz` with 2xx.
+pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let mut addr = config.server.listen;
+    if addr.ip().is_unspecified() {
+        // Listening on every interface: loopback reaches it from inside the container.
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    // With [server.tls] the listener speaks HTTPS. The certificate names the public host, not
+    // loopback, so it is not verified: this only asks our own process whether it is up.
+    let tls = config.server.tls.is_some();
+    let url = format!("{}://{addr}/healthz", if tls { "https" } else { "http" });
+    let response = reqwest::Client::builder()
+        .danger_accept_invalid_certs(tls)
+        .build()?
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .with_context(|| format!("{url} unreachable"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    Ok(())
+}
