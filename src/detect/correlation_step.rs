@@ -410,7 +410,7 @@ impl Detector {
             (alerts, live)
         })
         .await
-        .map_err(|err| SpoolError::Storage(format!("correlation task failed: {err}")))?;
+        .map_err(|err| SpoolError::storage(format!("correlation task failed: {err}"), err))?;
         metrics::gauge!(CORRELATION_OPEN_STATE).set(live.correlator.open_state() as f64);
         Ok((alerts, live))
     }

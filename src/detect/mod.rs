@@ -190,7 +190,9 @@ impl Detector {
         let count = batches.len();
         let (parsed, unreadable) = tokio::task::spawn_blocking(move || parse_batches(batches))
             .await
-            .map_err(|err| SpoolError::Storage(format!("detector parse task failed: {err}")))?;
+            .map_err(|err| {
+                SpoolError::storage(format!("detector parse task failed: {err}"), err)
+            })?;
         for batch in unreadable {
             self.spool.quarantine(batch).await?;
             metrics::counter!(BATCHES_QUARANTINED_TOTAL).increment(1);
@@ -223,8 +225,8 @@ impl Detector {
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let (commit, correlation) =
-            detected.map_err(|err| SpoolError::Storage(format!("detector task failed: {err}")))?;
+        let (commit, correlation) = detected
+            .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
         if let Some(live) = &correlation {
@@ -264,7 +266,7 @@ impl Detector {
             LiveCorrelation::replayed(&pass, rules.clone(), stored)
         })
         .await
-        .map_err(|err| SpoolError::Storage(format!("correlation replay task failed: {err}")))
+        .map_err(|err| SpoolError::storage(format!("correlation replay task failed: {err}"), err))
     }
 
     /// Tells every forwarder that alerts are waiting.

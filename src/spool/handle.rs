@@ -47,7 +47,7 @@ impl DbHandle {
             .expect("spool handle lock poisoned")
             .clone()
             .ok_or_else(|| {
-                SpoolError::Storage(format!(
+                SpoolError::unavailable(format!(
                     "spool {} could not be reopened after a storage error; it is retried with \
                      every write (free disk space, check the disk)",
                     self.path.display()
@@ -66,8 +66,8 @@ impl DbHandle {
             let closed = close_when_unused(old);
             if let Err(old) = closed {
                 *self.current.write().expect("spool handle lock poisoned") = Some(old);
-                return Err(SpoolError::Storage(
-                    "spool readers did not finish within 5 s; reopen postponed".into(),
+                return Err(SpoolError::unavailable(
+                    "spool readers did not finish within 5 s; reopen postponed",
                 ));
             }
         }
@@ -110,17 +110,20 @@ pub(super) fn open_database(path: &Path) -> Result<Database, SpoolError> {
         })
         .create(path)
         .map_err(|err| match err {
-            redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::Storage(format!(
+            redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::unavailable(format!(
                 "spool {} is in use by another factorwatch process; each replica needs its \
                  own storage.data_dir",
                 path.display()
             )),
-            err => SpoolError::Storage(format!(
-                "cannot open spool {}: {err}. If the file is damaged beyond repair, move it \
+            err => SpoolError::storage(
+                format!(
+                    "cannot open spool {}: {err}. If the file is damaged beyond repair, move it \
                  aside and start again; events Okta already delivered can be read back \
                  from the System Log API",
-                path.display()
-            )),
+                    path.display()
+                ),
+                err,
+            ),
         })
 }
 

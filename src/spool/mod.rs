@@ -103,17 +103,47 @@ pub enum SpoolError {
         /// Configured limit.
         limit_bytes: u64,
     },
-    /// The disk or database failed (disk full, I/O error).
-    #[error("spool storage error: {0}")]
-    Storage(String),
+    /// The disk, the database or a spool worker failed (disk full, I/O error, a task that
+    /// died). The message names the cause too, because a log line prints only the outer error;
+    /// `source` keeps the cause itself (redb's or the system's error) for callers that look.
+    #[error("spool storage error: {message}")]
+    Storage {
+        /// What failed, cause included.
+        message: String,
+        /// The error underneath, when there is one.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// The spool is shutting down.
     #[error("spool is closed")]
     Closed,
 }
 
+impl SpoolError {
+    /// A storage failure caused by `source`; `message` says what failed and names the cause.
+    pub fn storage(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SpoolError::Storage {
+            message: message.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// A storage failure with no error underneath (a lock poisoned, a reopen postponed).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        SpoolError::Storage {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
 impl<E: Into<redb::Error>> From<E> for SpoolError {
     fn from(err: E) -> Self {
-        SpoolError::Storage(err.into().to_string())
+        let err = err.into();
+        SpoolError::storage(err.to_string(), err)
     }
 }
 
@@ -167,7 +197,10 @@ impl OutboxEntry {
 
     fn decode(sink: &str, seq: u64, value: &[u8]) -> Result<Self, SpoolError> {
         let record = serde_json::from_slice(value).map_err(|err| {
-            SpoolError::Storage(format!("outbox row ({sink}, {seq}) is unreadable: {err}"))
+            SpoolError::storage(
+                format!("outbox row ({sink}, {seq}) is unreadable: {err}"),
+                err,
+            )
         })?;
         Ok(Self {
             sink: sink.to_owned(),
@@ -249,10 +282,10 @@ impl Spool {
     /// opens the de-duplication window in `<dir>/seen/`, importing a `seen.redb` once.
     pub fn open(dir: &Path, max_backlog_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|err| {
-            SpoolError::Storage(format!(
-                "cannot create data directory {}: {err}",
-                dir.display()
-            ))
+            SpoolError::storage(
+                format!("cannot create data directory {}: {err}", dir.display()),
+                err,
+            )
         })?;
         let path = dir.join(SPOOL_FILE);
         let store = Store::open(&path, "spool-writer", create_tables)?;
@@ -260,10 +293,13 @@ impl Spool {
         let now_ms = crate::clock::now_ms();
         let window_dir = dir.join(WINDOW_DIR);
         let mut window = Window::open(&window_dir, now_ms).map_err(|err| {
-            SpoolError::Storage(format!(
-                "cannot open the de-duplication window in {}: {err}",
-                window_dir.display()
-            ))
+            SpoolError::storage(
+                format!(
+                    "cannot open the de-duplication window in {}: {err}",
+                    window_dir.display()
+                ),
+                err,
+            )
         })?;
         import_seen_redb(dir, &mut window, now_ms)?;
         let last_claimed = window.highest_batch_id();
@@ -406,17 +442,19 @@ impl Spool {
         let (window, size) = (self.window.clone(), self.window_size.clone());
         tokio::task::spawn_blocking(move || {
             let mut window = window.lock().map_err(|_| {
-                SpoolError::Storage("the de-duplication window's lock was poisoned".into())
+                SpoolError::unavailable("the de-duplication window's lock was poisoned")
             })?;
             let done = work(&mut window)
-                .map_err(|err| SpoolError::Storage(format!("de-duplication window: {err}")));
+                .map_err(|err| SpoolError::storage(format!("de-duplication window: {err}"), err));
             if let Ok(mut size) = size.lock() {
                 *size = window.size();
             }
             done
         })
         .await
-        .map_err(|err| SpoolError::Storage(format!("de-duplication window task failed: {err}")))?
+        .map_err(|err| {
+            SpoolError::storage(format!("de-duplication window task failed: {err}"), err)
+        })?
     }
 
     /// The standalone correlation state: the last snapshot and the journal since.
@@ -821,11 +859,14 @@ fn import_seen_redb(dir: &Path, window: &mut Window, now_ms: u64) -> Result<(), 
         return Ok(());
     }
     let cannot = |err: String| {
-        SpoolError::Storage(format!(
-            "cannot import the de-duplication window from {}: {err}; moving that file away \
+        SpoolError::storage(
+            format!(
+                "cannot import the de-duplication window from {}: {err}; moving that file away \
              starts without it (events Okta delivers again may alert again, with the same alert id)",
-            path.display()
-        ))
+                path.display()
+            ),
+            err,
+        )
     };
     let claims = seen_redb_claims(&path, now_ms).map_err(|err| cannot(err.to_string()))?;
     window

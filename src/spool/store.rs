@@ -42,7 +42,7 @@ impl Store {
             std::thread::Builder::new()
                 .name(thread.into())
                 .spawn(move || writer::run(db, receiver, writable))
-                .map_err(|err| SpoolError::Storage(format!("cannot start {thread}: {err}")))?
+                .map_err(|err| SpoolError::storage(format!("cannot start {thread}: {err}"), err))?
         };
         Ok(Self {
             db,
@@ -85,7 +85,7 @@ impl Store {
         let db = self.db.get()?;
         tokio::task::spawn_blocking(move || read(&db.begin_read()?))
             .await
-            .map_err(|err| SpoolError::Storage(format!("spool reader failed: {err}")))?
+            .map_err(|err| SpoolError::storage(format!("spool reader failed: {err}"), err))?
     }
 }
 

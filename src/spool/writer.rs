@@ -46,7 +46,7 @@ pub(super) fn run(db: Arc<DbHandle>, mut jobs: mpsc::Receiver<Job>, writable: Ar
         let outcome = reopen_if_failed(&db, &writable).and_then(|()| {
             commit(&*db.get()?, applies).map_err(|err| {
                 tracing::error!(error = %err, "spool commit failed; the writes of this group were not stored");
-                SpoolError::Storage(err.to_string())
+                SpoolError::storage(err.to_string(), err)
             })
         });
         writable.store(outcome.is_ok(), Ordering::Relaxed);
