@@ -23,13 +23,13 @@ pub fn expand(
     values: &BTreeMap<String, Vec<String>>,
     yaml: &str,
 ) -> anyhow::Result<()> {
-    let mut missing: Option<String> = None;
+    let mut missing: Option<Undefined> = None;
     fields::for_each_item(rule, &mut |item| {
         if missing.is_none() && item.field.has_modifier(Modifier::Expand) {
             missing = expand_item(item, values).err();
         }
     });
-    let Some(name) = missing else {
+    let Some(Undefined(name)) = missing else {
         return Ok(());
     };
     let token = format!("%{name}%");
@@ -44,11 +44,15 @@ pub fn expand(
     )
 }
 
-/// Expands one item's values in place; `Err(name)` for an undefined placeholder.
+/// A placeholder `[rules.placeholders]` does not define: its name, without `%`.
+#[derive(Debug, PartialEq, Eq)]
+struct Undefined(String);
+
+/// Expands one item's values in place; fails on an undefined placeholder.
 fn expand_item(
     item: &mut DetectionItem,
     values: &BTreeMap<String, Vec<String>>,
-) -> Result<(), String> {
+) -> Result<(), Undefined> {
     let mut expanded = Vec::with_capacity(item.values.len());
     for value in item.values.drain(..) {
         match &value {
@@ -66,7 +70,7 @@ fn expand_item(
 }
 
 /// Every string `text` stands for: one per combination of its placeholders' values.
-fn fill(text: &str, values: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
+fn fill(text: &str, values: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, Undefined> {
     let Some(start) = text.find('%') else {
         return Ok(vec![text.to_owned()]);
     };
@@ -75,7 +79,7 @@ fn fill(text: &str, values: &BTreeMap<String, Vec<String>>) -> Result<Vec<String
     };
     let name = &text[start + 1..start + 1 + length];
     let rest = &text[start + 2 + length..];
-    let choices = values.get(name).ok_or_else(|| name.to_owned())?;
+    let choices = values.get(name).ok_or_else(|| Undefined(name.to_owned()))?;
     let tails = fill(rest, values)?;
     Ok(choices
         .iter()
@@ -116,6 +120,9 @@ mod tests {
 
     #[test]
     fn an_undefined_placeholder_is_named() {
-        assert_eq!(fill("%vpn%", &values()).unwrap_err(), "vpn");
+        assert_eq!(
+            fill("%vpn%", &values()).unwrap_err(),
+            Undefined("vpn".into())
+        );
     }
 }

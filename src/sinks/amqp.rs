@@ -112,6 +112,16 @@ struct AmqpClient {
     bound: Arc<Mutex<HashSet<String>>>,
 }
 
+impl AmqpClient {
+    /// The routing keys bound so far, locked. Holders only test or insert a key, which cannot
+    /// panic, so the lock is never poisoned.
+    fn bound(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.bound
+            .lock()
+            .expect("the bound-keys lock is held only to test or insert a key")
+    }
+}
+
 /// Publishes alerts to a RabbitMQ exchange with publisher confirms.
 pub struct AmqpSink {
     name: String,
@@ -185,7 +195,7 @@ impl AmqpSink {
         let Some(queue) = &self.declare_queue else {
             return Ok(());
         };
-        if self.exchange.is_empty() || client.bound.lock().unwrap().contains(routing_key) {
+        if self.exchange.is_empty() || client.bound().contains(routing_key) {
             return Ok(());
         }
         client
@@ -198,7 +208,7 @@ impl AmqpSink {
                 FieldTable::default(),
             )
             .await?;
-        client.bound.lock().unwrap().insert(routing_key.to_owned());
+        client.bound().insert(routing_key.to_owned());
         Ok(())
     }
 

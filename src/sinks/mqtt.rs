@@ -10,10 +10,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -87,19 +87,32 @@ impl MqttConfig {
 #[derive(Default)]
 struct Waiters {
     /// Publishes queued but not yet sent, in queue order.
-    queued: VecDeque<oneshot::Sender<Result<(), String>>>,
+    queued: VecDeque<oneshot::Sender<AckOutcome>>,
     /// Publishes sent, by packet id.
-    sent: HashMap<u16, oneshot::Sender<Result<(), String>>>,
+    sent: HashMap<u16, oneshot::Sender<AckOutcome>>,
 }
 
+/// What a publish's waiter learns: its PUBACK came, or the connection failed first (one error
+/// shared by every waiter of that connection).
+type AckOutcome = Result<(), Arc<ConnectionError>>;
+
 impl Waiters {
-    fn fail_all(&mut self, reason: &str) {
+    /// The waiters, locked. Every holder only moves senders between maps and cannot panic, so
+    /// the lock is never poisoned.
+    fn of(waiters: &Mutex<Waiters>) -> MutexGuard<'_, Waiters> {
+        waiters
+            .lock()
+            .expect("the MQTT waiters lock is held only for map updates that cannot panic")
+    }
+
+    fn fail_all(&mut self, error: ConnectionError) {
+        let error = Arc::new(error);
         for waiter in self
             .queued
             .drain(..)
             .chain(self.sent.drain().map(|(_, w)| w))
         {
-            let _ = waiter.send(Err(reason.to_owned()));
+            let _ = waiter.send(Err(error.clone()));
         }
     }
 }
@@ -204,7 +217,7 @@ impl MqttSink {
         let (acked, ack) = oneshot::channel();
         {
             let _queueing = connection.queueing.lock().await;
-            connection.waiters.lock().unwrap().queued.push_back(acked);
+            Waiters::of(&connection.waiters).queued.push_back(acked);
             let queued = connection
                 .client
                 .publish(
@@ -215,7 +228,7 @@ impl MqttSink {
                 )
                 .await;
             if let Err(err) = queued {
-                connection.waiters.lock().unwrap().queued.pop_back();
+                Waiters::of(&connection.waiters).queued.pop_back();
                 return Err(DeliveryError::Transient(format!(
                     "cannot publish to MQTT topic {topic:?}: {err}"
                 )));
@@ -246,13 +259,13 @@ async fn drive(
     loop {
         match events.poll().await {
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                let mut waiters = waiters.lock().unwrap();
+                let mut waiters = Waiters::of(&waiters);
                 if let Some(waiter) = waiters.queued.pop_front() {
                     waiters.sent.insert(pkid, waiter);
                 }
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(waiter) = waiters.lock().unwrap().sent.remove(&ack.pkid) {
+                if let Some(waiter) = Waiters::of(&waiters).sent.remove(&ack.pkid) {
                     let _ = waiter.send(Ok(()));
                 }
             }
@@ -260,7 +273,7 @@ async fn drive(
             Err(err) => {
                 tracing::debug!(sink, error = %err, "MQTT connection ended");
                 alive.store(false, Ordering::SeqCst);
-                waiters.lock().unwrap().fail_all(&err.to_string());
+                Waiters::of(&waiters).fail_all(err);
                 return;
             }
         }

@@ -17,24 +17,44 @@ pub const DEFAULT_ORG: &str = "default";
 #[serde(try_from = "String", into = "String")]
 pub struct NameTemplate(String);
 
+/// Why a destination name is not a valid template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// The name is empty.
+    #[error("a destination name cannot be empty")]
+    Empty,
+    /// A `{` has no `}`.
+    #[error("{0:?}: unclosed '{{'")]
+    Unclosed(String),
+    /// A placeholder other than `{rule_id}`, `{level}` and `{org}`.
+    #[error("{text:?}: unknown placeholder {{{name}}}; use {{rule_id}}, {{level}} or {{org}}")]
+    UnknownPlaceholder {
+        /// The whole name.
+        text: String,
+        /// The placeholder, without braces.
+        name: String,
+    },
+}
+
 impl TryFrom<String> for NameTemplate {
-    type Error = String;
+    type Error = TemplateError;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
         if text.is_empty() {
-            return Err("a destination name cannot be empty".into());
+            return Err(TemplateError::Empty);
         }
         let mut rest = text.as_str();
         while let Some(open) = rest.find('{') {
             let after = &rest[open + 1..];
             let close = after
                 .find('}')
-                .ok_or_else(|| format!("{text:?}: unclosed '{{'"))?;
+                .ok_or_else(|| TemplateError::Unclosed(text.clone()))?;
             let name = &after[..close];
             if !PLACEHOLDERS.contains(&name) {
-                return Err(format!(
-                    "{text:?}: unknown placeholder {{{name}}}; use {{rule_id}}, {{level}} or {{org}}"
-                ));
+                return Err(TemplateError::UnknownPlaceholder {
+                    name: name.to_owned(),
+                    text: text.clone(),
+                });
             }
             rest = &after[close + 1..];
         }
@@ -55,7 +75,7 @@ impl NameTemplate {
     }
 
     /// Checks `text`; the error says which placeholder is unknown or which brace is unclosed.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
         Self::try_from(text.to_owned())
     }
 
@@ -106,6 +126,7 @@ mod tests {
         assert!(
             NameTemplate::try_from("alerts.{levle}".to_owned())
                 .unwrap_err()
+                .to_string()
                 .contains("levle")
         );
         assert!(NameTemplate::try_from("alerts.{level".to_owned()).is_err());
