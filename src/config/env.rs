@@ -1,0 +1,60 @@
+//! The `FACTORWATCH_*` environment variables, applied over the file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use super::{ClusterMode, Config, LogFormat, ServerUrl};
+use crate::secret::Secret;
+
+/// The value of one environment variable, `None` when unset or empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+impl Config {
+    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
+    /// `FACTORWATCH_OKTA_SECRETS_FILE`, `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which
+    /// also sets `cluster.mode`: `nats-kv` for a `nats://` or `tls://` URL, else `redis`).
+    pub fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
+            self.server.listen = listen.parse().with_context(|| {
+                format!("FACTORWATCH_LISTEN={listen:?} is not an address like 0.0.0.0:8080")
+            })?;
+        }
+        if let Some(admin) = env_var("FACTORWATCH_ADMIN_LISTEN") {
+            self.server.admin_listen = admin.parse().with_context(|| {
+                format!("FACTORWATCH_ADMIN_LISTEN={admin:?} is not an address like 127.0.0.1:8081")
+            })?;
+        }
+        if let Some(dir) = env_var("FACTORWATCH_DATA_DIR") {
+            self.storage.data_dir = PathBuf::from(dir);
+        }
+        if let Some(secrets) = env_var("FACTORWATCH_OKTA_SECRETS") {
+            self.okta.secrets = split_secrets(&secrets, ',');
+        }
+        if let Some(file) = env_var("FACTORWATCH_OKTA_SECRETS_FILE") {
+            self.okta.secrets_file = Some(PathBuf::from(file));
+        }
+        if let Some(url) = env_var("FACTORWATCH_CLUSTER_URL") {
+            self.cluster.mode = ClusterMode::for_url(&url);
+            self.cluster.url = Some(ServerUrl::new(url));
+        }
+        if let Some(format) = env_var("FACTORWATCH_LOG_FORMAT") {
+            self.log.format = match format.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => bail!("FACTORWATCH_LOG_FORMAT={other:?}: expected \"text\" or \"json\""),
+            };
+        }
+        Ok(())
+    }
+}
+
+fn split_secrets(list: &str, separator: char) -> Vec<Secret> {
+    list.split(separator)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .collect()
+}

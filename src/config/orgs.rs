@@ -1,0 +1,184 @@
+//! `[okta]` and `[[okta.orgs]]`: which orgs are served, on which paths, with which secrets.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{Config, RulesConfig, SinkConfig};
+use crate::http::check_hook_path;
+use crate::secret::Secret;
+use crate::sinks::check_sinks;
+
+/// `[okta]`: authentication of Okta's requests.
+///
+/// The keys here are the top-level org's, served on `server.hook_path`. More orgs, each on its
+/// own path, are `[[okta.orgs]]` blocks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OktaConfig {
+    /// The header Okta puts the secret in: Okta's "Authentication field" (usually `Authorization`).
+    pub auth_header: String,
+    /// Every value accepted as Okta's "Authentication secret". List the old and the new value while
+    /// rotating. Env: `FACTORWATCH_OKTA_SECRETS` (comma-separated).
+    pub secrets: Vec<Secret>,
+    /// A file holding accepted secrets, one per line (blank lines and `#` comments ignored), read at
+    /// start; added to `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
+    pub secrets_file: Option<PathBuf>,
+    /// More Okta orgs, each with its own hook path, secrets, rules, sinks and spool. With orgs
+    /// set, the top-level org above is served only when it has secrets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orgs: Vec<OrgConfig>,
+}
+
+impl Default for OktaConfig {
+    fn default() -> Self {
+        Self {
+            auth_header: default_auth_header(),
+            secrets: Vec::new(),
+            secrets_file: None,
+            orgs: Vec::new(),
+        }
+    }
+}
+
+fn default_auth_header() -> String {
+    "Authorization".into()
+}
+
+/// One `[[okta.orgs]]` block: an Okta org (a tenant, a customer) served on its own hook path,
+/// with its own secrets, rules, sinks and spool. A secret of one org never opens another's path,
+/// and its alerts reach only its own sinks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    /// The org's name: lowercase letters, digits and `-`, unique. Alerts carry it as `org`; its
+    /// spool lives in `<data_dir>/orgs/<name>/`.
+    pub name: String,
+    /// The URL path this org's Event Hook calls (GET to verify, POST to deliver). Unique, and
+    /// neither `server.hook_path` nor `/healthz`, `/readyz`, `/metrics`.
+    pub hook_path: String,
+    /// The header this org's hook puts its secret in (its "Authentication field").
+    #[serde(default = "default_auth_header")]
+    pub auth_header: String,
+    /// Every value accepted as this org's "Authentication secret" (old and new while rotating);
+    /// `"${NAME}"` reads the environment variable `NAME`. Accepted on this org's path only.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// A file holding more of this org's secrets, one per line (blank lines and `#` comments
+    /// ignored), read at start; added to `secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
+    /// This org's detection, a whole `[okta.orgs.rules]` block (unset keys take the `[rules]`
+    /// defaults, not the top-level block's values). Unset: the top-level `[rules]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesConfig>,
+    /// Where this org's alerts go (`[[okta.orgs.sinks]]`, the keys of `[[sinks]]`). Empty: one
+    /// file sink writing `<data_dir>/orgs/<name>/alerts.jsonl`. The top-level `[[sinks]]` never
+    /// receive this org's alerts.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Config {
+    /// Adds the secrets of `okta.secrets_file` and of each org's `secrets_file`.
+    pub(super) fn load_secrets_file(&mut self) -> anyhow::Result<()> {
+        let okta = &mut self.okta;
+        if let Some(path) = &okta.secrets_file {
+            okta.secrets
+                .extend(read_secrets_file(path, "okta.secrets_file")?);
+        }
+        for org in &mut okta.orgs {
+            if let Some(path) = &org.secrets_file {
+                let key = format!("okta.orgs {:?}: secrets_file", org.name);
+                org.secrets.extend(read_secrets_file(path, &key)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[[okta.orgs]]` blocks: names, paths, auth and sinks. Each error names the org.
+    pub(super) fn validate_orgs(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        let mut paths = std::collections::HashMap::new();
+        for org in &self.okta.orgs {
+            let name = &org.name;
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid_name {
+                bail!("okta.orgs: name {name:?} must be lowercase letters, digits and '-'");
+            }
+            if !names.insert(name.as_str()) {
+                bail!("okta.orgs: two orgs are named {name:?}; names must be unique");
+            }
+            let key = format!("okta.orgs {name:?}");
+            check_hook_path(&format!("{key}: hook_path"), &org.hook_path)?;
+            if org.hook_path == self.server.hook_path {
+                bail!(
+                    "{key}: hook_path {:?} is server.hook_path, the top-level org's path; give \
+                     each org its own",
+                    org.hook_path
+                );
+            }
+            if let Some(other) = paths.insert(org.hook_path.as_str(), name) {
+                bail!(
+                    "{key}: hook_path {:?} is also okta.orgs {other:?}'s; paths must be unique",
+                    org.hook_path
+                );
+            }
+            check_auth(&key, &org.auth_header, &org.secrets)?;
+            check_sinks(&format!("{key}: sinks"), &org.sinks)?;
+        }
+        Ok(())
+    }
+
+    /// Fails with instructions when no secret is configured: `serve` must not run open. With
+    /// `[[okta.orgs]]`, every org needs a secret, and the top-level org may have none (it is then
+    /// not served).
+    pub fn require_secret(&self) -> anyhow::Result<()> {
+        if let Some(org) = self.okta.orgs.iter().find(|org| org.secrets.is_empty()) {
+            bail!(
+                "okta.orgs {:?}: no secret is configured, so its hook would refuse every request. \
+                 Set the \"Authentication secret\" of this org's Event Hook as its secrets \
+                 (\"${{ENV_VAR}}\" reads a variable) or secrets_file",
+                org.name
+            );
+        }
+        if self.okta.secrets.is_empty() && self.okta.orgs.is_empty() {
+            bail!(
+                "no Okta secret is configured, so every request would be refused.\n\
+                 Set the value you entered as the hook's \"Authentication secret\" in Okta, one of:\n  \
+                 [okta] secrets = [\"...\"] in the config file\n  \
+                 FACTORWATCH_OKTA_SECRETS=... (comma-separated while rotating)\n  \
+                 FACTORWATCH_OKTA_SECRETS_FILE=/path/to/file (one secret per line)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Checks an org's auth header and secrets; `key` (`okta`, `okta.orgs "acme"`) prefixes errors.
+pub(super) fn check_auth(key: &str, auth_header: &str, secrets: &[Secret]) -> anyhow::Result<()> {
+    if auth_header.parse::<axum::http::HeaderName>().is_err() {
+        bail!("{key}.auth_header = {auth_header:?}: not a valid HTTP header name");
+    }
+    if secrets.iter().any(|s| s.expose().is_empty()) {
+        bail!("{key}.secrets: an empty secret would let anyone in; remove it");
+    }
+    Ok(())
+}
+
+/// The secrets in the file at `path`, one per line (blank lines and `#` comments ignored).
+/// `key` names the setting in the error.
+fn read_secrets_file(path: &Path, key: &str) -> anyhow::Result<Vec<Secret>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(Secret::new)
+        .collect())
+}

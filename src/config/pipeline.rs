@@ -1,0 +1,123 @@
+//! Each org served, with every default resolved: what the application builds a pipeline from.
+
+use std::path::{Path, PathBuf};
+
+use super::{ClusterConfig, Config, RulesConfig, SinkConfig};
+use crate::secret::Secret;
+
+/// One org's pipeline with every default resolved: what the application builds a hook, a spool,
+/// a detector and forwarders from. [`Config::pipelines`] lists them.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The `[[okta.orgs]]` name; `None` for the top-level org (`[okta]`, `[rules]`, `[[sinks]]`
+    /// on `server.hook_path`).
+    pub org: Option<String>,
+    /// The path its hook is served on.
+    pub hook_path: String,
+    /// The header its secret comes in.
+    pub auth_header: String,
+    /// The secrets its path accepts (secret files already read).
+    pub secrets: Vec<Secret>,
+    /// Its rules.
+    pub rules: RulesConfig,
+    /// Its sinks, the default alert file when none is configured.
+    pub sinks: Vec<SinkConfig>,
+    /// The directory of its spool (and default alert file).
+    pub data_dir: PathBuf,
+    /// `[cluster]`, with a key prefix of its own for a named org, so that two orgs never
+    /// de-duplicate each other's events.
+    pub cluster: ClusterConfig,
+}
+
+impl PipelineConfig {
+    /// How messages name this org: `okta.orgs "acme"`, or `the top-level org`.
+    pub fn label(&self) -> String {
+        match &self.org {
+            Some(name) => format!("okta.orgs {name:?}"),
+            None => "the top-level org".to_owned(),
+        }
+    }
+
+    /// `err` with the org it is about, for a named org; the top-level org's errors read as they
+    /// did before `[[okta.orgs]]` existed.
+    pub fn scoped(&self, err: anyhow::Error) -> anyhow::Error {
+        match &self.org {
+            Some(_) => err.context(self.label()),
+            None => err,
+        }
+    }
+}
+
+impl Config {
+    /// The top-level org's sinks in effect: the configured ones, or the default alert file.
+    pub fn effective_sinks(&self) -> Vec<SinkConfig> {
+        sinks_or_default(&self.sinks, &self.storage.data_dir)
+    }
+
+    /// The directory of the spool (and default alert file) of the org named `org`.
+    pub fn org_data_dir(&self, org: &str) -> PathBuf {
+        self.storage.data_dir.join("orgs").join(org)
+    }
+
+    /// Every org to serve, defaults resolved: the top-level org first (unless `[[okta.orgs]]`
+    /// are configured and it has no secret), then each `[[okta.orgs]]` in order.
+    pub fn pipelines(&self) -> Vec<PipelineConfig> {
+        let top_level =
+            (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| PipelineConfig {
+                org: None,
+                hook_path: self.server.hook_path.clone(),
+                auth_header: self.okta.auth_header.clone(),
+                secrets: self.okta.secrets.clone(),
+                rules: self.rules.clone(),
+                sinks: self.effective_sinks(),
+                data_dir: self.storage.data_dir.clone(),
+                cluster: self.cluster.clone(),
+            });
+        let orgs = self.okta.orgs.iter().map(|org| {
+            let data_dir = self.org_data_dir(&org.name);
+            let mut cluster = self.cluster.clone();
+            let prefix = cluster
+                .key_prefix
+                .as_deref()
+                .unwrap_or(crate::cluster::DEFAULT_KEY_PREFIX);
+            cluster.key_prefix = Some(format!("{prefix}org:{}:", org.name));
+            PipelineConfig {
+                org: Some(org.name.clone()),
+                hook_path: org.hook_path.clone(),
+                auth_header: org.auth_header.clone(),
+                secrets: org.secrets.clone(),
+                rules: org.rules.clone().unwrap_or_else(|| self.rules.clone()),
+                sinks: sinks_or_default(&org.sinks, &data_dir),
+                data_dir,
+                cluster,
+            }
+        });
+        top_level.into_iter().chain(orgs).collect()
+    }
+
+    /// The pipeline of the org named `org` (`None`: the top-level org), if it is served.
+    pub fn pipeline(&self, org: Option<&str>) -> anyhow::Result<PipelineConfig> {
+        self.pipelines()
+            .into_iter()
+            .find(|pipeline| pipeline.org.as_deref() == org)
+            .ok_or_else(|| match org {
+                Some(org) => anyhow::anyhow!("no [[okta.orgs]] org is named {org:?}"),
+                None => anyhow::anyhow!(
+                    "the top-level org is not served ([[okta.orgs]] are set and [okta] has no \
+                     secret); name an org"
+                ),
+            })
+    }
+}
+
+/// `sinks`, or when there are none the default alert file in `data_dir`.
+pub(super) fn sinks_or_default(sinks: &[SinkConfig], data_dir: &Path) -> Vec<SinkConfig> {
+    if sinks.is_empty() {
+        vec![SinkConfig::file(
+            "alerts-file",
+            data_dir.join("alerts.jsonl"),
+        )]
+    } else {
+        sinks.to_vec()
+    }
+}
