@@ -5,25 +5,27 @@
 //! sinks a team watches, at least once and with a deterministic alert id for idempotency.
 //!
 //! # Layout
-//! The path of one batch, module by module:
+//! The modules form layers that point one way: each uses only the layers below it
+//! (docs/architecture.md, "Layers", which `tests/layers.rs` checks against the code).
 //!
-//! | module | concern |
-//! |---|---|
-//! | [`http`] | the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the axum router: the hook endpoint of each org (verification GET, delivery POST), `/healthz`, `/readyz`, `/metrics` |
-//! | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
-//! | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, reading a System Log export, realistic sample events |
-//! | [`spool`] | the embedded durable store: batches, outbox and dead letters in redb with a group-commit writer; the de-duplication window in append-only files (`seen/`) |
-//! | [`detect`] | the detector: split, de-duplicate, enrich, run Sigma detection and correlation rules (correlation over the shared backend in a loop of its own in cluster mode), queue alerts per sink |
-//! | [`cluster`] | `[cluster]`: event keys claimed, and correlation state kept, in Redis or NATS JetStream key-value buckets, shared by replicas behind a load balancer |
-//! | [`alert`] | the alert schema and its deterministic id |
-//! | [`forward`] | the per-sink delivery loop: backoff, retry, dead-letter |
-//! | [`sinks`] | the `Sink` trait and one module per destination |
-//! | [`config`] | TOML configuration, environment overrides, validation; `[[okta.orgs]]` resolved into one pipeline per org |
-//! | [`app`] | wiring (one pipeline per org: spool, rules, sinks, detector, forwarders) and graceful shutdown |
-//! | [`admin`] | the admin API (dead letters), which the `dlq` commands call |
-//! | [`telemetry`] | logging and Prometheus metrics |
-//! | [`clock`] | time helpers |
-//! | [`cli`] | every command's arguments and printing: `check-config`, `simulate`, `demo`, `rules`, `sinks test`, `dlq`, `healthcheck` |
+//! | layer | module | concern |
+//! |---|---|---|
+//! | 0 | [`clock`] | time helpers and the wait between passes |
+//! | 0 | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
+//! | 0 | [`telemetry`] | logging (`[log]`), the Prometheus recorder, every metric's name |
+//! | 1 | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, reading a System Log export, realistic sample events |
+//! | 1 | [`brokers`] | broker URLs that hide credentials, clients connected on first use, typed connect errors; shared by sinks and cluster |
+//! | 2 | [`alert`] | the alert schema, its level, the MFA context it carries, its deterministic id |
+//! | 3 | [`spool`] | the embedded durable store (`[storage]`): batches, outbox and dead letters in redb with a group-commit writer; the de-duplication window in append-only files (`seen/`) |
+//! | 3 | [`sinks`] | the `Sink` trait, `[[sinks]]` and which alerts each takes, one module per destination with its own keys |
+//! | 3 | [`cluster`] | `[cluster]`: event keys claimed, and correlation state kept, in Redis or NATS JetStream key-value buckets, shared by replicas behind a load balancer |
+//! | 4 | [`detect`] | the detector (`[rules]`): split, de-duplicate, enrich, run Sigma detection and correlation rules, queue alerts per sink |
+//! | 4 | [`forward`] | the per-sink delivery loop (`[delivery]`): backoff, retry, dead-letter |
+//! | 5 | [`http`] | `[server]`: the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the hook endpoint of each org, `/healthz`, `/readyz`, `/metrics` |
+//! | 5 | [`admin`] | the admin API (dead letters), which the `dlq` commands call |
+//! | 6 | [`config`] | the TOML tree composed of each component's config, environment overrides, `[[okta.orgs]]` resolved into one pipeline per org |
+//! | 7 | [`app`] | the preflight `serve` and `check-config` share, wiring (one pipeline per org), graceful shutdown |
+//! | 8 | [`cli`] | every command's arguments and printing: `check-config`, `simulate`, `demo`, `rules`, `sinks test`, `dlq`, `healthcheck` |
 //!
 //! The binary (`src/main.rs`) only parses the command line and calls [`cli`]; nothing else prints.
 
