@@ -31,7 +31,7 @@ use super::correlate::Correlator;
 use super::{Detector, Pass, RuleSet, queue_alerts, secs};
 use crate::alert::{Alert, Matched};
 use crate::clock::now_ms;
-use crate::cluster::{AppliedStep, SharedCorrelation, SharedState};
+use crate::cluster::{AppliedStep, ClusterError, SharedCorrelation, SharedState};
 use crate::okta::LogEvent;
 use crate::okta::envelope::Origin;
 use crate::spool::{CorrelationCommit, SpoolError, StoredCorrelation};
@@ -266,7 +266,11 @@ impl Detector {
         match self.correlate_shared(shared, rules, inputs, state).await? {
             Ok(()) => state.retry_at = None,
             Err(err) => {
-                tracing::warn!(error = %err, pending = consumed, "correlation paused until the cluster backend answers; its inputs wait in the spool");
+                tracing::warn!(
+                    error = err.chain(),
+                    pending = consumed,
+                    "correlation paused until the cluster backend answers; its inputs wait in the spool"
+                );
                 state.retry_at = Some(Instant::now() + BACKEND_RETRY);
                 return Ok(0);
             }
@@ -282,7 +286,7 @@ impl Detector {
         rules: Arc<RuleSet>,
         inputs: Inputs,
         state: &mut CorrelationLoop,
-    ) -> Result<Result<(), String>, SpoolError> {
+    ) -> Result<Result<(), ClusterError>, SpoolError> {
         let Inputs { events, through } = inputs;
         for _ in 0..MAX_CONFLICTS {
             let cached = state.take_for(&rules);
