@@ -25,6 +25,7 @@
 //!
 //! [`SharedState`] is what the detector sees; `redis` and `nats_kv` hold each backend's calls.
 
+mod error;
 mod nats_kv;
 mod redis;
 
@@ -36,6 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::brokers::ServerUrl;
 use crate::telemetry::metrics::CLUSTER_BACKEND_UP;
+
+pub use error::{ClusterError, UndecodableValue};
 
 /// The `key_prefix` when none is configured.
 pub const DEFAULT_KEY_PREFIX: &str = "factorwatch:";
@@ -123,9 +126,10 @@ impl BackendStatus {
             .clone()
     }
 
-    fn record(&self, outcome: Result<(), &str>) {
+    fn record(&self, outcome: Result<(), &ClusterError>) {
         metrics::gauge!(CLUSTER_BACKEND_UP).set(if outcome.is_ok() { 1.0 } else { 0.0 });
-        *self.last_error.lock().expect("status lock poisoned") = outcome.err().map(str::to_owned);
+        *self.last_error.lock().expect("status lock poisoned") =
+            outcome.err().map(ClusterError::chain);
     }
 }
 
@@ -222,7 +226,7 @@ impl SharedState {
         &self,
         claims: &[Claim],
         window: Duration,
-    ) -> Result<HashSet<String>, String> {
+    ) -> Result<HashSet<String>, ClusterError> {
         if claims.is_empty() {
             return Ok(HashSet::new());
         }
@@ -242,7 +246,10 @@ impl SharedState {
 
     /// The shared correlation state's token, this replica's last step, and the state itself
     /// unless its token is `known` (the caller holds that state already).
-    pub async fn load_correlation(&self, known: Option<&str>) -> Result<SharedCorrelation, String> {
+    pub async fn load_correlation(
+        &self,
+        known: Option<&str>,
+    ) -> Result<SharedCorrelation, ClusterError> {
         let loaded = match &self.backend {
             Backend::Redis(redis) => redis.load(known).await,
             Backend::NatsKv(kv) => kv.load(known).await,
@@ -258,7 +265,7 @@ impl SharedState {
         expected: Option<&str>,
         state: &[u8],
         step: &AppliedStep,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ClusterError> {
         let written = match &self.backend {
             Backend::Redis(redis) => redis.publish(expected, state, step).await,
             Backend::NatsKv(kv) => kv.publish(expected, state, step).await,
@@ -268,9 +275,8 @@ impl SharedState {
 
     /// Records how a call went, for `/readyz`; a failed call drops the connection, so the next
     /// one reconnects.
-    async fn observe<T>(&self, outcome: Result<T, String>) -> Result<T, String> {
-        self.status
-            .record(outcome.as_ref().map(drop).map_err(String::as_str));
+    async fn observe<T>(&self, outcome: Result<T, ClusterError>) -> Result<T, ClusterError> {
+        self.status.record(outcome.as_ref().map(drop));
         if outcome.is_err() {
             match &self.backend {
                 Backend::Redis(redis) => redis.reset().await,

@@ -17,10 +17,11 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{APPLIED_STEP_TTL, AppliedStep, Claim, SharedCorrelation};
-use crate::brokers::ServerUrl;
+use super::{
+    APPLIED_STEP_TTL, AppliedStep, Claim, ClusterError, SharedCorrelation, UndecodableValue,
+};
 use crate::brokers::nats::parse_servers;
-use crate::brokers::{CONNECT_TIMEOUT, LazyClient};
+use crate::brokers::{BoxError, CONNECT_TIMEOUT, LazyClient, ServerUrl};
 
 /// The correlation bucket's one key.
 const STATE_KEY: &str = "state";
@@ -79,7 +80,7 @@ impl NatsKvState {
         claims: &[Claim],
         owners: &[String],
         window: Duration,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ClusterError> {
         let store = self.seen_store(window).await?;
         // Collected first: a stream over the borrowing iterator would not be `Send` for every
         // lifetime, as the spawned detector needs.
@@ -92,18 +93,18 @@ impl NatsKvState {
             .buffered(CLAIMS_IN_FLIGHT)
             .try_collect()
             .await
-            .map_err(|err| self.error(err))
+            .map_err(|err| self.error(&self.seen_bucket, "claim an event key", err))
     }
 
-    pub(super) async fn load(&self, known: Option<&str>) -> Result<SharedCorrelation, String> {
+    pub(super) async fn load(
+        &self,
+        known: Option<&str>,
+    ) -> Result<SharedCorrelation, ClusterError> {
         let (_, header, state) = self.read_correlation().await?;
         let token = (!header.token.is_empty()).then(|| header.token.clone());
-        let last_step = match header.steps.get(&self.replica) {
-            Some(recorded) => {
-                Some(serde_json::to_vec(&recorded.step).map_err(|err| err.to_string())?)
-            }
-            None => None,
-        };
+        let last_step = header.steps.get(&self.replica).map(|recorded| {
+            serde_json::to_vec(&recorded.step).expect("a correlation step serializes")
+        });
         let state = (token.is_some() && token.as_deref() != known).then_some(state);
         Ok(SharedCorrelation {
             token,
@@ -117,7 +118,7 @@ impl NatsKvState {
         expected: Option<&str>,
         state: &[u8],
         step: &AppliedStep,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ClusterError> {
         // The revision the update names is read here, not kept from the caller's load: the
         // token comparison tells whether the state is still the one the caller loaded.
         let (revision, header, _) = self.read_correlation().await?;
@@ -140,7 +141,7 @@ impl NatsKvState {
             token: step.token.clone(),
             steps,
         };
-        let value = encode(&header, state)?;
+        let value = encode(&header, state);
         match self
             .correlation_store()
             .await?
@@ -149,20 +150,27 @@ impl NatsKvState {
         {
             Ok(_) => Ok(true),
             Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(err) => Err(self.error(err)),
+            Err(err) => {
+                Err(self.error(&self.correlation_bucket, "write the correlation entry", err))
+            }
         }
     }
 
     /// The correlation entry: its revision (0 when there is none), header and state.
-    async fn read_correlation(&self) -> Result<(u64, Header, Vec<u8>), String> {
+    async fn read_correlation(&self) -> Result<(u64, Header, Vec<u8>), ClusterError> {
         let store = self.correlation_store().await?;
-        let entry = store
-            .entry(STATE_KEY)
-            .await
-            .map_err(|err| self.error(err))?;
+        let entry = store.entry(STATE_KEY).await.map_err(|err| {
+            self.error(&self.correlation_bucket, "read the correlation entry", err)
+        })?;
         Ok(match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let (header, state) = decode(&entry.value)?;
+                let (header, state) =
+                    decode(&entry.value).map_err(|source| ClusterError::Undecodable {
+                        url: self.url.clone(),
+                        bucket: self.correlation_bucket.clone(),
+                        key: STATE_KEY,
+                        source,
+                    })?;
                 (entry.revision, header, state)
             }
             Some(entry) => (entry.revision, Header::default(), Vec::new()),
@@ -177,8 +185,9 @@ impl NatsKvState {
         self.context.reset().await;
     }
 
-    async fn context(&self) -> Result<jetstream::Context, String> {
-        self.context
+    async fn context(&self) -> Result<jetstream::Context, ClusterError> {
+        let context = self
+            .context
             .get(|| async {
                 let client = async_nats::ConnectOptions::new()
                     .name(format!("factorwatch cluster ({})", self.replica))
@@ -189,43 +198,49 @@ impl NatsKvState {
                 context.set_timeout(CALL_TIMEOUT);
                 anyhow::Ok(context)
             })
-            .await
-            .map_err(|err| err.to_string())
+            .await?;
+        Ok(context)
     }
 
     /// The claims bucket, created with `window` as its `max_age` if it does not exist yet.
-    async fn seen_store(&self, window: Duration) -> Result<kv::Store, String> {
+    async fn seen_store(&self, window: Duration) -> Result<kv::Store, ClusterError> {
         let context = self.context().await?;
-        self.seen
-            .get(|| open_bucket(&context, &self.seen_bucket, window))
-            .await
-            .map_err(|err| err.to_string())
+        let open = || open_bucket(&context, &self.seen_bucket, window);
+        Ok(self.seen.get(open).await?)
     }
 
     /// The correlation bucket, created if it does not exist yet (its entry never expires).
-    async fn correlation_store(&self) -> Result<kv::Store, String> {
+    async fn correlation_store(&self) -> Result<kv::Store, ClusterError> {
         let context = self.context().await?;
-        self.correlation
-            .get(|| open_bucket(&context, &self.correlation_bucket, Duration::ZERO))
-            .await
-            .map_err(|err| err.to_string())
+        let open = || open_bucket(&context, &self.correlation_bucket, Duration::ZERO);
+        Ok(self.correlation.get(open).await?)
     }
 
-    fn error(&self, err: impl std::fmt::Display) -> String {
-        format!("cluster NATS at {}: {err}", self.url)
+    fn error(
+        &self,
+        bucket: &str,
+        operation: &'static str,
+        source: impl Into<BoxError>,
+    ) -> ClusterError {
+        ClusterError::KeyValue {
+            url: self.url.clone(),
+            bucket: bucket.to_owned(),
+            operation,
+            source: source.into(),
+        }
     }
 }
 
 /// Claims `key` for `owner` unless it is claimed; answers its holder.
-async fn claim_one(store: kv::Store, key: String, owner: String) -> Result<String, String> {
+async fn claim_one(store: kv::Store, key: String, owner: String) -> Result<String, BoxError> {
     match store.update(&key, owner.clone().into(), 0).await {
         Ok(_) => Ok(owner),
         Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-            let holder = store.get(key).await.map_err(|err| err.to_string())?;
+            let holder = store.get(key).await?;
             // Gone since (expired): nobody holds it, and this claim stands.
             Ok(holder.map_or(owner, |h| String::from_utf8_lossy(&h).into_owned()))
         }
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -303,20 +318,19 @@ fn entry_key(event_key: &str) -> String {
 }
 
 /// The entry's value: the header as one JSON line, then the state's bytes.
-fn encode(header: &Header, state: &[u8]) -> Result<Vec<u8>, String> {
-    let mut value = serde_json::to_vec(header).map_err(|err| err.to_string())?;
+fn encode(header: &Header, state: &[u8]) -> Vec<u8> {
+    let mut value = serde_json::to_vec(header).expect("a correlation header serializes");
     value.push(b'\n');
     value.extend_from_slice(state);
-    Ok(value)
+    value
 }
 
-fn decode(value: &[u8]) -> Result<(Header, Vec<u8>), String> {
+fn decode(value: &[u8]) -> Result<(Header, Vec<u8>), UndecodableValue> {
     let split = value
         .iter()
         .position(|b| *b == b'\n')
-        .ok_or("the shared correlation entry has no header line")?;
-    let header = serde_json::from_slice(&value[..split])
-        .map_err(|err| format!("the shared correlation entry's header is unreadable: {err}"))?;
+        .ok_or(UndecodableValue::NoHeaderLine)?;
+    let header = serde_json::from_slice(&value[..split]).map_err(UndecodableValue::Header)?;
     Ok((header, value[split + 1..].to_vec()))
 }
 
@@ -348,7 +362,7 @@ mod tests {
             steps: BTreeMap::new(),
         };
         let state = b"{\"groups\":\n[1,2]}";
-        let (read, read_state) = decode(&encode(&header, state).unwrap()).unwrap();
+        let (read, read_state) = decode(&encode(&header, state)).unwrap();
         assert_eq!(read.token, "t-1");
         assert_eq!(read_state, state);
         assert!(decode(b"no header line").is_err());

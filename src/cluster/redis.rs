@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::{APPLIED_STEP_TTL, AppliedStep, Claim, SharedCorrelation};
+use super::{APPLIED_STEP_TTL, AppliedStep, Claim, ClusterError, SharedCorrelation};
 use crate::brokers::LazyClient;
 use crate::brokers::ServerUrl;
 
@@ -67,7 +67,7 @@ impl RedisState {
         claims: &[Claim],
         owners: &[String],
         window: Duration,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ClusterError> {
         let mut connection = self.connection().await?;
         // EVAL with the script's text: it is small, and EVALSHA would need the script cache.
         let mut eval = redis::cmd("EVAL");
@@ -78,23 +78,26 @@ impl RedisState {
         eval.arg(window.as_millis() as u64).arg(owners);
         eval.query_async(&mut connection)
             .await
-            .map_err(|err| self.error(err))
+            .map_err(|err| self.error("claim event keys", err))
     }
 
-    pub(super) async fn load(&self, known: Option<&str>) -> Result<SharedCorrelation, String> {
+    pub(super) async fn load(
+        &self,
+        known: Option<&str>,
+    ) -> Result<SharedCorrelation, ClusterError> {
         let mut connection = self.connection().await?;
         let (token, last_step): (Option<String>, Option<Vec<u8>>) = redis::cmd("MGET")
             .arg(self.key(CORRELATION_TOKEN))
             .arg(self.applied_key())
             .query_async(&mut connection)
             .await
-            .map_err(|err| self.error(err))?;
+            .map_err(|err| self.error("read the correlation token", err))?;
         let state = match &token {
             Some(token) if Some(token.as_str()) != known => redis::cmd("GET")
                 .arg(self.key(CORRELATION_STATE))
                 .query_async(&mut connection)
                 .await
-                .map_err(|err| self.error(err))?,
+                .map_err(|err| self.error("read the correlation state", err))?,
             _ => None,
         };
         Ok(SharedCorrelation {
@@ -109,9 +112,9 @@ impl RedisState {
         expected: Option<&str>,
         state: &[u8],
         step: &AppliedStep,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ClusterError> {
         let mut connection = self.connection().await?;
-        let step_json = serde_json::to_vec(step).map_err(|err| err.to_string())?;
+        let step_json = serde_json::to_vec(step).expect("a correlation step serializes");
         let written: i64 = redis::cmd("EVAL")
             .arg(PUBLISH_SCRIPT)
             .arg(3)
@@ -125,7 +128,7 @@ impl RedisState {
             .arg(APPLIED_STEP_TTL.as_millis() as u64)
             .query_async(&mut connection)
             .await
-            .map_err(|err| self.error(err))?;
+            .map_err(|err| self.error("write the correlation state", err))?;
         Ok(written == 1)
     }
 
@@ -134,11 +137,9 @@ impl RedisState {
         self.connection.reset().await;
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, String> {
-        self.connection
-            .get(|| crate::brokers::redis::connect(&self.url))
-            .await
-            .map_err(|err| err.to_string())
+    async fn connection(&self) -> Result<ConnectionManager, ClusterError> {
+        let connect = || crate::brokers::redis::connect(&self.url);
+        Ok(self.connection.get(connect).await?)
     }
 
     fn key(&self, name: &str) -> String {
@@ -149,7 +150,11 @@ impl RedisState {
         self.key(&format!("correlation:applied:{}", self.replica))
     }
 
-    fn error(&self, err: redis::RedisError) -> String {
-        format!("cluster Redis at {}: {err}", self.url)
+    fn error(&self, operation: &'static str, source: redis::RedisError) -> ClusterError {
+        ClusterError::Redis {
+            url: self.url.clone(),
+            operation,
+            source,
+        }
     }
 }

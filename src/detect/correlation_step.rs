@@ -31,7 +31,7 @@ use super::correlate::Correlator;
 use super::{Detector, Pass, RuleSet, queue_alerts, secs};
 use crate::alert::{Alert, Matched};
 use crate::clock::now_ms;
-use crate::cluster::{AppliedStep, SharedCorrelation, SharedState};
+use crate::cluster::{AppliedStep, ClusterError, SharedCorrelation, SharedState};
 use crate::okta::LogEvent;
 use crate::okta::envelope::Origin;
 use crate::spool::{CorrelationCommit, SpoolError, StoredCorrelation};
@@ -236,6 +236,15 @@ impl CorrelationLoop {
     }
 }
 
+/// How a cluster step went, as far as the backend is concerned.
+enum StepOutcome {
+    /// The backend answered: the step applied its inputs, finished this replica's earlier step,
+    /// had nothing to do, or gave up after conflicts until the next step.
+    BackendAnswered,
+    /// The backend could not be reached; the inputs wait in the spool.
+    BackendDown(ClusterError),
+}
+
 /// A step's inputs, decoded, and the last sequence number among them.
 struct Inputs {
     events: Vec<CorrelationInput>,
@@ -264,9 +273,13 @@ impl Detector {
             .collect();
         let inputs = Inputs { events, through };
         match self.correlate_shared(shared, rules, inputs, state).await? {
-            Ok(()) => state.retry_at = None,
-            Err(err) => {
-                tracing::warn!(error = %err, pending = consumed, "correlation paused until the cluster backend answers; its inputs wait in the spool");
+            StepOutcome::BackendAnswered => state.retry_at = None,
+            StepOutcome::BackendDown(err) => {
+                tracing::warn!(
+                    error = err.chain(),
+                    pending = consumed,
+                    "correlation paused until the cluster backend answers; its inputs wait in the spool"
+                );
                 state.retry_at = Some(Instant::now() + BACKEND_RETRY);
                 return Ok(0);
             }
@@ -274,28 +287,28 @@ impl Detector {
         Ok(consumed)
     }
 
-    /// A cluster step. The outer error is the spool's; the inner one says the backend could
-    /// not be reached, and the inputs wait.
+    /// A cluster step. The error is the spool's; a backend that cannot be reached is an
+    /// outcome, and the inputs wait.
     async fn correlate_shared(
         &self,
         shared: &SharedState,
         rules: Arc<RuleSet>,
         inputs: Inputs,
         state: &mut CorrelationLoop,
-    ) -> Result<Result<(), String>, SpoolError> {
+    ) -> Result<StepOutcome, SpoolError> {
         let Inputs { events, through } = inputs;
         for _ in 0..MAX_CONFLICTS {
             let cached = state.take_for(&rules);
             let known = cached.as_ref().and_then(|live| live.token.as_deref());
             let loaded = match shared.load_correlation(known).await {
                 Ok(loaded) => loaded,
-                Err(err) => return Ok(Err(err)),
+                Err(err) => return Ok(StepOutcome::BackendDown(err)),
             };
             if let Some(step) = self.unfinished_step(&loaded).await? {
                 // The inputs this step consumed are gone from the spool now; the next step
                 // reads what is left.
                 self.finish_step(step).await?;
-                return Ok(Ok(()));
+                return Ok(StepOutcome::BackendAnswered);
             }
             let live = match (loaded.state, cached) {
                 (None, Some(cached)) if cached.token == loaded.token => cached,
@@ -306,7 +319,7 @@ impl Detector {
             let now = now_ms();
             if events.is_empty() && !live.correlator.has_expired(secs(now)) {
                 state.live = Some(live);
-                return Ok(Ok(()));
+                return Ok(StepOutcome::BackendAnswered);
             }
             let expected = live.token.clone();
             // Cloned: after a conflict, the same inputs are applied to the other replica's state.
@@ -320,12 +333,12 @@ impl Detector {
                 .publish_correlation(expected.as_deref(), &live.correlator.save(), &step)
                 .await;
             match written {
-                Err(err) => return Ok(Err(err)),
+                Err(err) => return Ok(StepOutcome::BackendDown(err)),
                 Ok(true) => {
                     live.token = Some(step.token.clone());
                     self.finish_step(step).await?;
                     state.live = Some(live);
-                    return Ok(Ok(()));
+                    return Ok(StepOutcome::BackendAnswered);
                 }
                 Ok(false) => {
                     // Another replica wrote first: this correlator is stale (it is dropped), and
@@ -338,7 +351,7 @@ impl Detector {
             attempts = MAX_CONFLICTS,
             "the shared correlation state kept changing under this replica; retrying next step"
         );
-        Ok(Ok(()))
+        Ok(StepOutcome::BackendAnswered)
     }
 
     /// This replica's step found in Redis that its spool has not recorded (it stopped between

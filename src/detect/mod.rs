@@ -296,7 +296,10 @@ impl Detector {
                 duplicates
             }
             Err(err) => {
-                tracing::warn!(error = %err, "shared de-duplication unavailable; this replica's own window decides");
+                tracing::warn!(
+                    error = err.chain(),
+                    "shared de-duplication unavailable; this replica's own window decides"
+                );
                 HashSet::new()
             }
         }
