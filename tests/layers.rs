@@ -52,18 +52,15 @@ fn every_module_uses_only_lower_layers() {
 
 #[test]
 fn only_the_command_line_prints() {
-    let offenders: Vec<String> = source_files()
-        .iter()
-        .filter(|file| !PRINTING_ALLOWED.iter().any(|p| rel(file).starts_with(p)))
-        .flat_map(|file| {
-            let code = code_of(file);
+    let offenders = places(
+        |file| !PRINTING_ALLOWED.iter().any(|p| rel(file).starts_with(p)),
+        |code| {
             PRINT_MACROS
                 .iter()
-                .flat_map(|mac| find_macro(&code, mac))
-                .map(|offset| format!("{}:{}", rel(file), line_of(&code, offset)))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+                .flat_map(|mac| find_macro(code, mac))
+                .collect()
+        },
+    );
     assert!(
         offenders.is_empty(),
         "printing outside src/cli/ and src/main.rs (return the data and print it in cli/):\n{}",
@@ -73,21 +70,27 @@ fn only_the_command_line_prints() {
 
 #[test]
 fn library_errors_are_not_strings() {
-    let offenders: Vec<String> = source_files()
-        .iter()
-        .flat_map(|file| {
-            let code = code_of(file);
-            string_errors(&code)
-                .into_iter()
-                .map(|offset| format!("{}:{}", rel(file), line_of(&code, offset)))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let offenders = places(|_| true, string_errors);
     assert!(
         offenders.is_empty(),
         "`Result<_, String>` in library code (use an error type, keep the source):\n{}",
         offenders.join("\n")
     );
+}
+
+/// `file:line` of every offset `find` reports in the code of the source files `wanted` keeps.
+fn places(wanted: impl Fn(&Path) -> bool, find: impl Fn(&str) -> Vec<usize>) -> Vec<String> {
+    source_files()
+        .iter()
+        .filter(|file| wanted(file))
+        .flat_map(|file| {
+            let code = code_of(file);
+            find(&code)
+                .into_iter()
+                .map(|offset| format!("{}:{}", rel(file), line_of(&code, offset)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The checker itself: an upward import, a grouped one, one through `super::` to the root, a
