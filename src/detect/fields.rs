@@ -103,6 +103,8 @@ pub fn field_names(rule: &SigmaRule) -> Vec<String> {
             names.push(name.clone());
         }
     });
+    // The detections are a map without an order: sorted, the list reads the same every run.
+    names.sort();
     names
 }
 
