@@ -1,0 +1,199 @@
+//! Wiring: builds every part from a [`Config`], runs them, and shuts them down in order.
+//!
+//! Shutdown order matters for durability: first readiness turns false and the listener stops
+//! accepting; requests in flight finish (their batches are committed); then the detector and the
+//! forwarders stop between two units of work; last the spool's writer commits what is queued.
+//!
+//! [`pipeline`] builds and starts each org's pipeline, [`workers`] holds the tasks the orgs share
+//! (maintenance, rules reload on SIGHUP), [`shutdown`] the HTTP phase and the order it stops in.
+
+mod pipeline;
+mod shutdown;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::admin::{AdminOrg, AdminState};
+use crate::config::{Config, ServerConfig};
+use crate::http::guard::Guard;
+use crate::http::serve::ServeOptions;
+use crate::http::tls::ReloadingTls;
+use crate::http::{AppState, OrgStatus, router};
+use crate::secret::SecretSet;
+use pipeline::{Pipeline, Shared};
+pub use pipeline::{Preflight, preflight};
+use shutdown::Serving;
+pub use shutdown::shutdown_signal;
+use workers::{Hangups, Workers, catch_hangups, maintenance, reload_rules_on_sighup};
+
+/// A built, not yet running, factorwatch.
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    tls: Option<ReloadingTls>,
+    /// One per org served: the top-level org's first (when served), then each `[[okta.orgs]]`.
+    pipelines: Vec<Pipeline>,
+    hangups: Hangups,
+}
+
+impl Application {
+    /// Opens every org's spool, loads its rules, builds its sinks and binds the listener. Fails
+    /// before anything runs if any part is misconfigured.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let hangups = catch_hangups();
+        let Preflight { pipelines, tls } = preflight(&config)?;
+        let pipelines = pipelines
+            .into_iter()
+            .map(|prepared| Pipeline::open(prepared, config.storage.max_backlog_bytes))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (listener, admin_listener) = bind_listeners(&config.server).await?;
+        pipelines.iter().for_each(Pipeline::log_ready);
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            tls = tls.is_some(),
+            orgs = pipelines.len(),
+            "factorwatch ready"
+        );
+        Ok(Self {
+            config,
+            listener,
+            admin_listener,
+            tls,
+            pipelines,
+            hangups,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The admin API's address, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// Runs until `shutdown` resolves, then stops gracefully.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let mut workers = Workers::default();
+        let grace = self.config.server.shutdown_grace;
+        let serving = self.start(&mut workers)?;
+        let admin_task = serving.until(shutdown).await;
+        shutdown::stop(workers, admin_task, grace).await;
+        Ok(())
+    }
+
+    /// Starts every org's workers and the tasks they share; returns what the listeners serve.
+    fn start(self, workers: &mut Workers) -> anyhow::Result<Serving> {
+        let replica = replica_id(&self.config.storage.data_dir)?;
+        let shared = Shared {
+            config: &self.config,
+            replica: &replica,
+        };
+        let orgs = pipeline::start_all(self.pipelines, &shared, workers)?;
+        workers.spawn(|stop| reload_rules_on_sighup(orgs.reloads, self.hangups, stop));
+        let server = &self.config.server;
+        let guard = Guard::new(server);
+        let (statuses, rate_limit) = (orgs.statuses.clone(), guard.rate_limit());
+        workers.spawn(|stop| maintenance(statuses, rate_limit, stop));
+        let options = serve_options(server, self.tls, workers);
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let state = app_state(orgs.statuses, &shutting_down);
+        Ok(Serving {
+            listener: self.listener,
+            app: router(state, orgs.hooks, server.request_timeout, guard),
+            options,
+            shutting_down,
+            admin: self
+                .admin_listener
+                .map(|listener| (listener, admin_router(orgs.admin, server))),
+            drain_delay: server.shutdown_drain_delay,
+            grace: server.shutdown_grace,
+        })
+    }
+}
+
+/// Binds the hook listener and, when enabled, the admin API's.
+async fn bind_listeners(
+    server: &ServerConfig,
+) -> anyhow::Result<(TcpListener, Option<TcpListener>)> {
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", server.listen))?;
+    let admin_listener = match server.admin_enabled {
+        true => Some(TcpListener::bind(server.admin_listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (server.admin_listen; another factorwatch on this host? \
+                 give each its own admin port, or set server.admin_enabled = false)",
+                server.admin_listen
+            )
+        })?),
+        false => None,
+    };
+    Ok((listener, admin_listener))
+}
+
+/// How the hook listener accepts connections; with TLS, also spawns the certificate watcher.
+fn serve_options(
+    server: &ServerConfig,
+    tls: Option<ReloadingTls>,
+    workers: &mut Workers,
+) -> ServeOptions {
+    let options = ServeOptions {
+        header_read_timeout: server.header_read_timeout,
+        max_connections: server.max_connections,
+        tls: tls.as_ref().map(ReloadingTls::acceptor),
+    };
+    if let Some(tls) = tls {
+        workers.spawn(|stop| tls.watch(stop));
+    }
+    options
+}
+
+/// What `/readyz` and `/metrics` serve: every org, and whether shutdown started.
+fn app_state(orgs: Vec<OrgStatus>, shutting_down: &Arc<AtomicBool>) -> AppState {
+    AppState {
+        orgs: orgs.into(),
+        metrics: crate::telemetry::metrics_handle(),
+        shutting_down: shutting_down.clone(),
+    }
+}
+
+/// The admin API over every org's dead letters, behind `server.admin_token` when set.
+fn admin_router(orgs: Vec<AdminOrg>, server: &ServerConfig) -> axum::Router {
+    crate::admin::router(AdminState {
+        orgs: orgs.into(),
+        token: server
+            .admin_token
+            .as_ref()
+            .map(|token| Arc::new(SecretSet::new([token]))),
+    })
+}
+
+/// This replica's name in the cluster: a uuid made at its first start and kept in
+/// `<data_dir>/replica-id`, so it stays the same across restarts and goes with a lost disk.
+fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}

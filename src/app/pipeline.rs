@@ -1,0 +1,353 @@
+//! One org's pipeline, from its configuration to its running workers: [`preflight`] checks and
+//! builds what `serve` needs before it opens anything, [`Pipeline::open`] opens the org's spool,
+//! [`Pipeline::start`] spawns its detector and forwarders and hands out what the listener, the
+//! admin API and the SIGHUP handler need of it.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::HeaderName;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use super::workers::{RulesReload, Workers, record_rules_loaded};
+use crate::admin::AdminOrg;
+use crate::cluster::SharedState;
+use crate::config::{Config, PipelineConfig, ServerConfig, SinkConfig};
+use crate::detect::{Detector, RuleSet, SharedRules};
+use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
+use crate::http::tls::ReloadingTls;
+use crate::http::{HookState, OrgStatus};
+use crate::secret::SecretSet;
+use crate::sinks::{self, Sink};
+use crate::spool::Spool;
+
+/// What `serve` checks and builds before it opens a spool or a port: every org's rules loaded,
+/// every sink built (connecting to nothing yet), the TLS certificate read. `check-config` runs
+/// exactly this, so it accepts what `serve` accepts; `serve` runs it once.
+pub struct Preflight {
+    /// Each org's rules and sinks, in [`Config::pipelines`] order.
+    pub(super) pipelines: Vec<PreparedPipeline>,
+    /// The listener's certificate, when `[server.tls]` is set.
+    pub(super) tls: Option<ReloadingTls>,
+}
+
+/// One org's configuration with its rules loaded and its sinks built.
+pub(super) struct PreparedPipeline {
+    config: PipelineConfig,
+    rules: RuleSet,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+/// Runs every check `serve` runs before it listens, and keeps what they built for it.
+pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
+    config.require_secret()?;
+    let pipelines = config
+        .pipelines()
+        .into_iter()
+        .map(PreparedPipeline::new)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(ReloadingTls::new)
+        .transpose()
+        .context("server.tls")?;
+    Ok(Preflight { pipelines, tls })
+}
+
+impl PreparedPipeline {
+    /// Loads the org's rules and builds its sinks; errors name the org.
+    fn new(config: PipelineConfig) -> anyhow::Result<Self> {
+        let scope = |err| config.scoped(err);
+        let rules = RuleSet::load(&config.rules).map_err(scope)?;
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|sink| {
+                sinks::build(sink).with_context(|| format!("sinks: sink {:?}", sink.name()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(scope)?;
+        Ok(Self {
+            config,
+            rules,
+            sinks,
+        })
+    }
+}
+
+/// One org's pipeline, built and not yet running: its spool, rules and sinks. The top-level org
+/// and every `[[okta.orgs]]` org are built and run by the same code; they share nothing but the
+/// listener, the guard and the process.
+pub(super) struct Pipeline {
+    config: PipelineConfig,
+    /// The org's name, as alerts, logs and metric labels carry it.
+    org: Option<Arc<str>>,
+    /// Where its batches, outbox and dead letters live.
+    spool: Arc<Spool>,
+    /// Its rules in force (reloaded on SIGHUP).
+    rules: SharedRules,
+    /// Its destinations, one forwarder each.
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+/// What a running pipeline hands to the HTTP server, the admin API and the shared workers.
+struct Started {
+    /// Its hook route's state.
+    hook: HookState,
+    /// What `/readyz` and `/metrics` report of it.
+    status: OrgStatus,
+    /// Its dead letters, for the admin API.
+    admin: AdminOrg,
+    /// Its rules, for SIGHUP.
+    reload: RulesReload,
+}
+
+/// What every running pipeline handed over, gathered by who takes it, in pipeline order.
+#[derive(Default)]
+pub(super) struct Orgs {
+    /// The hook routes, for the router.
+    pub(super) hooks: Vec<HookState>,
+    /// For `/readyz`, `/metrics` and the maintenance task.
+    pub(super) statuses: Vec<OrgStatus>,
+    /// For the admin API.
+    pub(super) admin: Vec<AdminOrg>,
+    /// For the SIGHUP handler.
+    pub(super) reloads: Vec<RulesReload>,
+}
+
+impl Orgs {
+    fn push(&mut self, started: Started) {
+        self.hooks.push(started.hook);
+        self.statuses.push(started.status);
+        self.admin.push(started.admin);
+        self.reloads.push(started.reload);
+    }
+}
+
+/// What every pipeline's workers share.
+pub(super) struct Shared<'a> {
+    /// `[server]` and `[delivery]` are the same for every org.
+    pub(super) config: &'a Config,
+    /// This process's name in the cluster (one per data directory).
+    pub(super) replica: &'a str,
+}
+
+/// The wake-ups of one org's workers: the detector's (intake rings it) and one per sink, in
+/// sink order (the detector and the admin API ring them).
+struct Wakes {
+    detector: Arc<Notify>,
+    forwarders: Vec<Arc<Notify>>,
+}
+
+impl Wakes {
+    fn new(sinks: usize) -> Self {
+        Self {
+            detector: Arc::new(Notify::new()),
+            forwarders: (0..sinks).map(|_| Arc::new(Notify::new())).collect(),
+        }
+    }
+}
+
+/// Starts every pipeline, in order, their workers in `workers`; fails on the first that cannot.
+pub(super) fn start_all(
+    pipelines: Vec<Pipeline>,
+    shared: &Shared<'_>,
+    workers: &mut Workers,
+) -> anyhow::Result<Orgs> {
+    let mut orgs = Orgs::default();
+    for pipeline in pipelines {
+        orgs.push(pipeline.start(shared, workers)?);
+    }
+    Ok(orgs)
+}
+
+impl Pipeline {
+    /// Opens the spool of a prepared org.
+    pub(super) fn open(prepared: PreparedPipeline, max_backlog_bytes: u64) -> anyhow::Result<Self> {
+        let PreparedPipeline {
+            config,
+            rules,
+            sinks,
+        } = prepared;
+        let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
+        let scope = |err| config.scoped(err);
+        record_rules_loaded(org.as_deref(), rules.len());
+        let spool = Spool::open(&config.data_dir, max_backlog_bytes)
+            .context("cannot open the spool")
+            .map_err(scope)?;
+        warn_about_stranded_alerts(&spool, &config.sinks);
+        Ok(Self {
+            org,
+            spool: Arc::new(spool),
+            rules: SharedRules::new(rules),
+            sinks,
+            config,
+        })
+    }
+
+    /// Logs what this org serves.
+    pub(super) fn log_ready(&self) {
+        tracing::info!(
+            org = self.org.as_deref(),
+            hook_path = %self.config.hook_path,
+            rules = self.rules.current().len(),
+            sinks = ?self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            spool = %self.spool.path().display(),
+            backlog_batches = self.spool.backlog().batches,
+            "org served"
+        );
+    }
+
+    /// Spawns the org's detector and forwarders into `workers`; returns what the HTTP server,
+    /// the admin API and the SIGHUP handler need of this org.
+    fn start(self, shared: &Shared<'_>, workers: &mut Workers) -> anyhow::Result<Started> {
+        let auth_header = self.auth_header()?;
+        let wakes = Wakes::new(self.sinks.len());
+        let cluster = SharedState::new(&self.config.cluster, shared.replica).map(Arc::new);
+        let cluster_status = cluster.as_ref().map(|state| state.status.clone());
+        let health = SinkHealth::for_org(self.org.clone());
+        self.spawn_workers(shared, workers, &wakes, cluster, &health);
+        Ok(Started {
+            hook: self.hook_state(&shared.config.server, auth_header, wakes.detector),
+            status: OrgStatus {
+                org: self.org.clone(),
+                spool: self.spool.clone(),
+                sink_health: health,
+                cluster: cluster_status,
+            },
+            admin: self.admin_org(wakes.forwarders),
+            reload: RulesReload {
+                org: self.org,
+                rules: self.rules,
+                config: self.config.rules,
+            },
+        })
+    }
+
+    /// The header the org's Okta sends its secret in.
+    fn auth_header(&self) -> anyhow::Result<HeaderName> {
+        self.config.auth_header.parse().with_context(|| {
+            format!(
+                "{}: auth_header is not a valid header name",
+                self.config.label()
+            )
+        })
+    }
+
+    /// Spawns the detector and one forwarder per sink into `workers`.
+    fn spawn_workers(
+        &self,
+        shared: &Shared<'_>,
+        workers: &mut Workers,
+        wakes: &Wakes,
+        cluster: Option<Arc<SharedState>>,
+        health: &SinkHealth,
+    ) {
+        // Every log line of this org's workers names the org; the top-level org's stay as they were.
+        let span = match &self.org {
+            Some(name) => tracing::info_span!("org", org = %name),
+            None => tracing::Span::none(),
+        };
+        let detector = self.detector(wakes, cluster);
+        workers.spawn(|stop| {
+            detector
+                .run(wakes.detector.clone(), stop)
+                .instrument(span.clone())
+        });
+        for (sink, wake) in self.sinks.iter().zip(&wakes.forwarders) {
+            let forwarder = Forwarder {
+                sink: sink.clone(),
+                spool: self.spool.clone(),
+                policy: RetryPolicy(shared.config.delivery.clone()),
+                health: health.clone(),
+            };
+            workers.spawn(|stop| forwarder.run(wake.clone(), stop).instrument(span.clone()));
+        }
+    }
+
+    /// The org's detector, waking its forwarders; `cluster` in cluster mode.
+    fn detector(&self, wakes: &Wakes, cluster: Option<Arc<SharedState>>) -> Detector {
+        Detector {
+            rules: self.rules.clone(),
+            spool: self.spool.clone(),
+            sinks: self.config.sinks.clone().into(),
+            dedup_window: self.config.rules.dedup_window,
+            privileged_users: self.config.rules.privileged_users.clone().into(),
+            forwarders: wakes.forwarders.clone(),
+            shared: cluster,
+            org: self.org.clone(),
+        }
+    }
+
+    /// The org's hook route: stores into its spool and wakes `detector`.
+    fn hook_state(
+        &self,
+        server: &ServerConfig,
+        auth_header: HeaderName,
+        detector: Arc<Notify>,
+    ) -> HookState {
+        HookState {
+            org: self.org.clone(),
+            path: self.config.hook_path.clone(),
+            spool: self.spool.clone(),
+            secrets: Arc::new(SecretSet::new(&self.config.secrets)),
+            auth_header,
+            max_body_bytes: server.max_body_bytes,
+            request_timeout: server.request_timeout,
+            detector,
+        }
+    }
+
+    /// The org's dead letters and sinks, each with its forwarder's wake-up, for the admin API.
+    fn admin_org(&self, forwarders: Vec<Arc<Notify>>) -> AdminOrg {
+        AdminOrg {
+            org: self.config.org.clone(),
+            spool: self.spool.clone(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|s| s.name().to_owned())
+                .zip(forwarders)
+                .collect(),
+        }
+    }
+}
+
+/// Alerts queued for a sink that is no longer configured would wait forever: say so at start.
+fn warn_about_stranded_alerts(spool: &Spool, configured: &[SinkConfig]) {
+    for (sink, counts) in spool.backlog().sinks {
+        if counts.pending > 0 && !configured.iter().any(|s| s.name() == sink) {
+            tracing::warn!(
+                spool = %spool.path().display(),
+                sink = %sink,
+                pending = counts.pending,
+                "alerts wait in the outbox of a sink that is no longer configured; add the sink \
+                 back under its old name to deliver them"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check-config` and `serve` share this: a certificate file that cannot be read fails
+    /// before anything opens, and the error names the file.
+    #[test]
+    fn preflight_reads_the_tls_files() {
+        let mut config = Config::from_toml(
+            "[okta]\nsecrets = [\"s\"]\n[server.tls]\ncert_path = \"/nope.pem\"\nkey_path = \"/nope.key\"\n",
+        )
+        .unwrap();
+        config.storage.data_dir = "/nonexistent/never-opened".into();
+        let err = preflight(&config)
+            .err()
+            .expect("a missing certificate is refused");
+        assert!(format!("{err:#}").contains("/nope.pem"), "{err:#}");
+        assert!(!config.storage.data_dir.exists());
+    }
+}
