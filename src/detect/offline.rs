@@ -18,12 +18,17 @@ use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{LogEvent, Origin};
 
 /// The rules in `paths`, plus the built-in ones with `builtin`: all or nothing, as `[rules]`
-/// loads them.
-pub fn load_rules(paths: Vec<PathBuf>, builtin: bool) -> anyhow::Result<RuleSet> {
+/// loads them. The rest of `config` (the configuration file's `[rules]`, or the defaults) applies:
+/// `|expand` placeholders, and `builtin_correlations` with `builtin`; its own `paths` do not.
+pub fn load_rules(
+    config: &RulesConfig,
+    paths: Vec<PathBuf>,
+    builtin: bool,
+) -> anyhow::Result<RuleSet> {
     RuleSet::load(&RulesConfig {
         builtin,
         paths,
-        ..RulesConfig::default()
+        ..config.clone()
     })
 }
 
