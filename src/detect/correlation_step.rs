@@ -613,6 +613,40 @@ mod tests {
         snapshots
     }
 
+    #[test]
+    fn an_input_stored_in_seconds_by_an_older_version_still_decodes() {
+        let event = samples::session_start(&samples::users()[0], "192.0.2.1");
+        let raw = serde_json::value::to_raw_value(&event).unwrap();
+        let origin = Origin::default();
+        let matched = Matched {
+            event: LogEvent(&event),
+            raw: &raw,
+            key: "uuid-1",
+            origin: &origin,
+            delivery_id: None,
+            received_at: "2026-12-01T00:00:00Z",
+        };
+        let time = EventTime {
+            published_ms: 1_764_547_200_123,
+            received_ms: 1_764_547_260_000,
+        };
+        let mut stored: Value =
+            serde_json::from_slice(&CorrelationInput::encode(&matched, time)).unwrap();
+        let decoded = CorrelationInput::decode(1, &serde_json::to_vec(&stored).unwrap()).unwrap();
+        assert_eq!(decoded.time.event_time(), time);
+        let fields = stored.as_object_mut().unwrap();
+        fields.remove("time");
+        fields.insert("at_secs".into(), 1_764_547_200.into());
+        let legacy = CorrelationInput::decode(1, &serde_json::to_vec(&stored).unwrap()).unwrap();
+        assert_eq!(
+            legacy.time.event_time(),
+            EventTime {
+                published_ms: 1_764_547_200_000,
+                received_ms: 1_764_547_200_000,
+            }
+        );
+    }
+
     /// The state as JSON, to compare two correlators.
     fn state_of(live: &LiveCorrelation) -> Value {
         serde_json::from_slice(&live.correlator.save()).unwrap()
