@@ -161,7 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck => healthcheck::run(config_path).await,
         Command::Rules {
             command: RulesCommand::Check { paths },
-        } => rules::check(paths),
+        } => rules::check(paths, config_path),
         Command::Rules {
             command:
                 RulesCommand::Test {
@@ -170,7 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     privileged,
                     events,
                 },
-        } => rules::test(rules, builtin, privileged, events),
+        } => rules::test(rules, builtin, privileged, events, config_path),
         Command::Sinks {
             command: SinksCommand::Test { sink, org },
         } => {

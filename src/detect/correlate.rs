@@ -1,10 +1,13 @@
 //! Correlation over time: Sigma correlation rules, and the state that makes them survive restarts.
 //!
 //! `event_count`, `value_count`, `temporal` and `temporal_ordered` rules are evaluated by
-//! rsigma's `CorrelationEngine`, fed with the detections of factorwatch's own rule engine. Sigma
-//! has no rule type for "this did not happen", so factorwatch adds one: a `temporal_ordered`
-//! rule with `factorwatch.absence: true` opens a timer when its first rule matches and fires when
-//! the timespan runs out before the next rule matched for the same group.
+//! rsigma's `CorrelationEngine`, one engine per rule, fed with the detections of factorwatch's
+//! own rule engine, on a clock of ticks that puts every event after the ones fed before it in
+//! the same millisecond ([`ticks`](super::ticks)). Sigma has no rule type for "this did not
+//! happen", so factorwatch adds one: a `temporal_ordered` rule with `factorwatch.absence: true`
+//! opens a timer when its first rule matches and fires when the timespan runs out before the
+//! next rule matched for the same group. An event without a value for every field a rule groups
+//! by opens no group of that rule.
 //!
 //! Both kinds of state (rsigma's windows and the open timers) are committed with the removal of
 //! the inputs they came from: in Redis for a fleet, exported after every correlation step; in the
@@ -16,15 +19,17 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
+use rsigma_eval::correlation::compile_correlation;
 use rsigma_eval::event::JsonEvent;
 use rsigma_eval::{
     CorrelationAction, CorrelationConfig, CorrelationEngine, CorrelationSnapshot, EvaluationResult,
-    Event, EventValue, ResultBody,
+    Event, EventValue, GroupByField, GroupKey, ResultBody,
 };
 use rsigma_parser::{CorrelationRule, CorrelationType, SigmaRule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::ticks::{EventTime, Ties, engine_suppress_ticks, in_ticks};
 use crate::alert::{Alert, CorrelationInfo, RuleRef};
 use crate::telemetry::metrics::CORRELATION_TIMERS_REFUSED_TOTAL;
 
@@ -45,7 +50,8 @@ const MAX_GROUP_ENTRIES: usize = 1_000;
 const MAX_OPEN_TIMERS: usize = 10_000;
 
 /// Bumped when the stored state changes shape; older state is then discarded with a warning.
-const STATE_VERSION: u32 = 1;
+/// Version 1 kept rsigma's windows in seconds: its timers are kept, its windows dropped.
+const STATE_VERSION: u32 = 2;
 
 /// A correlation rule as loaded: what alerts name it, and how it is evaluated.
 #[derive(Debug, Clone)]
@@ -74,6 +80,9 @@ struct OpenTimer {
     rule_id: String,
     group: Vec<(String, String)>,
     deadline_secs: i64,
+    /// The tick of the event that opened it: only a later event closes it.
+    #[serde(default)]
+    opened_tick: i64,
     alert: Alert,
 }
 
@@ -86,23 +95,134 @@ struct StoredState {
     version: u32,
     windows: CorrelationSnapshot,
     timers: Vec<OpenTimer>,
+    #[serde(default)]
+    ties: Ties,
+}
+
+/// One rsigma correlation with its own engine, so that each event can be fed to the
+/// correlations whose groups it has a value for, and to no other.
+struct Windowed {
+    loaded: LoadedCorrelation,
+    engine: CorrelationEngine,
+    group_by: Vec<GroupByField>,
+    /// Each detection rule it refers to, by id: the names it may be referred to by (id, name).
+    inputs: HashMap<String, Vec<String>>,
 }
 
 /// The live correlation state of one detector.
 pub struct Correlator {
-    engine: CorrelationEngine,
-    correlations: HashMap<String, LoadedCorrelation>,
+    windowed: Vec<Windowed>,
     absences: Vec<LoadedCorrelation>,
     /// Open timers.
     timers: BTreeMap<TimerKey, OpenTimer>,
+    ties: Ties,
+    /// The longest timespan of the correlations, in milliseconds.
+    horizon_ms: i64,
 }
 
 impl std::fmt::Debug for Correlator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Correlator")
-            .field("correlations", &self.correlations.len())
+            .field("correlations", &(self.windowed.len() + self.absences.len()))
             .field("open_timers", &self.timers.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl Windowed {
+    /// The engine of `loaded`, which refers to some of `detection_rules`.
+    fn new(detection_rules: &[SigmaRule], loaded: &LoadedCorrelation) -> anyhow::Result<Self> {
+        let referred = |rule: &&SigmaRule| {
+            let names = [rule.id.as_deref(), rule.name.as_deref()];
+            loaded
+                .parsed
+                .rules
+                .iter()
+                .any(|name| names.contains(&Some(name.as_str())))
+        };
+        let inputs: Vec<&SigmaRule> = detection_rules.iter().filter(referred).collect();
+        let mut engine = CorrelationEngine::new(CorrelationConfig {
+            timestamp_fields: vec!["published".into()],
+            // After firing, a group starts counting again from nothing: three more resets by
+            // the same admin raise a second alert, not every reset after the third.
+            action_on_match: CorrelationAction::Reset,
+            max_group_entries: Some(MAX_GROUP_ENTRIES),
+            suppress: engine_suppress_ticks(&inputs),
+            ..CorrelationConfig::default()
+        });
+        // Registered so that the correlation can name the rules it refers to; their detections
+        // come from the rule set's own engine.
+        for rule in &inputs {
+            engine.add_rule(rule)?;
+        }
+        let in_ticks = in_ticks(&loaded.parsed);
+        engine
+            .add_correlation(&in_ticks)
+            .with_context(|| format!("correlation rule {:?}", loaded.rule.title))?;
+        Ok(Self {
+            loaded: loaded.clone(),
+            engine,
+            group_by: compile_correlation(&in_ticks)?.group_by,
+            inputs: inputs
+                .iter()
+                .filter_map(|rule| {
+                    let names = rule.id.iter().chain(&rule.name).cloned().collect();
+                    Some((rule.id.clone()?, names))
+                })
+                .collect(),
+        })
+    }
+
+    /// Feeds the `detections` of `event` that this correlation groups to its engine, at `tick`;
+    /// returns the alerts that fire.
+    fn observe(
+        &mut self,
+        event: &JsonEvent<'_>,
+        detections: &[EvaluationResult],
+        tick: i64,
+        build: &dyn Fn(&RuleRef) -> Alert,
+    ) -> Vec<Alert> {
+        let grouped: Vec<EvaluationResult> = detections
+            .iter()
+            .filter(|detection| self.groups(event, detection))
+            .cloned()
+            .collect();
+        if grouped.is_empty() {
+            return Vec::new();
+        }
+        let results = self.engine.process_with_detections(event, grouped, tick);
+        let parsed = &self.loaded.parsed;
+        results
+            .iter()
+            .filter_map(|result| match &result.body {
+                ResultBody::Correlation(body) => Some(body),
+                _ => None,
+            })
+            .map(|body| {
+                let mut alert = build(&self.loaded.rule);
+                alert.correlation = Some(CorrelationInfo {
+                    kind: parsed.correlation_type.as_str().to_owned(),
+                    group: body.group_key.iter().cloned().collect(),
+                    value: body.aggregated_value,
+                    timespan_secs: parsed.timespan.seconds,
+                    rules: parsed.rules.clone(),
+                });
+                alert
+            })
+            .collect()
+    }
+
+    /// True when `detection` is of a rule this correlation refers to and `event` has a value
+    /// for every field it groups by (aliases resolved for that rule). rsigma would put an event
+    /// without them in a group of its own, which alerts show as `"group": {}`.
+    fn groups(&self, event: &JsonEvent<'_>, detection: &EvaluationResult) -> bool {
+        let Some(names) = (detection.header.rule_id.as_ref()).and_then(|id| self.inputs.get(id))
+        else {
+            return false;
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let key = GroupKey::extract(event, &self.group_by, &names);
+        key.0.iter().all(Option::is_some)
     }
 }
 
@@ -112,36 +232,24 @@ impl Correlator {
         detection_rules: &[SigmaRule],
         correlations: &[LoadedCorrelation],
     ) -> anyhow::Result<Self> {
-        let mut engine = CorrelationEngine::new(CorrelationConfig {
-            timestamp_fields: vec!["published".into()],
-            // After firing, a group starts counting again from nothing: three more resets by
-            // the same admin raise a second alert, not every reset after the third.
-            action_on_match: CorrelationAction::Reset,
-            max_group_entries: Some(MAX_GROUP_ENTRIES),
-            ..CorrelationConfig::default()
-        });
-        // Registered so that correlations can name the rules they refer to; their detections
-        // come from the rule set's own engine.
-        for rule in detection_rules {
-            engine.add_rule(rule)?;
-        }
-        let mut by_id = HashMap::new();
-        let mut absences = Vec::new();
-        for loaded in correlations {
-            if loaded.absence.is_some() {
-                absences.push(loaded.clone());
-            } else {
-                engine
-                    .add_correlation(&loaded.parsed)
-                    .with_context(|| format!("correlation rule {:?}", loaded.rule.title))?;
-            }
-            by_id.insert(loaded.rule.id.clone(), loaded.clone());
-        }
+        let (absences, windowed): (Vec<_>, Vec<_>) = correlations
+            .iter()
+            .cloned()
+            .partition(|loaded| loaded.absence.is_some());
+        let horizon_secs = correlations
+            .iter()
+            .map(|loaded| loaded.parsed.timespan.seconds)
+            .max()
+            .unwrap_or(0);
         Ok(Self {
-            engine,
-            correlations: by_id,
+            windowed: windowed
+                .iter()
+                .map(|loaded| Windowed::new(detection_rules, loaded))
+                .collect::<anyhow::Result<_>>()?,
             absences,
             timers: BTreeMap::new(),
+            ties: Ties::default(),
+            horizon_ms: i64::try_from(horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
         })
     }
 
@@ -149,21 +257,46 @@ impl Correlator {
     pub fn save(&self) -> Vec<u8> {
         let state = StoredState {
             version: STATE_VERSION,
-            windows: self.engine.export_state(),
+            windows: self.windows(),
             timers: self.timers.values().cloned().collect(),
+            ties: self.ties.clone(),
         };
         serde_json::to_vec(&state).expect("correlation state serializes")
+    }
+
+    /// The windows of every engine, as one snapshot (keyed by correlation id), each one's
+    /// groups in order, so that a state and its replay compare equal.
+    fn windows(&self) -> CorrelationSnapshot {
+        let mut all = CorrelationEngine::new(CorrelationConfig::default()).export_state();
+        for windowed in &self.windowed {
+            let one = windowed.engine.export_state();
+            all.windows.extend(by_group(one.windows));
+            all.last_alert.extend(by_group(one.last_alert));
+            all.event_buffers.extend(by_group(one.event_buffers));
+            all.event_ref_buffers
+                .extend(by_group(one.event_ref_buffers));
+        }
+        all
     }
 
     /// Continues from stored state. State of rules no longer loaded is dropped.
     pub fn restore(&mut self, stored: &[u8]) -> anyhow::Result<()> {
         let state: StoredState =
             serde_json::from_slice(stored).context("stored correlation state is unreadable")?;
-        if state.version != STATE_VERSION || !self.engine.import_state(state.windows) {
-            bail!("stored correlation state has an older format");
+        if state.version == STATE_VERSION {
+            for windowed in &mut self.windowed {
+                if !windowed.engine.import_state(state.windows.clone()) {
+                    bail!("stored correlation state has an older format");
+                }
+            }
+            self.ties = state.ties;
+        } else {
+            tracing::warn!(
+                "correlation windows saved by an older factorwatch start empty; absence timers carry on"
+            );
         }
         for timer in state.timers {
-            if self.correlations.contains_key(&timer.rule_id) {
+            if self.absences.iter().any(|a| a.rule.id == timer.rule_id) {
                 let key = (
                     timer.rule_id.clone(),
                     timer.group.iter().map(|(_, v)| Some(v.clone())).collect(),
@@ -176,7 +309,8 @@ impl Correlator {
 
     /// Number of open windows and timers.
     pub fn open_state(&self) -> usize {
-        self.engine.state_count() + self.timers.len()
+        let windows: usize = self.windowed.iter().map(|w| w.engine.state_count()).sum();
+        windows + self.timers.len()
     }
 
     /// Feeds one event (its detections, its time) to every correlation and returns the alerts
@@ -185,36 +319,17 @@ impl Correlator {
         &mut self,
         event: &Value,
         detections: &[EvaluationResult],
-        timestamp_secs: i64,
+        time: EventTime,
         build: &dyn Fn(&RuleRef) -> Alert,
     ) -> Vec<Alert> {
         let json = JsonEvent::borrow(event);
-        let mut alerts = Vec::new();
-        let results =
-            self.engine
-                .process_with_detections(&json, detections.to_vec(), timestamp_secs);
-        for result in &results {
-            let ResultBody::Correlation(body) = &result.body else {
-                continue;
-            };
-            let key = result
-                .header
-                .rule_id
-                .as_deref()
-                .unwrap_or(&result.header.rule_title);
-            if let Some(loaded) = self.correlations.get(key) {
-                let mut alert = build(&loaded.rule);
-                alert.correlation = Some(CorrelationInfo {
-                    kind: loaded.parsed.correlation_type.as_str().to_owned(),
-                    group: body.group_key.iter().cloned().collect(),
-                    value: body.aggregated_value,
-                    timespan_secs: body.timespan_secs,
-                    rules: loaded.parsed.rules.clone(),
-                });
-                alerts.push(alert);
-            }
-        }
-        self.observe_absences(&json, detections, timestamp_secs, build);
+        let tick = self.ties.tick(time.published_ms, self.horizon_ms);
+        let alerts = self
+            .windowed
+            .iter_mut()
+            .flat_map(|windowed| windowed.observe(&json, detections, tick, build))
+            .collect();
+        self.observe_absences(&json, detections, Opening { tick, time }, build);
         alerts
     }
 
@@ -223,7 +338,7 @@ impl Correlator {
         &mut self,
         event: &JsonEvent<'_>,
         detections: &[EvaluationResult],
-        timestamp_secs: i64,
+        at: Opening,
         build: &dyn Fn(&RuleRef) -> Alert,
     ) {
         let matched = |key: &str| {
@@ -235,21 +350,29 @@ impl Correlator {
             let refs = loaded.absence.as_ref().expect("absence rules have refs");
             let opens = matched(&refs.opens);
             let closes = refs.closes.iter().any(|key| matched(key));
-            if !opens && !closes {
-                continue;
-            }
             let group: Vec<Option<String>> = loaded
                 .parsed
                 .group_by
                 .iter()
                 .map(|field| event.get_field(field).and_then(|v| group_value(&v)))
                 .collect();
-            let key = (loaded.rule.id.clone(), group);
-            if closes {
-                self.timers.remove(&key);
+            // An event without the group's values opens (or closes) no timer.
+            if !opens && !closes || group.iter().any(Option::is_none) {
                 continue;
             }
-            open_unless_open(&mut self.timers, key, loaded, timestamp_secs, build);
+            let key = (loaded.rule.id.clone(), group);
+            if closes {
+                // Only an event logged after the one that opened the timer closes it.
+                if self
+                    .timers
+                    .get(&key)
+                    .is_some_and(|t| t.opened_tick < at.tick)
+                {
+                    self.timers.remove(&key);
+                }
+                continue;
+            }
+            open_unless_open(&mut self.timers, key, loaded, at, build);
         }
     }
 
@@ -280,12 +403,29 @@ impl Correlator {
     }
 }
 
+/// `per_correlation` with each correlation's groups sorted (rsigma lists them in hash order).
+fn by_group<T>(
+    per_correlation: HashMap<String, Vec<(GroupKey, T)>>,
+) -> impl Iterator<Item = (String, Vec<(GroupKey, T)>)> {
+    per_correlation.into_iter().map(|(id, mut groups)| {
+        groups.sort_by(|(a, _), (b, _)| a.0.cmp(&b.0));
+        (id, groups)
+    })
+}
+
+/// Where an event that opens a timer stands: its tick, and its time.
+#[derive(Clone, Copy)]
+struct Opening {
+    tick: i64,
+    time: EventTime,
+}
+
 /// Opens the timer `key` of `loaded` unless it is open already, or too many are.
 fn open_unless_open(
     timers: &mut BTreeMap<TimerKey, OpenTimer>,
     key: TimerKey,
     loaded: &LoadedCorrelation,
-    opened_secs: i64,
+    at: Opening,
     build: &dyn Fn(&RuleRef) -> Alert,
 ) {
     let open = timers.len();
@@ -301,15 +441,17 @@ fn open_unless_open(
         );
         return;
     }
-    let timer = open_timer(loaded, &vacant.key().1, opened_secs, build);
+    let timer = open_timer(loaded, &vacant.key().1, at, build);
     vacant.insert(timer);
 }
 
-/// A timer for `loaded` and group `group`, opened by an event at `opened_secs`.
+/// A timer for `loaded` and group `group`, opened by an event `at`. It runs from the later of the
+/// event's time and its arrival: a late event (an outage, a replay, Okta's "Preview") gets the
+/// whole timespan after factorwatch received it for what follows it to arrive too.
 fn open_timer(
     loaded: &LoadedCorrelation,
     group: &[Option<String>],
-    opened_secs: i64,
+    at: Opening,
     build: &dyn Fn(&RuleRef) -> Alert,
 ) -> OpenTimer {
     let timespan_secs = loaded.parsed.timespan.seconds;
@@ -328,10 +470,12 @@ fn open_timer(
         timespan_secs,
         rules: loaded.parsed.rules.clone(),
     });
+    let from_secs = at.time.known_ms().div_euclid(1000);
     OpenTimer {
         rule_id: loaded.rule.id.clone(),
         group,
-        deadline_secs: opened_secs.saturating_add(timespan_secs as i64),
+        deadline_secs: from_secs.saturating_add(timespan_secs as i64),
+        opened_tick: at.tick,
         alert,
     }
 }
@@ -421,7 +565,11 @@ mod tests {
                 samples::mfa_factor_deactivate(user, "OKTA_VERIFY_PUSH", Initiator::Admin, &tx);
             enrich(&mut event, &mut history);
             let detections = rules.detect(&event);
-            let at = LogEvent(&event).published_secs().unwrap_or(0);
+            let published_ms = LogEvent(&event).published_ms().unwrap_or(0);
+            let at = EventTime {
+                published_ms,
+                received_ms: published_ms,
+            };
             correlator.observe(&event, &detections, at, &|rule| Alert {
                 rule: rule.clone(),
                 ..Alert::test_alert()

@@ -28,6 +28,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::correlate::Correlator;
+use super::ticks::EventTime;
 use super::{Detector, Pass, RuleSet, queue_alerts, secs};
 use crate::alert::{Alert, Matched};
 use crate::clock::now_ms;
@@ -66,13 +67,36 @@ pub(super) struct CorrelationInput {
     delivery_id: Option<String>,
     /// When its batch was stored.
     received_at: String,
-    /// Where correlations place it in time (Unix seconds).
-    at_secs: i64,
+    /// Where correlations place it in time.
+    #[serde(flatten)]
+    time: InputTime,
+}
+
+/// When an input happened and arrived.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum InputTime {
+    /// Published and received, in milliseconds.
+    Placed { time: EventTime },
+    /// As older versions stored it: Unix seconds, taken as its arrival too.
+    Seconds { at_secs: i64 },
+}
+
+impl InputTime {
+    fn event_time(&self) -> EventTime {
+        match *self {
+            InputTime::Placed { time } => time,
+            InputTime::Seconds { at_secs } => EventTime {
+                published_ms: at_secs.saturating_mul(1000),
+                received_ms: at_secs.saturating_mul(1000),
+            },
+        }
+    }
 }
 
 impl CorrelationInput {
-    /// `matched`, placed at `at_secs`.
-    fn new(matched: &Matched<'_>, at_secs: i64) -> Self {
+    /// `matched`, placed at `time`.
+    fn new(matched: &Matched<'_>, time: EventTime) -> Self {
         CorrelationInput {
             event: serde_json::value::to_raw_value(matched.event.0)
                 .expect("a JSON value serializes"),
@@ -81,13 +105,13 @@ impl CorrelationInput {
             origin: matched.origin.clone(),
             delivery_id: matched.delivery_id.map(str::to_owned),
             received_at: matched.received_at.to_owned(),
-            at_secs,
+            time: InputTime::Placed { time },
         }
     }
 
-    /// The stored form of `matched`, placed at `at_secs`.
-    pub(super) fn encode(matched: &Matched<'_>, at_secs: i64) -> Vec<u8> {
-        let input = Self::new(matched, at_secs);
+    /// The stored form of `matched`, placed at `time`.
+    pub(super) fn encode(matched: &Matched<'_>, time: EventTime) -> Vec<u8> {
+        let input = Self::new(matched, time);
         serde_json::to_vec(&input).expect("a correlation input serializes")
     }
 
@@ -115,9 +139,9 @@ pub(super) enum JournalEntry {
 }
 
 impl JournalEntry {
-    /// The journal entry of `matched`, fed to the correlations at `at_secs`.
-    pub(super) fn input(matched: &Matched<'_>, at_secs: i64) -> Vec<u8> {
-        Self::Input(CorrelationInput::new(matched, at_secs)).encode()
+    /// The journal entry of `matched`, fed to the correlations at `time`.
+    pub(super) fn input(matched: &Matched<'_>, time: EventTime) -> Vec<u8> {
+        Self::Input(CorrelationInput::new(matched, time)).encode()
     }
 
     /// The journal entry of the timers that fired at `now_secs`.
@@ -461,7 +485,8 @@ fn correlate_input(
         delivery_id: input.delivery_id.as_deref(),
         received_at: &input.received_at,
     };
-    pass.correlate_event(&matched, &detections, input.at_secs, correlator)
+    let time = input.time.event_time();
+    pass.correlate_event(&matched, &detections, time, correlator)
 }
 
 #[cfg(test)]
@@ -476,6 +501,7 @@ mod tests {
     use crate::cluster::{ClusterConfig, ClusterMode};
     use crate::detect::RulesConfig;
     use crate::detect::SharedRules;
+    use crate::detect::enrich::{NetworkHistory, enrich};
     use crate::okta::samples::{self, Initiator};
     use crate::sinks::SinkConfig;
     use crate::spool::{DetectionCommit, Spool};
@@ -525,7 +551,13 @@ mod tests {
             received_at: "2026-12-01T00:00:00Z",
         };
         let commit = DetectionCommit {
-            correlation_inputs: vec![CorrelationInput::encode(&matched, 1_764_547_200)],
+            correlation_inputs: vec![CorrelationInput::encode(
+                &matched,
+                EventTime {
+                    published_ms: 1_764_547_200_000,
+                    received_ms: 1_764_547_200_000,
+                },
+            )],
             ..DetectionCommit::default()
         };
         spool.complete_batches(commit).await.unwrap();
@@ -550,8 +582,10 @@ mod tests {
             for i in 0..resets {
                 let user = &users[i % 3];
                 let tx = format!("tx-{n}-{i}");
-                let event = samples::mfa_factor_deactivate(user, "SMS", Initiator::Admin, &tx);
+                let mut event = samples::mfa_factor_deactivate(user, "SMS", Initiator::Admin, &tx);
                 let raw = serde_json::value::to_raw_value(&event).unwrap();
+                // As the detector does: the correlations group by `factorwatch.user`.
+                enrich(&mut event, &mut NetworkHistory::default());
                 let key = format!("uuid-{n}-{i}");
                 let matched = Matched {
                     event: LogEvent(&event),
@@ -561,7 +595,8 @@ mod tests {
                     delivery_id: None,
                     received_at: "2026-12-01T00:00:00Z",
                 };
-                let at = pass.event_secs(&matched) + n as i64;
+                let received_ms = pass.now as i64 + n as i64 * 1000;
+                let at = super::super::event_time(&matched, received_ms);
                 let detections = pass.rules.detect(&event);
                 pass.correlate_event(&matched, &detections, at, &mut live.correlator);
                 journal.push(JournalEntry::input(&matched, at));
@@ -576,6 +611,40 @@ mod tests {
             spool.complete_batches(commit).await.unwrap();
         }
         snapshots
+    }
+
+    #[test]
+    fn an_input_stored_in_seconds_by_an_older_version_still_decodes() {
+        let event = samples::session_start(&samples::users()[0], "192.0.2.1");
+        let raw = serde_json::value::to_raw_value(&event).unwrap();
+        let origin = Origin::default();
+        let matched = Matched {
+            event: LogEvent(&event),
+            raw: &raw,
+            key: "uuid-1",
+            origin: &origin,
+            delivery_id: None,
+            received_at: "2026-12-01T00:00:00Z",
+        };
+        let time = EventTime {
+            published_ms: 1_764_547_200_123,
+            received_ms: 1_764_547_260_000,
+        };
+        let mut stored: Value =
+            serde_json::from_slice(&CorrelationInput::encode(&matched, time)).unwrap();
+        let decoded = CorrelationInput::decode(1, &serde_json::to_vec(&stored).unwrap()).unwrap();
+        assert_eq!(decoded.time.event_time(), time);
+        let fields = stored.as_object_mut().unwrap();
+        fields.remove("time");
+        fields.insert("at_secs".into(), 1_764_547_200.into());
+        let legacy = CorrelationInput::decode(1, &serde_json::to_vec(&stored).unwrap()).unwrap();
+        assert_eq!(
+            legacy.time.event_time(),
+            EventTime {
+                published_ms: 1_764_547_200_000,
+                received_ms: 1_764_547_200_000,
+            }
+        );
     }
 
     /// The state as JSON, to compare two correlators.

@@ -27,6 +27,7 @@ pub mod offline;
 pub mod placeholders;
 mod rule_event;
 pub mod rules;
+mod ticks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,6 +55,7 @@ use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
+use ticks::EventTime;
 
 pub use config::RulesConfig;
 pub use rules::{RuleSet, SharedRules};
@@ -420,37 +422,43 @@ impl Pass<'_> {
         (alerts, detections)
     }
 
-    /// The time correlations place an event at: when Okta published it, else now.
-    fn event_secs(&self, matched: &Matched<'_>) -> i64 {
-        matched
-            .event
-            .published_secs()
-            .unwrap_or_else(|| secs(self.now))
-    }
-
-    /// The correlation alerts an event (with its `detections`, at `at_secs`) completes.
+    /// The correlation alerts an event (with its `detections`, at `time`) completes.
     fn correlate_event(
         &self,
         matched: &Matched<'_>,
         detections: &[EvaluationResult],
-        at_secs: i64,
+        time: EventTime,
         correlator: &mut Correlator,
     ) -> Vec<Alert> {
         if detections.is_empty() || !self.rules.has_correlations() {
             return Vec::new();
         }
-        correlator.observe(matched.event.0, detections, at_secs, &|rule| {
+        correlator.observe(matched.event.0, detections, time, &|rule| {
             self.alert(rule, matched)
         })
     }
 
-    /// The alerts of one (enriched) event: its own rules', then the correlations it completes
-    /// (`rules test`, which correlates as it goes).
-    fn detect_event(&self, matched: &Matched<'_>, correlator: &mut Correlator) -> Vec<Alert> {
+    /// The alerts of one (enriched) event received at `received_ms`: its own rules', then the
+    /// correlations it completes (`rules test`, which correlates as it goes).
+    fn detect_event(
+        &self,
+        matched: &Matched<'_>,
+        received_ms: i64,
+        correlator: &mut Correlator,
+    ) -> Vec<Alert> {
         let (mut alerts, detections) = self.match_event(matched);
-        let at = self.event_secs(matched);
-        alerts.extend(self.correlate_event(matched, &detections, at, correlator));
+        let time = event_time(matched, received_ms);
+        alerts.extend(self.correlate_event(matched, &detections, time, correlator));
         alerts
+    }
+}
+
+/// Where correlations place an event received at `received_ms`: when Okta published it, else
+/// when it arrived.
+fn event_time(matched: &Matched<'_>, received_ms: i64) -> EventTime {
+    EventTime {
+        published_ms: matched.event.published_ms().unwrap_or(received_ms),
+        received_ms,
     }
 }
 
@@ -476,74 +484,18 @@ fn detect_batches(
     mut history: NetworkHistory,
     mut correlation: Option<&mut LiveCorrelation>,
 ) -> DetectionCommit {
-    // Keys new in this pass: a uuid repeated within or across these batches counts once.
-    let mut fresh: HashSet<String> = HashSet::new();
+    let mut found = Found::default();
     let mut batches = Vec::with_capacity(parsed.len());
-    let mut alerts: Vec<Alert> = Vec::new();
-    let mut correlation_inputs = Vec::new();
-    // Standalone: what this pass changed in the correlation state.
-    let mut journal = Vec::new();
-    for ParsedBatch {
-        batch,
-        envelope_meta,
-        events,
-    } in parsed
-    {
-        let origin = envelope_meta.origin();
-        let delivery_id = envelope_meta.event_id.as_deref();
-        let received_at = rfc3339(batch.received_at_ms);
-        for event in &events {
-            if seen.contains(&event.key) || !fresh.insert(event.key.clone()) {
-                metrics::counter!(DUPLICATE_EVENTS_TOTAL).increment(1);
-                continue;
-            }
-            // Built here, one event at a time, and dropped after its rules ran (event_head).
-            let mut tree = event_tree(&event.raw);
-            enrich::enrich(&mut tree, &mut history);
-            let matched = Matched {
-                event: LogEvent(&tree),
-                raw: &event.raw,
-                key: &event.key,
-                origin: &origin,
-                delivery_id,
-                received_at: &received_at,
-            };
-            let (matched_alerts, detections) = pass.match_event(&matched);
-            alerts.extend(matched_alerts);
-            if detections.is_empty() || !pass.rules.has_correlations() {
-                continue;
-            }
-            let at = pass.event_secs(&matched);
-            match correlation.as_deref_mut() {
-                Some(live) => {
-                    let correlator = &mut live.correlator;
-                    alerts.extend(pass.correlate_event(&matched, &detections, at, correlator));
-                    journal.push(JournalEntry::input(&matched, at));
-                }
-                None => correlation_inputs.push(CorrelationInput::encode(&matched, at)),
-            }
-        }
-        metrics::counter!(EVENTS_DETECTED_TOTAL).increment(events.len() as u64);
-        batches.push(batch);
+    for batch in parsed {
+        found.batch(pass, &batch, seen, &mut history, correlation.as_deref_mut());
+        metrics::counter!(EVENTS_DETECTED_TOTAL).increment(batch.events.len() as u64);
+        batches.push(batch.batch);
     }
-    // A pass that changed nothing (no event fed the windows, no timer ran out) stores nothing of
-    // the correlations: most passes, in an org where MFA changes are rare.
-    let (correlation_state, correlation_journal) = match correlation {
-        Some(live) => {
-            let now_secs = secs(pass.now);
-            let fired = live.correlator.expired(now_secs);
-            if !fired.is_empty() {
-                journal.push(JournalEntry::timers_fired(now_secs));
-            }
-            alerts.extend(fired);
-            live.record(journal)
-        }
-        None => (None, Vec::new()),
-    };
+    let (correlation_state, correlation_journal) = found.fire_timers(pass, correlation);
     DetectionCommit {
         batches,
-        outbox: queue_alerts(group_factor_resets(alerts), pass.sinks, pass.now),
-        correlation_inputs,
+        outbox: queue_alerts(group_factor_resets(found.alerts), pass.sinks, pass.now),
+        correlation_inputs: found.correlation_inputs,
         correlation_state,
         correlation_journal,
         known_networks: history
@@ -554,6 +506,100 @@ fn detect_batches(
                 (user, bytes)
             })
             .collect(),
+    }
+}
+
+/// What a detection pass gathers from its events.
+#[derive(Default)]
+struct Found {
+    /// Keys new in this pass: a uuid repeated within or across its batches counts once.
+    fresh: HashSet<String>,
+    alerts: Vec<Alert>,
+    /// Cluster: the events that matched, for the correlation step.
+    correlation_inputs: Vec<Vec<u8>>,
+    /// Standalone: what this pass changed in the correlation state.
+    journal: Vec<Vec<u8>>,
+}
+
+impl Found {
+    /// Runs the rules over the events of `parsed` not seen before, in their order in the batch
+    /// (the order correlations take them in, see [`ticks`]).
+    fn batch(
+        &mut self,
+        pass: &Pass<'_>,
+        parsed: &ParsedBatch,
+        seen: &HashSet<String>,
+        history: &mut NetworkHistory,
+        mut correlation: Option<&mut LiveCorrelation>,
+    ) {
+        let origin = parsed.envelope_meta.origin();
+        let received_ms = parsed.batch.received_at_ms as i64;
+        let received_at = rfc3339(parsed.batch.received_at_ms);
+        for event in &parsed.events {
+            if seen.contains(&event.key) || !self.fresh.insert(event.key.clone()) {
+                metrics::counter!(DUPLICATE_EVENTS_TOTAL).increment(1);
+                continue;
+            }
+            // Built here, one event at a time, and dropped after its rules ran (event_head).
+            let mut tree = event_tree(&event.raw);
+            enrich::enrich(&mut tree, history);
+            let matched = Matched {
+                event: LogEvent(&tree),
+                raw: &event.raw,
+                key: &event.key,
+                origin: &origin,
+                delivery_id: parsed.envelope_meta.event_id.as_deref(),
+                received_at: &received_at,
+            };
+            let time = event_time(&matched, received_ms);
+            self.event(pass, &matched, time, correlation.as_deref_mut());
+        }
+    }
+
+    /// The alerts of one event, and what it feeds the correlations.
+    fn event(
+        &mut self,
+        pass: &Pass<'_>,
+        matched: &Matched<'_>,
+        time: EventTime,
+        correlation: Option<&mut LiveCorrelation>,
+    ) {
+        let (alerts, detections) = pass.match_event(matched);
+        self.alerts.extend(alerts);
+        if detections.is_empty() || !pass.rules.has_correlations() {
+            return;
+        }
+        match correlation {
+            Some(live) => {
+                let correlator = &mut live.correlator;
+                let fired = pass.correlate_event(matched, &detections, time, correlator);
+                self.alerts.extend(fired);
+                self.journal.push(JournalEntry::input(matched, time));
+            }
+            None => self
+                .correlation_inputs
+                .push(CorrelationInput::encode(matched, time)),
+        }
+    }
+
+    /// Standalone, fires the timers that ran out and returns what the pass stores of the
+    /// correlations. A pass that changed nothing (no event fed the windows, no timer ran out)
+    /// stores nothing: most passes, in an org where MFA changes are rare.
+    fn fire_timers(
+        &mut self,
+        pass: &Pass<'_>,
+        correlation: Option<&mut LiveCorrelation>,
+    ) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+        let Some(live) = correlation else {
+            return (None, Vec::new());
+        };
+        let now_secs = secs(pass.now);
+        let fired = live.correlator.expired(now_secs);
+        if !fired.is_empty() {
+            self.journal.push(JournalEntry::timers_fired(now_secs));
+        }
+        self.alerts.extend(fired);
+        live.record(std::mem::take(&mut self.journal))
     }
 }
 

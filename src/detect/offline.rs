@@ -11,19 +11,24 @@ use serde_json::value::RawValue;
 
 use super::RulesConfig;
 use super::enrich::{NetworkHistory, enrich};
-use super::{Pass, RuleSet, group_factor_resets, secs};
+use super::{Pass, RuleSet, group_factor_resets};
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
 use crate::okta::event::{dedup_key, single_line};
 use crate::okta::{LogEvent, Origin};
 
 /// The rules in `paths`, plus the built-in ones with `builtin`: all or nothing, as `[rules]`
-/// loads them.
-pub fn load_rules(paths: Vec<PathBuf>, builtin: bool) -> anyhow::Result<RuleSet> {
+/// loads them. The rest of `config` (the configuration file's `[rules]`, or the defaults) applies:
+/// `|expand` placeholders, and `builtin_correlations` with `builtin`; its own `paths` do not.
+pub fn load_rules(
+    config: &RulesConfig,
+    paths: Vec<PathBuf>,
+    builtin: bool,
+) -> anyhow::Result<RuleSet> {
     RuleSet::load(&RulesConfig {
         builtin,
         paths,
-        ..RulesConfig::default()
+        ..config.clone()
     })
 }
 
@@ -66,6 +71,8 @@ pub fn detect_events(
     let mut history = NetworkHistory::default();
     let mut seen = HashSet::new();
     let mut alerts = Vec::new();
+    // Offline time: the latest event time read so far, which is when a later event "arrived".
+    let mut clock_ms = i64::MIN;
     for mut value in events {
         let raw = single_line(
             RawValue::from_string(value.to_string()).expect("a JSON value serializes to JSON"),
@@ -74,17 +81,16 @@ pub fn detect_events(
         if !seen.insert(key.clone()) {
             continue;
         }
-        let event_ms = LogEvent(&value)
-            .published_secs()
-            .map_or(now, |secs| secs.max(0) as u64 * 1000);
-        alerts.extend(correlator.expired(secs(event_ms)));
+        let event_ms = LogEvent(&value).published_ms().unwrap_or(now as i64);
+        clock_ms = clock_ms.max(event_ms);
+        alerts.extend(correlator.expired(clock_ms.div_euclid(1000)));
         enrich(&mut value, &mut history);
         let pass = Pass {
             rules,
             sinks: &[],
             privileged_users,
             org: None,
-            now: event_ms,
+            now: clock_ms.max(0) as u64,
         };
         let matched = Matched {
             event: LogEvent(&value),
@@ -94,7 +100,7 @@ pub fn detect_events(
             delivery_id: None,
             received_at: &received_at,
         };
-        alerts.extend(pass.detect_event(&matched, &mut correlator));
+        alerts.extend(pass.detect_event(&matched, clock_ms, &mut correlator));
     }
     OfflineDetection {
         alerts: group_factor_resets(alerts),

@@ -36,12 +36,12 @@ impl<'a> LogEvent<'a> {
         self.text("eventType")
     }
 
-    /// `published` as Unix seconds, when present and in RFC 3339.
-    pub fn published_secs(&self) -> Option<i64> {
+    /// `published` as Unix milliseconds, when present and in RFC 3339.
+    pub fn published_ms(&self) -> Option<i64> {
         let published = self.get("published")?.as_str()?;
         time::OffsetDateTime::parse(published, &time::format_description::well_known::Rfc3339)
             .ok()
-            .map(|at| at.unix_timestamp())
+            .and_then(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
     }
 
     /// `target[]`, or an empty list when Okta sent `null` or nothing.

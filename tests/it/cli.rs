@@ -239,3 +239,64 @@ fn rules_test_runs_rules_over_an_export_and_summarises() {
     let summary = stderr(&output);
     assert!(summary.contains("3 events, 1 alerts"), "{summary}");
 }
+
+#[test]
+fn rules_check_and_rules_test_take_placeholders_and_privileged_users_from_the_config() {
+    let dir = TempDir::new().unwrap();
+    let rule = dir.path().join("office.yml");
+    std::fs::write(
+        &rule,
+        "title: MFA reset from the office\nid: office-reset\nlogsource: {product: okta, service: okta}\n\
+         detection:\n  selection:\n    eventtype: user.mfa.factor.reset_all\n    \
+         client.ipaddress|cidr|expand: '%office_networks%'\n  condition: selection\nlevel: low\n",
+    )
+    .unwrap();
+    let users = factorwatch::okta::samples::users();
+    let mut reset = factorwatch::okta::samples::mfa_factor_reset_all(
+        &users[0],
+        factorwatch::okta::samples::Initiator::Admin,
+    );
+    reset["client"]["ipAddress"] = serde_json::json!("192.0.2.10");
+    let export = dir.path().join("export.json");
+    std::fs::write(&export, serde_json::json!([reset]).to_string()).unwrap();
+    let config = dir.path().join("factorwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rules]\nprivileged_users = [\"{}\"]\n\n[rules.placeholders]\noffice_networks = [\"192.0.2.0/24\"]\n",
+            users[0].login
+        ),
+    )
+    .unwrap();
+    let (rule, export, config) = (
+        rule.to_str().unwrap(),
+        export.to_str().unwrap(),
+        config.to_str().unwrap(),
+    );
+
+    let output = factorwatch(&["rules", "check", rule, "--config", config], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("all 1 rules are valid"));
+
+    let output = factorwatch(
+        &["rules", "test", "--rules", rule, "--config", config, export],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let alert: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
+    assert_eq!(alert["rule"]["id"], "office-reset");
+    assert_eq!(
+        alert["context"]["privileged_target"], true,
+        "[rules] privileged_users apply: {alert}"
+    );
+
+    // Without the config the placeholder has no value, as before.
+    let output = factorwatch(&["rules", "check", rule], &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("office_networks"),
+        "{}",
+        stderr(&output)
+    );
+}

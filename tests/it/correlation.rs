@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use factorwatch::Config;
 use factorwatch::alert::Alert;
 use factorwatch::clock::{now_ms, rfc3339};
 use factorwatch::config::RulesConfig;
@@ -256,6 +257,47 @@ fn a_sign_in_from_a_known_network_or_after_the_window_is_not() {
     assert!(of_rule(&other_user.alerts, THEN_NEW_NETWORK).is_empty());
 }
 
+// --- ties: events logged in the same millisecond (or second) --------------------------------
+
+/// `event` published at `T0 + ms` milliseconds.
+fn at_ms(ms: u64, mut event: Value) -> Value {
+    event["published"] = json!(rfc3339(T0 + ms));
+    event
+}
+
+#[test]
+fn a_sign_in_logged_before_the_reset_at_the_same_time_does_not_follow_it() {
+    let user = &users()[0];
+    // The same millisecond, and the same second 400 ms apart: the System Log's order decides.
+    for reset_ms in [0, 400] {
+        let before = detect(vec![
+            at_ms(0, samples::session_start(user, "192.0.2.99")),
+            at_ms(reset_ms, deactivate(user, Initiator::Admin)),
+        ]);
+        assert!(
+            of_rule(&before.alerts, THEN_NEW_NETWORK).is_empty(),
+            "sign-in, then a reset {reset_ms} ms later: {:#?}",
+            before.alerts
+        );
+        let password_first = detect(vec![
+            at_ms(0, samples::password_reset(user, Initiator::Admin)),
+            at_ms(reset_ms, deactivate(user, Initiator::Admin)),
+        ]);
+        assert!(of_rule(&password_first.alerts, THEN_PASSWORD).is_empty());
+    }
+    // Logged after the reset in the same millisecond: it follows.
+    let after = detect(vec![
+        at_ms(0, deactivate(user, Initiator::Admin)),
+        at_ms(0, samples::session_start(user, "192.0.2.99")),
+    ]);
+    let alerts = of_rule(&after.alerts, THEN_NEW_NETWORK);
+    assert_eq!(alerts.len(), 1, "{:#?}", after.alerts);
+    assert_eq!(
+        alerts[0].event.event_type.as_deref(),
+        Some("user.session.start")
+    );
+}
+
 // --- MFA removed and not replaced within 12 hours -------------------------------------------
 
 #[test]
@@ -318,6 +360,68 @@ fn a_factor_enrolled_within_12_hours_closes_the_timer() {
     assert_eq!(of_rule(&found.alerts, NOT_REPLACED).len(), 1);
 }
 
+#[test]
+fn an_event_without_the_fields_a_rule_groups_by_opens_no_group() {
+    // Like the event Okta's "Preview" sends: no actor, no target, published days ago.
+    let mut preview = deactivate(&users()[0], Initiator::Admin);
+    preview["actor"] = Value::Null;
+    preview["target"] = Value::Null;
+    let mut events = vec![at(0, preview.clone())];
+    // Three such resets, each of a user nobody can name, are not one actor resetting three.
+    for minutes in 1..3 {
+        let mut again = at(minutes, preview.clone());
+        again["uuid"] = json!(format!("preview-{minutes}"));
+        events.push(again);
+    }
+    events.push(at(
+        13 * 60,
+        samples::session_start(&users()[1], "198.51.100.9"),
+    ));
+    let found = detect(events);
+    assert!(
+        found.alerts.iter().all(|a| a.correlation.is_none()),
+        "{:#?}",
+        found.alerts
+    );
+    assert!(found.pending.is_empty(), "{:#?}", found.pending);
+}
+
+#[test]
+fn an_absence_timer_of_a_late_event_runs_from_when_it_arrived() {
+    let user = &users()[0];
+    let days = 6 * 24 * 60;
+    let found = detect(vec![
+        at(days, samples::session_start(&users()[1], "198.51.100.9")),
+        // Six days late: its twelve hours start now, not six days ago.
+        at(0, deactivate(user, Initiator::Admin)),
+        at(
+            days + 60,
+            samples::session_start(&users()[1], "198.51.100.9"),
+        ),
+    ]);
+    assert!(
+        of_rule(&found.alerts, NOT_REPLACED).is_empty(),
+        "{:#?}",
+        found.alerts
+    );
+    assert_eq!(found.pending.len(), 1, "{:#?}", found.pending);
+    // An enrolment that arrives in those twelve hours closes it.
+    let found = detect(vec![
+        at(days, samples::session_start(&users()[1], "198.51.100.9")),
+        at(0, deactivate(user, Initiator::Admin)),
+        at(
+            days + 60,
+            samples::mfa_factor_activate(user, "OKTA_VERIFY_PUSH"),
+        ),
+        at(
+            days + 13 * 60,
+            samples::session_start(&users()[1], "198.51.100.9"),
+        ),
+    ]);
+    assert!(of_rule(&found.alerts, NOT_REPLACED).is_empty());
+    assert!(found.pending.is_empty(), "{:#?}", found.pending);
+}
+
 // --- the service ------------------------------------------------------------------------------
 
 /// A rules folder with the built-ins' inputs plus an absence rule of `seconds`.
@@ -333,18 +437,25 @@ fn short_absence_rule(dir: &std::path::Path, seconds: u64) {
     .unwrap();
 }
 
-fn envelope(events: Vec<Value>) -> Value {
-    samples::envelope("https://example.okta.com", "who0hook", events)
-}
-
-#[tokio::test]
-async fn correlation_windows_and_timers_survive_a_restart_and_timers_fire_on_the_clock() {
+/// A service configuration with the built-in correlations and an absence rule of 3 s, and its
+/// data and rules folders (which must outlive the service).
+fn short_absence_config() -> (Config, TempDir, TempDir) {
     let data_dir = TempDir::new().unwrap();
     let rules_dir = TempDir::new().unwrap();
     short_absence_rule(rules_dir.path(), 3);
     let mut config = config_with(data_dir.path(), vec![]);
     config.rules.builtin_correlations = true;
     config.rules.paths = vec![rules_dir.path().to_owned()];
+    (config, data_dir, rules_dir)
+}
+
+fn envelope(events: Vec<Value>) -> Value {
+    samples::envelope("https://example.okta.com", "who0hook", events)
+}
+
+#[tokio::test]
+async fn correlation_windows_and_timers_survive_a_restart_and_timers_fire_on_the_clock() {
+    let (config, data_dir, _rules_dir) = short_absence_config();
     let user = &users()[0];
     let alerts_path = data_dir.path().join("alerts.jsonl");
 
@@ -374,5 +485,27 @@ async fn correlation_windows_and_timers_survive_a_restart_and_timers_fire_on_the
     assert!(rules.contains(&"test-absence"), "{rules:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(read_alert_lines(&alerts_path).len(), 3, "each fires once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_service_starts_the_absence_timer_of_a_late_event_when_it_arrives() {
+    let (config, data_dir, _rules_dir) = short_absence_config();
+    let alerts_path = data_dir.path().join("alerts.jsonl");
+    let app = spawn_app_with(config, data_dir).await;
+
+    let mut late = deactivate(&users()[0], Initiator::Admin);
+    late["published"] = json!(rfc3339(now_ms() - 6 * 24 * 3600 * 1000));
+    assert_eq!(app.post(&envelope(vec![late])).await.status(), 204);
+    let single = wait_for_alert_lines(&alerts_path, 1, Duration::from_secs(10)).await;
+    assert_ne!(single[0]["rule"]["id"], "test-absence");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        read_alert_lines(&alerts_path).len(),
+        1,
+        "the timer waits its timespan from the event's arrival"
+    );
+    let alerts = wait_for_alert_lines(&alerts_path, 2, Duration::from_secs(10)).await;
+    assert_eq!(alerts[1]["rule"]["id"], "test-absence");
     app.stop().await;
 }
