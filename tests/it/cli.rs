@@ -136,6 +136,21 @@ async fn simulate_plays_okta_against_a_running_receiver() {
     assert!(stderr(&output).contains("verification failed"));
 }
 
+/// A wrong path is a wrong path, not a wrong secret: simulate says so, and which path is served.
+#[tokio::test]
+async fn simulate_to_a_wrong_path_says_which_path_the_receiver_serves() {
+    let app = spawn_app().await;
+    let wrong = format!("http://{}/okta", app.addr);
+    let output = simulate(&wrong, SECRET, &[]).await;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("serves no hook at") && message.contains("hook at /okta/events"),
+        "{message}"
+    );
+    assert!(!message.contains("Check that the secret"), "{message}");
+}
+
 #[tokio::test]
 async fn simulate_sends_events_from_a_file() {
     let app = spawn_app().await;
