@@ -25,7 +25,7 @@ pub mod serve;
 pub mod source;
 pub mod tls;
 
-pub use config::{RateLimitConfig, ServerConfig, TlsConfig, check_hook_path};
+pub use config::{RateLimitConfig, ServerConfig, TlsConfig, check_hook_path, parse_listen_addr};
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -68,6 +68,39 @@ fn check_config_prints_the_effective_config_without_secrets() {
     }
 }
 
+/// `localhost` is 127.0.0.1, in the file and in the environment; another host name is refused
+/// with the IP form to give.
+#[test]
+fn listen_addresses_take_localhost_and_refuse_other_host_names_with_the_ip_form() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("factorwatch.toml");
+    std::fs::write(&path, "[server]\nlisten = \"localhost:8080\"\n").unwrap();
+    let path = path.to_str().unwrap();
+    let secret = ("FACTORWATCH_OKTA_SECRETS", "s");
+    let output = factorwatch(&["check-config", "--config", path], &[secret]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("listen = \"127.0.0.1:8080\""), "{printed}");
+
+    let env = [secret, ("FACTORWATCH_ADMIN_LISTEN", "localhost:9091")];
+    let output = factorwatch(&["check-config"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("admin_listen = \"127.0.0.1:9091\""),
+        "{printed}"
+    );
+
+    let env = [secret, ("FACTORWATCH_LISTEN", "hooks.example.com:8080")];
+    let output = factorwatch(&["check-config"], &env);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("FACTORWATCH_LISTEN") && message.contains("0.0.0.0:8080"),
+        "{message}"
+    );
+}
+
 #[test]
 fn the_kubernetes_configuration_passes_check_config() {
     let path = concat!(
