@@ -4,7 +4,12 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use crate::helpers::{SECRET, spawn_app};
+use factorwatch::config::SinkConfig;
+
+use crate::helpers::{
+    SECRET, batch_with_mfa, read_alert_lines, spawn_app, spawn_app_with, test_config,
+    wait_for_alert_lines,
+};
 
 pub(crate) fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
@@ -286,4 +291,33 @@ fn rules_test_runs_rules_over_an_export_and_summarises() {
     assert_eq!(lines[0]["event"]["uuid"], admin_reset["uuid"]);
     let summary = stderr(&output);
     assert!(summary.contains("3 events, 1 alerts"), "{summary}");
+}
+
+/// `sinks test` on a fresh install, before any `serve`, creates the default alert file's
+/// directory (the data directory) and delivers.
+#[test]
+fn sinks_test_works_before_the_first_serve() {
+    let dir = TempDir::new().unwrap();
+    let data_dir = dir.path().join("fresh").join("data");
+    let output = factorwatch(
+        &["sinks", "test"],
+        &[("FACTORWATCH_DATA_DIR", data_dir.to_str().unwrap())],
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(printed.contains("delivered test alert"), "{printed}");
+    assert_eq!(read_alert_lines(&data_dir.join("alerts.jsonl")).len(), 1);
+}
+
+/// `serve` creates a file sink's directory too, when it is not the data directory.
+#[tokio::test]
+async fn serve_creates_the_directory_of_a_file_sink() {
+    let data_dir = TempDir::new().unwrap();
+    let alerts = data_dir.path().join("alerts").join("mfa.jsonl");
+    let mut config = test_config(data_dir.path());
+    config.sinks = vec![SinkConfig::file("alerts", alerts.clone())];
+    let app = spawn_app_with(config, data_dir).await;
+    let (batch, _) = batch_with_mfa(4, 1);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    wait_for_alert_lines(&alerts, 1, std::time::Duration::from_secs(20)).await;
 }

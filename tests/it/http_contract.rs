@@ -277,8 +277,11 @@ async fn health_readiness_and_metrics() {
 async fn a_full_spool_answers_503_and_turns_readiness_false() {
     let data_dir = TempDir::new().unwrap();
     let mut config = test_config(data_dir.path());
-    // A sink that cannot deliver keeps its alerts in the outbox, so the backlog stays.
-    let unwritable = data_dir.path().join("missing-dir").join("alerts.jsonl");
+    // A sink that cannot deliver keeps its alerts in the outbox, so the backlog stays. Its
+    // directory is a file, so serve cannot create it.
+    let blocked = data_dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"").unwrap();
+    let unwritable = blocked.join("alerts.jsonl");
     config.sinks = vec![factorwatch::config::SinkConfig::file("broken", unwritable)];
     config.storage.max_backlog_bytes = 4096;
     let app = spawn_app_with(config, data_dir).await;
