@@ -431,6 +431,7 @@ impl Application {
                     .admin_token
                     .as_ref()
                     .map(|token| Arc::new(SecretSet::new([token]))),
+                data_dir: config.storage.data_dir.clone(),
             });
             let stop = http_done.clone().cancelled_owned();
             admin_task = Some(tokio::spawn(async move {
