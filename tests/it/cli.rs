@@ -321,3 +321,52 @@ async fn serve_creates_the_directory_of_a_file_sink() {
     assert_eq!(app.post(&batch).await.status(), 204);
     wait_for_alert_lines(&alerts, 1, std::time::Duration::from_secs(20)).await;
 }
+
+/// The shell blocks of one README section.
+fn readme_shell_blocks(section: &str) -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let start = readme.find(section).expect("the README section exists");
+    let text = &readme[start + section.len()..];
+    let text = &text[..text.find("\n## ").unwrap_or(text.len())];
+    text.split("```sh\n")
+        .skip(1)
+        .map(|block| block[..block.find("```").unwrap()].to_owned())
+        .collect()
+}
+
+/// "Running it for real" never puts the secret on a command line (`cargo run` prints it), says
+/// that `serve` stays in the foreground, and its second terminal's command works as written.
+#[tokio::test]
+async fn the_readmes_first_run_keeps_the_secret_off_the_command_line_and_works() {
+    let section = "## Running it for real";
+    let blocks = readme_shell_blocks(section);
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    for block in &blocks {
+        assert!(!block.contains("--secret"), "{block}");
+    }
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("`serve` stays in the foreground"));
+
+    let app = spawn_app().await;
+    let home = TempDir::new().unwrap();
+    std::fs::write(home.path().join("factorwatch-okta-secret"), SECRET).unwrap();
+    let script = blocks[1]
+        .replace("cargo run --release --", env!("CARGO_BIN_EXE_factorwatch"))
+        .replace("http://127.0.0.1:8080/okta/events", &app.hook_url);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euc", &script])
+            .env("HOME", home.path())
+            .env_remove("FACTORWATCH_SIMULATE_SECRET")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(
+        printed.contains("3 batches accepted, 0 refused"),
+        "{printed}"
+    );
+}
