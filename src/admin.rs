@@ -6,6 +6,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` | which instance answers ([`Instance`]: version, data directory, orgs) |
 //! | `GET /dlq?org=&sink=&id=` | dead-lettered alerts |
 //! | `POST /dlq/replay?org=&sink=&id=` | move them back to their outbox, as new |
 //! | `POST /dlq/purge?org=&sink=&id=&all=` | delete them for good (`all=true` needed without a filter) |
@@ -13,6 +14,7 @@
 //! Each org has its own spool, so a request is about one org: `org` names a `[[okta.orgs]]`
 //! org; without it, the top-level org.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -36,6 +38,8 @@ pub struct AdminState {
     pub orgs: Arc<[AdminOrg]>,
     /// The accepted bearer token, if one is configured.
     pub token: Option<Arc<SecretSet>>,
+    /// `storage.data_dir`, which tells one instance on a host from another.
+    pub data_dir: PathBuf,
 }
 
 /// One org's dead letters: its spool and its sinks.
@@ -77,6 +81,38 @@ enum UnknownOrg {
     /// No `org=`, but only `[[okta.orgs]]` orgs are served.
     #[error("the top-level org is not served; name one of {named:?} with org=")]
     TopLevel { named: Vec<String> },
+}
+
+/// Which instance answers (`GET /`). The CLI shows it before each answer: a command that reached
+/// another instance than meant (another configuration's admin port) is seen at once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Instance {
+    /// The version of the running service.
+    pub version: String,
+    /// Its `storage.data_dir`.
+    pub data_dir: PathBuf,
+    /// Whether it serves the top-level org.
+    pub top_level: bool,
+    /// The `[[okta.orgs]]` orgs it serves.
+    pub orgs: Vec<String>,
+}
+
+impl std::fmt::Display for Instance {
+    /// `data_dir=/var/lib/factorwatch orgs=top-level,acme version=0.1.0`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let top_level = self.top_level.then_some("top-level");
+        let orgs: Vec<&str> = top_level
+            .into_iter()
+            .chain(self.orgs.iter().map(String::as_str))
+            .collect();
+        write!(
+            f,
+            "data_dir={} orgs={} version={}",
+            self.data_dir.display(),
+            orgs.join(","),
+            self.version
+        )
+    }
 }
 
 /// Which dead letters a request is about.
@@ -128,6 +164,7 @@ impl From<OutboxEntry> for DeadLetter {
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(instance))
         .route("/dlq", get(list))
         .route("/dlq/replay", post(replay))
         .route("/dlq/purge", post(purge))
@@ -151,6 +188,20 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 
 fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn instance(State(state): State<AdminState>) -> Response {
+    let instance = Instance {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        data_dir: state.data_dir.clone(),
+        top_level: state.orgs.iter().any(|org| org.org.is_none()),
+        orgs: state
+            .orgs
+            .iter()
+            .filter_map(|org| org.org.clone())
+            .collect(),
+    };
+    axum::Json(instance).into_response()
 }
 
 async fn list(State(state): State<AdminState>, Query(selection): Query<Selection>) -> Response {
@@ -237,5 +288,24 @@ async fn purge(State(state): State<AdminState>, Query(selection): Query<Selectio
             axum::Json(json!({"purged": count})).into_response()
         }
         Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_is_one_line_naming_the_top_level_org_and_the_others() {
+        let instance = Instance {
+            version: "0.1.0".into(),
+            data_dir: "/var/lib/factorwatch".into(),
+            top_level: true,
+            orgs: vec!["acme".into(), "globex".into()],
+        };
+        assert_eq!(
+            instance.to_string(),
+            "data_dir=/var/lib/factorwatch orgs=top-level,acme,globex version=0.1.0"
+        );
     }
 }

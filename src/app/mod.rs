@@ -120,7 +120,7 @@ impl Application {
             shutting_down,
             admin: self
                 .admin_listener
-                .map(|listener| (listener, admin_router(orgs.admin, server))),
+                .map(|listener| (listener, admin_router(orgs.admin, &self.config))),
             drain_delay: server.shutdown_drain_delay,
             grace: server.shutdown_grace,
         })
@@ -174,13 +174,15 @@ fn app_state(orgs: Vec<OrgStatus>, shutting_down: &Arc<AtomicBool>) -> AppState 
 }
 
 /// The admin API over every org's dead letters, behind `server.admin_token` when set.
-fn admin_router(orgs: Vec<AdminOrg>, server: &ServerConfig) -> axum::Router {
+fn admin_router(orgs: Vec<AdminOrg>, config: &Config) -> axum::Router {
     crate::admin::router(AdminState {
         orgs: orgs.into(),
-        token: server
+        token: config
+            .server
             .admin_token
             .as_ref()
             .map(|token| Arc::new(SecretSet::new([token]))),
+        data_dir: config.storage.data_dir.clone(),
     })
 }
 

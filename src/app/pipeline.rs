@@ -178,6 +178,7 @@ impl Pipeline {
         let spool = Spool::open(&config.data_dir, max_backlog_bytes)
             .context("cannot open the spool")
             .map_err(scope)?;
+        sinks::prepare_all(&config.sinks);
         warn_about_stranded_alerts(&spool, &config.sinks);
         Ok(Self {
             org,

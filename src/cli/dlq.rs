@@ -1,7 +1,7 @@
 //! `factorwatch dlq list|replay|purge`: a client of the running service's admin API
 //! ([`crate::admin`]), which alone may open the spool, and the printing of its answers.
 
-use crate::admin::{DeadLetter, Selection};
+use crate::admin::{DeadLetter, Instance, Selection};
 use crate::config::Config;
 use crate::secret::Secret;
 
@@ -49,9 +49,24 @@ pub enum DlqCommand {
     },
 }
 
-/// Runs a `dlq` command against the service the configuration describes.
+/// Runs a `dlq` command against the service the configuration describes, saying first (on
+/// stderr, so that `--json` stays JSON) which instance answers.
 pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    if let DlqCommand::Purge {
+        sink: None,
+        id: None,
+        all: false,
+        ..
+    } = command
+    {
+        anyhow::bail!(
+            "name the dead letters to purge with --sink or --id, or confirm purging every one \
+             (of the org) with --all"
+        );
+    }
     let client = AdminClient::new(config)?;
+    let instance: Instance = client.call(reqwest::Method::GET, "/", None).await?;
+    eprintln!("instance: {instance}");
     match command {
         DlqCommand::List { org, sink, json } => {
             let selection = Selection {
@@ -60,7 +75,7 @@ pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let letters: Vec<DeadLetter> = client
-                .call(reqwest::Method::GET, "/dlq", &selection)
+                .call(reqwest::Method::GET, "/dlq", Some(&selection))
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&letters)?);
@@ -76,7 +91,7 @@ pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
                 all: false,
             };
             let answer: serde_json::Value = client
-                .call(reqwest::Method::POST, "/dlq/replay", &selection)
+                .call(reqwest::Method::POST, "/dlq/replay", Some(&selection))
                 .await?;
             println!(
                 "{} dead letters queued for delivery again",
@@ -86,7 +101,7 @@ pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::Purge { org, sink, id, all } => {
             let selection = Selection { org, sink, id, all };
             let answer: serde_json::Value = client
-                .call(reqwest::Method::POST, "/dlq/purge", &selection)
+                .call(reqwest::Method::POST, "/dlq/purge", Some(&selection))
                 .await?;
             println!("{} dead letters deleted", answer["purged"]);
         }
@@ -149,10 +164,13 @@ impl AdminClient {
         &self,
         method: reqwest::Method,
         path: &str,
-        selection: &Selection,
+        selection: Option<&Selection>,
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).query(selection);
+        let mut request = self.http.request(method, &url);
+        if let Some(selection) = selection {
+            request = request.query(selection);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }

@@ -79,10 +79,34 @@ impl OktaPlayer {
             Ok(())
         } else {
             writeln!(out, "verify: {status}, answer {body}")?;
-            bail!(
+            Err(self.verification_failure(status, &body))
+        }
+    }
+
+    /// What to fix after a failed verification: the path on a 404 (the receiver names the path
+    /// it serves when the secret is right), else the secret and header.
+    fn verification_failure(&self, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+        let url = &self.options.url;
+        if status != reqwest::StatusCode::NOT_FOUND {
+            return anyhow::anyhow!(
                 "verification failed: Okta would refuse this hook ({status}). Check that the secret \
                  and header match [okta] secrets and auth_header of the receiver"
-            )
+            );
+        }
+        let served: Vec<&str> = body["hook_paths"]
+            .as_array()
+            .map(|paths| paths.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match served.as_slice() {
+            [] => anyhow::anyhow!(
+                "verification failed: the receiver serves no hook at {url} ({status}); fix the \
+                 path in --url (server.hook_path of the receiver, /okta/events by default)"
+            ),
+            paths => anyhow::anyhow!(
+                "verification failed: the receiver serves no hook at {url} ({status}); it serves \
+                 this secret's hook at {}: fix the path in --url",
+                paths.join(", ")
+            ),
         }
     }
 

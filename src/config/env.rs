@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::{ClusterMode, Config, LogFormat, ServerUrl};
+use crate::http::parse_listen_addr;
 use crate::secret::Secret;
 
 /// The value of one environment variable, `None` when unset or empty.
@@ -18,12 +19,12 @@ impl Config {
     /// also sets `cluster.mode`: `nats-kv` for a `nats://` or `tls://` URL, else `redis`).
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
         if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
-            self.server.listen = listen.parse().with_context(|| {
+            self.server.listen = parse_listen_addr(&listen).with_context(|| {
                 format!("FACTORWATCH_LISTEN={listen:?} is not an address like 0.0.0.0:8080")
             })?;
         }
         if let Some(admin) = env_var("FACTORWATCH_ADMIN_LISTEN") {
-            self.server.admin_listen = admin.parse().with_context(|| {
+            self.server.admin_listen = parse_listen_addr(&admin).with_context(|| {
                 format!("FACTORWATCH_ADMIN_LISTEN={admin:?} is not an address like 127.0.0.1:8081")
             })?;
         }

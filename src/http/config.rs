@@ -1,13 +1,13 @@
 //! `[server]`: the listener, the hook endpoint, the admin API's address and the edge guards.
 //! The keys are documented field by field (docs/configuration.md repeats them with examples).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::secret::Secret;
 
@@ -15,7 +15,8 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address and port to listen on. Env: `FACTORWATCH_LISTEN`.
+    /// Address and port to listen on (`localhost:PORT` is 127.0.0.1). Env: `FACTORWATCH_LISTEN`.
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// The one URL path Okta calls: GET to verify the hook, POST to deliver events.
     pub hook_path: String,
@@ -29,6 +30,7 @@ pub struct ServerConfig {
     pub admin_enabled: bool,
     /// Address of the admin API. Keep it on loopback (reach it with `docker exec` or `kubectl
     /// exec`); any other address requires `admin_token`. Env: `FACTORWATCH_ADMIN_LISTEN`.
+    #[serde(deserialize_with = "listen_addr")]
     pub admin_listen: SocketAddr,
     /// Bearer token the admin API requires, if set. Required when `admin_listen` is not loopback.
     pub admin_token: Option<Secret>,
@@ -174,4 +176,70 @@ pub fn check_hook_path(key: &str, path: &str) -> anyhow::Result<()> {
         bail!("{key} = {path:?}: collides with a built-in endpoint");
     }
     Ok(())
+}
+
+/// Parses an address to listen on: `IP:port`, or `localhost:port` (127.0.0.1). Any other host
+/// name is refused with the IP form to give instead: an address to bind is not looked up.
+pub fn parse_listen_addr(value: &str) -> anyhow::Result<SocketAddr> {
+    let invalid = match value.parse() {
+        Ok(addr) => return Ok(addr),
+        Err(err) => err,
+    };
+    let Some((host, Ok(port))) = value
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()))
+    else {
+        return Err(invalid.into());
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    bail!(
+        "{host:?} is a host name, and only localhost is accepted: give an IP address, such as \
+         127.0.0.1:{port} (this host only) or 0.0.0.0:{port} (every interface)"
+    )
+}
+
+/// `listen` and `admin_listen` as [`parse_listen_addr`] reads them.
+fn listen_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_listen_addr(&text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_is_loopback_and_other_host_names_get_the_ip_form() {
+        let addr = |text| parse_listen_addr(text).map_err(|err| err.to_string());
+        assert_eq!(
+            addr("localhost:8080"),
+            Ok("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(addr("LocalHost:1"), Ok("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(addr("[::1]:8081"), Ok("[::1]:8081".parse().unwrap()));
+        let refused = addr("okta-hooks.example.com:8080").unwrap_err();
+        assert!(
+            refused.contains("\"okta-hooks.example.com\" is a host name")
+                && refused.contains("0.0.0.0:8080"),
+            "{refused}"
+        );
+        assert_eq!(addr("nope").unwrap_err(), "invalid socket address syntax");
+        assert_eq!(
+            addr("localhost").unwrap_err(),
+            "invalid socket address syntax"
+        );
+    }
+
+    #[test]
+    fn the_toml_keys_take_localhost() {
+        let server: ServerConfig =
+            toml::from_str("listen = \"localhost:9090\"\nadmin_listen = \"localhost:9091\"\n")
+                .unwrap();
+        assert_eq!(server.listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(server.admin_listen, "127.0.0.1:9091".parse().unwrap());
+        let refused = toml::from_str::<ServerConfig>("listen = \"example.com:80\"\n").unwrap_err();
+        assert!(refused.to_string().contains("127.0.0.1:80"), "{refused}");
+    }
 }

@@ -12,6 +12,9 @@ pub enum ApiError {
     /// Missing or wrong secret. The detail is for the log only: the body never says which.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// No secret at all: the request lacks the configured auth header, which the log names.
+    #[error("unauthorized: auth header missing (the secret is expected in the {0:?} header)")]
+    MissingAuthHeader(axum::http::HeaderName),
     /// A GET without the verification challenge header.
     #[error("missing X-Okta-Verification-Challenge header")]
     MissingChallenge,
@@ -39,7 +42,7 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::MissingAuthHeader(_) => StatusCode::UNAUTHORIZED,
             ApiError::MissingChallenge | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -51,7 +54,7 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unauthorized(_) | ApiError::MissingAuthHeader(_) => "unauthorized",
             ApiError::MissingChallenge => "missing_challenge",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -65,7 +68,9 @@ impl ApiError {
     /// What the client is told.
     fn public_message(&self) -> String {
         match self {
-            ApiError::Unauthorized(_) => "missing or invalid credentials".into(),
+            ApiError::Unauthorized(_) | ApiError::MissingAuthHeader(_) => {
+                "missing or invalid credentials".into()
+            }
             ApiError::Unavailable(_) => {
                 "the batch could not be stored; retry later (the receiver's log says why)".into()
             }
@@ -100,5 +105,12 @@ mod tests {
     fn unauthorized_body_does_not_say_what_was_wrong() {
         let message = ApiError::Unauthorized("header value not accepted").public_message();
         assert!(!message.contains("header value"));
+    }
+
+    #[test]
+    fn a_missing_auth_header_is_named_in_the_log_not_in_the_body() {
+        let err = ApiError::MissingAuthHeader(axum::http::HeaderName::from_static("x-okta-key"));
+        assert!(err.to_string().contains("\"x-okta-key\" header"), "{err}");
+        assert_eq!(err.public_message(), "missing or invalid credentials");
     }
 }

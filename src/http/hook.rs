@@ -93,10 +93,10 @@ async fn store_batch(
 }
 
 /// Checks the configured auth header against every accepted secret, in constant time.
-fn authenticate(state: &HookState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authenticate(state: &HookState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(&state.auth_header)
-        .ok_or(ApiError::Unauthorized("auth header missing"))?;
+        .ok_or_else(|| ApiError::MissingAuthHeader(state.auth_header.clone()))?;
     if state.secrets.accepts(presented.as_bytes()) {
         Ok(())
     } else {

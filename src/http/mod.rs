@@ -5,9 +5,11 @@
 //! | `GET server.hook_path` | Okta's verification challenge ([`hook::verify`]) |
 //! | `POST server.hook_path` | event batches ([`hook::receive`]) |
 //! | `GET`, `POST` each `okta.orgs.hook_path` | the same, for that org only (its secrets, its spool) |
+//! | each hook path with a trailing slash added (or removed) | the same as the path itself |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the spool takes writes and its backlog is under the limit, and not shutting down |
 //! | `GET /metrics` | Prometheus text format |
+//! | anything else | 404; to a caller presenting a hook's secret, the 404 names that hook's path |
 //!
 //! Before the router: [`serve`] (connection limit, header timeout, TLS from [`tls`], HTTP/2 and
 //! HTTP/1.1). On every hook path: [`guard`] (the source from [`source`], allow-list, rate limit).
@@ -23,14 +25,15 @@ pub mod serve;
 pub mod source;
 pub mod tls;
 
-pub use config::{RateLimitConfig, ServerConfig, TlsConfig, check_hook_path};
+pub use config::{RateLimitConfig, ServerConfig, TlsConfig, check_hook_path, parse_listen_addr};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -104,12 +107,14 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(state);
+    let paths: HashSet<String> = hooks.iter().map(|hook| hook.path.clone()).collect();
+    let known: Arc<[HookState]> = hooks.clone().into();
     hooks
         .into_iter()
         .fold(operational, |app, hook| {
-            app.merge(hook_route(hook, guard.clone()))
+            app.merge(hook_route(hook, &paths, guard.clone()))
         })
-        .fallback(not_found)
+        .fallback(move |headers: HeaderMap| not_found(known.clone(), headers))
         .layer(middleware::from_fn(count_requests))
         // A backstop for every route; the hook handler times out first, with a logged reason.
         .layer(TimeoutLayer::with_status_code(
@@ -122,13 +127,29 @@ pub fn router(
         .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
-/// One org's hook path: the verification GET and the delivery POST, behind `guard`.
-fn hook_route(hook: HookState, guard: guard::Guard) -> Router {
+/// One org's hook path: the verification GET and the delivery POST, behind `guard`. The path
+/// with a trailing slash added (or removed) is served too, as a URL pasted into Okta often has
+/// one, unless it is another hook's path (one of `paths`).
+fn hook_route(hook: HookState, paths: &HashSet<String>, guard: guard::Guard) -> Router {
     let path = hook.path.clone();
     let methods = get(hook::verify)
         .post(hook::receive)
         .route_layer(middleware::from_fn_with_state(guard, guard::guard));
-    Router::new().route(&path, methods).with_state(hook)
+    let router = Router::new().route(&path, methods.clone());
+    match slash_twin(&path).filter(|twin| !paths.contains(twin)) {
+        Some(twin) => router.route(&twin, methods),
+        None => router,
+    }
+    .with_state(hook)
+}
+
+/// `path` with its trailing slash removed, or with one added; `None` for `/`.
+fn slash_twin(path: &str) -> Option<String> {
+    match path.strip_suffix('/') {
+        Some("") => None,
+        Some(trimmed) => Some(trimmed.to_owned()),
+        None => Some(format!("{path}/")),
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -250,11 +271,25 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "not_found", "message": "no such endpoint"})),
-    )
+/// The answer to an unknown path. A caller presenting a hook's secret (`factorwatch simulate`, an
+/// admin with curl) has the wrong path, not the wrong secret: the answer names the paths its
+/// secret opens in `hook_paths`. Anyone else learns nothing about the hooks.
+async fn not_found(hooks: Arc<[HookState]>, headers: HeaderMap) -> Response {
+    let opened: Vec<&str> = hooks
+        .iter()
+        .filter(|hook| hook::authenticate(hook, &headers).is_ok())
+        .map(|hook| hook.path.as_str())
+        .collect();
+    let mut body = json!({"error": "not_found", "message": "no such endpoint"});
+    if !opened.is_empty() {
+        body["message"] = format!(
+            "no such endpoint; this secret's hook is served at {}",
+            opened.join(", ")
+        )
+        .into();
+        body["hook_paths"] = opened.into();
+    }
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 /// Counts every answer by status and route.

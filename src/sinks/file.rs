@@ -11,6 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::{Delivery, DeliveryError, PublishFuture, Sink};
@@ -19,8 +20,21 @@ use super::{Delivery, DeliveryError, PublishFuture, Sink};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// The file to append to; created if missing (its directory must exist).
+    /// The file to append to; created if missing (its directory by `serve` and `sinks test`).
     pub path: PathBuf,
+}
+
+impl FileConfig {
+    /// Creates the file's directory if it is missing, as a fresh install has no data directory
+    /// yet. Done once before the first append ([`super::prepare`]): a directory that goes missing
+    /// later (moved away by log rotation) is a delivery error, not created again.
+    pub fn create_directory(&self) -> anyhow::Result<()> {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the directory {}", dir.display())),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Appends alerts to a local JSON-lines file.
@@ -129,6 +143,20 @@ mod tests {
         std::fs::write(&path, "no newline at all").unwrap();
         append_lines(&path, b"x\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
+    }
+
+    #[test]
+    fn the_directory_is_created_when_missing() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("fresh").join("data").join("alerts.jsonl");
+        FileConfig { path: path.clone() }
+            .create_directory()
+            .unwrap();
+        assert!(path.parent().unwrap().is_dir());
+        let relative = FileConfig {
+            path: "alerts.jsonl".into(),
+        };
+        relative.create_directory().unwrap();
     }
 
     #[tokio::test]

@@ -108,6 +108,29 @@ pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     })
 }
 
+/// Creates what the sink `config` describes needs on this host before its first delivery: the
+/// file sink's directory. `serve` ([`prepare_all`]) and `sinks test` do, `check-config` does not.
+pub fn prepare(config: &SinkConfig) -> anyhow::Result<()> {
+    match &config.kind {
+        SinkKind::File(file) => file.create_directory(),
+        _ => Ok(()),
+    }
+}
+
+/// [`prepare`] for each of `sinks`; a failure is logged and left to the delivery loop, which
+/// retries and reports it like any delivery error.
+pub fn prepare_all(sinks: &[SinkConfig]) {
+    for sink in sinks {
+        if let Err(err) = prepare(sink) {
+            tracing::warn!(
+                sink = sink.name(),
+                error = format!("{err:#}"),
+                "cannot prepare the sink; its deliveries will fail until this is fixed"
+            );
+        }
+    }
+}
+
 /// Sends one alert (for `factorwatch sinks test`, a clearly marked test alert) straight to the
 /// destination `config` describes, through a sink built for this one call rather than the delivery
 /// loop. Returns how long the destination took to acknowledge it.
@@ -116,6 +139,7 @@ pub async fn send_test_alert(
     delivery: Delivery<'_>,
 ) -> Result<std::time::Duration, DeliveryError> {
     let started = std::time::Instant::now();
+    prepare(config).map_err(|err| DeliveryError::Transient(format!("{err:#}")))?;
     let sink = build(config).map_err(|err| DeliveryError::Permanent(format!("{err:#}")))?;
     sink.publish(delivery).await?;
     Ok(started.elapsed())

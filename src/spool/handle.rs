@@ -109,22 +109,65 @@ pub(super) fn open_database(path: &Path) -> Result<Database, SpoolError> {
             );
         })
         .create(path)
-        .map_err(|err| match err {
-            redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::unavailable(format!(
-                "spool {} is in use by another factorwatch process; each replica needs its \
-                 own storage.data_dir",
-                path.display()
-            )),
-            err => SpoolError::storage(
-                format!(
-                    "cannot open spool {}: {err}. If the file is damaged beyond repair, move it \
-                 aside and start again; events Okta already delivered can be read back \
-                 from the System Log API",
-                    path.display()
-                ),
-                err,
-            ),
-        })
+        .map_err(|err| open_error(path, err))
+}
+
+/// Why the spool at `path` did not open, and what to do: only a file that is really damaged is
+/// to be moved aside.
+fn open_error(path: &Path, err: redb::DatabaseError) -> SpoolError {
+    let path = path.display();
+    let denied = match &err {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            return SpoolError::unavailable(format!(
+                "spool {path} is in use by another factorwatch process; each replica needs its \
+                 own storage.data_dir"
+            ));
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => permission_problem(io),
+        _ => None,
+    };
+    let advice = denied.unwrap_or_else(|| {
+        "If the file is damaged beyond repair, move it aside and start again; events Okta \
+         already delivered can be read back from the System Log API"
+            .to_owned()
+    });
+    SpoolError::storage(format!("cannot open spool {path}: {err}. {advice}"), err)
+}
+
+/// For an error the file system's permissions caused, what it is and who may not write: the
+/// process's user. `None` for any other error.
+pub(super) fn permission_problem(err: &std::io::Error) -> Option<String> {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied => Some(format!(
+            "This is a permission problem: factorwatch runs as {}, which may not write \
+             there; give that user the data directory (storage.data_dir), or run \
+             factorwatch as the user that owns it",
+            process_user()
+        )),
+        std::io::ErrorKind::ReadOnlyFilesystem => Some(
+            "The file system is read-only: put storage.data_dir on a writable volume".to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// The user this process runs as, `uid 999 (factorwatch)`: the owner of `/proc/self`, named from
+/// `/etc/passwd` when it is listed there.
+fn process_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|meta| meta.uid()) else {
+        return "a user it cannot tell".to_owned();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid.to_string()).then_some(name)
+    });
+    match name {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 /// redb starts a new database in an empty file without a word; an emptied spool (a botched
@@ -137,5 +180,37 @@ fn warn_if_emptied(path: &Path) {
              went wrong), restore it from a backup, or read the missing events back from the \
              System Log API"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_error(kind: std::io::ErrorKind) -> redb::DatabaseError {
+        redb::DatabaseError::Storage(redb::StorageError::Io(kind.into()))
+    }
+
+    #[test]
+    fn a_denied_open_is_a_permission_problem_naming_the_user_not_damage() {
+        let path = Path::new("/var/lib/factorwatch/spool.redb");
+        let message = open_error(path, io_error(std::io::ErrorKind::PermissionDenied)).to_string();
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+        assert!(
+            message.contains("/var/lib/factorwatch/spool.redb")
+                && message.contains("permission problem")
+                && message.contains(&format!("runs as uid {uid}")),
+            "{message}"
+        );
+        assert!(!message.contains("move it aside"), "{message}");
+        let message = open_error(path, io_error(std::io::ErrorKind::ReadOnlyFilesystem));
+        assert!(message.to_string().contains("read-only"), "{message}");
+    }
+
+    #[test]
+    fn only_other_failures_say_to_move_the_file_aside() {
+        let path = Path::new("/var/lib/factorwatch/spool.redb");
+        let message = open_error(path, io_error(std::io::ErrorKind::InvalidData)).to_string();
+        assert!(message.contains("move it aside"), "{message}");
     }
 }

@@ -125,8 +125,13 @@ impl Spool {
     /// opens the de-duplication window in `<dir>/seen/`, importing a `seen.redb` once.
     pub fn open(dir: &Path, max_backlog_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|err| {
+            let advice = handle::permission_problem(&err).map(|advice| format!(". {advice}"));
             SpoolError::storage(
-                format!("cannot create data directory {}: {err}", dir.display()),
+                format!(
+                    "cannot create data directory {}: {err}{}",
+                    dir.display(),
+                    advice.unwrap_or_default()
+                ),
                 err,
             )
         })?;

@@ -248,6 +248,9 @@ async fn okta_support_and_self_service_resets_are_told_apart() {
 async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_once_when_it_can() {
     let data_dir = tempfile::TempDir::new().unwrap();
     let out = data_dir.path().join("rotated");
+    // A file where the sink's directory belongs: serve cannot create the directory, so every
+    // append fails until the file gives way to it.
+    std::fs::write(&out, b"").unwrap();
     let mut config = test_config(data_dir.path());
     config.sinks = vec![SinkConfig::file("alerts-file", out.join("alerts.jsonl"))];
     let app = spawn_app_with(config, data_dir).await;
@@ -265,6 +268,7 @@ async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_onc
     };
     wait_for_readyz(&app.client, app.addr, "queued every alert", all_queued).await;
 
+    std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     app.wait_until_drained().await;
     let alerts = read_alert_lines(&out.join("alerts.jsonl"));

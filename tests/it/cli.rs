@@ -4,7 +4,12 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use crate::helpers::{SECRET, spawn_app};
+use factorwatch::config::SinkConfig;
+
+use crate::helpers::{
+    SECRET, batch_with_mfa, read_alert_lines, spawn_app, spawn_app_with, test_config,
+    wait_for_alert_lines,
+};
 
 pub(crate) fn factorwatch(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
@@ -66,6 +71,39 @@ fn check_config_prints_the_effective_config_without_secrets() {
     for secret in ["env-secret-a", "env-secret-b", "file-secret-value"] {
         assert!(!printed.contains(secret) && !stderr(&output).contains(secret));
     }
+}
+
+/// `localhost` is 127.0.0.1, in the file and in the environment; another host name is refused
+/// with the IP form to give.
+#[test]
+fn listen_addresses_take_localhost_and_refuse_other_host_names_with_the_ip_form() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("factorwatch.toml");
+    std::fs::write(&path, "[server]\nlisten = \"localhost:8080\"\n").unwrap();
+    let path = path.to_str().unwrap();
+    let secret = ("FACTORWATCH_OKTA_SECRETS", "s");
+    let output = factorwatch(&["check-config", "--config", path], &[secret]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("listen = \"127.0.0.1:8080\""), "{printed}");
+
+    let env = [secret, ("FACTORWATCH_ADMIN_LISTEN", "localhost:9091")];
+    let output = factorwatch(&["check-config"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("admin_listen = \"127.0.0.1:9091\""),
+        "{printed}"
+    );
+
+    let env = [secret, ("FACTORWATCH_LISTEN", "hooks.example.com:8080")];
+    let output = factorwatch(&["check-config"], &env);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("FACTORWATCH_LISTEN") && message.contains("0.0.0.0:8080"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -134,6 +172,21 @@ async fn simulate_plays_okta_against_a_running_receiver() {
     let output = simulate(&app.hook_url, "nope", &[]).await;
     assert!(!output.status.success());
     assert!(stderr(&output).contains("verification failed"));
+}
+
+/// A wrong path is a wrong path, not a wrong secret: simulate says so, and which path is served.
+#[tokio::test]
+async fn simulate_to_a_wrong_path_says_which_path_the_receiver_serves() {
+    let app = spawn_app().await;
+    let wrong = format!("http://{}/okta", app.addr);
+    let output = simulate(&wrong, SECRET, &[]).await;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("serves no hook at") && message.contains("hook at /okta/events"),
+        "{message}"
+    );
+    assert!(!message.contains("Check that the secret"), "{message}");
 }
 
 #[tokio::test]
@@ -298,5 +351,83 @@ fn rules_check_and_rules_test_take_placeholders_and_privileged_users_from_the_co
         stderr(&output).contains("office_networks"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// `sinks test` on a fresh install, before any `serve`, creates the default alert file's
+/// directory (the data directory) and delivers.
+#[test]
+fn sinks_test_works_before_the_first_serve() {
+    let dir = TempDir::new().unwrap();
+    let data_dir = dir.path().join("fresh").join("data");
+    let output = factorwatch(
+        &["sinks", "test"],
+        &[("FACTORWATCH_DATA_DIR", data_dir.to_str().unwrap())],
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(printed.contains("delivered test alert"), "{printed}");
+    assert_eq!(read_alert_lines(&data_dir.join("alerts.jsonl")).len(), 1);
+}
+
+/// `serve` creates a file sink's directory too, when it is not the data directory.
+#[tokio::test]
+async fn serve_creates_the_directory_of_a_file_sink() {
+    let data_dir = TempDir::new().unwrap();
+    let alerts = data_dir.path().join("alerts").join("mfa.jsonl");
+    let mut config = test_config(data_dir.path());
+    config.sinks = vec![SinkConfig::file("alerts", alerts.clone())];
+    let app = spawn_app_with(config, data_dir).await;
+    let (batch, _) = batch_with_mfa(4, 1);
+    assert_eq!(app.post(&batch).await.status(), 204);
+    wait_for_alert_lines(&alerts, 1, std::time::Duration::from_secs(20)).await;
+}
+
+/// The shell blocks of one README section.
+fn readme_shell_blocks(section: &str) -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let start = readme.find(section).expect("the README section exists");
+    let text = &readme[start + section.len()..];
+    let text = &text[..text.find("\n## ").unwrap_or(text.len())];
+    text.split("```sh\n")
+        .skip(1)
+        .map(|block| block[..block.find("```").unwrap()].to_owned())
+        .collect()
+}
+
+/// "Running it for real" never puts the secret on a command line (`cargo run` prints it), says
+/// that `serve` stays in the foreground, and its second terminal's command works as written.
+#[tokio::test]
+async fn the_readmes_first_run_keeps_the_secret_off_the_command_line_and_works() {
+    let section = "## Running it for real";
+    let blocks = readme_shell_blocks(section);
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    for block in &blocks {
+        assert!(!block.contains("--secret"), "{block}");
+    }
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("`serve` stays in the foreground"));
+
+    let app = spawn_app().await;
+    let home = TempDir::new().unwrap();
+    std::fs::write(home.path().join("factorwatch-okta-secret"), SECRET).unwrap();
+    let script = blocks[1]
+        .replace("cargo run --release --", env!("CARGO_BIN_EXE_factorwatch"))
+        .replace("http://127.0.0.1:8080/okta/events", &app.hook_url);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euc", &script])
+            .env("HOME", home.path())
+            .env_remove("FACTORWATCH_SIMULATE_SECRET")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(
+        printed.contains("3 batches accepted, 0 refused"),
+        "{printed}"
     );
 }

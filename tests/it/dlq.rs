@@ -56,12 +56,21 @@ async fn refused_alerts_can_be_listed_replayed_and_purged() {
     assert_eq!(letters.len(), 2);
     assert!(letters.iter().all(|l| l["sink"] == "hook"));
     assert!(letters[0]["last_error"].as_str().unwrap().contains("422"));
-    let (_, table, _) = dlq(&app, &["list"]).await;
+    let (_, table, err) = dlq(&app, &["list"]).await;
     assert!(table.contains("2 dead letters"), "{table}");
+    // Which instance answered comes first, on stderr (so that --json stays JSON).
+    let instance = format!(
+        "instance: data_dir={} orgs=top-level version=",
+        app.data_dir.path().display()
+    );
+    assert!(err.starts_with(&instance), "{err}");
 
-    // Purging needs a filter or --all.
+    // Purging needs a filter or --all, as the CLI spells it.
     let (ok, _, err) = dlq(&app, &["purge"]).await;
-    assert!(!ok && err.contains("all=true"), "{err}");
+    assert!(
+        !ok && err.contains("--all") && !err.contains("all=true"),
+        "{err}"
+    );
 
     // Replay one alert: the endpoint accepts now, so it is delivered.
     let first = letters[0]["alert_id"].as_str().unwrap();

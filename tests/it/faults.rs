@@ -290,6 +290,35 @@ async fn a_damaged_spool_is_refused_with_the_file_and_what_to_do_never_a_panic()
     }
 }
 
+/// A data directory the service's user may not write is a permission problem, said so with the
+/// path and the user; not damage to move aside. Root writes anyway, so the test needs another
+/// user (the unit tests of `spool::handle` check the message under any user).
+#[tokio::test]
+async fn an_unwritable_data_directory_is_a_permission_problem_naming_the_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    if uid == 0 {
+        eprintln!("skipped: root may write any directory");
+        return;
+    }
+    let data_dir = TempDir::new().unwrap();
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut command = ChildServer::command(data_dir.path(), free_port(), &[]);
+    command.stderr(Stdio::piped());
+    let output = output_within(&mut command, Duration::from_secs(20));
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    let spool = data_dir.path().join("spool.redb");
+    assert!(
+        log.contains(&spool.display().to_string())
+            && log.contains("permission problem")
+            && log.contains(&format!("runs as uid {uid}")),
+        "{log}"
+    );
+    assert!(!log.contains("move it aside"), "{log}");
+}
+
 /// An empty file holds nothing to recover: the service starts on a new spool, and says that
 /// the file was empty, naming it, so a botched restore does not go unnoticed.
 async fn assert_an_emptied_spool_starts_anew_with_a_warning(data_dir: &Path, spool: &Path) {

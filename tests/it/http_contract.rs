@@ -6,7 +6,9 @@ use factorwatch::secret::Secret;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{SECRET, batch_with_mfa, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{
+    ChildServer, SECRET, batch_with_mfa, free_port, spawn_app, spawn_app_with, test_config,
+};
 
 #[tokio::test]
 async fn verification_echoes_the_challenge_exactly() {
@@ -70,6 +72,83 @@ async fn delivery_is_refused_without_the_right_secret_and_nothing_is_stored() {
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["pending_batches"], 0);
     assert_eq!(ready["backlog_bytes"], 0);
+}
+
+#[tokio::test]
+async fn the_hook_path_with_a_trailing_slash_is_the_hook() {
+    let app = spawn_app().await;
+    let url = format!("{}/", app.hook_url);
+    let response = app
+        .client
+        .get(&url)
+        .header("Authorization", SECRET)
+        .header("X-Okta-Verification-Challenge", "slash")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"verification":"slash"}"#
+    );
+    let (envelope, _) = batch_with_mfa(4, 1);
+    let response = app
+        .client
+        .post(&url)
+        .header("Authorization", SECRET)
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    app.wait_for_alerts(1).await;
+}
+
+/// A caller with a hook's secret on a wrong path is told the path; anyone else is not.
+#[tokio::test]
+async fn a_wrong_path_names_the_hook_path_to_a_caller_with_its_secret_only() {
+    let app = spawn_app().await;
+    let wrong = format!("http://{}/okta/event", app.addr);
+    let answer = |secret: &'static str| {
+        let request = app.client.get(&wrong).header("Authorization", secret);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 404);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let told = answer(SECRET).await;
+    assert_eq!(told["hook_paths"], serde_json::json!(["/okta/events"]));
+    assert!(
+        told["message"].as_str().unwrap().contains("/okta/events"),
+        "{told}"
+    );
+    let stranger = answer("Basic wrong").await;
+    assert_eq!(
+        stranger,
+        serde_json::json!({"error": "not_found", "message": "no such endpoint"})
+    );
+}
+
+/// The log line of a request without the auth header names the header that was expected.
+#[tokio::test]
+async fn a_missing_auth_header_is_logged_with_the_header_expected() {
+    let data_dir = TempDir::new().unwrap();
+    let log = data_dir.path().join("factorwatch.log");
+    let server = ChildServer::start_logging_to(data_dir.path(), free_port(), &[], &log).await;
+    let response = reqwest::Client::new()
+        .get(&server.hook_url)
+        .header("X-Okta-Verification-Challenge", "c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    drop(server);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("auth header missing") && log.contains("\"authorization\" header"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -198,8 +277,11 @@ async fn health_readiness_and_metrics() {
 async fn a_full_spool_answers_503_and_turns_readiness_false() {
     let data_dir = TempDir::new().unwrap();
     let mut config = test_config(data_dir.path());
-    // A sink that cannot deliver keeps its alerts in the outbox, so the backlog stays.
-    let unwritable = data_dir.path().join("missing-dir").join("alerts.jsonl");
+    // A sink that cannot deliver keeps its alerts in the outbox, so the backlog stays. Its
+    // directory is a file, so serve cannot create it.
+    let blocked = data_dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"").unwrap();
+    let unwritable = blocked.join("alerts.jsonl");
     config.sinks = vec![factorwatch::config::SinkConfig::file("broken", unwritable)];
     config.storage.max_backlog_bytes = 4096;
     let app = spawn_app_with(config, data_dir).await;
