@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use crate::backends::{Backend, on_each_backend};
 use crate::helpers::{
-    TestApp, batch_with_mfa, read_alert_lines, spawn_app_with, test_config, unique,
+    TestApp, batch_with_mfa, eventually, read_alert_lines, spawn_app_with, test_config, unique,
 };
 
 on_each_backend!(
@@ -107,9 +107,20 @@ async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why(backe
             .contains("127.0.0.1:1"),
         "{ready}"
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("factorwatch_cluster_backend_up 0"),
-        "{metrics}"
-    );
+    // The gauge is one per process, and other tests' replicas in this process set it to 1 when
+    // their backend answers: each look first makes this replica try its backend again.
+    eventually(
+        Duration::from_secs(20),
+        "factorwatch_cluster_backend_up 0",
+        async || {
+            let (batch, _) = batch_with_mfa(1, 0);
+            assert_eq!(app.post(&batch).await.status(), 204);
+            let metrics = app.get("/metrics").await.text().await.unwrap();
+            match metrics.contains("factorwatch_cluster_backend_up 0") {
+                true => Ok(()),
+                false => Err(metrics),
+            }
+        },
+    )
+    .await;
 }
