@@ -68,7 +68,9 @@ fn check_config_prints_the_effective_config_without_secrets() {
     }
 }
 
+/// Its `[cluster]` runs in `redis` mode.
 #[test]
+#[cfg(feature = "redis")]
 fn the_kubernetes_configuration_passes_check_config() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
