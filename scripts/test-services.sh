@@ -1,14 +1,43 @@
 #!/usr/bin/env bash
-# Installs (if missing) and starts (if not listening) the servers the Kafka and SQS sink tests need:
+# Makes the README's test command work on a fresh Debian or Ubuntu machine. It installs (if missing)
+# from the distribution's packages NATS, Redis, RabbitMQ and Mosquitto (which
+# scripts/local-services.sh then starts if they are not listening) and HAProxy (which the fleet test
+# starts itself in front of three replicas, with a redis-server of its own); then it installs (if
+# missing) and starts (if not listening) the servers the Kafka and SQS sink tests need:
 #   - tansu, a Kafka-API broker, on 127.0.0.1:19092 (in-memory storage)
 #   - moto, an SQS-API server, on 127.0.0.1:15000
-# and installs (if missing) HAProxy from Debian's packages, which the fleet test starts itself in
-# front of three replicas (with a redis-server of its own, from the machine's Redis package).
 # Idempotent: run it before `cargo test` as often as you like. Logs go to $FACTORWATCH_SERVICES_DIR
-# (default: target/test-services). It first runs scripts/local-services.sh, which starts any of the
-# machine's own brokers (NATS, Redis, RabbitMQ, Mosquitto) that has stopped.
+# (default: target/test-services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The servers live in /usr/sbin, which a user's PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+# Installs, in one apt-get call, the package of each command that is missing; pairs of arguments:
+# command package.
+install_packages() {
+    local missing=()
+    while (($# >= 2)); do
+        command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+        shift 2
+    done
+    ((${#missing[@]})) || return 0
+    echo "test-services: installing ${missing[*]} (apt-get)"
+    # Without an index (a fresh image), or with a stale one, install fails: update and retry once.
+    $sudo apt-get install -y -q "${missing[@]}" >/dev/null \
+        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+    if [[ " ${missing[*]} " == *" nats-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+        # Debian's nats-server service runs without JetStream, which the tests need:
+        # scripts/local-services.sh starts one with it in its place.
+        $sudo systemctl disable --now nats-server >/dev/null 2>&1 || true
+    fi
+}
+
+install_packages nats-server nats-server redis-server redis-server rabbitmq-server rabbitmq-server \
+    mosquitto mosquitto haproxy haproxy
 scripts/local-services.sh
 
 KAFKA_PORT=19092
@@ -84,19 +113,6 @@ start_moto() {
     wait_for_port moto_server "$SQS_PORT" "$log"
 }
 
-install_haproxy() {
-    if command -v haproxy >/dev/null 2>&1; then
-        return
-    fi
-    echo "test-services: installing haproxy (apt-get)"
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-    $sudo apt-get install -y -q haproxy >/dev/null \
-        || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q haproxy >/dev/null; }
-    command -v haproxy >/dev/null || { echo "test-services: haproxy did not install" >&2; exit 1; }
-}
-
 start_tansu
 start_moto
-install_haproxy
 echo "test-services: Kafka API on 127.0.0.1:$KAFKA_PORT, SQS API on 127.0.0.1:$SQS_PORT, haproxy at $(command -v haproxy)"

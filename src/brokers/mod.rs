@@ -6,7 +6,9 @@
 //! shared de-duplication keys.
 
 pub mod lazy;
+#[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::time::Duration;
@@ -41,6 +43,18 @@ pub enum ConnectError {
         #[source]
         source: BoxError,
     },
+}
+
+/// A sink `type` or cluster mode whose client this build leaves out: its Cargo feature is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{key} = \"{value}\" needs a build with --features {feature}")]
+pub struct NotBuilt {
+    /// The key that asks for it, such as `type` or `cluster.mode`.
+    pub key: &'static str,
+    /// The key's value, such as `kafka` or `nats-kv`.
+    pub value: &'static str,
+    /// The Cargo feature that brings it.
+    pub feature: &'static str,
 }
 
 /// A client library's error, kept whole so that its chain of causes still reads.

@@ -12,6 +12,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// A Redis command failed.
+    #[cfg(feature = "redis")]
     #[error("cluster Redis at {url}: cannot {operation}")]
     Redis {
         /// The server.

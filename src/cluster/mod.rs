@@ -24,9 +24,20 @@
 //! replica's spool and correlation resumes from them.
 //!
 //! [`SharedState`] is what the detector sees; `redis` and `nats_kv` hold each backend's calls.
+//! Each backend is built with its Cargo feature (`redis`, `nats`); a mode whose feature is off is
+//! refused by [`ClusterConfig::validate`].
+
+// Without either backend no `SharedState` is ever made: its calls compile to an empty match,
+// which leaves their arguments unused and the code after it unreachable.
+#![cfg_attr(
+    not(any(feature = "redis", feature = "nats")),
+    allow(unused_variables, unreachable_code)
+)]
 
 mod error;
+#[cfg(feature = "nats")]
 mod nats_kv;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::collections::HashSet;
@@ -95,20 +106,39 @@ impl ClusterConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         match (self.mode, &self.url) {
             (ClusterMode::Standalone, _) => Ok(()),
+            #[cfg(not(feature = "redis"))]
+            (ClusterMode::Redis, _) => Err(not_built("redis", "redis")),
+            #[cfg(not(feature = "nats"))]
+            (ClusterMode::NatsKv, _) => Err(not_built("nats-kv", "nats")),
+            #[cfg(feature = "redis")]
             (ClusterMode::Redis, None) => {
                 anyhow::bail!("cluster.mode = \"redis\" needs cluster.url (redis://host:6379)")
             }
+            #[cfg(feature = "nats")]
             (ClusterMode::NatsKv, None) => {
                 anyhow::bail!("cluster.mode = \"nats-kv\" needs cluster.url (nats://host:4222)")
             }
+            #[cfg(feature = "redis")]
             (ClusterMode::Redis, Some(url)) => ::redis::Client::open(url.expose())
                 .map(drop)
                 .map_err(|err| anyhow::anyhow!("cluster.url = {:?}: {err}", url.redacted())),
+            #[cfg(feature = "nats")]
             (ClusterMode::NatsKv, Some(url)) => crate::brokers::nats::parse_servers(url)
                 .map(drop)
                 .map_err(|err| anyhow::anyhow!("cluster.{err}")),
         }
     }
+}
+
+/// The error for a `cluster.mode` whose backend client this build leaves out.
+#[cfg(not(all(feature = "redis", feature = "nats")))]
+fn not_built(mode: &'static str, feature: &'static str) -> anyhow::Error {
+    crate::brokers::NotBuilt {
+        key: "cluster.mode",
+        value: mode,
+        feature,
+    }
+    .into()
 }
 
 /// How the shared backend is doing, for `/readyz` and the metrics.
@@ -152,10 +182,13 @@ pub struct SharedState {
     pub status: Arc<BackendStatus>,
 }
 
-/// The backend's own calls.
+/// The backend's own calls. Matched by place (`match self.backend`), so that a build with
+/// neither backend, where it has no variant, still compiles.
 enum Backend {
+    #[cfg(feature = "redis")]
     Redis(redis::RedisState),
     /// Boxed: its bucket handles are large, and there is one per org.
+    #[cfg(feature = "nats")]
     NatsKv(Box<nats_kv::NatsKvState>),
 }
 
@@ -193,6 +226,7 @@ pub struct AppliedStep {
 
 /// How long a replica's last correlation step is kept: long enough for any restart; a replica
 /// gone for good leaves nothing behind.
+#[cfg(any(feature = "redis", feature = "nats"))]
 const APPLIED_STEP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl SharedState {
@@ -206,10 +240,14 @@ impl SharedState {
             .unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
         let backend = match config.mode {
             ClusterMode::Standalone => return None,
+            #[cfg(feature = "redis")]
             ClusterMode::Redis => Backend::Redis(redis::RedisState::new(&url, prefix, replica)),
+            #[cfg(feature = "nats")]
             ClusterMode::NatsKv => {
                 Backend::NatsKv(Box::new(nats_kv::NatsKvState::new(&url, &prefix, replica)))
             }
+            #[cfg(not(all(feature = "redis", feature = "nats")))]
+            mode => panic!("cluster mode {mode:?} is not in this build; validate refuses it"),
         };
         Some(Self {
             url,
@@ -231,9 +269,11 @@ impl SharedState {
             return Ok(HashSet::new());
         }
         let owners: Vec<String> = claims.iter().map(|c| self.owner(c)).collect();
-        let holders = match &self.backend {
-            Backend::Redis(redis) => redis.claim(claims, &owners, window).await,
-            Backend::NatsKv(kv) => kv.claim(claims, &owners, window).await,
+        let holders: Result<Vec<String>, _> = match self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(ref redis) => redis.claim(claims, &owners, window).await,
+            #[cfg(feature = "nats")]
+            Backend::NatsKv(ref kv) => kv.claim(claims, &owners, window).await,
         };
         let holders = self.observe(holders).await?;
         Ok(claims
@@ -250,9 +290,11 @@ impl SharedState {
         &self,
         known: Option<&str>,
     ) -> Result<SharedCorrelation, ClusterError> {
-        let loaded = match &self.backend {
-            Backend::Redis(redis) => redis.load(known).await,
-            Backend::NatsKv(kv) => kv.load(known).await,
+        let loaded: Result<SharedCorrelation, _> = match self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(ref redis) => redis.load(known).await,
+            #[cfg(feature = "nats")]
+            Backend::NatsKv(ref kv) => kv.load(known).await,
         };
         self.observe(loaded).await
     }
@@ -266,9 +308,11 @@ impl SharedState {
         state: &[u8],
         step: &AppliedStep,
     ) -> Result<bool, ClusterError> {
-        let written = match &self.backend {
-            Backend::Redis(redis) => redis.publish(expected, state, step).await,
-            Backend::NatsKv(kv) => kv.publish(expected, state, step).await,
+        let written: Result<bool, _> = match self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(ref redis) => redis.publish(expected, state, step).await,
+            #[cfg(feature = "nats")]
+            Backend::NatsKv(ref kv) => kv.publish(expected, state, step).await,
         };
         self.observe(written).await
     }
@@ -278,9 +322,11 @@ impl SharedState {
     async fn observe<T>(&self, outcome: Result<T, ClusterError>) -> Result<T, ClusterError> {
         self.status.record(outcome.as_ref().map(drop));
         if outcome.is_err() {
-            match &self.backend {
-                Backend::Redis(redis) => redis.reset().await,
-                Backend::NatsKv(kv) => kv.reset().await,
+            match self.backend {
+                #[cfg(feature = "redis")]
+                Backend::Redis(ref redis) => redis.reset().await,
+                #[cfg(feature = "nats")]
+                Backend::NatsKv(ref kv) => kv.reset().await,
             }
         }
         outcome
@@ -305,6 +351,37 @@ mod tests {
     }
 
     #[test]
+    fn a_mode_left_out_of_the_build_names_its_feature() {
+        for (mode, url, value, feature, built) in [
+            (
+                ClusterMode::Redis,
+                "redis://r:6379",
+                "redis",
+                "redis",
+                cfg!(feature = "redis"),
+            ),
+            (
+                ClusterMode::NatsKv,
+                "nats://n:4222",
+                "nats-kv",
+                "nats",
+                cfg!(feature = "nats"),
+            ),
+        ] {
+            let checked = config(mode, Some(url)).validate();
+            if built {
+                checked.unwrap();
+            } else {
+                assert_eq!(
+                    checked.unwrap_err().to_string(),
+                    format!("cluster.mode = \"{value}\" needs a build with --features {feature}")
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(all(feature = "redis", feature = "nats"))]
     fn a_shared_mode_without_a_url_or_with_a_bad_one_is_refused_with_an_example() {
         let err = config(ClusterMode::NatsKv, None).validate().unwrap_err();
         assert!(err.to_string().contains("nats://host:4222"), "{err}");

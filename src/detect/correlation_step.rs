@@ -490,6 +490,11 @@ fn correlate_input(
 }
 
 #[cfg(test)]
+// The cluster tests are built with their backend's feature; without either, their helpers idle.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "nats")),
+    allow(dead_code, unused_imports)
+)]
 mod tests {
     //! The standalone journal and snapshots, through a real spool; the crash window of a cluster
     //! step, against the machine's Redis on 127.0.0.1:6379 and its NATS on 127.0.0.1:4222.
@@ -718,11 +723,13 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg(feature = "redis")]
     async fn a_step_written_to_redis_but_not_to_the_spool_is_finished_not_applied_again() {
         a_step_written_to_the_backend_but_not_to_the_spool_is_finished(ClusterMode::Redis).await;
     }
 
     #[tokio::test]
+    #[cfg(feature = "nats")]
     async fn a_step_written_to_nats_kv_but_not_to_the_spool_is_finished_not_applied_again() {
         a_step_written_to_the_backend_but_not_to_the_spool_is_finished(ClusterMode::NatsKv).await;
     }

@@ -2,19 +2,70 @@
 //! whether the destination acknowledged it; retries, backoff, dead-lettering and the outbox are the
 //! shared delivery loop's job ([`crate::forward`]).
 
+/// Stands in for the module of a sink kind left out of this build (its Cargo feature is off):
+/// its configuration type has no value, and reading a block of that `type` fails with the
+/// feature to build with, rather than serde's "unknown variant".
+macro_rules! not_built {
+    ($module:ident :: $config:ident, $feature:literal) => {
+        #[cfg(not(feature = $feature))]
+        #[doc = concat!("`type = \"", $feature, "\"`: left out of this build.")]
+        pub mod $module {
+            #[doc = concat!("Never built: this build lacks the `", $feature, "` feature.")]
+            #[derive(Debug, Clone)]
+            pub enum $config {}
+
+            impl<'de> serde::Deserialize<'de> for $config {
+                fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                    Err(serde::de::Error::custom($crate::brokers::NotBuilt {
+                        key: "type",
+                        value: $feature,
+                        feature: $feature,
+                    }))
+                }
+            }
+
+            impl $config {
+                /// Nothing to check: no block of this type reads.
+                pub fn validate(&self) -> anyhow::Result<()> {
+                    match *self {}
+                }
+            }
+
+            impl serde::Serialize for $config {
+                fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                    match *self {}
+                }
+            }
+        }
+    };
+}
+
+#[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod config;
 pub mod file;
 mod http;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod pagerduty;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod slack;
+#[cfg(feature = "sqs")]
 pub mod sqs;
 pub mod template;
 pub mod webhook;
+
+not_built!(amqp::AmqpConfig, "amqp");
+not_built!(kafka::KafkaConfig, "kafka");
+not_built!(mqtt::MqttConfig, "mqtt");
+not_built!(nats::NatsConfig, "nats");
+not_built!(redis::RedisConfig, "redis");
+not_built!(sqs::SqsConfig, "sqs");
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,11 +74,15 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::brokers::ConnectError;
 
+#[cfg(feature = "amqp")]
 pub use amqp::AmqpSink;
 pub use config::{SinkConfig, SinkKind, check_sinks};
 pub use file::FileSink;
+#[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
+#[cfg(feature = "mqtt")]
 pub use mqtt::MqttSink;
+#[cfg(feature = "sqs")]
 pub use sqs::SqsSink;
 
 /// One alert handed to a sink.
@@ -96,15 +151,33 @@ pub trait Sink: Send + Sync {
 pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::File(file) => Arc::new(FileSink::new(&config.name, &file.path)),
+        #[cfg(feature = "amqp")]
         SinkKind::Amqp(amqp) => Arc::new(AmqpSink::new(&config.name, amqp)?),
+        #[cfg(not(feature = "amqp"))]
+        SinkKind::Amqp(never) => match *never {},
+        #[cfg(feature = "mqtt")]
         SinkKind::Mqtt(mqtt) => Arc::new(MqttSink::new(&config.name, mqtt)?),
+        #[cfg(not(feature = "mqtt"))]
+        SinkKind::Mqtt(never) => match *never {},
         SinkKind::Webhook(webhook) => Arc::new(webhook::WebhookSink::new(&config.name, webhook)?),
         SinkKind::Slack(slack) => Arc::new(slack::SlackSink::new(&config.name, slack)?),
         SinkKind::PagerDuty(pd) => Arc::new(pagerduty::PagerDutySink::new(&config.name, pd)?),
+        #[cfg(feature = "nats")]
         SinkKind::Nats(nats) => Arc::new(nats::NatsSink::new(&config.name, nats)?),
+        #[cfg(not(feature = "nats"))]
+        SinkKind::Nats(never) => match *never {},
+        #[cfg(feature = "redis")]
         SinkKind::Redis(redis) => Arc::new(redis::RedisSink::new(&config.name, redis)?),
+        #[cfg(not(feature = "redis"))]
+        SinkKind::Redis(never) => match *never {},
+        #[cfg(feature = "kafka")]
         SinkKind::Kafka(kafka) => Arc::new(KafkaSink::new(&config.name, kafka)?),
+        #[cfg(not(feature = "kafka"))]
+        SinkKind::Kafka(never) => match *never {},
+        #[cfg(feature = "sqs")]
         SinkKind::Sqs(sqs) => Arc::new(SqsSink::new(&config.name, sqs)?),
+        #[cfg(not(feature = "sqs"))]
+        SinkKind::Sqs(never) => match *never {},
     })
 }
 

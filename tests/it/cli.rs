@@ -106,7 +106,9 @@ fn listen_addresses_take_localhost_and_refuse_other_host_names_with_the_ip_form(
     );
 }
 
+/// Its `[cluster]` runs in `redis` mode.
 #[test]
+#[cfg(feature = "redis")]
 fn the_kubernetes_configuration_passes_check_config() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

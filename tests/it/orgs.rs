@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use factorwatch::cluster::{ClusterConfig, ClusterMode};
-use factorwatch::config::{Config, OrgConfig, ServerUrl, SinkConfig};
+#[cfg(feature = "redis")]
+use factorwatch::config::ServerUrl;
+use factorwatch::config::{Config, OrgConfig, SinkConfig};
 use factorwatch::okta::samples::{self, Initiator};
 use factorwatch::secret::Secret;
 use reqwest::{Method, StatusCode};
@@ -21,6 +24,7 @@ use crate::reload::{PASSWORD_RULE, SESSION_RULE, hangup};
 
 const ACME_SECRET: &str = "Basic YWNtZTphY21lLXNlY3JldA==";
 const GLOBEX_SECRET: &str = "Basic Z2xvYmV4Omdsb2JleC1zZWNyZXQ=";
+#[cfg(feature = "redis")]
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Globex's hook sends its secret in a header of its own, so the header is per org too.
 const GLOBEX_HEADER: &str = "X-Globex-Auth";
@@ -222,6 +226,7 @@ async fn orgs_never_de_duplicate_each_other() {
 
 /// In `[cluster] mode = "redis"` each org claims its event keys under a prefix of its own.
 #[tokio::test]
+#[cfg(feature = "redis")]
 async fn orgs_never_de_duplicate_each_other_in_a_cluster() {
     let data_dir = TempDir::new().unwrap();
     let mut config = two_org_config(data_dir.path());
