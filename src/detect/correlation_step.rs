@@ -537,6 +537,21 @@ mod tests {
         }
     }
 
+    /// `event` encoded as the detector stores a correlation input, with `time`.
+    fn encoded_input(event: &Value, time: EventTime) -> Vec<u8> {
+        let raw = serde_json::value::to_raw_value(event).unwrap();
+        let origin = Origin::default();
+        let matched = Matched {
+            event: LogEvent(event),
+            raw: &raw,
+            key: "uuid-1",
+            origin: &origin,
+            delivery_id: None,
+            received_at: "2026-12-01T00:00:00Z",
+        };
+        CorrelationInput::encode(&matched, time)
+    }
+
     /// An MFA reset stored as a correlation input, and the alert a step raised from it.
     async fn stored_input(spool: &Spool, rules: &RuleSet) -> Alert {
         let event = samples::mfa_factor_deactivate(
@@ -545,24 +560,12 @@ mod tests {
             Initiator::Admin,
             "tx-1",
         );
-        let raw = serde_json::value::to_raw_value(&event).unwrap();
-        let origin = Origin::default();
-        let matched = Matched {
-            event: LogEvent(&event),
-            raw: &raw,
-            key: "uuid-1",
-            origin: &origin,
-            delivery_id: None,
-            received_at: "2026-12-01T00:00:00Z",
+        let time = EventTime {
+            published_ms: 1_764_547_200_000,
+            received_ms: 1_764_547_200_000,
         };
         let commit = DetectionCommit {
-            correlation_inputs: vec![CorrelationInput::encode(
-                &matched,
-                EventTime {
-                    published_ms: 1_764_547_200_000,
-                    received_ms: 1_764_547_200_000,
-                },
-            )],
+            correlation_inputs: vec![encoded_input(&event, time)],
             ..DetectionCommit::default()
         };
         spool.complete_batches(commit).await.unwrap();
@@ -621,22 +624,11 @@ mod tests {
     #[test]
     fn an_input_stored_in_seconds_by_an_older_version_still_decodes() {
         let event = samples::session_start(&samples::users()[0], "192.0.2.1");
-        let raw = serde_json::value::to_raw_value(&event).unwrap();
-        let origin = Origin::default();
-        let matched = Matched {
-            event: LogEvent(&event),
-            raw: &raw,
-            key: "uuid-1",
-            origin: &origin,
-            delivery_id: None,
-            received_at: "2026-12-01T00:00:00Z",
-        };
         let time = EventTime {
             published_ms: 1_764_547_200_123,
             received_ms: 1_764_547_260_000,
         };
-        let mut stored: Value =
-            serde_json::from_slice(&CorrelationInput::encode(&matched, time)).unwrap();
+        let mut stored: Value = serde_json::from_slice(&encoded_input(&event, time)).unwrap();
         let decoded = CorrelationInput::decode(1, &serde_json::to_vec(&stored).unwrap()).unwrap();
         assert_eq!(decoded.time.event_time(), time);
         let fields = stored.as_object_mut().unwrap();
