@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 
 use factorwatch::alert::Alert;
 use factorwatch::config::RulesConfig;
-use factorwatch::detect::RuleSet;
 use factorwatch::detect::context::{mfa_context, risk_level};
 use factorwatch::detect::enrich::{NetworkHistory, enrich};
+use factorwatch::detect::{EventTime, RuleSet};
 use factorwatch::okta::event::{dedup_key, single_line};
 use factorwatch::okta::{Envelope, EnvelopeCheck, LogEvent};
 use libfuzzer_sys::fuzz_target;
@@ -52,7 +52,11 @@ fuzz_target!(|body: &[u8]| {
                 let _ = risk_level(rule.level, &mut context);
             }
         }
-        let at = LogEvent(&value).published_secs().unwrap_or(0);
-        let _ = correlator.observe(&value, &detections, at, &|_| Alert::test_alert());
+        let published_ms = LogEvent(&value).published_ms().unwrap_or(0);
+        let time = EventTime {
+            published_ms,
+            received_ms: published_ms,
+        };
+        let _ = correlator.observe(&value, &detections, time, &|_| Alert::test_alert());
     }
 });

@@ -51,14 +51,13 @@ use crate::telemetry::metrics::{
     ALERTS_TOTAL, BATCHES_QUARANTINED_TOTAL, CLUSTER_DUPLICATE_EVENTS_TOTAL,
     CORRELATION_OPEN_STATE, DUPLICATE_EVENTS_TOTAL, EVENTS_DETECTED_TOTAL, EVENTS_UNREADABLE_TOTAL,
 };
+pub use config::RulesConfig;
 use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
-use ticks::EventTime;
-
-pub use config::RulesConfig;
 pub use rules::{RuleSet, SharedRules};
+pub use ticks::EventTime;
 
 /// Most batches taken per pass. Okta sends up to 50 events a delivery, but a burst of small
 /// deliveries would otherwise make many small passes, each paying two commits.
