@@ -14,6 +14,7 @@
 //! | 0 | [`secret`] | the secret type that never prints, constant-time checks of Okta's auth header |
 //! | 0 | [`telemetry`] | logging (`[log]`), the Prometheus recorder, every metric's name |
 //! | 1 | [`okta`] | the event-hook envelope, tolerant access to LogEvent fields, reading a System Log export, realistic sample events |
+//! | 1 | [`okta_api`] | the Okta Management API client (`[okta.api]`): an API Services app's tokens (client assertion, DPoP) or an SSWS token, the rate-limit budget, retries, System Log pages |
 //! | 1 | [`brokers`] | broker URLs that hide credentials, clients connected on first use, typed connect errors; shared by sinks and cluster |
 //! | 2 | [`alert`] | the alert schema, its level, the MFA context it carries, its deterministic id |
 //! | 3 | [`spool`] | the embedded durable store (`[storage]`): batches, outbox and dead letters in redb with a group-commit writer; the de-duplication window in append-only files (`seen/`) |
@@ -41,6 +42,7 @@ pub mod detect;
 pub mod forward;
 pub mod http;
 pub mod okta;
+pub mod okta_api;
 pub mod secret;
 pub mod sinks;
 pub mod spool;

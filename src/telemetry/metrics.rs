@@ -91,6 +91,18 @@ pub const RULES_LOADED: &str = "factorwatch_rules_loaded";
 /// Counter: SIGHUP rule reloads that failed (the previous rules stayed). Label: `org`.
 pub const RULE_RELOAD_FAILURES_TOTAL: &str = "factorwatch_rule_reload_failures_total";
 
+// The Okta Management API client.
+
+/// Counter: requests to Okta's API. Labels: `endpoint` (`token`, `logs`), `outcome` (`ok`,
+/// `rate_limited`, `client_error`, `server_error`, `timeout`, `transport`), `org`.
+pub const OKTA_API_REQUESTS_TOTAL: &str = "factorwatch_okta_api_requests_total";
+/// Histogram: seconds from sending a request to Okta's API to the end of its answer. Label:
+/// `endpoint`.
+pub const OKTA_API_REQUEST_DURATION_SECONDS: &str = "factorwatch_okta_api_request_duration_seconds";
+/// Counter: seconds spent waiting for Okta's rate-limit windows to reset. Label: `org`.
+pub const OKTA_API_RATE_LIMIT_WAIT_SECONDS_TOTAL: &str =
+    "factorwatch_okta_api_rate_limit_wait_seconds_total";
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};

@@ -15,7 +15,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use self::metrics::{ACK_LATENCY_SECONDS, SPOOL_COMMIT_GROUP_SIZE};
+use self::metrics::{
+    ACK_LATENCY_SECONDS, OKTA_API_REQUEST_DURATION_SECONDS, SPOOL_COMMIT_GROUP_SIZE,
+};
 
 /// `[log]`: logging.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -95,6 +97,13 @@ pub fn metrics_handle() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(SPOOL_COMMIT_GROUP_SIZE.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                    )
+                })
+                .and_then(|b| {
+                    // Okta answers in tens of milliseconds to seconds; it gives up after 30 s.
+                    b.set_buckets_for_metric(
+                        Matcher::Full(OKTA_API_REQUEST_DURATION_SECONDS.into()),
+                        &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                     )
                 })
                 .expect("bucket lists are not empty")

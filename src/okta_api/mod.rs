@@ -1,0 +1,466 @@
+//! The Okta Management API client: authentication (an API Services app with a signed client
+//! assertion and, when the app demands it, DPoP; or a legacy SSWS token), the rate-limit
+//! budget, retries, and the System Log call (`GET /api/v1/logs`).
+//!
+//! Layer 1, beside [`okta`](crate::okta) and independent of it: the wire types this client
+//! needs stay here. What it returns is Okta's bytes ([`LogPage::events`] holds each LogEvent
+//! as sent); the capabilities that use it (reconciliation) read them.
+//!
+//! Sources: `/work/shared/okta/api/README.md` §a-c (Okta's docs and SDK, quoted there).
+
+mod config;
+mod error;
+mod headers;
+mod jwt;
+mod rate_limit;
+mod token;
+mod transport;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+pub use self::config::OktaApiConfig;
+pub use self::error::OktaApiError;
+use self::headers::{RateLimitHeaders, auth_param, next_link};
+use self::jwt::ClientKey;
+use self::rate_limit::{RateBudget, backoff};
+use self::token::{AccessToken, TokenSource};
+use self::transport::{Answer, Endpoint, NoAnswer, Transport};
+use crate::secret::Secret;
+
+/// Tries of one call, the first included, before the last error is returned.
+const MAX_TRIES: u32 = 5;
+/// The first backoff after a server error or no answer (doubled per try, with jitter).
+const SERVER_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The first backoff after a 429 without rate-limit headers: 1 to 2 s, then doubling up to a
+/// minute.
+const RATE_LIMIT_BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// The scope `GET /api/v1/logs` needs.
+const LOGS_SCOPE: &str = "okta.logs.read";
+
+/// A client of one Okta org's Management API. Cheap to clone (one shared state: token cache,
+/// rate-limit budget, HTTP connections). `Debug` shows no token and no key.
+#[derive(Clone, Debug)]
+pub struct OktaClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    org_url: Url,
+    logs_url: Url,
+    auth: Auth,
+    budget: RateBudget,
+    transport: Transport,
+}
+
+/// How requests are authenticated.
+enum Auth {
+    /// `Authorization: SSWS <token>` (a sensitive header value).
+    Ssws(HeaderValue),
+    /// OAuth 2.0 access tokens of an API Services app.
+    OAuth(Box<TokenSource>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ssws(_) => f.write_str("Ssws(<redacted>)"),
+            Self::OAuth(source) => f.debug_tuple("OAuth").field(source).finish(),
+        }
+    }
+}
+
+/// One `GET /api/v1/logs` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogsRequest {
+    /// Polling mode: `since`, `sortOrder=ASCENDING`, no `until`, optional SCIM `filter`,
+    /// `limit`. Okta then returns events in persistence order and always a `next` link.
+    Poll {
+        /// RFC 3339 start.
+        since: String,
+        /// A SCIM filter such as `eventType sw "event_hook"`.
+        filter: Option<String>,
+        /// Events per page, 1 to 1000.
+        limit: u32,
+    },
+    /// Bounded (backfill): `since` and `until`; ordered by `published`, the last page has no
+    /// `next` link.
+    Window {
+        /// RFC 3339 start.
+        since: String,
+        /// RFC 3339 end.
+        until: String,
+        /// A SCIM filter.
+        filter: Option<String>,
+        /// Events per page, 1 to 1000.
+        limit: u32,
+    },
+    /// The exact `next` link Okta returned (absolute URL). Refused when its origin is not
+    /// `org_url`'s.
+    Next(String),
+}
+
+/// One page of the System Log.
+#[derive(Debug)]
+pub struct LogPage {
+    /// Each LogEvent as Okta sent it.
+    pub events: Vec<Box<RawValue>>,
+    /// The `rel="next"` link (always present in polling mode).
+    pub next: Option<String>,
+    /// The size of the answer's body.
+    pub bytes: usize,
+}
+
+/// Why one try failed, and whether another may help.
+#[derive(Debug)]
+enum Failure {
+    /// Trying again will not help.
+    Final(OktaApiError),
+    /// Try again at once (after dropping a refused token).
+    Again(OktaApiError),
+    /// Try again after a backoff.
+    Backoff(OktaApiError),
+    /// Try again once the window resets, in this long if the answer said.
+    RateLimited(Option<Duration>),
+}
+
+impl Failure {
+    /// No answer: a timeout or a failed connection is worth another try, an unknown host not.
+    fn no_answer(no_answer: NoAnswer, url: &Url) -> Self {
+        match no_answer {
+            NoAnswer::Timeout => Self::Backoff(OktaApiError::Timeout),
+            NoAnswer::NoSuchHost => Self::Final(org_not_found(url)),
+            NoAnswer::Failed(detail) => Self::Backoff(OktaApiError::Transport(detail)),
+        }
+    }
+
+    /// The answers every endpoint treats alike: not an Okta org (404, 3xx), rate-limited (429),
+    /// server error (5xx).
+    fn unavailable(answer: &Answer, url: &Url) -> Option<Self> {
+        let status = answer.status;
+        if status == StatusCode::NOT_FOUND || status.is_redirection() {
+            Some(Self::Final(org_not_found(url)))
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            let reset_in = headers::reset_in(&answer.headers, SystemTime::now());
+            Some(Self::RateLimited(reset_in))
+        } else if status.is_server_error() {
+            Some(Self::Backoff(OktaApiError::Server {
+                status: status.as_u16(),
+            }))
+        } else {
+            None
+        }
+    }
+}
+
+fn org_not_found(url: &Url) -> OktaApiError {
+    OktaApiError::OrgNotFound {
+        url: url.origin().ascii_serialization(),
+    }
+}
+
+impl OktaClient {
+    /// Reads the private key (I/O), builds the HTTP client. `scopes`: what the enabled features
+    /// need (reconciliation: `["okta.logs.read"]`). `org` is the metrics label ("" for the
+    /// top-level org, whose series have no `org` label).
+    pub fn new(config: &OktaApiConfig, scopes: &[&str], org: &str) -> Result<Self, OktaApiError> {
+        config
+            .validate()
+            .map_err(|err| OktaApiError::Config(format!("{err:#}")))?;
+        let org_url = Url::parse(&config.org_url).map_err(invalid_org_url)?;
+        let logs_url = org_url.join("api/v1/logs").map_err(invalid_org_url)?;
+        let auth = match (
+            &config.api_token,
+            &config.client_id,
+            &config.private_key_file,
+        ) {
+            (Some(token), _, _) => Auth::Ssws(ssws_header(token)?),
+            (None, Some(client_id), Some(path)) => {
+                let key = ClientKey::load(path, config.key_id.clone())?;
+                Auth::OAuth(Box::new(TokenSource::new(
+                    client_id, key, &org_url, scopes,
+                )?))
+            }
+            _ => {
+                return Err(OktaApiError::Config(
+                    "no credentials: set client_id and private_key_file, or api_token".into(),
+                ));
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            // A redirect means org_url is not the org (a custom domain, the admin console):
+            // reported, not followed with the credentials.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| {
+                OktaApiError::Transport(format!("cannot build the HTTP client: {err}"))
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                org_url,
+                logs_url,
+                auth,
+                budget: RateBudget::new(config.rate_limit_share),
+                transport: Transport::new(http, org),
+            }),
+        })
+    }
+
+    /// One page of `/api/v1/logs`. Waits out rate limits and retries 429, 5xx, timeouts and
+    /// failed connections itself (at most 5 tries, then the last error); a 401 gets one fresh
+    /// token. Cancel-safe: dropping the future abandons the call and leaves the client usable.
+    pub async fn list_logs(&self, request: &LogsRequest) -> Result<LogPage, OktaApiError> {
+        let url = self.logs_url(request)?;
+        let mut refreshed = false;
+        let mut try_number = 0;
+        loop {
+            try_number += 1;
+            let failure = match self.try_logs(&url, &mut refreshed).await {
+                Ok(page) => return Ok(page),
+                Err(failure) => failure,
+            };
+            let last = try_number >= MAX_TRIES;
+            match failure {
+                Failure::Final(error) => return Err(error),
+                Failure::Again(error) | Failure::Backoff(error) if last => return Err(error),
+                Failure::Again(_) => {}
+                Failure::Backoff(error) => {
+                    let wait = backoff(try_number, SERVER_BACKOFF_BASE);
+                    tracing::debug!(%error, try_number, wait_ms = wait.as_millis() as u64, "Okta API call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Failure::RateLimited(reset_in) => {
+                    let wait =
+                        reset_in.unwrap_or_else(|| backoff(try_number, RATE_LIMIT_BACKOFF_BASE));
+                    if last {
+                        return Err(OktaApiError::RateLimited { reset_in: wait });
+                    }
+                    self.inner.transport.wait_for_rate_limit(wait).await;
+                }
+            }
+        }
+    }
+
+    /// The URL of `request`, with its query.
+    fn logs_url(&self, request: &LogsRequest) -> Result<Url, OktaApiError> {
+        let (range, filter, limit) = match request {
+            LogsRequest::Next(link) => return self.checked_link(link),
+            LogsRequest::Poll {
+                since,
+                filter,
+                limit,
+            } => (vec![("since", since)], filter, limit),
+            LogsRequest::Window {
+                since,
+                until,
+                filter,
+                limit,
+            } => (vec![("since", since), ("until", until)], filter, limit),
+        };
+        let mut url = self.inner.logs_url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in range {
+                query.append_pair(name, value);
+            }
+            if let Some(filter) = filter {
+                query.append_pair("filter", filter);
+            }
+            query.append_pair("limit", &limit.to_string());
+            query.append_pair("sortOrder", "ASCENDING");
+        }
+        Ok(url)
+    }
+
+    /// `link` as a URL on this org: a link to another origin would take the credentials there.
+    fn checked_link(&self, link: &str) -> Result<Url, OktaApiError> {
+        let url = Url::parse(link).map_err(|err| {
+            OktaApiError::BadRequest(format!("the next link {link:?} is not a URL ({err})"))
+        })?;
+        if url.origin() != self.inner.org_url.origin() {
+            return Err(OktaApiError::BadRequest(format!(
+                "the next link {link} is not on org_url {}: was the checkpoint saved for \
+                 another org? Start again from a time instead",
+                self.inner.org_url.origin().ascii_serialization()
+            )));
+        }
+        Ok(url)
+    }
+
+    /// One try: the rate-limit budget, the credentials, the request, the answer.
+    async fn try_logs(&self, url: &Url, refreshed: &mut bool) -> Result<LogPage, Failure> {
+        let inner = &self.inner;
+        loop {
+            let wait = inner.budget.take(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            inner.transport.wait_for_rate_limit(wait).await;
+        }
+        let (headers, used) = self.authorization(&Method::GET, url).await?;
+        let request = inner
+            .transport
+            .http
+            .get(url.clone())
+            .header(ACCEPT, "application/json")
+            .headers(headers);
+        let answer = inner
+            .transport
+            .send(Endpoint::Logs, request)
+            .await
+            .map_err(|no_answer| Failure::no_answer(no_answer, url))?;
+        if let Some(limits) = RateLimitHeaders::read(&answer.headers, SystemTime::now()) {
+            inner.budget.record(limits, answer.received);
+        }
+        match answer.status {
+            status if status.is_success() => page(url, &answer),
+            StatusCode::UNAUTHORIZED => Err(self.unauthorized(&answer, used, refreshed).await),
+            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer))),
+            _ => Err(Failure::unavailable(&answer, url)
+                .unwrap_or_else(|| Failure::Final(OktaApiError::BadRequest(okta_error(&answer))))),
+        }
+    }
+
+    /// The headers that authorize `method` on `url`, and the OAuth token they carry.
+    async fn authorization(
+        &self,
+        method: &Method,
+        url: &Url,
+    ) -> Result<(HeaderMap, Option<AccessToken>), Failure> {
+        match &self.inner.auth {
+            Auth::Ssws(value) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, value.clone());
+                Ok((headers, None))
+            }
+            Auth::OAuth(source) => {
+                let (headers, token) = source.authorize(&self.inner.transport, method, url).await?;
+                Ok((headers, Some(token)))
+            }
+        }
+    }
+
+    /// A 401: one fresh OAuth token and another try; else the credentials are wrong.
+    async fn unauthorized(
+        &self,
+        answer: &Answer,
+        used: Option<AccessToken>,
+        refreshed: &mut bool,
+    ) -> Failure {
+        let error = OktaApiError::Credentials(format!(
+            "Okta refused the {} ({})",
+            if used.is_some() {
+                "access token"
+            } else {
+                "API token"
+            },
+            okta_error(answer)
+        ));
+        match (&self.inner.auth, used) {
+            (Auth::OAuth(source), Some(used)) if !*refreshed => {
+                *refreshed = true;
+                source.invalidate(&used).await;
+                Failure::Again(error)
+            }
+            _ => Failure::Final(error),
+        }
+    }
+}
+
+/// `org_url` did not parse (`validate` makes that impossible).
+fn invalid_org_url(err: impl std::fmt::Display) -> OktaApiError {
+    OktaApiError::Config(format!("org_url: {err}"))
+}
+
+/// `Authorization: SSWS <token>`, marked sensitive.
+fn ssws_header(token: &Secret) -> Result<HeaderValue, OktaApiError> {
+    let mut value = HeaderValue::from_str(&format!("SSWS {}", token.expose())).map_err(|_| {
+        OktaApiError::Config("api_token holds characters an HTTP header cannot carry".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A 2xx answer of `/api/v1/logs`: a JSON array of events and the `next` link.
+fn page(url: &Url, answer: &Answer) -> Result<LogPage, Failure> {
+    let events: Vec<Box<RawValue>> = serde_json::from_slice(&answer.body).map_err(|err| {
+        Failure::Final(OktaApiError::BadResponse(format!(
+            "the System Log answer is not a JSON array of events ({err})"
+        )))
+    })?;
+    Ok(LogPage {
+        events,
+        next: next_link(&answer.headers, url),
+        bytes: answer.body.len(),
+    })
+}
+
+/// A 403: the scope the token lacks (`WWW-Authenticate: ... error="insufficient_scope",
+/// scope="..."`), or a role too weak.
+fn forbidden(answer: &Answer) -> OktaApiError {
+    let challenge = answer
+        .headers
+        .get(WWW_AUTHENTICATE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if auth_param(challenge, "error") == Some("insufficient_scope") {
+        let scope = auth_param(challenge, "scope").unwrap_or(LOGS_SCOPE);
+        return OktaApiError::MissingScope {
+            scope: scope.to_owned(),
+        };
+    }
+    OktaApiError::Forbidden(okta_error(answer))
+}
+
+/// Okta's error body (`errorCode`, `errorSummary`, `errorCauses`) in one line, or the status
+/// and the start of whatever else came.
+fn okta_error(answer: &Answer) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OktaError {
+        error_code: String,
+        error_summary: String,
+        #[serde(default)]
+        error_causes: Vec<Cause>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Cause {
+        error_summary: String,
+    }
+    let status = answer.status.as_u16();
+    match serde_json::from_slice::<OktaError>(&answer.body) {
+        Ok(error) => {
+            let causes: Vec<&str> = error
+                .error_causes
+                .iter()
+                .map(|c| c.error_summary.as_str())
+                .collect();
+            let causes = if causes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", causes.join("; "))
+            };
+            format!(
+                "{status} {}: {}{causes}",
+                error.error_code, error.error_summary
+            )
+        }
+        Err(_) => {
+            let body = String::from_utf8_lossy(&answer.body);
+            format!("{status}: {}", body.chars().take(200).collect::<String>())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
