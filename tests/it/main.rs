@@ -18,6 +18,7 @@ mod fleet;
 mod helpers;
 mod hostile;
 mod http_contract;
+mod okta_standin;
 mod orgs;
 mod receiver;
 mod reload;

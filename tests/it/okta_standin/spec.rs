@@ -1,0 +1,321 @@
+//! Okta's Management OpenAPI spec (tests/okta-api/management-openapi.yaml) and a schema walker for
+//! the subset of OpenAPI 3.0 that the System Log operation uses: `type`, `properties`, `items`,
+//! `$ref`, `enum`, `nullable`, `required`, `additionalProperties`, `minLength`/`maxLength` and the
+//! `date-time` format. Any other structural keyword is reported, so a schema the walker cannot
+//! judge never passes silently.
+
+use std::sync::LazyLock;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Where the spec is committed (with its source line) so that CI has it.
+const SPEC_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/okta-api/management-openapi.yaml"
+);
+
+/// Keywords that change what a value may be and that the walker does not implement.
+const UNSUPPORTED: [&str; 8] = [
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "discriminator",
+    "pattern",
+    "minimum",
+    "maximum",
+];
+
+/// The parsed spec, loaded once per test binary (parsing 3.4 MB of YAML takes a moment).
+static SPEC: LazyLock<Spec> = LazyLock::new(|| {
+    let text = std::fs::read_to_string(SPEC_PATH)
+        .unwrap_or_else(|e| panic!("read the Okta spec {SPEC_PATH}: {e}"));
+    let root = yaml_serde::from_str(&text).expect("the Okta spec is YAML");
+    Spec { root }
+});
+
+/// Okta's Management API spec.
+pub struct Spec {
+    root: Value,
+}
+
+/// One way a value differs from its schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// Where in the value, as a JSON Pointer-like path (`/0/client/zone`).
+    pub path: String,
+    /// What is wrong.
+    pub kind: ViolationKind,
+}
+
+/// What a [`Violation`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViolationKind {
+    /// `null` where the schema does not say `nullable`.
+    Null,
+    /// Another JSON type than the schema's `type`.
+    Type {
+        /// The schema's type.
+        expected: String,
+        /// The value's type.
+        found: &'static str,
+    },
+    /// A value outside the schema's `enum`.
+    Enum(Value),
+    /// A `required` property is absent.
+    Required(String),
+    /// A property that `additionalProperties: false` forbids.
+    Additional(String),
+    /// A string shorter than `minLength` or longer than `maxLength`.
+    Length(usize),
+    /// A string that is not in the schema's `format` (only `date-time` is checked).
+    Format(String),
+    /// The schema uses a keyword this walker does not implement.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:?}", self.path, self.kind)
+    }
+}
+
+impl Violation {
+    /// The deviations of Okta's own answers from its spec, visible in its official examples (see
+    /// tests/okta-api/examples and `factorwatch::okta::samples`): `null` for absent values of
+    /// properties not marked `nullable`, and numbers for `postalCode` and `version`. A check of
+    /// what Okta would send tolerates these; anything else is a real violation.
+    pub fn is_okta_quirk(&self) -> bool {
+        match &self.kind {
+            ViolationKind::Null => true,
+            ViolationKind::Type { expected, found } => {
+                expected == "string"
+                    && *found == "number"
+                    && (self.path.ends_with("/postalCode") || self.path.ends_with("/version"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A query parameter of an operation.
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    /// Its name.
+    pub name: String,
+    /// Its schema's `type`.
+    pub kind: String,
+    /// Its schema's `enum`, if any.
+    pub allowed: Option<Vec<String>>,
+}
+
+impl Spec {
+    /// The spec, parsed on first use.
+    pub fn get() -> &'static Spec {
+        &SPEC
+    }
+
+    /// The operation at `path` and `method` (lowercase); panics if the spec has none.
+    fn operation(&self, path: &str, method: &str) -> &Value {
+        let operation = &self.root["paths"][path][method];
+        assert!(operation.is_object(), "the spec has no {method} {path}");
+        operation
+    }
+
+    /// The query parameters the spec lists for the operation.
+    pub fn query_parameters(&self, path: &str, method: &str) -> Vec<Parameter> {
+        let listed = self.operation(path, method)["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        listed
+            .iter()
+            .map(|p| self.resolve(p))
+            .filter(|p| p["in"] == "query")
+            .map(|p| Parameter {
+                name: p["name"].as_str().unwrap_or_default().to_owned(),
+                kind: p["schema"]["type"].as_str().unwrap_or_default().to_owned(),
+                allowed: p["schema"]["enum"].as_array().map(|values| {
+                    values
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                }),
+            })
+            .collect()
+    }
+
+    /// The JSON schema of the answer with `status` to the operation, `None` when the operation does
+    /// not list that status. Okta-wide answers it leaves out (401 for a bad token, 5xx) resolve to
+    /// the spec's shared `ErrorInvalidToken401` and `ErrorInternalServer500` responses.
+    pub fn response_schema(&self, path: &str, method: &str, status: u16) -> Option<&Value> {
+        let listed = &self.operation(path, method)["responses"][status.to_string()];
+        let response = match status {
+            _ if listed.is_object() => self.resolve(listed),
+            401 => &self.root["components"]["responses"]["ErrorInvalidToken401"],
+            500..=599 => &self.root["components"]["responses"]["ErrorInternalServer500"],
+            _ => return None,
+        };
+        response["content"]["application/json"]["schema"]
+            .as_object()
+            .map(|_| &response["content"]["application/json"]["schema"])
+    }
+
+    /// The schema named `name` under `components.schemas`.
+    pub fn schema(&self, name: &str) -> &Value {
+        let schema = &self.root["components"]["schemas"][name];
+        assert!(schema.is_object(), "the spec has no schema {name}");
+        schema
+    }
+
+    /// Follows `$ref`s (local ones, `#/...`) until a node without one.
+    fn resolve<'a>(&'a self, mut node: &'a Value) -> &'a Value {
+        while let Some(reference) = node["$ref"].as_str() {
+            let pointer = reference.strip_prefix('#').unwrap_or(reference);
+            node = self
+                .root
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {reference} in the Okta spec"));
+        }
+        node
+    }
+
+    /// Every way `value` differs from `schema`, strictly as the spec says.
+    pub fn validate(&self, schema: &Value, value: &Value) -> Vec<Violation> {
+        let mut found = Vec::new();
+        self.walk(schema, value, String::new(), &mut found);
+        found
+    }
+
+    /// [`Spec::validate`] less Okta's known quirks ([`Violation::is_okta_quirk`]).
+    pub fn validate_as_okta_sends(&self, schema: &Value, value: &Value) -> Vec<Violation> {
+        let mut found = self.validate(schema, value);
+        found.retain(|v| !v.is_okta_quirk());
+        found
+    }
+
+    fn walk(&self, schema: &Value, value: &Value, path: String, found: &mut Vec<Violation>) {
+        let schema = self.resolve(schema);
+        let mut report = |kind| {
+            found.push(Violation {
+                path: path.clone(),
+                kind,
+            })
+        };
+        for keyword in UNSUPPORTED {
+            if schema.get(keyword).is_some() {
+                report(ViolationKind::Unsupported(keyword.to_owned()));
+            }
+        }
+        if value.is_null() {
+            // Without a `type` a schema admits anything, null included.
+            if schema["nullable"] != true && schema.get("type").is_some() {
+                report(ViolationKind::Null);
+            }
+            return;
+        }
+        if let Some(expected) = schema["type"].as_str()
+            && !has_type(value, expected)
+        {
+            report(ViolationKind::Type {
+                expected: expected.to_owned(),
+                found: type_name(value),
+            });
+            return;
+        }
+        if let Some(allowed) = schema["enum"].as_array()
+            && !allowed.contains(value)
+        {
+            report(ViolationKind::Enum(value.clone()));
+        }
+        match value {
+            Value::String(text) => check_string(schema, text, report),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.walk(&schema["items"], item, format!("{path}/{i}"), found);
+                }
+            }
+            Value::Object(members) => self.walk_object(schema, members, &path, found),
+            _ => {}
+        }
+    }
+
+    fn walk_object(
+        &self,
+        schema: &Value,
+        members: &serde_json::Map<String, Value>,
+        path: &str,
+        found: &mut Vec<Violation>,
+    ) {
+        let properties = schema["properties"].as_object();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap_or_default();
+            if !members.contains_key(name) {
+                found.push(Violation {
+                    path: path.to_owned(),
+                    kind: ViolationKind::Required(name.to_owned()),
+                });
+            }
+        }
+        for (name, member) in members {
+            let member_path = format!("{path}/{name}");
+            match (
+                properties.and_then(|p| p.get(name)),
+                &schema["additionalProperties"],
+            ) {
+                (Some(property), _) => self.walk(property, member, member_path, found),
+                (None, Value::Bool(false)) => found.push(Violation {
+                    path: member_path,
+                    kind: ViolationKind::Additional(name.clone()),
+                }),
+                (None, extra @ Value::Object(_)) => self.walk(extra, member, member_path, found),
+                // OpenAPI 3.0: additional properties are allowed unless the schema says otherwise.
+                (None, _) => {}
+            }
+        }
+    }
+}
+
+/// Length and format checks of a string.
+fn check_string(schema: &Value, text: &str, mut report: impl FnMut(ViolationKind)) {
+    let length = text.chars().count();
+    let too_short = schema["minLength"]
+        .as_u64()
+        .is_some_and(|min| (length as u64) < min);
+    let too_long = schema["maxLength"]
+        .as_u64()
+        .is_some_and(|max| (length as u64) > max);
+    if too_short || too_long {
+        report(ViolationKind::Length(length));
+    }
+    if schema["format"] == "date-time" && OffsetDateTime::parse(text, &Rfc3339).is_err() {
+        report(ViolationKind::Format(text.to_owned()));
+    }
+}
+
+/// Whether `value` is of the OpenAPI `type` `expected` (an integer is also a number).
+fn has_type(value: &Value, expected: &str) -> bool {
+    match expected {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        _ => false,
+    }
+}
+
+/// The JSON type of a value, as a [`ViolationKind::Type`] names it.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
