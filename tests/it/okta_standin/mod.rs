@@ -73,7 +73,8 @@ pub struct Recorded {
     /// The [`RECORDED_HEADERS`] that were sent; `authorization` holds only the scheme (`SSWS`,
     /// `Bearer`, `DPoP`), never the credential.
     pub headers: Vec<(String, String)>,
-    /// The answer's status; `None` when the client went away before the answer (a timeout).
+    /// The answer's status; `None` while there is none yet, and for good when the client went away
+    /// before it (a client timeout during `delay_next`).
     pub status: Option<u16>,
     /// When the request arrived.
     pub at: Instant,
