@@ -379,22 +379,36 @@ async fn client_assertions_are_checked_as_okta_does() {
     let stranger = ServiceClient::register(&okta, Algorithm::ES256, None, &[LOGS_READ], false);
     let token_url = format!("{}/oauth2/v1/token", okta.org_url());
     let now = now_secs();
-    let cases: Vec<(&str, Value)> = vec![
+    let cases: Vec<(&str, Value, &str)> = vec![
         (
             "wrong aud",
             json!({"aud": format!("{}/oauth2/default/v1/token", okta.org_url())}),
+            "InvalidAudience",
         ),
-        ("expired", json!({"exp": now - 10})),
-        ("exp over 1 h ahead", json!({"exp": now + 3700})),
-        ("issued in the future", json!({"iat": now + 120})),
-        ("sub differs from iss", json!({"sub": stranger.id})),
+        ("expired", json!({"exp": now - 10}), "ExpiredSignature"),
+        (
+            "exp over 1 h ahead",
+            json!({"exp": now + 3700}),
+            "too far into the future",
+        ),
+        (
+            "issued in the future",
+            json!({"iat": now + 120}),
+            "issued in the future",
+        ),
+        (
+            "sub differs from iss",
+            json!({"sub": stranger.id}),
+            "InvalidSubject",
+        ),
         (
             "unknown client",
             json!({"iss": "0oaNOSUCHAPP", "sub": "0oaNOSUCHAPP"}),
+            "client_id",
         ),
-        ("no exp", json!({"exp": null})),
+        ("no exp", json!({"exp": null}), "exp"),
     ];
-    for (case, changes) in cases {
+    for (case, changes, reason) in cases {
         let mut claims = client.claims(&okta);
         for (name, value) in changes.as_object().unwrap() {
             claims[name] = value.clone();
@@ -406,6 +420,8 @@ async fn client_assertions_are_checked_as_okta_does() {
         assert_eq!(answer.status(), 401, "{case}");
         let body: Value = answer.json().await.unwrap();
         assert_eq!(body["error"], "invalid_client", "{case}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains(reason), "{case}: {description}");
     }
     let signed_by_stranger = {
         let mut impostor =
