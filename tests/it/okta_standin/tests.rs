@@ -358,7 +358,10 @@ async fn a_bearer_token_polls_pages_in_persistence_order_forever() {
     );
 
     let recorded = okta.requests();
-    assert_eq!(recorded[0].path, "/oauth2/v1/token");
+    assert_eq!(
+        (recorded[0].method.as_str(), recorded[0].path.as_str()),
+        ("POST", "/oauth2/v1/token")
+    );
     assert_eq!(recorded[0].field("scope"), Some(LOGS_READ));
     assert_eq!(
         recorded[0].field("client_assertion"),
