@@ -817,6 +817,7 @@ async fn requests_outside_the_spec_are_violations() {
         ("?sortOrder=ASCENDING&pageSize=5".to_owned(), 200),
         ("?limit=ten".to_owned(), 400),
         ("?limit=5000".to_owned(), 400),
+        ("?limit=-1".to_owned(), 400),
         ("?sortOrder=UP".to_owned(), 400),
         (format!("?since={since}&after=1_1_1"), 400),
     ] {
@@ -828,6 +829,7 @@ async fn requests_outside_the_spec_are_violations() {
         "no parameter pageSize",
         "limit=\"ten\"",
         "limit 5000",
+        "limit -1",
         "sortOrder=\"UP\"",
         "mutually exclusive",
     ] {
