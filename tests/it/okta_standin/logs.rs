@@ -152,9 +152,11 @@ fn check_parameters(shared: &Shared, query: &[(String, String)]) {
         shared.violation("since and after are mutually exclusive".to_owned());
     }
     if let Some((_, limit)) = query.iter().find(|(n, _)| n == "limit")
-        && limit.parse::<usize>().is_ok_and(|l| l > MAX_LIMIT)
+        && limit
+            .parse::<i64>()
+            .is_ok_and(|l| usize::try_from(l).map_or(true, |l| l > MAX_LIMIT))
     {
-        shared.violation(format!("limit {limit} is over {MAX_LIMIT}"));
+        shared.violation(format!("limit {limit} is outside 0..={MAX_LIMIT}"));
     }
 }
 

@@ -21,7 +21,6 @@ pub mod spec;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,7 +54,6 @@ const RECORDED_HEADERS: [&str; 7] = [
 /// A running stand-in of one Okta org; dropping it stops the server.
 pub struct OktaStandIn {
     shared: Arc<Shared>,
-    addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -73,7 +71,8 @@ pub struct Recorded {
     /// The [`RECORDED_HEADERS`] that were sent; `authorization` holds only the scheme (`SSWS`,
     /// `Bearer`, `DPoP`), never the credential.
     pub headers: Vec<(String, String)>,
-    /// The answer's status; `None` when the client went away before the answer (a timeout).
+    /// The answer's status; `None` while there is none yet, and for good when the client went away
+    /// before it (a client timeout during `delay_next`).
     pub status: Option<u16>,
     /// When the request arrived.
     pub at: Instant,
@@ -132,7 +131,6 @@ impl OktaStandIn {
         });
         OktaStandIn {
             shared,
-            addr,
             stop: Some(stop),
         }
     }
@@ -140,11 +138,6 @@ impl OktaStandIn {
     /// The org URL, `http://127.0.0.1:PORT` (no trailing slash).
     pub fn org_url(&self) -> String {
         self.shared.org_url.clone()
-    }
-
-    /// The socket address the stand-in listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Registers an API Services app: `client_id`, the public key of its client assertions (PEM,
