@@ -6,7 +6,10 @@
 //! needs stay here. What it returns is Okta's bytes ([`LogPage::events`] holds each LogEvent
 //! as sent); the capabilities that use it (reconciliation) read them.
 //!
-//! Sources: `/work/shared/okta/api/README.md` §a-c (Okta's docs and SDK, quoted there).
+//! Sources: Okta's guides "Implement OAuth for Okta with a service app", "Configure OAuth 2.0
+//! Demonstrating Proof-of-Possession", "Rate limits" and the System Log API reference
+//! (developer.okta.com), and Okta's Go SDK for the DPoP fallback and the 429 wait; gathered in
+//! `../shared/okta/api/README.md` §a-c.
 
 mod config;
 mod error;
