@@ -22,6 +22,8 @@ pub(super) struct RateBudget {
 /// The current window, while it lasts.
 #[derive(Debug, Clone, Copy)]
 struct Window {
+    /// `X-Rate-Limit-Reset`, which tells one window from the next.
+    reset: u64,
     limit: u32,
     /// Requests counted in it: `limit - remaining` of the last answer, plus those sent since.
     used: u32,
@@ -62,17 +64,29 @@ impl RateBudget {
         }
     }
 
-    /// Takes in what an answer received at `now` said about the window.
+    /// Takes in what an answer received at `now` said about the window. Answers to concurrent
+    /// requests may arrive out of order: within one window the most used wins, and an answer
+    /// about an earlier window changes nothing.
     pub(super) fn record(&self, headers: RateLimitHeaders, now: Instant) {
         let mut window = self
             .window
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *window = Some(Window {
-            limit: headers.limit,
-            used: headers.limit.saturating_sub(headers.remaining),
-            resets_at: now + headers.reset_in,
-        });
+        let used = headers.limit.saturating_sub(headers.remaining);
+        match window.as_mut() {
+            Some(current) if current.reset > headers.reset => {}
+            Some(current) if current.reset == headers.reset => {
+                current.used = current.used.max(used);
+            }
+            _ => {
+                *window = Some(Window {
+                    reset: headers.reset,
+                    limit: headers.limit,
+                    used,
+                    resets_at: now + headers.reset_in,
+                });
+            }
+        }
     }
 }
 
@@ -90,10 +104,12 @@ pub(super) fn backoff(try_number: u32, base: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    /// An answer in the window that resets at Unix second 1000 + `reset_in`.
     fn answer(limit: u32, remaining: u32, reset_in: u64) -> RateLimitHeaders {
         RateLimitHeaders {
             limit,
             remaining,
+            reset: 1000 + reset_in,
             reset_in: Duration::from_secs(reset_in),
         }
     }
@@ -130,6 +146,22 @@ mod tests {
             Duration::from_secs(60),
             "3 + 2 sent = 5"
         );
+    }
+
+    #[test]
+    fn answers_arriving_out_of_order_do_not_give_back_used_requests() {
+        let budget = RateBudget::new(1.0);
+        let start = Instant::now();
+        // Two requests in flight; the answer of the second (none left) comes first.
+        budget.record(answer(2, 0, 5), start);
+        budget.record(answer(2, 1, 5), start);
+        assert_eq!(budget.take(start), Duration::from_secs(5));
+        // An answer about the previous window changes nothing either.
+        budget.record(answer(2, 2, 4), start);
+        assert_eq!(budget.take(start), Duration::from_secs(5));
+        // The next window replaces it.
+        budget.record(answer(2, 1, 65), start);
+        assert_eq!(budget.take(start), Duration::ZERO);
     }
 
     #[test]
