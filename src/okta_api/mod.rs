@@ -33,7 +33,7 @@ pub use self::error::OktaApiError;
 use self::headers::{RateLimitHeaders, auth_param, next_link};
 use self::jwt::ClientKey;
 use self::rate_limit::{RateBudget, backoff};
-use self::token::{AccessToken, TokenSource};
+use self::token::{APP_ADVICE, AccessToken, TokenSource};
 use self::transport::{Answer, Endpoint, NoAnswer, Transport};
 use crate::secret::Secret;
 
@@ -329,7 +329,7 @@ impl OktaClient {
             StatusCode::UNAUTHORIZED => Err(self.unauthorized(&answer, used, refreshed).await),
             StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer))),
             _ => Err(Failure::unavailable(&answer, url)
-                .unwrap_or_else(|| Failure::Final(OktaApiError::BadRequest(okta_error(&answer))))),
+                .unwrap_or_else(|| Failure::Final(refused_request(&answer)))),
         }
     }
 
@@ -359,15 +359,14 @@ impl OktaClient {
         used: Option<AccessToken>,
         refreshed: &mut bool,
     ) -> Failure {
-        let error = OktaApiError::Credentials(format!(
-            "Okta refused the {} ({})",
-            if used.is_some() {
-                "access token"
-            } else {
-                "API token"
-            },
-            okta_error(answer)
-        ));
+        let said = okta_error(answer);
+        let error = OktaApiError::Credentials(match used {
+            Some(_) => format!("Okta refused the access token ({said}): {APP_ADVICE}"),
+            None => format!(
+                "Okta refused the API token ({said}): check api_token (revoked, unused for 30 \
+                 days, or its admin deactivated?)"
+            ),
+        });
         match (&self.inner.auth, used) {
             (Auth::OAuth(source), Some(used)) if !*refreshed => {
                 *refreshed = true;
@@ -405,6 +404,14 @@ fn page(url: &Url, answer: &Answer) -> Result<LogPage, Failure> {
         next: next_link(&answer.headers, url),
         bytes: answer.body.len(),
     })
+}
+
+/// Another 4xx: the request itself (typically the filter) is wrong.
+fn refused_request(answer: &Answer) -> OktaApiError {
+    OktaApiError::BadRequest(format!(
+        "Okta refused the request ({}): check the filter, since and until",
+        okta_error(answer)
+    ))
 }
 
 /// A 403: the scope the token lacks (`WWW-Authenticate: ... error="insufficient_scope",

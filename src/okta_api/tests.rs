@@ -416,6 +416,11 @@ fn okta_errors_are_summarised_with_their_causes() {
         okta_error(&bad_filter),
         "400 E0000031: Invalid search criteria. (Invalid filter expression.)"
     );
+    assert_eq!(
+        refused_request(&bad_filter).to_string(),
+        "Okta refused the request (400 E0000031: Invalid search criteria. (Invalid filter \
+         expression.)): check the filter, since and until"
+    );
     let html = "<html>".repeat(100);
     let text = okta_error(&answer(400, &[], &html));
     assert!(
