@@ -302,13 +302,12 @@ impl OktaClient {
     /// One try: the rate-limit budget, the credentials, the request, the answer.
     async fn try_logs(&self, url: &Url, refreshed: &mut bool) -> Result<LogPage, Failure> {
         let inner = &self.inner;
-        loop {
-            let wait = inner.budget.take(Instant::now());
-            if wait.is_zero() {
-                break;
+        let in_flight = loop {
+            match inner.budget.take(Instant::now()) {
+                Ok(in_flight) => break in_flight,
+                Err(wait) => inner.transport.wait_for_rate_limit(wait).await,
             }
-            inner.transport.wait_for_rate_limit(wait).await;
-        }
+        };
         let (headers, used) = self.authorization(&Method::GET, url).await?;
         let request = inner
             .transport
@@ -321,9 +320,10 @@ impl OktaClient {
             .send(Endpoint::Logs, request)
             .await
             .map_err(|no_answer| Failure::no_answer(no_answer, url))?;
-        if let Some(limits) = RateLimitHeaders::read(&answer.headers, SystemTime::now()) {
-            inner.budget.record(limits, answer.received);
-        }
+        in_flight.answered(
+            RateLimitHeaders::read(&answer.headers, SystemTime::now()),
+            answer.received,
+        );
         match answer.status {
             status if status.is_success() => page(url, &answer),
             StatusCode::UNAUTHORIZED => Err(self.unauthorized(&answer, used, refreshed).await),
