@@ -44,8 +44,6 @@ const SERVER_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The first backoff after a 429 without rate-limit headers: 1 to 2 s, then doubling up to a
 /// minute.
 const RATE_LIMIT_BACKOFF_BASE: Duration = Duration::from_secs(2);
-/// The scope `GET /api/v1/logs` needs.
-const LOGS_SCOPE: &str = "okta.logs.read";
 
 /// A client of one Okta org's Management API. Cheap to clone (one shared state: token cache,
 /// rate-limit budget, HTTP connections). `Debug` shows no token and no key.
@@ -59,6 +57,8 @@ struct Inner {
     org_url: Url,
     logs_url: Url,
     auth: Auth,
+    /// The `/api/v1/logs` bucket's (Okta counts each endpoint apart: a call to another one
+    /// needs a budget of its own).
     budget: RateBudget,
     transport: Transport,
 }
@@ -223,12 +223,24 @@ impl OktaClient {
     /// token. Cancel-safe: dropping the future abandons the call and leaves the client usable.
     pub async fn list_logs(&self, request: &LogsRequest) -> Result<LogPage, OktaApiError> {
         let url = self.logs_url(request)?;
+        self.get(Endpoint::Logs, &url, page).await
+    }
+
+    /// `GET url` until `read` takes the answer, at most [`MAX_TRIES`] times: the loop every
+    /// call shares (rate limits waited out, server errors and no answer backed off, one fresh
+    /// token after a 401).
+    async fn get<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        read: fn(&Url, &Answer) -> Result<T, Failure>,
+    ) -> Result<T, OktaApiError> {
         let mut refreshed = false;
         let mut try_number = 0;
         loop {
             try_number += 1;
-            let failure = match self.try_logs(&url, &mut refreshed).await {
-                Ok(page) => return Ok(page),
+            let failure = match self.try_get(endpoint, url, read, &mut refreshed).await {
+                Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
             let last = try_number >= MAX_TRIES;
@@ -300,7 +312,13 @@ impl OktaClient {
     }
 
     /// One try: the rate-limit budget, the credentials, the request, the answer.
-    async fn try_logs(&self, url: &Url, refreshed: &mut bool) -> Result<LogPage, Failure> {
+    async fn try_get<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        read: fn(&Url, &Answer) -> Result<T, Failure>,
+        refreshed: &mut bool,
+    ) -> Result<T, Failure> {
         let inner = &self.inner;
         let in_flight = loop {
             match inner.budget.take(Instant::now()) {
@@ -317,7 +335,7 @@ impl OktaClient {
             .headers(headers);
         let answer = inner
             .transport
-            .send(Endpoint::Logs, request)
+            .send(endpoint, request)
             .await
             .map_err(|no_answer| Failure::no_answer(no_answer, url))?;
         in_flight.answered(
@@ -325,9 +343,9 @@ impl OktaClient {
             answer.received,
         );
         match answer.status {
-            status if status.is_success() => page(url, &answer),
+            status if status.is_success() => read(url, &answer),
             StatusCode::UNAUTHORIZED => Err(self.unauthorized(&answer, used, refreshed).await),
-            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer))),
+            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer, endpoint.scope()))),
             _ => Err(Failure::unavailable(&answer, url)
                 .unwrap_or_else(|| Failure::Final(refused_request(&answer)))),
         }
@@ -415,15 +433,15 @@ fn refused_request(answer: &Answer) -> OktaApiError {
 }
 
 /// A 403: the scope the token lacks (`WWW-Authenticate: ... error="insufficient_scope",
-/// scope="..."`), or a role too weak.
-fn forbidden(answer: &Answer) -> OktaApiError {
+/// scope="..."`, else `needed`), or a role too weak.
+fn forbidden(answer: &Answer, needed: &str) -> OktaApiError {
     let challenge = answer
         .headers
         .get(WWW_AUTHENTICATE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     if auth_param(challenge, "error") == Some("insufficient_scope") {
-        let scope = auth_param(challenge, "scope").unwrap_or(LOGS_SCOPE);
+        let scope = auth_param(challenge, "scope").unwrap_or(needed);
         return OktaApiError::MissingScope {
             scope: scope.to_owned(),
         };
