@@ -10,8 +10,8 @@ pub enum OktaApiError {
     #[error("invalid [okta.api] settings: {0}")]
     Config(String),
     /// Okta refused the credentials: the token endpoint (`invalid_client`, an unusable DPoP
-    /// proof) or the API (401).
-    #[error("{0}: check client_id, key_id and the public key registered on the app (or api_token)")]
+    /// proof) or the API (401). The message names the keys to check.
+    #[error("{0}")]
     Credentials(String),
     /// The token lacks a scope the call needs.
     #[error(
@@ -24,7 +24,7 @@ pub enum OktaApiError {
     },
     /// 403 for another reason, typically an admin role too weak for the call.
     #[error(
-        "Okta refused the call (403: {0}): give the app (or the token's admin) a role that allows it"
+        "Okta refused the call ({0}): give the app (or the token's admin) a role that allows it"
     )]
     Forbidden(String),
     /// Not an Okta org: 404, a redirect, or a host name that does not resolve.
@@ -33,8 +33,9 @@ pub enum OktaApiError {
         /// The URL called.
         url: String,
     },
-    /// Okta refused the request itself (400, or another 4xx), or the client refused to send it.
-    #[error("Okta refused the request: {0}")]
+    /// Okta refused the request itself (400, or another 4xx), or the client refused to send it
+    /// (a `next` link to another origin). The message says which.
+    #[error("{0}")]
     BadRequest(String),
     /// Still rate-limited after the retries.
     #[error(

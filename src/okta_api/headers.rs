@@ -120,7 +120,9 @@ pub(super) struct RateLimitHeaders {
     pub limit: u32,
     /// `X-Rate-Limit-Remaining`: requests left in it.
     pub remaining: u32,
-    /// From now until `X-Rate-Limit-Reset`, by the server's clock, plus one second.
+    /// `X-Rate-Limit-Reset`: when the window resets, Unix seconds (names the window).
+    pub reset: u64,
+    /// From now until then, by the server's clock, plus one second.
     pub reset_in: Duration,
 }
 
@@ -130,6 +132,7 @@ impl RateLimitHeaders {
         Some(Self {
             limit: number(headers, "x-rate-limit-limit")?,
             remaining: number(headers, "x-rate-limit-remaining")?,
+            reset: number(headers, "x-rate-limit-reset")?,
             reset_in: reset_in(headers, local_now)?,
         })
     }
@@ -252,6 +255,7 @@ mod tests {
                 RateLimitHeaders {
                     limit: 120,
                     remaining: 0,
+                    reset: 1_700_000_030,
                     reset_in: Duration::from_secs(31)
                 }
             );

@@ -6,7 +6,10 @@
 //! needs stay here. What it returns is Okta's bytes ([`LogPage::events`] holds each LogEvent
 //! as sent); the capabilities that use it (reconciliation) read them.
 //!
-//! Sources: `/work/shared/okta/api/README.md` §a-c (Okta's docs and SDK, quoted there).
+//! Sources: Okta's guides "Implement OAuth for Okta with a service app", "Configure OAuth 2.0
+//! Demonstrating Proof-of-Possession", "Rate limits" and the System Log API reference
+//! (developer.okta.com), and Okta's Go SDK for the DPoP fallback and the 429 wait; gathered in
+//! `../shared/okta/api/README.md` §a-c.
 
 mod config;
 mod error;
@@ -30,7 +33,7 @@ pub use self::error::OktaApiError;
 use self::headers::{RateLimitHeaders, auth_param, next_link};
 use self::jwt::ClientKey;
 use self::rate_limit::{RateBudget, backoff};
-use self::token::{AccessToken, TokenSource};
+use self::token::{APP_ADVICE, AccessToken, TokenSource};
 use self::transport::{Answer, Endpoint, NoAnswer, Transport};
 use crate::secret::Secret;
 
@@ -41,8 +44,6 @@ const SERVER_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The first backoff after a 429 without rate-limit headers: 1 to 2 s, then doubling up to a
 /// minute.
 const RATE_LIMIT_BACKOFF_BASE: Duration = Duration::from_secs(2);
-/// The scope `GET /api/v1/logs` needs.
-const LOGS_SCOPE: &str = "okta.logs.read";
 
 /// A client of one Okta org's Management API. Cheap to clone (one shared state: token cache,
 /// rate-limit budget, HTTP connections). `Debug` shows no token and no key.
@@ -56,6 +57,8 @@ struct Inner {
     org_url: Url,
     logs_url: Url,
     auth: Auth,
+    /// The `/api/v1/logs` bucket's (Okta counts each endpoint apart: a call to another one
+    /// needs a budget of its own).
     budget: RateBudget,
     transport: Transport,
 }
@@ -220,12 +223,24 @@ impl OktaClient {
     /// token. Cancel-safe: dropping the future abandons the call and leaves the client usable.
     pub async fn list_logs(&self, request: &LogsRequest) -> Result<LogPage, OktaApiError> {
         let url = self.logs_url(request)?;
+        self.get(Endpoint::Logs, &url, page).await
+    }
+
+    /// `GET url` until `read` takes the answer, at most [`MAX_TRIES`] times: the loop every
+    /// call shares (rate limits waited out, server errors and no answer backed off, one fresh
+    /// token after a 401).
+    async fn get<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        read: fn(&Url, &Answer) -> Result<T, Failure>,
+    ) -> Result<T, OktaApiError> {
         let mut refreshed = false;
         let mut try_number = 0;
         loop {
             try_number += 1;
-            let failure = match self.try_logs(&url, &mut refreshed).await {
-                Ok(page) => return Ok(page),
+            let failure = match self.try_get(endpoint, url, read, &mut refreshed).await {
+                Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
             let last = try_number >= MAX_TRIES;
@@ -297,15 +312,20 @@ impl OktaClient {
     }
 
     /// One try: the rate-limit budget, the credentials, the request, the answer.
-    async fn try_logs(&self, url: &Url, refreshed: &mut bool) -> Result<LogPage, Failure> {
+    async fn try_get<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        read: fn(&Url, &Answer) -> Result<T, Failure>,
+        refreshed: &mut bool,
+    ) -> Result<T, Failure> {
         let inner = &self.inner;
-        loop {
-            let wait = inner.budget.take(Instant::now());
-            if wait.is_zero() {
-                break;
+        let in_flight = loop {
+            match inner.budget.take(Instant::now()) {
+                Ok(in_flight) => break in_flight,
+                Err(wait) => inner.transport.wait_for_rate_limit(wait).await,
             }
-            inner.transport.wait_for_rate_limit(wait).await;
-        }
+        };
         let (headers, used) = self.authorization(&Method::GET, url).await?;
         let request = inner
             .transport
@@ -315,18 +335,19 @@ impl OktaClient {
             .headers(headers);
         let answer = inner
             .transport
-            .send(Endpoint::Logs, request)
+            .send(endpoint, request)
             .await
             .map_err(|no_answer| Failure::no_answer(no_answer, url))?;
-        if let Some(limits) = RateLimitHeaders::read(&answer.headers, SystemTime::now()) {
-            inner.budget.record(limits, answer.received);
-        }
+        in_flight.answered(
+            RateLimitHeaders::read(&answer.headers, SystemTime::now()),
+            answer.received,
+        );
         match answer.status {
-            status if status.is_success() => page(url, &answer),
+            status if status.is_success() => read(url, &answer),
             StatusCode::UNAUTHORIZED => Err(self.unauthorized(&answer, used, refreshed).await),
-            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer))),
+            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer, endpoint.scope()))),
             _ => Err(Failure::unavailable(&answer, url)
-                .unwrap_or_else(|| Failure::Final(OktaApiError::BadRequest(okta_error(&answer))))),
+                .unwrap_or_else(|| Failure::Final(refused_request(&answer)))),
         }
     }
 
@@ -356,15 +377,14 @@ impl OktaClient {
         used: Option<AccessToken>,
         refreshed: &mut bool,
     ) -> Failure {
-        let error = OktaApiError::Credentials(format!(
-            "Okta refused the {} ({})",
-            if used.is_some() {
-                "access token"
-            } else {
-                "API token"
-            },
-            okta_error(answer)
-        ));
+        let said = okta_error(answer);
+        let error = OktaApiError::Credentials(match used {
+            Some(_) => format!("Okta refused the access token ({said}): {APP_ADVICE}"),
+            None => format!(
+                "Okta refused the API token ({said}): check api_token (revoked, unused for 30 \
+                 days, or its admin deactivated?)"
+            ),
+        });
         match (&self.inner.auth, used) {
             (Auth::OAuth(source), Some(used)) if !*refreshed => {
                 *refreshed = true;
@@ -404,16 +424,24 @@ fn page(url: &Url, answer: &Answer) -> Result<LogPage, Failure> {
     })
 }
 
+/// Another 4xx: the request itself (typically the filter) is wrong.
+fn refused_request(answer: &Answer) -> OktaApiError {
+    OktaApiError::BadRequest(format!(
+        "Okta refused the request ({}): check the filter, since and until",
+        okta_error(answer)
+    ))
+}
+
 /// A 403: the scope the token lacks (`WWW-Authenticate: ... error="insufficient_scope",
-/// scope="..."`), or a role too weak.
-fn forbidden(answer: &Answer) -> OktaApiError {
+/// scope="..."`, else `needed`), or a role too weak.
+fn forbidden(answer: &Answer, needed: &str) -> OktaApiError {
     let challenge = answer
         .headers
         .get(WWW_AUTHENTICATE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     if auth_param(challenge, "error") == Some("insufficient_scope") {
-        let scope = auth_param(challenge, "scope").unwrap_or(LOGS_SCOPE);
+        let scope = auth_param(challenge, "scope").unwrap_or(needed);
         return OktaApiError::MissingScope {
             scope: scope.to_owned(),
         };

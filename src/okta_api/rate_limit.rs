@@ -11,22 +11,54 @@ use super::headers::RateLimitHeaders;
 /// The longest backoff between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// This client's use of one rate-limit bucket, as the last answer described it.
+/// This client's use of one rate-limit bucket: what the last answers said about the current
+/// window, and the requests on their way.
 #[derive(Debug)]
 pub(super) struct RateBudget {
     /// `rate_limit_share`: the part of each window's limit this client uses.
     share: f64,
-    window: Mutex<Option<Window>>,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    window: Option<Window>,
+    /// Requests sent (or about to be) and not answered yet: the window's numbers do not count
+    /// them, whatever order the answers come in.
+    in_flight: u32,
 }
 
 /// The current window, while it lasts.
 #[derive(Debug, Clone, Copy)]
 struct Window {
+    /// `X-Rate-Limit-Reset`, which tells one window from the next.
+    reset: u64,
     limit: u32,
-    /// Requests counted in it: `limit - remaining` of the last answer, plus those sent since.
+    /// The most requests any answer of this window reported used (`limit - remaining`).
     used: u32,
     /// When it resets, on the local monotonic clock (from the server's `Date`).
     resets_at: Instant,
+}
+
+/// A request counted against the budget while it is on its way. Dropping it (answered, failed
+/// or abandoned) stops counting it.
+#[derive(Debug)]
+pub(super) struct InFlight<'a>(&'a RateBudget);
+
+impl InFlight<'_> {
+    /// Takes in what the answer, received at `now`, said about the window.
+    pub(super) fn answered(self, headers: Option<RateLimitHeaders>, now: Instant) {
+        if let Some(headers) = headers {
+            self.0.record(headers, now);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
 }
 
 impl RateBudget {
@@ -34,45 +66,52 @@ impl RateBudget {
     pub(super) fn new(share: f64) -> Self {
         Self {
             share,
-            window: Mutex::new(None),
+            state: Mutex::new(BudgetState::default()),
         }
     }
 
-    /// Zero if a request may go now (and counts it), else how long to wait for the window to
-    /// reset: the requests used in the window reached `share` of its limit.
-    pub(super) fn take(&self, now: Instant) -> Duration {
-        let mut window = self
-            .window
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match window.as_mut() {
-            Some(current) if now >= current.resets_at => {
-                // A new window whose numbers the next answer brings.
-                *window = None;
-                Duration::ZERO
-            }
-            Some(current) if f64::from(current.used) >= self.share * f64::from(current.limit) => {
-                current.resets_at - now
-            }
-            Some(current) => {
-                current.used += 1;
-                Duration::ZERO
-            }
-            None => Duration::ZERO,
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes in what an answer received at `now` said about the window.
-    pub(super) fn record(&self, headers: RateLimitHeaders, now: Instant) {
-        let mut window = self
-            .window
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *window = Some(Window {
-            limit: headers.limit,
-            used: headers.limit.saturating_sub(headers.remaining),
-            resets_at: now + headers.reset_in,
-        });
+    /// A request may go now (counted until the [`InFlight`] is dropped), or the wait until the
+    /// window resets: the requests used in it and on their way reached `share` of its limit.
+    pub(super) fn take(&self, now: Instant) -> Result<InFlight<'_>, Duration> {
+        let mut state = self.lock();
+        if state.window.is_some_and(|window| now >= window.resets_at) {
+            // A new window, whose numbers the next answer brings.
+            state.window = None;
+        }
+        if let Some(window) = state.window {
+            let spent = window.used.saturating_add(state.in_flight);
+            if f64::from(spent) >= self.share * f64::from(window.limit) {
+                return Err(window.resets_at - now);
+            }
+        }
+        state.in_flight += 1;
+        Ok(InFlight(self))
+    }
+
+    /// Takes in an answer's numbers. Answers to concurrent requests may arrive out of order:
+    /// within one window the most used wins; another window replaces it.
+    fn record(&self, headers: RateLimitHeaders, now: Instant) {
+        let mut state = self.lock();
+        let used = headers.limit.saturating_sub(headers.remaining);
+        match state.window.as_mut() {
+            Some(current) if current.reset == headers.reset => {
+                current.used = current.used.max(used);
+            }
+            _ => {
+                state.window = Some(Window {
+                    reset: headers.reset,
+                    limit: headers.limit,
+                    used,
+                    resets_at: now + headers.reset_in,
+                });
+            }
+        }
     }
 }
 
@@ -90,18 +129,26 @@ pub(super) fn backoff(try_number: u32, base: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    /// An answer in the window that resets at Unix second 1000 + `reset_in`.
     fn answer(limit: u32, remaining: u32, reset_in: u64) -> RateLimitHeaders {
         RateLimitHeaders {
             limit,
             remaining,
+            reset: 1000 + reset_in,
             reset_in: Duration::from_secs(reset_in),
         }
+    }
+
+    /// The wait `take` asks for (zero: the request went, and is already answered).
+    fn wait(budget: &RateBudget, now: Instant) -> Duration {
+        budget.take(now).err().unwrap_or(Duration::ZERO)
     }
 
     #[test]
     fn nothing_known_means_no_wait() {
         let budget = RateBudget::new(0.5);
-        assert_eq!(budget.take(Instant::now()), Duration::ZERO);
+        let _first = budget.take(Instant::now()).expect("no window known");
+        let _second = budget.take(Instant::now()).expect("still none");
     }
 
     #[test]
@@ -110,26 +157,54 @@ mod tests {
         let start = Instant::now();
         // 10 of 20 left: 10 used, exactly half.
         budget.record(answer(20, 10, 31), start);
-        assert_eq!(budget.take(start), Duration::from_secs(31));
+        assert_eq!(wait(&budget, start), Duration::from_secs(31));
         let later = start + Duration::from_secs(30);
-        assert_eq!(budget.take(later), Duration::from_secs(1));
+        assert_eq!(wait(&budget, later), Duration::from_secs(1));
         // The window is over: go, and forget the old numbers.
-        assert_eq!(budget.take(start + Duration::from_secs(31)), Duration::ZERO);
-        assert_eq!(budget.take(start + Duration::from_secs(31)), Duration::ZERO);
+        let _next = budget
+            .take(start + Duration::from_secs(31))
+            .expect("a new window");
+        assert_eq!(
+            wait(&budget, start + Duration::from_secs(31)),
+            Duration::ZERO
+        );
     }
 
     #[test]
-    fn requests_sent_since_the_last_answer_count() {
+    fn requests_on_their_way_count_until_answered_or_dropped() {
         let budget = RateBudget::new(0.5);
         let start = Instant::now();
         budget.record(answer(10, 7, 60), start); // 3 used, 5 allowed
-        assert_eq!(budget.take(start), Duration::ZERO);
-        assert_eq!(budget.take(start), Duration::ZERO);
+        let first = budget.take(start).expect("4th");
+        let second = budget.take(start).expect("5th");
         assert_eq!(
-            budget.take(start),
+            wait(&budget, start),
             Duration::from_secs(60),
-            "3 + 2 sent = 5"
+            "3 + 2 on their way"
         );
+        drop(second); // failed without an answer
+        let third = budget.take(start).expect("5th again");
+        first.answered(Some(answer(10, 6, 60)), start); // 4 used, 1 on its way
+        assert_eq!(wait(&budget, start), Duration::from_secs(60));
+        third.answered(None, start);
+        assert_eq!(
+            wait(&budget, start),
+            Duration::ZERO,
+            "4 used, none on the way"
+        );
+    }
+
+    #[test]
+    fn answers_arriving_out_of_order_do_not_give_back_used_requests() {
+        let budget = RateBudget::new(1.0);
+        let start = Instant::now();
+        // Two requests in flight; the answer of the second (none left) comes first.
+        budget.record(answer(2, 0, 5), start);
+        budget.record(answer(2, 1, 5), start);
+        assert_eq!(wait(&budget, start), Duration::from_secs(5));
+        // Another window replaces it.
+        budget.record(answer(2, 1, 65), start);
+        assert_eq!(wait(&budget, start), Duration::ZERO);
     }
 
     #[test]
@@ -137,8 +212,8 @@ mod tests {
         let budget = RateBudget::new(1.0);
         let start = Instant::now();
         budget.record(answer(120, 1, 10), start);
-        assert_eq!(budget.take(start), Duration::ZERO);
-        assert_eq!(budget.take(start), Duration::from_secs(10));
+        let _last = budget.take(start).expect("the 120th");
+        assert_eq!(wait(&budget, start), Duration::from_secs(10));
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn ssws() -> OktaClient {
         "org_url = \"https://acme.okta.com\"\napi_token = \"{TOKEN}\""
     ))
     .expect("valid");
-    OktaClient::new(&config, &[LOGS_SCOPE], "").expect("a client")
+    OktaClient::new(&config, &["okta.logs.read"], "").expect("a client")
 }
 
 /// An OAuth client whose key is in `dir`, and the key's PEM.
@@ -35,7 +35,7 @@ fn oauth(dir: &tempfile::TempDir, pem_text: &str) -> OktaClient {
         rate_limit_share: 0.5,
         timeout: Duration::from_secs(30),
     };
-    OktaClient::new(&config, &[LOGS_SCOPE], "acme").expect("a client")
+    OktaClient::new(&config, &["okta.logs.read"], "acme").expect("a client")
 }
 
 fn source(client: &OktaClient) -> &TokenSource {
@@ -254,7 +254,7 @@ fn new_refuses_bad_settings_and_unusable_keys_without_secrets_in_the_message() {
         "org_url = \"http://acme.okta.com\"\napi_token = \"{TOKEN}\""
     ))
     .expect("valid TOML");
-    let err = OktaClient::new(&config, &[LOGS_SCOPE], "").expect_err("http to a remote host");
+    let err = OktaClient::new(&config, &["okta.logs.read"], "").expect_err("http to a remote host");
     assert!(matches!(err, OktaApiError::Config(_)), "{err:?}");
     assert!(
         err.to_string()
@@ -265,7 +265,7 @@ fn new_refuses_bad_settings_and_unusable_keys_without_secrets_in_the_message() {
 
     config.org_url = "https://acme.okta.com".into();
     config.api_token = Some(Secret::new("line\nbreak"));
-    let err = OktaClient::new(&config, &[LOGS_SCOPE], "").expect_err("not a header value");
+    let err = OktaClient::new(&config, &["okta.logs.read"], "").expect_err("not a header value");
     assert!(!err.to_string().contains("break"), "{err}");
 
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -284,7 +284,7 @@ fn new_refuses_bad_settings_and_unusable_keys_without_secrets_in_the_message() {
         rate_limit_share: 0.5,
         timeout: Duration::from_secs(30),
     };
-    let err = OktaClient::new(&config, &[LOGS_SCOPE], "").expect_err("not a key");
+    let err = OktaClient::new(&config, &["okta.logs.read"], "").expect_err("not a key");
     assert!(matches!(err, OktaApiError::Key(_)), "{err:?}");
     assert!(
         err.to_string().contains(&path.display().to_string()),
@@ -351,8 +351,8 @@ fn a_403_names_the_missing_scope_or_the_role() {
         )],
         r#"{"errorCode":"E0000006","errorSummary":"You do not have permission to perform the requested action","errorLink":"E0000006","errorId":"x","errorCauses":[]}"#,
     );
-    match forbidden(&scope) {
-        OktaApiError::MissingScope { scope } => assert_eq!(scope, LOGS_SCOPE),
+    match forbidden(&scope, "okta.logs.read") {
+        OktaApiError::MissingScope { scope } => assert_eq!(scope, "okta.logs.read"),
         other => panic!("{other:?}"),
     }
     let role = answer(
@@ -360,7 +360,7 @@ fn a_403_names_the_missing_scope_or_the_role() {
         &[],
         r#"{"errorCode":"E0000006","errorSummary":"You do not have permission to perform the requested action","errorCauses":[]}"#,
     );
-    let err = forbidden(&role);
+    let err = forbidden(&role, "okta.logs.read");
     assert!(matches!(err, OktaApiError::Forbidden(_)), "{err:?}");
     assert!(
         err.to_string()
@@ -415,6 +415,11 @@ fn okta_errors_are_summarised_with_their_causes() {
     assert_eq!(
         okta_error(&bad_filter),
         "400 E0000031: Invalid search criteria. (Invalid filter expression.)"
+    );
+    assert_eq!(
+        refused_request(&bad_filter).to_string(),
+        "Okta refused the request (400 E0000031: Invalid search criteria. (Invalid filter \
+         expression.)): check the filter, since and until"
     );
     let html = "<html>".repeat(100);
     let text = okta_error(&answer(400, &[], &html));

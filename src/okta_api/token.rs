@@ -23,6 +23,12 @@ const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 /// Token requests in one fetch: plain, with a proof, with a proof and the nonce, and one more
 /// for a nonce that rotated in between.
 const MAX_ROUNDS: usize = 4;
+/// What to check when Okta refuses the app's credentials.
+pub(super) const APP_ADVICE: &str =
+    "check client_id, key_id and the public key registered on the app";
+/// What to check when Okta refuses DPoP proofs: their `iat` must be within 5 minutes of its clock.
+const CLOCK_ADVICE: &str = "check that this host's clock is right (Okta accepts proofs issued \
+                            within 5 minutes)";
 /// A token is replaced this long before Okta says it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
@@ -175,9 +181,9 @@ impl TokenSource {
                 return Err(Failure::Final(self.refused(&refusal, &answer, state)));
             }
         }
-        Err(Failure::Final(OktaApiError::Credentials(
-            "the token endpoint kept refusing the DPoP proofs".into(),
-        )))
+        Err(Failure::Final(OktaApiError::Credentials(format!(
+            "the token endpoint kept refusing the DPoP proofs: {CLOCK_ADVICE}"
+        ))))
     }
 
     /// One token request: a fresh client assertion (each is single use) and, in DPoP mode, a
@@ -227,10 +233,12 @@ impl TokenSource {
         }
         if state.use_dpop && mentions_dpop(&answer.body) {
             return OktaApiError::Credentials(format!(
-                "the token endpoint refused the DPoP proof ({said}; is this host's clock right?)"
+                "the token endpoint refused the DPoP proof ({said}): {CLOCK_ADVICE}"
             ));
         }
-        OktaApiError::Credentials(format!("the token endpoint refused the app ({said})"))
+        OktaApiError::Credentials(format!(
+            "the token endpoint refused the app ({said}): {APP_ADVICE}"
+        ))
     }
 }
 

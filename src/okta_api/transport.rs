@@ -32,6 +32,14 @@ impl Endpoint {
             Self::Logs => "logs",
         }
     }
+
+    /// The OAuth scope a call to it needs (named when Okta's 403 does not say).
+    pub(super) fn scope(self) -> &'static str {
+        match self {
+            Self::Token => "",
+            Self::Logs => "okta.logs.read",
+        }
+    }
 }
 
 /// An answer, body read.
