@@ -23,6 +23,9 @@
 //! events twice or losing the alerts. While the backend is down, detected events wait in the
 //! replica's spool and correlation resumes from them.
 //!
+//! The System Log poller's lease lives there as well ([`lease`]): one replica polls an org at a
+//! time, and the cursor moves with the lease.
+//!
 //! [`SharedState`] is what the detector sees; `redis` and `nats_kv` hold each backend's calls.
 //! Each backend is built with its Cargo feature (`redis`, `nats`); a mode whose feature is off is
 //! refused by [`ClusterConfig::validate`].
@@ -35,6 +38,7 @@
 )]
 
 mod error;
+mod lease;
 #[cfg(feature = "nats")]
 mod nats_kv;
 #[cfg(feature = "redis")]
@@ -50,6 +54,7 @@ use crate::brokers::ServerUrl;
 use crate::telemetry::metrics::CLUSTER_BACKEND_UP;
 
 pub use error::{ClusterError, UndecodableValue};
+pub use lease::Lease;
 
 /// The `key_prefix` when none is configured.
 pub const DEFAULT_KEY_PREFIX: &str = "factorwatch:";

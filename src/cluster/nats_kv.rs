@@ -178,6 +178,47 @@ impl NatsKvState {
         })
     }
 
+    /// The value of the entry `name` of the correlation bucket, and its revision (0: none).
+    async fn read_entry(&self, name: &str) -> Result<(u64, Option<Vec<u8>>), ClusterError> {
+        let store = self.correlation_store().await?;
+        let entry = store
+            .entry(name)
+            .await
+            .map_err(|err| self.error(&self.correlation_bucket, "read a shared record", err))?;
+        Ok(match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                (entry.revision, Some(entry.value.to_vec()))
+            }
+            Some(entry) => (entry.revision, None),
+            None => (0, None),
+        })
+    }
+
+    /// The value of the entry `name`, if it has one.
+    pub(super) async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        Ok(self.read_entry(name).await?.1)
+    }
+
+    /// Writes `new` to the entry `name` if it still holds `expected` (`None`: no value): an
+    /// update naming the revision read, which JetStream refuses if another replica wrote since.
+    pub(super) async fn swap(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, ClusterError> {
+        let (revision, current) = self.read_entry(name).await?;
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        let store = self.correlation_store().await?;
+        match store.update(name, new.to_vec().into(), revision).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(err) => Err(self.error(&self.correlation_bucket, "write a shared record", err)),
+        }
+    }
+
     /// Drops the connection after a failed call, so the next one reconnects.
     pub(super) async fn reset(&self) {
         self.seen.reset().await;

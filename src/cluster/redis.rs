@@ -42,6 +42,17 @@ redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
 return 1
 ";
 
+/// Sets a key to a new value if it still holds the value read before (`''` for none); answers 1
+/// when written, 0 when another replica changed it first.
+const SWAP_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+";
+
 /// One replica's connection to the cluster Redis and the names of its keys.
 pub(super) struct RedisState {
     url: ServerUrl,
@@ -129,6 +140,36 @@ impl RedisState {
             .query_async(&mut connection)
             .await
             .map_err(|err| self.error("write the correlation state", err))?;
+        Ok(written == 1)
+    }
+
+    /// The value of the key `name`, if it has one.
+    pub(super) async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        let mut connection = self.connection().await?;
+        redis::cmd("GET")
+            .arg(self.key(name))
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.error("read a shared record", err))
+    }
+
+    /// Writes `new` to the key `name` if it still holds `expected` (`None`: no value).
+    pub(super) async fn swap(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, ClusterError> {
+        let mut connection = self.connection().await?;
+        let written: i64 = redis::cmd("EVAL")
+            .arg(SWAP_SCRIPT)
+            .arg(1)
+            .arg(self.key(name))
+            .arg(expected.unwrap_or_default())
+            .arg(new)
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.error("write a shared record", err))?;
         Ok(written == 1)
     }
 

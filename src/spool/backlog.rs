@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{
-    BATCHES, CORRELATION_INPUTS, CORRELATION_JOURNAL, DEAD_LETTERS, OUTBOX, QUARANTINE, SpoolError,
+    BATCHES, CORRELATION_INPUTS, CORRELATION_JOURNAL, DEAD_LETTERS, HELD_BATCHES, OUTBOX,
+    QUARANTINE, SpoolError,
 };
 
 /// Counts per sink.
@@ -178,12 +179,15 @@ pub(super) fn scan(db: &Database) -> Result<Scan, SpoolError> {
         totals.sinks.entry(sink.to_owned()).or_default().dead += 1;
         next_seq = next_seq.max(seq + 1);
     }
-    // Correlation inputs and the journal draw from the same sequence, so one counter serves
-    // every table.
+    // Correlation inputs, the journal and held batches draw from the same sequence, so one
+    // counter serves every table.
     for table in [CORRELATION_INPUTS, CORRELATION_JOURNAL] {
         if let Some(last) = txn.open_table(table)?.last()? {
             next_seq = next_seq.max(last.0.value() + 1);
         }
+    }
+    for row in txn.open_table(HELD_BATCHES)?.iter()? {
+        next_seq = next_seq.max(row?.0.value().1 + 1);
     }
     Ok(Scan {
         totals,

@@ -14,11 +14,13 @@
 //! | `correlation_journal` | sequence | what a detection pass fed the correlations since that snapshot (standalone) | replayed onto the snapshot at start |
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
+//! | `held_batches` | (due time, Unix ms; sequence) | as `batches` | System Log events a hook could deliver, waiting out the hook's grace before detection |
+//! | `reconcile` | `cursor` | the System Log `next` link after the last page stored | where polling goes on |
 //!
 //! The tables are defined below; each file holds the reads and writes of its tables:
 //! [`batches`] (`batches`, `quarantine`, `known_networks`, and the detection commit),
 //! [`outbox`], [`dead_letters`], [`correlation`] (`correlation_inputs`, `correlation`,
-//! `correlation_journal`).
+//! `correlation_journal`), [`system_log`] (`held_batches`, `reconcile`).
 //!
 //! # On-disk layout: `seen/`
 //! Each event key (its hash), the batch that claimed it, and until when: an active log and
@@ -37,6 +39,8 @@
 //!   batch can pass for it.
 //! - Detection of a batch also stores, in that transaction, the events the correlation step
 //!   still has to see; the step removes them in the transaction that queues its alerts.
+//! - A System Log page and the cursor after it are stored in one transaction; its held events
+//!   move to `batches` in one transaction too.
 //! - An outbox row is removed only once its sink acknowledged it, or when it moves to `dead_letters`
 //!   in the same transaction.
 
@@ -52,6 +56,7 @@ mod gauges;
 mod handle;
 mod outbox;
 mod store;
+mod system_log;
 mod window;
 mod writer;
 
@@ -69,6 +74,7 @@ pub use correlation::{CorrelationCommit, StoredCorrelation};
 pub use error::SpoolError;
 pub use outbox::{OutboxEntry, OutboxRecord};
 use store::Store;
+pub use system_log::LogPageCommit;
 use window::Window;
 pub use window::WindowSize;
 
@@ -91,6 +97,10 @@ const CORRELATION_JOURNAL: TableDefinition<u64, &[u8]> =
     TableDefinition::new("correlation_journal");
 /// Events detected but not yet correlated, in detection order.
 const CORRELATION_INPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("correlation_inputs");
+/// System Log pages' events a hook could deliver, until their due time (see [`system_log`]).
+const HELD_BATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("held_batches");
+/// The System Log poller's cursor.
+const RECONCILE: TableDefinition<&str, &[u8]> = TableDefinition::new("reconcile");
 /// User login to the networks they signed in from, as the detector saves them.
 const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_networks");
 
@@ -196,6 +206,8 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     txn.open_table(CORRELATION_INPUTS)?;
     txn.open_table(CORRELATION_JOURNAL)?;
     txn.open_table(KNOWN_NETWORKS)?;
+    txn.open_table(HELD_BATCHES)?;
+    txn.open_table(RECONCILE)?;
     // The window moved to seen.redb; an older spool's copy only takes space. Dropping it means a
     // redelivery straddling the upgrade alerts again, with the same alert id.
     if txn.delete_table(LEGACY_SEEN)? | txn.delete_table(LEGACY_SEEN_BY_EXPIRY)? {
