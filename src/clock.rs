@@ -16,6 +16,14 @@ pub async fn wait_for_work(wake: &Notify, at_most: Duration, shutdown: &Cancella
     }
 }
 
+/// Waits `duration`; false if `shutdown` was cancelled first.
+pub async fn sleep_unless_cancelled(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -33,6 +41,13 @@ pub fn rfc3339(ms: u64) -> String {
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     ))
     .expect("the format only uses fields every timestamp has")
+}
+
+/// RFC 3339 text (Okta's `published`, an alert's `received_at`) as Unix milliseconds.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::okta::Origin;
 use crate::okta::event::{LogEvent, scalar_text};
+use crate::okta::{Delivery, Origin};
 
 mod context;
 
@@ -72,6 +72,14 @@ pub struct Alert {
     pub correlation: Option<CorrelationInfo>,
     /// When factorwatch stored the batch (RFC 3339, UTC).
     pub received_at: String,
+    /// How the event came: `event_hook` (pushed by Okta) or `system_log` (read from the System
+    /// Log by reconciliation or `backfill`, because the hook never brought it).
+    #[serde(default)]
+    pub source: Delivery,
+    /// Milliseconds from Okta's `published` to `received_at`: how late the event reached
+    /// factorwatch. Absent when the event has no readable `published`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_delay_ms: Option<u64>,
     /// The LogEvent exactly as Okta sent it, unknown fields included.
     pub raw_event: Box<RawValue>,
 }
@@ -228,6 +236,14 @@ pub struct OktaRef {
     pub delivery_id: Option<String>,
 }
 
+/// How long after Okta published `event` it was stored at `received_at` (0 when the clocks put it
+/// earlier).
+fn arrival_delay_ms(event: LogEvent<'_>, received_at: &str) -> Option<u64> {
+    let published = event.published_ms()?;
+    let received = crate::clock::parse_rfc3339_ms(received_at)?;
+    Some(received.saturating_sub(published).max(0) as u64)
+}
+
 /// Everything needed to build an alert besides the rule.
 pub struct Matched<'a> {
     /// The parsed event.
@@ -283,6 +299,8 @@ impl Alert {
                 delivery_id: matched.delivery_id.map(str::to_owned),
             },
             received_at: matched.received_at.to_owned(),
+            source: matched.origin.via,
+            arrival_delay_ms: arrival_delay_ms(event, matched.received_at),
             raw_event: matched.raw.to_owned(),
         }
     }
@@ -321,6 +339,8 @@ impl Alert {
             context: None,
             correlation: None,
             received_at: now,
+            source: Delivery::EventHook,
+            arrival_delay_ms: None,
             raw_event: serde_json::value::to_raw_value(&raw).expect("JSON value serializes"),
         }
     }

@@ -4,10 +4,12 @@
 //! accepting; requests in flight finish (their batches are committed); then the detector and the
 //! forwarders stop between two units of work; last the spool's writer commits what is queued.
 //!
-//! [`pipeline`] builds and starts each org's pipeline, [`workers`] holds the tasks the orgs share
+//! [`pipeline`] builds and starts each org's pipeline (and its System Log poller), [`probe`]
+//! checks each org's Okta API access for `check-config`, [`workers`] holds the tasks the orgs share
 //! (maintenance, rules reload on SIGHUP), [`shutdown`] the HTTP phase and the order it stops in.
 
 mod pipeline;
+mod probe;
 mod shutdown;
 mod workers;
 
@@ -26,7 +28,8 @@ use crate::http::tls::ReloadingTls;
 use crate::http::{AppState, OrgStatus, router};
 use crate::secret::SecretSet;
 use pipeline::{Pipeline, Shared};
-pub use pipeline::{Preflight, preflight};
+pub use pipeline::{Preflight, preflight, system_log_filter};
+pub use probe::{OktaProbe, probe_okta};
 use shutdown::Serving;
 pub use shutdown::shutdown_signal;
 use workers::{Hangups, Workers, catch_hangups, maintenance, reload_rules_on_sighup};

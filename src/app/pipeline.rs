@@ -14,10 +14,13 @@ use super::workers::{RulesReload, Workers, record_rules_loaded};
 use crate::admin::AdminOrg;
 use crate::cluster::SharedState;
 use crate::config::{Config, PipelineConfig, ServerConfig, SinkConfig};
+use crate::detect::event_types::TypePattern;
 use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::tls::ReloadingTls;
 use crate::http::{HookState, OrgStatus};
+use crate::okta_api::OktaClient;
+use crate::reconcile::{ALWAYS_READ_PREFIX, Poller, PollerStatus};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
@@ -32,11 +35,13 @@ pub struct Preflight {
     pub(super) tls: Option<ReloadingTls>,
 }
 
-/// One org's configuration with its rules loaded and its sinks built.
+/// One org's configuration with its rules loaded, its sinks built, and its Okta API client when
+/// reconciliation is on.
 pub(super) struct PreparedPipeline {
     config: PipelineConfig,
     rules: RuleSet,
     sinks: Vec<Arc<dyn Sink>>,
+    okta: Option<OktaClient>,
 }
 
 /// Runs every check `serve` runs before it listens, and keeps what they built for it.
@@ -70,13 +75,29 @@ impl PreparedPipeline {
             })
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(scope)?;
+        let okta = reconcile_client(&config).map_err(scope)?;
         Ok(Self {
             config,
             rules,
             sinks,
+            okta,
         })
     }
 }
+
+/// The Okta API client of an org that reconciles with its System Log (reading the private key
+/// now, so a bad key fails `check-config` and the start); `None` when reconciliation is off.
+fn reconcile_client(config: &PipelineConfig) -> anyhow::Result<Option<OktaClient>> {
+    let Some(api) = config.api.as_ref().filter(|_| config.reconcile.enabled) else {
+        return Ok(None);
+    };
+    let org = config.org.as_deref().unwrap_or_default();
+    let client = OktaClient::new(api, RECONCILE_SCOPES, org).context("okta.api")?;
+    Ok(Some(client))
+}
+
+/// The OAuth scopes reconciliation needs: reading the System Log.
+pub const RECONCILE_SCOPES: &[&str] = &["okta.logs.read"];
 
 /// One org's pipeline, built and not yet running: its spool, rules and sinks. The top-level org
 /// and every `[[okta.orgs]]` org are built and run by the same code; they share nothing but the
@@ -91,6 +112,8 @@ pub(super) struct Pipeline {
     rules: SharedRules,
     /// Its destinations, one forwarder each.
     sinks: Vec<Arc<dyn Sink>>,
+    /// Its Okta API client, when it reconciles with the System Log.
+    okta: Option<OktaClient>,
 }
 
 /// What a running pipeline hands to the HTTP server, the admin API and the shared workers.
@@ -171,6 +194,7 @@ impl Pipeline {
             config,
             rules,
             sinks,
+            okta,
         } = prepared;
         let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
         let scope = |err| config.scoped(err);
@@ -185,6 +209,7 @@ impl Pipeline {
             spool: Arc::new(spool),
             rules: SharedRules::new(rules),
             sinks,
+            okta,
             config,
         })
     }
@@ -210,6 +235,7 @@ impl Pipeline {
         let cluster = SharedState::new(&self.config.cluster, shared.replica).map(Arc::new);
         let cluster_status = cluster.as_ref().map(|state| state.status.clone());
         let health = SinkHealth::for_org(self.org.clone());
+        let reconcile = self.spawn_poller(workers, &wakes, cluster.clone());
         self.spawn_workers(shared, workers, &wakes, cluster, &health);
         Ok(Started {
             hook: self.hook_state(&shared.config.server, auth_header, wakes.detector),
@@ -218,6 +244,7 @@ impl Pipeline {
                 spool: self.spool.clone(),
                 sink_health: health,
                 cluster: cluster_status,
+                reconcile,
             },
             admin: self.admin_org(wakes.forwarders),
             reload: RulesReload {
@@ -269,6 +296,36 @@ impl Pipeline {
         }
     }
 
+    /// Spawns the org's System Log poller when it reconciles; returns what `/readyz` shows of it.
+    fn spawn_poller(
+        &self,
+        workers: &mut Workers,
+        wakes: &Wakes,
+        cluster: Option<Arc<SharedState>>,
+    ) -> Option<Arc<PollerStatus>> {
+        let client = self.okta.clone()?;
+        let api = self.config.api.as_ref()?;
+        let status = Arc::new(PollerStatus::default());
+        let rules = self.rules.clone();
+        let poller = Poller {
+            org: self.org.clone(),
+            client,
+            org_url: api.org_url.clone(),
+            config: self.config.reconcile.clone(),
+            spool: self.spool.clone(),
+            detector: wakes.detector.clone(),
+            filter: Arc::new(move || system_log_filter(&rules.current())),
+            shared: cluster,
+            status: status.clone(),
+        };
+        let span = match &self.org {
+            Some(name) => tracing::info_span!("reconcile", org = %name),
+            None => tracing::info_span!("reconcile"),
+        };
+        workers.spawn(|stop| poller.run(stop).instrument(span));
+        Some(status)
+    }
+
     /// The org's detector, waking its forwarders; `cluster` in cluster mode.
     fn detector(&self, wakes: &Wakes, cluster: Option<Arc<SharedState>>) -> Detector {
         Detector {
@@ -315,6 +372,12 @@ impl Pipeline {
                 .collect(),
         }
     }
+}
+
+/// The System Log filter for `rules`: the event types they can match, and every `event_hook.*`.
+pub fn system_log_filter(rules: &RuleSet) -> Option<String> {
+    let always = TypePattern::Prefix(ALWAYS_READ_PREFIX.to_owned());
+    rules.event_types().with([always]).system_log_filter()
 }
 
 /// Alerts queued for a sink that is no longer configured would wait forever: say so at start.

@@ -1,18 +1,43 @@
-//! `factorwatch check-config`: runs the checks `serve` runs before it listens and prints the
-//! configuration with secrets redacted.
+//! `factorwatch check-config`: runs the checks `serve` runs before it listens, reads one event of
+//! each reconciling org's System Log, and prints the configuration with secrets redacted.
 
 use std::path::Path;
+
+use anyhow::bail;
 
 use crate::app;
 use crate::config::Config;
 
 /// Loads the configuration at `path` (or the defaults and environment), runs [`app::preflight`]
-/// on it (the secret, every org's rules and sinks, the TLS files), prints it as TOML on stdout
-/// and the verdict on stderr.
-pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
+/// on it (the secret, every org's rules and sinks, the TLS files, the Okta API keys) and
+/// [`app::probe_okta`] (each org that reconciles reads its System Log once), prints it as TOML on
+/// stdout and the verdict on stderr.
+pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     app::preflight(&config)?;
+    let probes = app::probe_okta(&config).await?;
     print!("{}", config.to_redacted_toml()?);
+    let mut failed = 0;
+    for probe in &probes {
+        match &probe.outcome {
+            Ok(()) => eprintln!(
+                "{}: the System Log of {} is readable; the poller asks for {}",
+                probe.org,
+                probe.org_url,
+                probe.filter.as_deref().unwrap_or("every event")
+            ),
+            Err(err) => {
+                failed += 1;
+                eprintln!(
+                    "{}: cannot read the System Log of {}: {err}",
+                    probe.org, probe.org_url
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} org(s) cannot reconcile with their System Log (see above)");
+    }
     eprintln!("configuration is valid");
     Ok(())
 }

@@ -138,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(config).await?;
             app.run_until(app::shutdown_signal()).await
         }
-        Command::CheckConfig => check_config::run(config_path),
+        Command::CheckConfig => check_config::run(config_path).await,
         Command::Simulate {
             url,
             secret,

@@ -15,7 +15,8 @@ fn env_var(name: &str) -> Option<String> {
 
 impl Config {
     /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
-    /// `FACTORWATCH_OKTA_SECRETS_FILE`, `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which
+    /// `FACTORWATCH_OKTA_SECRETS_FILE`, `FACTORWATCH_OKTA_API_TOKEN` (the `api_token` of `[okta.api]`,
+    /// replacing `client_id` credentials), `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which
     /// also sets `cluster.mode`: `nats-kv` for a `nats://` or `tls://` URL, else `redis`).
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
         if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
@@ -36,6 +37,17 @@ impl Config {
         }
         if let Some(file) = env_var("FACTORWATCH_OKTA_SECRETS_FILE") {
             self.okta.secrets_file = Some(PathBuf::from(file));
+        }
+        if let Some(token) = env_var("FACTORWATCH_OKTA_API_TOKEN") {
+            let Some(api) = self.okta.api.as_mut() else {
+                anyhow::bail!(
+                    "FACTORWATCH_OKTA_API_TOKEN is set, but the config has no [okta.api] to use it \
+                     with: add [okta.api] org_url = \"https://<your-org>.okta.com\""
+                );
+            };
+            api.api_token = Some(crate::secret::Secret::new(token));
+            api.client_id = None;
+            api.private_key_file = None;
         }
         if let Some(url) = env_var("FACTORWATCH_CLUSTER_URL") {
             self.cluster.mode = ClusterMode::for_url(&url);

@@ -23,6 +23,8 @@ pub use crate::cluster::{ClusterConfig, ClusterMode};
 pub use crate::detect::RulesConfig;
 pub use crate::forward::DeliveryConfig;
 pub use crate::http::{RateLimitConfig, ServerConfig, TlsConfig};
+pub use crate::okta_api::OktaApiConfig;
+pub use crate::reconcile::ReconcileConfig;
 pub use crate::sinks::{SinkConfig, SinkKind};
 pub use crate::spool::StorageConfig;
 pub use crate::telemetry::{LogConfig, LogFormat};
@@ -98,6 +100,7 @@ impl Config {
         self.cluster.validate()?;
         self.server.validate()?;
         check_auth("okta", &self.okta.auth_header, &self.okta.secrets)?;
+        orgs::check_api("okta", self.okta.api.as_ref(), &self.okta.reconcile)?;
         self.delivery.validate()?;
         self.storage.validate()?;
         self.log.validate()?;

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Config, RulesConfig, SinkConfig};
 use crate::http::check_hook_path;
+use crate::okta_api::OktaApiConfig;
+use crate::reconcile::ReconcileConfig;
 use crate::secret::Secret;
 use crate::sinks::check_sinks;
 
@@ -25,6 +27,13 @@ pub struct OktaConfig {
     /// A file holding accepted secrets, one per line (blank lines and `#` comments ignored), read at
     /// start; added to `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
     pub secrets_file: Option<PathBuf>,
+    /// `[okta.api]`: the top-level org's Management API (org URL and credentials), which
+    /// `[okta.reconcile]` reads the System Log through. `FACTORWATCH_OKTA_API_TOKEN` sets its
+    /// `api_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<OktaApiConfig>,
+    /// `[okta.reconcile]`: reading the top-level org's System Log beside its event hook.
+    pub reconcile: ReconcileConfig,
     /// More Okta orgs, each with its own hook path, secrets, rules, sinks and spool. With orgs
     /// set, the top-level org above is served only when it has secrets.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -37,6 +46,8 @@ impl Default for OktaConfig {
             auth_header: default_auth_header(),
             secrets: Vec::new(),
             secrets_file: None,
+            api: None,
+            reconcile: ReconcileConfig::default(),
             orgs: Vec::new(),
         }
     }
@@ -69,6 +80,12 @@ pub struct OrgConfig {
     /// ignored), read at start; added to `secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<PathBuf>,
+    /// `[okta.orgs.api]`: this org's Management API (its own org URL and credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<OktaApiConfig>,
+    /// `[okta.orgs.reconcile]`: reading this org's System Log beside its event hook.
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
     /// This org's detection, a whole `[okta.orgs.rules]` block (unset keys take the `[rules]`
     /// defaults, not the top-level block's values). Unset: the top-level `[rules]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +146,7 @@ impl Config {
                 );
             }
             check_auth(&key, &org.auth_header, &org.secrets)?;
+            check_api(&key, org.api.as_ref(), &org.reconcile)?;
             check_sinks(&format!("{key}: sinks"), &org.sinks)?;
         }
         Ok(())
@@ -168,6 +186,21 @@ pub(super) fn check_auth(key: &str, auth_header: &str, secrets: &[Secret]) -> an
         bail!("{key}.secrets: an empty secret would let anyone in; remove it");
     }
     Ok(())
+}
+
+/// Checks an org's `api` and `reconcile` blocks; `key` (`okta`, `okta.orgs "acme"`) prefixes
+/// errors.
+pub(super) fn check_api(
+    key: &str,
+    api: Option<&OktaApiConfig>,
+    reconcile: &ReconcileConfig,
+) -> anyhow::Result<()> {
+    if let Some(api) = api {
+        api.validate().with_context(|| format!("{key}.api"))?;
+    }
+    reconcile
+        .validate(api.is_some())
+        .with_context(|| format!("{key}.reconcile"))
 }
 
 /// The secrets in the file at `path`, one per line (blank lines and `#` comments ignored).

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{ClusterConfig, Config, RulesConfig, SinkConfig};
+use crate::okta_api::OktaApiConfig;
+use crate::reconcile::ReconcileConfig;
 use crate::secret::Secret;
 
 /// One org's pipeline with every default resolved: what the application builds a hook, a spool,
@@ -27,6 +29,10 @@ pub struct PipelineConfig {
     /// `[cluster]`, with a key prefix of its own for a named org, so that two orgs never
     /// de-duplicate each other's events.
     pub cluster: ClusterConfig,
+    /// Its Management API, if configured.
+    pub api: Option<OktaApiConfig>,
+    /// Its System Log reconciliation.
+    pub reconcile: ReconcileConfig,
 }
 
 impl PipelineConfig {
@@ -72,6 +78,8 @@ impl Config {
                 sinks: self.effective_sinks(),
                 data_dir: self.storage.data_dir.clone(),
                 cluster: self.cluster.clone(),
+                api: self.okta.api.clone(),
+                reconcile: self.okta.reconcile.clone(),
             });
         let orgs = self.okta.orgs.iter().map(|org| {
             let data_dir = self.org_data_dir(&org.name);
@@ -90,6 +98,8 @@ impl Config {
                 sinks: sinks_or_default(&org.sinks, &data_dir),
                 data_dir,
                 cluster,
+                api: org.api.clone(),
+                reconcile: org.reconcile.clone(),
             }
         });
         top_level.into_iter().chain(orgs).collect()

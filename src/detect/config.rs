@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesConfig {
-    /// Load the rules shipped inside the binary (MFA factor deactivated, all MFA factors reset).
+    /// Load the rules shipped inside the binary (MFA factor deactivated, all MFA factors reset,
+    /// an MFA factor disabled for the whole org).
     pub builtin: bool,
     /// With `builtin`, also load the default correlation rules (one actor resetting many users,
     /// MFA reset then password reset, MFA reset then sign-in from a new network, MFA removed

@@ -22,6 +22,7 @@ pub mod correlate;
 mod correlation_step;
 pub mod enrich;
 mod event_head;
+pub mod event_types;
 pub mod fields;
 pub mod offline;
 pub mod placeholders;
@@ -44,12 +45,14 @@ use crate::alert::{Alert, Matched, RuleRef, org_alert_id};
 use crate::clock::{now_ms, rfc3339, wait_for_work};
 use crate::cluster::{Claim, SharedState};
 use crate::okta::event::single_line;
-use crate::okta::{Envelope, LogEvent};
+use crate::okta::hook_eligible::is_hook_eligible;
+use crate::okta::{Delivery, Envelope, LogEvent, Origin};
 use crate::sinks::SinkConfig;
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use crate::telemetry::metrics::{
     ALERTS_TOTAL, BATCHES_QUARANTINED_TOTAL, CLUSTER_DUPLICATE_EVENTS_TOTAL,
     CORRELATION_OPEN_STATE, DUPLICATE_EVENTS_TOTAL, EVENTS_DETECTED_TOTAL, EVENTS_UNREADABLE_TOTAL,
+    OKTA_EVENTS_RECOVERED_TOTAL,
 };
 pub use config::RulesConfig;
 use correlate::Correlator;
@@ -490,6 +493,7 @@ fn detect_batches(
         metrics::counter!(EVENTS_DETECTED_TOTAL).increment(batch.events.len() as u64);
         batches.push(batch.batch);
     }
+    report_recovered(pass.org, found.recovered);
     let (correlation_state, correlation_journal) = found.fire_timers(pass, correlation);
     DetectionCommit {
         batches,
@@ -508,6 +512,25 @@ fn detect_batches(
     }
 }
 
+/// Counts and logs the events of a pass that only reconciliation brought, though a hook could
+/// have: deliveries Okta dropped, a hook paused or over its daily cap.
+fn report_recovered(org: Option<&str>, recovered: u64) {
+    if recovered == 0 {
+        return;
+    }
+    metrics::counter!(
+        OKTA_EVENTS_RECOVERED_TOTAL,
+        crate::telemetry::org_labels(org, &[])
+    )
+    .increment(recovered);
+    tracing::warn!(
+        org = org.unwrap_or_default(),
+        recovered,
+        "the System Log held events the event hook never delivered; they were detected from the \
+         log (check the hook's status with the Admin Console: Workflow > Event Hooks)"
+    );
+}
+
 /// What a detection pass gathers from its events.
 #[derive(Default)]
 struct Found {
@@ -518,6 +541,8 @@ struct Found {
     correlation_inputs: Vec<Vec<u8>>,
     /// Standalone: what this pass changed in the correlation state.
     journal: Vec<Vec<u8>>,
+    /// Events the System Log brought that the hook should have delivered.
+    recovered: u64,
 }
 
 impl Found {
@@ -541,6 +566,7 @@ impl Found {
             }
             // Built here, one event at a time, and dropped after its rules ran (event_head).
             let mut tree = event_tree(&event.raw);
+            self.count_recovered(&origin, LogEvent(&tree));
             enrich::enrich(&mut tree, history);
             let matched = Matched {
                 event: LogEvent(&tree),
@@ -552,6 +578,17 @@ impl Found {
             };
             let time = event_time(&matched, received_ms);
             self.event(pass, &matched, time, correlation.as_deref_mut());
+        }
+    }
+
+    /// Counts an event the System Log brought that a hook could have delivered and did not (it
+    /// is new here, and the poller held it for `grace` first, see `reconcile`).
+    fn count_recovered(&mut self, origin: &Origin, event: LogEvent<'_>) {
+        let eligible = event
+            .event_type()
+            .is_some_and(|event_type| is_hook_eligible(&event_type));
+        if origin.via == Delivery::SystemLog && eligible {
+            self.recovered += 1;
         }
     }
 

@@ -18,7 +18,8 @@ use super::rule_event::{FieldProbe, RuleEvent};
 use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 
-/// The rules shipped inside the binary, as (name, YAML): the two MFA rules.
+/// The rules shipped inside the binary, as (name, YAML): the two MFA rules of a user, and MFA
+/// turned off for the whole org (which only the System Log carries).
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factor_deactivated.yml",
@@ -27,6 +28,10 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factors_reset_all.yml",
         include_str!("../../rules/mfa_factors_reset_all.yml"),
+    ),
+    (
+        "builtin:rules/mfa_factor_disabled_org_wide.yml",
+        include_str!("../../rules/mfa_factor_disabled_org_wide.yml"),
     ),
 ];
 
@@ -324,6 +329,12 @@ impl RuleSet {
         Correlator::new(&self.sigma_rules, &self.correlations)
     }
 
+    /// The event types these rules can match, correlations' inputs included: what the System Log
+    /// poller asks Okta for.
+    pub fn event_types(&self) -> super::event_types::EventTypes {
+        super::event_types::of_rules(&self.sigma_rules)
+    }
+
     /// True when the set holds correlation rules (and the detector must keep their state).
     pub fn has_correlations(&self) -> bool {
         !self.correlations.is_empty()
@@ -542,8 +553,12 @@ mod tests {
             .iter()
             .filter(|d| d.correlates.is_none() && !d.correlation_only)
             .collect();
-        assert_eq!(alerting.len(), 2, "the two MFA rules alert on their own");
-        assert!(alerting.iter().all(|d| d.rule.level == Level::Medium));
+        let levels: Vec<Level> = alerting.iter().map(|d| d.rule.level).collect();
+        assert_eq!(
+            levels,
+            [Level::Medium, Level::Medium, Level::High],
+            "the two MFA rules of a user, and MFA off for the whole org, alert on their own"
+        );
         let correlations: Vec<_> = described
             .iter()
             .filter(|d| d.correlates.is_some())
@@ -566,6 +581,28 @@ mod tests {
         );
         assert!(rules.matching(&activate).is_empty());
         assert!(rules.matching(&json!("not an object")).is_empty());
+        let org_wide = json!({"eventType": "system.mfa.factor.deactivate"});
+        assert_eq!(rules.matching(&org_wide)[0].level, Level::High);
+    }
+
+    #[test]
+    fn builtin_rules_ask_the_system_log_only_for_their_event_types() {
+        let filter = builtin()
+            .event_types()
+            .system_log_filter()
+            .expect("bounded");
+        for event_type in [
+            "user.mfa.factor.deactivate",
+            "user.mfa.factor.reset_all",
+            "system.mfa.factor.deactivate",
+            "user.account.reset_password",
+            "user.session.start",
+        ] {
+            assert!(
+                filter.contains(&format!("\"{event_type}\"")),
+                "{event_type} in {filter}"
+            );
+        }
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct OrgStatus {
     /// In cluster mode, how the shared backend is doing (reported, not a reason to be unready:
     /// intake and detection go on without it).
     pub cluster: Option<Arc<crate::cluster::BackendStatus>>,
+    /// When the org reconciles with its System Log, how its poller is doing (reported, not a
+    /// reason to be unready: the hook path works without it).
+    pub reconcile: Option<Arc<crate::reconcile::PollerStatus>>,
 }
 
 /// What the operational endpoints share.
@@ -181,7 +184,7 @@ fn org_readiness(org: &OrgStatus) -> (Option<String>, serde_json::Value) {
         })
         .collect();
     let refusal = backlog.refusal();
-    let view = json!({
+    let mut view = json!({
         "ready": refusal.is_none(),
         "reason": refusal,
         "backlog_bytes": backlog.bytes,
@@ -189,6 +192,9 @@ fn org_readiness(org: &OrgStatus) -> (Option<String>, serde_json::Value) {
         "pending_batches": backlog.batches,
         "sinks": sinks,
     });
+    if let Some(poller) = &org.reconcile {
+        view["reconcile"] = json!(poller.view());
+    }
     (refusal, view)
 }
 
@@ -203,6 +209,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .then(|| "shutting down".to_owned());
     let (mut bytes, mut batches, mut limit) = (0, 0, 0);
     let mut top_level_sinks = json!({});
+    let mut top_level_reconcile = None;
     let mut orgs = serde_json::Map::new();
     for org in state.orgs.iter() {
         let (org_refusal, view) = org_readiness(org);
@@ -210,7 +217,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         batches += view["pending_batches"].as_u64().unwrap_or_default();
         limit = view["backlog_limit_bytes"].as_u64().unwrap_or_default();
         match &org.org {
-            None => top_level_sinks = view["sinks"].clone(),
+            None => {
+                top_level_sinks = view["sinks"].clone();
+                top_level_reconcile = view.get("reconcile").cloned();
+            }
             Some(name) => {
                 orgs.insert(name.to_string(), view);
             }
@@ -231,6 +241,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "sinks": top_level_sinks,
         "cluster": cluster_view(&state.orgs),
     });
+    if let Some(reconcile) = top_level_reconcile {
+        body["reconcile"] = reconcile;
+    }
     if !orgs.is_empty() {
         body["orgs"] = orgs.into();
     }

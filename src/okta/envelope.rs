@@ -42,6 +42,8 @@ impl From<serde_json::Error> for EnvelopeError {
 /// accepts, the detector can read (a duplicate `source` key, say, fails both or neither).
 #[derive(Debug, Deserialize)]
 pub struct EnvelopeCheck<'a> {
+    #[serde(default, borrow, rename = "eventType")]
+    event_type: Option<&'a RawValue>,
     #[serde(default, borrow)]
     source: Option<&'a RawValue>,
     #[serde(default, borrow, rename = "eventId")]
@@ -90,6 +92,9 @@ impl<'a> EnvelopeCheck<'a> {
 /// A stored envelope, parsed for detection.
 #[derive(Debug)]
 pub struct Envelope {
+    /// `com.okta.event_hook` from Okta; [`SYSTEM_LOG_ENVELOPE`] on a page the System Log poller
+    /// stored.
+    pub event_type: Option<String>,
     /// `https://{org}/api/v1/eventHooks/{hookId}`: which org and hook sent the batch.
     pub source: Option<String>,
     /// One id per delivery; Okta's retry of a delivery reuses it.
@@ -117,6 +122,7 @@ impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
         let check = EnvelopeCheck::parse(body)?;
         Ok(Self {
+            event_type: lenient_text(check.event_type),
             source: lenient_text(check.source),
             event_id: lenient_text(check.event_id),
             data: EnvelopeData {
@@ -130,13 +136,57 @@ impl Envelope {
         })
     }
 
-    /// The Okta org and hook id named by `source`.
+    /// The Okta org and hook id named by `source`, and how the batch came.
     pub fn origin(&self) -> Origin {
-        self.source
+        let mut origin = self
+            .source
             .as_deref()
             .map(Origin::from_source)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if self.event_type.as_deref() == Some(SYSTEM_LOG_ENVELOPE) {
+            origin.via = Delivery::SystemLog;
+        }
+        origin
     }
+
+    /// The body the System Log poller stores for `events` read from `org_url`'s `/api/v1/logs`:
+    /// an envelope like a hook's, so the detector reads both alike, marked with
+    /// [`SYSTEM_LOG_ENVELOPE`] so its alerts say where their events came from.
+    pub fn system_log_body(org_url: &str, events: &[&RawValue]) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Page<'a> {
+            #[serde(rename = "eventType")]
+            event_type: &'static str,
+            source: String,
+            data: PageData<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct PageData<'a> {
+            events: &'a [&'a RawValue],
+        }
+        let page = Page {
+            event_type: SYSTEM_LOG_ENVELOPE,
+            source: format!("{}/api/v1/logs", org_url.trim_end_matches('/')),
+            data: PageData { events },
+        };
+        serde_json::to_vec(&page).expect("events that are JSON already serialize")
+    }
+}
+
+/// `eventType` of the envelope of a page read from the System Log (Okta's hook deliveries say
+/// `com.okta.event_hook`). Only an authenticated caller can store a batch, so a hook delivery
+/// claiming it changes nothing but the `source` its alerts show.
+pub const SYSTEM_LOG_ENVELOPE: &str = "factorwatch.system_log";
+
+/// How an event reached factorwatch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Pushed by Okta to the event hook.
+    #[default]
+    EventHook,
+    /// Read from the System Log API by reconciliation (`[okta.reconcile]`) or `backfill`.
+    SystemLog,
 }
 
 /// Which Okta org and hook a batch came from.
@@ -146,6 +196,9 @@ pub struct Origin {
     pub org: Option<String>,
     /// The event hook id (starts with `who`).
     pub hook_id: Option<String>,
+    /// Whether the hook or the System Log brought the batch.
+    #[serde(default)]
+    pub via: Delivery,
 }
 
 impl Origin {
@@ -162,6 +215,7 @@ impl Origin {
         Self {
             org: Some(host).filter(|h| !h.is_empty()).map(str::to_owned),
             hook_id: hook_id.map(str::to_owned),
+            via: Delivery::EventHook,
         }
     }
 }
@@ -235,5 +289,22 @@ mod tests {
         assert_eq!(origin.org.as_deref(), Some("acme.okta.com"));
         assert_eq!(origin.hook_id.as_deref(), Some("whoabc123"));
         assert_eq!(Origin::from_source("garbage").hook_id, None);
+    }
+
+    #[test]
+    fn a_system_log_page_reads_back_as_coming_from_the_log() {
+        let event = RawValue::from_string(r#"{"uuid":"a"}"#.into()).unwrap();
+        let body = Envelope::system_log_body("https://acme.okta.com/", &[&event]);
+        EnvelopeCheck::parse(&body).unwrap();
+        let envelope = Envelope::parse(&body).unwrap();
+        assert_eq!(envelope.data.events[0].get(), r#"{"uuid":"a"}"#);
+        let origin = envelope.origin();
+        assert_eq!(origin.via, Delivery::SystemLog);
+        assert_eq!(
+            (origin.org.as_deref(), origin.hook_id),
+            (Some("acme.okta.com"), None)
+        );
+        let hook = Envelope::parse(br#"{"eventType":"com.okta.event_hook","data":{"events":[]}}"#);
+        assert_eq!(hook.unwrap().origin().via, Delivery::EventHook);
     }
 }

@@ -38,10 +38,7 @@ impl<'a> LogEvent<'a> {
 
     /// `published` as Unix milliseconds, when present and in RFC 3339.
     pub fn published_ms(&self) -> Option<i64> {
-        let published = self.get("published")?.as_str()?;
-        time::OffsetDateTime::parse(published, &time::format_description::well_known::Rfc3339)
-            .ok()
-            .and_then(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
+        crate::clock::parse_rfc3339_ms(self.get("published")?.as_str()?)
     }
 
     /// `target[]`, or an empty list when Okta sent `null` or nothing.

@@ -103,6 +103,24 @@ pub const OKTA_API_REQUEST_DURATION_SECONDS: &str = "factorwatch_okta_api_reques
 pub const OKTA_API_RATE_LIMIT_WAIT_SECONDS_TOTAL: &str =
     "factorwatch_okta_api_rate_limit_wait_seconds_total";
 
+// Reconciliation with the System Log.
+
+/// Counter: events the System Log poller read and stored, duplicates of the hook's included.
+/// Label: `org`.
+pub const RECONCILE_EVENTS_READ_TOTAL: &str = "factorwatch_reconcile_events_read_total";
+/// Counter: events the System Log brought that a hook could have delivered and did not (new when
+/// detected, after the grace the hook had). Label: `org`.
+pub const OKTA_EVENTS_RECOVERED_TOTAL: &str = "factorwatch_okta_events_recovered_total";
+/// Gauge: how far behind now the poller's last poll was: 0 once it caught up (a page that was not
+/// full), else the age of the newest event it read. Label: `org`.
+pub const RECONCILE_LAG_SECONDS: &str = "factorwatch_reconcile_lag_seconds";
+/// Gauge: Unix time of the poller's last successful poll. Label: `org`.
+pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "factorwatch_reconcile_last_success_timestamp_seconds";
+/// Gauge: 1 on the replica that holds an org's polling lease (or a standalone poller), else 0.
+/// Label: `org`.
+pub const RECONCILE_LEASE_HELD: &str = "factorwatch_reconcile_lease_held";
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};

@@ -21,6 +21,8 @@ mod http_contract;
 mod okta_standin;
 mod orgs;
 mod receiver;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod reconcile;
 mod reload;
 mod rules_sigmahq;
 mod secrets;

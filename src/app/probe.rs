@@ -1,0 +1,56 @@
+//! `check-config`'s live check of each org's Okta API access: what `serve` only learns at its
+//! first poll (credentials Okta refuses, a scope not granted, an `org_url` that is no Okta org).
+
+use crate::config::Config;
+use crate::okta_api::{LogsRequest, OktaApiError, OktaClient};
+
+use super::pipeline::{RECONCILE_SCOPES, system_log_filter};
+use crate::detect::RuleSet;
+
+/// What the live check found for one org that reconciles.
+#[derive(Debug)]
+pub struct OktaProbe {
+    /// `the top-level org` or `okta.orgs "acme"`.
+    pub org: String,
+    /// The org URL called.
+    pub org_url: String,
+    /// The System Log filter its rules make (`None`: every event).
+    pub filter: Option<String>,
+    /// Whether one page of the System Log could be read.
+    pub outcome: Result<(), OktaApiError>,
+}
+
+/// Reads one event of the System Log for each org with `[okta.reconcile] enabled`, as its poller
+/// would: a token (or the API token), the scope, the org. Run after [`super::preflight`], so the
+/// rules and keys are known to load.
+pub async fn probe_okta(config: &Config) -> anyhow::Result<Vec<OktaProbe>> {
+    let mut probes = Vec::new();
+    for pipeline in config.pipelines() {
+        let Some(api) = pipeline.api.as_ref().filter(|_| pipeline.reconcile.enabled) else {
+            continue;
+        };
+        let filter = system_log_filter(&RuleSet::load(&pipeline.rules)?);
+        let org = pipeline.org.as_deref().unwrap_or_default();
+        let outcome = match OktaClient::new(api, RECONCILE_SCOPES, org) {
+            Ok(client) => read_one(&client, filter.clone()).await,
+            Err(err) => Err(err),
+        };
+        probes.push(OktaProbe {
+            org: pipeline.label(),
+            org_url: api.org_url.clone(),
+            filter,
+            outcome,
+        });
+    }
+    Ok(probes)
+}
+
+async fn read_one(client: &OktaClient, filter: Option<String>) -> Result<(), OktaApiError> {
+    let since = crate::clock::rfc3339(crate::clock::now_ms().saturating_sub(60_000));
+    let request = LogsRequest::Poll {
+        since,
+        filter,
+        limit: 1,
+    };
+    client.list_logs(&request).await.map(drop)
+}

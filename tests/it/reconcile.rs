@@ -1,0 +1,497 @@
+//! Reconciliation with the System Log (`[okta.reconcile]`), against the Okta stand-in: what the
+//! hook missed alerts once from the log, what the hook delivered alerts once from the hook, the
+//! events no hook can deliver alert at all, a crash while polling repeats and skips nothing, rate
+//! limits are obeyed, each misconfiguration says what to fix, and in a cluster one replica polls
+//! and another takes over.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use factorwatch::okta::samples::{self, Initiator};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::backends::{Backend, on_each_backend};
+use crate::helpers::{
+    ChildServer, eventually, free_port, post_envelope, read_alert_lines, readyz,
+    wait_for_alert_lines, wait_for_alerts_of, wait_for_readyz,
+};
+use crate::okta_standin::OktaStandIn;
+
+/// The API Services app the tests register on the stand-in.
+const CLIENT_ID: &str = "0oafactorwatchtest01";
+/// The id of its key.
+const KEY_ID: &str = "factorwatch-test-1";
+/// How long the tests wait for what should take a few polls.
+const SOON: Duration = Duration::from_secs(30);
+
+/// An Okta org (the stand-in) with factorwatch's service app registered, and the app's private
+/// key in a file.
+struct Org {
+    okta: OktaStandIn,
+    keys: TempDir,
+}
+
+impl Org {
+    /// The stand-in with the app granted `scopes`, its key pair made here (EC P-256).
+    async fn with_scopes(scopes: &[&str]) -> Org {
+        let okta = OktaStandIn::start().await;
+        let key = rcgen::KeyPair::generate().unwrap();
+        okta.add_service_app(
+            CLIENT_ID,
+            &key.public_key_pem(),
+            Some(KEY_ID),
+            scopes,
+            false,
+        );
+        let keys = TempDir::new().unwrap();
+        std::fs::write(keys.path().join("okta.pem"), key.serialize_pem()).unwrap();
+        Org { okta, keys }
+    }
+
+    async fn new() -> Org {
+        Self::with_scopes(&["okta.logs.read"]).await
+    }
+
+    /// A factorwatch configuration reading this org's System Log every 200 ms, with a 1 s grace
+    /// for the hook; `extra` is appended (more sections).
+    fn config(&self, data_dir: &Path, extra: &str) -> PathBuf {
+        self.config_for(&self.okta.org_url(), data_dir, extra)
+    }
+
+    fn config_for(&self, org_url: &str, data_dir: &Path, extra: &str) -> PathBuf {
+        let key = self.keys.path().join("okta.pem");
+        let text = format!(
+            r#"[okta.api]
+org_url = "{org_url}"
+client_id = "{CLIENT_ID}"
+private_key_file = "{}"
+key_id = "{KEY_ID}"
+timeout = "5s"
+
+[okta.reconcile]
+enabled = true
+interval = "200ms"
+grace = "1s"
+page_size = 100
+lease = "2s"
+
+[rules]
+builtin_correlations = false
+{extra}
+"#,
+            key.display()
+        );
+        let path = data_dir.join("factorwatch.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The `/api/v1/logs` requests the stand-in received.
+    fn log_requests(&self) -> Vec<crate::okta_standin::Recorded> {
+        let requests = self.okta.requests();
+        requests
+            .into_iter()
+            .filter(|request| request.path == "/api/v1/logs")
+            .collect()
+    }
+
+    fn assert_spec_kept(&self) {
+        assert_eq!(self.okta.spec_violations(), Vec::<String>::new());
+    }
+}
+
+/// `factorwatch serve` with `config`, its log in `<data_dir>/factorwatch.log`.
+async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> ChildServer {
+    let config = config.display().to_string();
+    let mut env = env.to_vec();
+    env.push(("FACTORWATCH_CONFIG", &config));
+    let log = data_dir.join("factorwatch.log");
+    ChildServer::start_logging_to(data_dir, free_port(), &env, &log).await
+}
+
+/// An MFA reset of a sample user by an admin, published `ago` before now.
+fn mfa_reset(ago: Duration) -> Value {
+    let users = samples::users();
+    let transaction = uuid::Uuid::new_v4().to_string();
+    let mut event = samples::mfa_factor_deactivate(
+        &users[0],
+        "OKTA_VERIFY_PUSH",
+        Initiator::Admin,
+        &transaction,
+    );
+    let published = factorwatch::clock::now_ms() - ago.as_millis() as u64;
+    event["published"] = factorwatch::clock::rfc3339(published).into();
+    event
+}
+
+fn uuid_of(event: &Value) -> String {
+    event["uuid"].as_str().unwrap().to_owned()
+}
+
+fn uuids(events: &[Value]) -> Vec<String> {
+    events.iter().map(uuid_of).collect()
+}
+
+/// The alerts of `alerts` about each uuid, by uuid.
+fn by_uuid(alerts: &[Value]) -> HashMap<String, Vec<&Value>> {
+    let mut found: HashMap<String, Vec<&Value>> = HashMap::new();
+    for alert in alerts {
+        let uuid = alert["event"]["uuid"].as_str().unwrap().to_owned();
+        found.entry(uuid).or_default().push(alert);
+    }
+    found
+}
+
+/// The value of the metric line starting with `series` in `/metrics` (0 when absent).
+async fn metric(server: &ChildServer, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn what_the_hook_missed_alerts_once_from_the_system_log_and_what_it_delivered_from_the_hook()
+{
+    let org = Org::new().await;
+    let data = TempDir::new().unwrap();
+    let server = serve(data.path(), &org.config(data.path(), ""), &[]).await;
+    let alerts_file = data.path().join("alerts.jsonl");
+
+    // The hook is down for ten minutes while Okta logs an MFA reset every minute.
+    let missed: Vec<Value> = (0..10)
+        .map(|minute| mfa_reset(Duration::from_secs(600 - 60 * minute)))
+        .collect();
+    org.okta.publish(missed.clone());
+    let alerts =
+        wait_for_alerts_of(std::slice::from_ref(&alerts_file), &uuids(&missed), SOON).await;
+    for (uuid, alerts) in by_uuid(&alerts) {
+        assert_eq!(alerts.len(), 1, "{uuid} alerted {} times", alerts.len());
+        let alert = alerts[0];
+        assert_eq!(alert["source"], "system_log", "{alert}");
+        let delay = alert["arrival_delay_ms"].as_u64().unwrap();
+        assert!(
+            delay >= 59_000,
+            "published a minute ago or more, yet {delay} ms late"
+        );
+    }
+
+    // The hook is back: what it delivers, Okta also logs.
+    let delivered: Vec<Value> = (0..5).map(|_| mfa_reset(Duration::ZERO)).collect();
+    let envelope = crate::helpers::envelope(delivered.clone());
+    assert!(post_envelope(&reqwest::Client::new(), &server.hook_url, &envelope).await);
+    org.okta.publish(delivered.clone());
+    let all: Vec<String> = uuids(&missed)
+        .into_iter()
+        .chain(uuids(&delivered))
+        .collect();
+    wait_for_alerts_of(std::slice::from_ref(&alerts_file), &all, SOON).await;
+    // The poller's copies wait out the grace (1 s), then meet the hook's claims.
+    let read_all = |ready: &Value| ready["reconcile"]["events_read"].as_u64() >= Some(15);
+    wait_for_readyz(&reqwest::Client::new(), server.addr, "all read", read_all).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let alerts = read_alert_lines(&alerts_file);
+    assert_eq!(
+        alerts.len(),
+        15,
+        "one alert per event, whichever way it came"
+    );
+    let found = by_uuid(&alerts);
+    for uuid in uuids(&delivered) {
+        assert_eq!(found[&uuid][0]["source"], "event_hook");
+    }
+
+    let recovered = metric(&server, "factorwatch_okta_events_recovered_total").await;
+    assert_eq!(
+        recovered, 10.0,
+        "the ten events the hook missed, and only those"
+    );
+    let ready = readyz(&reqwest::Client::new(), server.addr).await;
+    assert_eq!(ready["reconcile"]["state"], "polling", "{ready}");
+    assert_eq!(ready["reconcile"]["last_error"], Value::Null, "{ready}");
+    assert_eq!(ready["reconcile"]["lag_seconds"], 0, "{ready}");
+    let log = std::fs::read_to_string(data.path().join("factorwatch.log")).unwrap();
+    assert!(log.contains("the System Log held events the event hook never delivered"));
+    org.assert_spec_kept();
+}
+
+#[tokio::test]
+async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
+    let org = Org::new().await;
+    let data = TempDir::new().unwrap();
+    let server = serve(data.path(), &org.config(data.path(), ""), &[]).await;
+    let mut org_wide = mfa_reset(Duration::from_secs(5));
+    org_wide["eventType"] = "system.mfa.factor.deactivate".into();
+    org_wide["displayMessage"] = "Deactivate factor for org".into();
+    let mut hook_deactivated = mfa_reset(Duration::from_secs(5));
+    hook_deactivated["eventType"] = "event_hook.deactivated".into();
+    org.okta.publish(vec![hook_deactivated, org_wide.clone()]);
+
+    let alerts = wait_for_alert_lines(&data.path().join("alerts.jsonl"), 1, SOON).await;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["event"]["uuid"], org_wide["uuid"]);
+    assert_eq!(
+        alert["rule"]["title"],
+        "Okta MFA Factor Disabled for the Whole Org"
+    );
+    assert_eq!(alert["level"], "high");
+    assert_eq!(alert["source"], "system_log");
+
+    // The poller asked for the rules' event types, and for what a hook can never report.
+    let filter = org.log_requests()[0].param("filter").unwrap().to_owned();
+    for wanted in [
+        r#"eventType eq "system.mfa.factor.deactivate""#,
+        r#"eventType eq "user.mfa.factor.deactivate""#,
+        r#"eventType sw "event_hook.""#,
+    ] {
+        assert!(filter.contains(wanted), "{wanted} not in {filter}");
+    }
+    // Neither is an event a hook could have delivered: nothing counts as recovered.
+    let ready = readyz(&reqwest::Client::new(), server.addr).await;
+    assert_eq!(ready["reconcile"]["events_read"], 2, "{ready}");
+    assert_eq!(
+        metric(&server, "factorwatch_okta_events_recovered_total").await,
+        0.0
+    );
+    org.assert_spec_kept();
+}
+
+#[tokio::test]
+async fn a_crash_while_polling_skips_nothing_and_alerts_nothing_twice() {
+    let org = Org::new().await;
+    let events: Vec<Value> = (0..1500)
+        .map(|n| mfa_reset(Duration::from_millis(3_600_000 - n)))
+        .collect();
+    org.okta.publish(events.clone());
+    // Slow pages, so that the kill lands while pages are still being read.
+    org.okta.delay_next(16, Duration::from_millis(300));
+    let data = TempDir::new().unwrap();
+    let config = org.config(data.path(), "");
+    let alerts_file = data.path().join("alerts.jsonl");
+
+    let mut server = serve(data.path(), &config, &[]).await;
+    wait_for_alert_lines(&alerts_file, 100, SOON).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let pages_before = org.log_requests().len();
+    assert!(
+        pages_before < 16,
+        "the kill came after the last page ({pages_before} requests)"
+    );
+
+    let _server = serve(data.path(), &config, &[]).await;
+    let alerts = wait_for_alerts_of(&[alerts_file], &uuids(&events), Duration::from_secs(60)).await;
+    let ids: HashSet<&str> = alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids.len(),
+        events.len(),
+        "one alert id per event, none twice"
+    );
+    org.assert_spec_kept();
+}
+
+#[tokio::test]
+async fn the_poller_keeps_to_its_share_of_the_rate_limit_and_waits_out_a_429() {
+    let org = Org::new().await;
+    // Four requests every two seconds; factorwatch's share (half) is two.
+    org.okta.set_rate_limit(4, Duration::from_secs(2));
+    let events: Vec<Value> = (0..600)
+        .map(|n| mfa_reset(Duration::from_millis(600_000 - n)))
+        .collect();
+    org.okta.publish(events.clone());
+    org.okta.fail_next(1, 429);
+    let data = TempDir::new().unwrap();
+    let started = Instant::now();
+    let _server = serve(data.path(), &org.config(data.path(), ""), &[]).await;
+    let alerts_file = data.path().join("alerts.jsonl");
+    wait_for_alerts_of(&[alerts_file], &uuids(&events), Duration::from_secs(60)).await;
+
+    let requests = org.log_requests();
+    let refused: Vec<_> = requests.iter().filter(|r| r.status == Some(429)).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the 429 the test forced: the poller never ran out"
+    );
+    // Seven pages at two a window take at least three windows after the first.
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for (n, request) in requests.iter().enumerate() {
+        let within = requests[n..]
+            .iter()
+            .take_while(|later| later.at.duration_since(request.at) < Duration::from_secs(2))
+            .count();
+        assert!(
+            within <= 4,
+            "{within} requests within one window of two seconds"
+        );
+    }
+    org.assert_spec_kept();
+}
+
+/// One misconfiguration, and what `check-config`, the log and `/readyz` must say about it.
+struct Misconfigured {
+    org: Org,
+    org_url: String,
+    says: &'static str,
+}
+
+#[tokio::test]
+async fn bad_credentials_a_missing_scope_and_a_wrong_org_url_each_say_what_to_fix() {
+    let wrong_key = Org::new().await;
+    // The app holds another key than the one factorwatch signs with.
+    let other = rcgen::KeyPair::generate().unwrap();
+    wrong_key.okta.add_service_app(
+        CLIENT_ID,
+        &other.public_key_pem(),
+        Some(KEY_ID),
+        &["okta.logs.read"],
+        false,
+    );
+    let no_scope = Org::with_scopes(&[]).await;
+    let nowhere = Org::new().await;
+    let cases = [
+        Misconfigured {
+            org_url: wrong_key.okta.org_url(),
+            org: wrong_key,
+            says: "check client_id, key_id and the public key registered on the app",
+        },
+        Misconfigured {
+            org_url: no_scope.okta.org_url(),
+            org: no_scope,
+            says: "okta.logs.read",
+        },
+        Misconfigured {
+            org_url: format!("http://127.0.0.1:{}", free_port()),
+            org: nowhere,
+            says: "check the network path to org_url",
+        },
+    ];
+    for case in cases {
+        let data = TempDir::new().unwrap();
+        let config = case.org.config_for(&case.org_url, data.path(), "");
+        // On a blocking thread: the stand-in answers on this test's runtime meanwhile.
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"));
+        command
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .env("FACTORWATCH_OKTA_SECRETS", crate::helpers::SECRET);
+        let check = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        assert!(
+            !check.status.success(),
+            "check-config accepted it: {stderr}"
+        );
+        assert!(stderr.contains(case.says), "{} not in: {stderr}", case.says);
+        assert!(stderr.contains("cannot read the System Log"), "{stderr}");
+
+        let server = serve(data.path(), &config, &[]).await;
+        let failing = |ready: &Value| ready["reconcile"]["state"] == "failing";
+        let ready = wait_for_readyz(&reqwest::Client::new(), server.addr, "failing", failing).await;
+        let error = ready["reconcile"]["last_error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            error.contains(case.says),
+            "{} not in /readyz: {ready}",
+            case.says
+        );
+        assert_eq!(
+            ready["ready"], true,
+            "the hook path works without the poller"
+        );
+        let log = data.path().join("factorwatch.log");
+        eventually(SOON, "the error in the log", async || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match text.contains("System Log poll failed") && text.contains(case.says) {
+                true => Ok(()),
+                false => Err(text),
+            }
+        })
+        .await;
+    }
+}
+
+on_each_backend!(
+    #[tokio::test]
+    one_replica_polls_and_another_takes_over_when_it_dies,
+);
+
+async fn one_replica_polls_and_another_takes_over_when_it_dies(backend: Backend) {
+    let org = Org::new().await;
+    let prefix = format!("{}_", crate::helpers::unique("fw-reconcile"));
+    let cluster = format!("[cluster]\nkey_prefix = \"{prefix}\"");
+    let url = backend.url(backend.machine_port());
+    let env = [("FACTORWATCH_CLUSTER_URL", url.as_str())];
+    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
+    let mut replicas = Vec::new();
+    for dir in &dirs {
+        let config = org.config(dir.path(), &cluster);
+        replicas.push(serve(dir.path(), &config, &env).await);
+    }
+    let files: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("alerts.jsonl")).collect();
+
+    let first: Vec<Value> = (0..20)
+        .map(|n| mfa_reset(Duration::from_secs(300 - n)))
+        .collect();
+    org.okta.publish(first.clone());
+    wait_for_alerts_of(&files, &uuids(&first), SOON).await;
+    let mut states = Vec::new();
+    for replica in &replicas {
+        states.push(
+            readyz(&reqwest::Client::new(), replica.addr).await["reconcile"]["state"].clone(),
+        );
+    }
+    let polling = states
+        .iter()
+        .position(|s| s == "polling")
+        .expect("one replica polls");
+    assert_eq!(states[1 - polling], "standby", "{states:?}");
+
+    let mut gone = replicas.remove(polling);
+    gone.child.kill().unwrap();
+    gone.child.wait().unwrap();
+    let killed = Instant::now();
+    let second: Vec<Value> = (0..20)
+        .map(|n| mfa_reset(Duration::from_secs(60 - n)))
+        .collect();
+    org.okta.publish(second.clone());
+    let takes_over = |ready: &Value| ready["reconcile"]["state"] == "polling";
+    wait_for_readyz(
+        &reqwest::Client::new(),
+        replicas[0].addr,
+        "polling",
+        takes_over,
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "took over after {took:?} (lease 2 s)"
+    );
+
+    let all: Vec<String> = uuids(&first).into_iter().chain(uuids(&second)).collect();
+    wait_for_alerts_of(&files, &all, SOON).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let alerts: Vec<Value> = files.iter().flat_map(|f| read_alert_lines(f)).collect();
+    assert_eq!(
+        alerts.len(),
+        40,
+        "no gap and no second alert: {}",
+        alerts.len()
+    );
+    backend.forget(&prefix).await;
+}
