@@ -325,9 +325,9 @@ async fn okta_sample_envelope_is_accepted() {
     let app = spawn_app().await;
     let sample = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/okta/samples/okta-docs_envelope_user.session.start.json"
+        "/tests/okta-api/examples/eventhook_delivery_user.session.start.json"
     ))
-    .expect("the shared Okta samples sit beside the repository");
+    .expect("Okta's sample delivery is committed with the tests");
     let response = app.post_raw(sample, "application/json", Some(SECRET)).await;
     assert_eq!(response.status(), 204);
     // user.session.start raises no alert, and the batch still leaves the spool.
