@@ -24,7 +24,7 @@
 //! | 4 | [`forward`] | the per-sink delivery loop (`[delivery]`): backoff, retry, dead-letter |
 //! | 4 | [`reconcile`] | `[okta.reconcile]`: one System Log poller per org, its pages stored with their cursor, the hook's grace, the polling lease of a cluster |
 //! | 5 | [`http`] | `[server]`: the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the hook endpoint of each org, `/healthz`, `/readyz`, `/metrics` |
-//! | 5 | [`admin`] | the admin API (dead letters), which the `dlq` commands call |
+//! | 5 | [`admin`] | the admin API (dead letters, backfill), which the `dlq` and `backfill` commands call |
 //! | 6 | [`config`] | the TOML tree composed of each component's config, environment overrides, `[[okta.orgs]]` resolved into one pipeline per org |
 //! | 7 | [`app`] | the preflight `serve` and `check-config` share, wiring (one pipeline per org), graceful shutdown |
 //! | 8 | [`cli`] | every command's arguments and printing: `check-config`, `simulate`, `demo`, `rules`, `sinks test`, `dlq`, `healthcheck` |

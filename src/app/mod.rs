@@ -28,7 +28,7 @@ use crate::http::tls::ReloadingTls;
 use crate::http::{AppState, OrgStatus, router};
 use crate::secret::SecretSet;
 use pipeline::{Pipeline, Shared};
-pub use pipeline::{Preflight, preflight, system_log_filter};
+pub use pipeline::{Preflight, RECONCILE_SCOPES, preflight, system_log_filter};
 pub use probe::{OktaProbe, probe_okta};
 use shutdown::Serving;
 pub use shutdown::shutdown_signal;

@@ -20,10 +20,12 @@ use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::tls::ReloadingTls;
 use crate::http::{HookState, OrgStatus};
 use crate::okta_api::OktaClient;
-use crate::reconcile::{ALWAYS_READ_PREFIX, Poller, PollerStatus};
+use crate::reconcile::backfill::Backfill;
+use crate::reconcile::{ALWAYS_READ_PREFIX, FilterSource, Poller, PollerStatus};
 use crate::secret::SecretSet;
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
+use crate::telemetry::tally::Tallies;
 
 /// What `serve` checks and builds before it opens a spool or a port: every org's rules loaded,
 /// every sink built (connecting to nothing yet), the TLS certificate read. `check-config` runs
@@ -36,7 +38,7 @@ pub struct Preflight {
 }
 
 /// One org's configuration with its rules loaded, its sinks built, and its Okta API client when
-/// reconciliation is on.
+/// `[okta.api]` is set.
 pub(super) struct PreparedPipeline {
     config: PipelineConfig,
     rules: RuleSet,
@@ -75,7 +77,7 @@ impl PreparedPipeline {
             })
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(scope)?;
-        let okta = reconcile_client(&config).map_err(scope)?;
+        let okta = api_client(&config).map_err(scope)?;
         Ok(Self {
             config,
             rules,
@@ -85,10 +87,10 @@ impl PreparedPipeline {
     }
 }
 
-/// The Okta API client of an org that reconciles with its System Log (reading the private key
-/// now, so a bad key fails `check-config` and the start); `None` when reconciliation is off.
-fn reconcile_client(config: &PipelineConfig) -> anyhow::Result<Option<OktaClient>> {
-    let Some(api) = config.api.as_ref().filter(|_| config.reconcile.enabled) else {
+/// The Okta API client of an org with `[okta.api]`, for its System Log poller and `backfill`
+/// (reading the private key now, so a bad key fails `check-config` and the start).
+fn api_client(config: &PipelineConfig) -> anyhow::Result<Option<OktaClient>> {
+    let Some(api) = config.api.as_ref() else {
         return Ok(None);
     };
     let org = config.org.as_deref().unwrap_or_default();
@@ -96,7 +98,7 @@ fn reconcile_client(config: &PipelineConfig) -> anyhow::Result<Option<OktaClient
     Ok(Some(client))
 }
 
-/// The OAuth scopes reconciliation needs: reading the System Log.
+/// The OAuth scopes reconciliation and `backfill` need: reading the System Log.
 pub const RECONCILE_SCOPES: &[&str] = &["okta.logs.read"];
 
 /// One org's pipeline, built and not yet running: its spool, rules and sinks. The top-level org
@@ -112,8 +114,10 @@ pub(super) struct Pipeline {
     rules: SharedRules,
     /// Its destinations, one forwarder each.
     sinks: Vec<Arc<dyn Sink>>,
-    /// Its Okta API client, when it reconciles with the System Log.
+    /// Its Okta API client, when `[okta.api]` is set.
     okta: Option<OktaClient>,
+    /// What its detector counts for `backfill`.
+    tallies: Arc<Tallies>,
 }
 
 /// What a running pipeline hands to the HTTP server, the admin API and the shared workers.
@@ -211,6 +215,7 @@ impl Pipeline {
             sinks,
             okta,
             config,
+            tallies: Arc::default(),
         })
     }
 
@@ -238,7 +243,7 @@ impl Pipeline {
         let reconcile = self.spawn_poller(workers, &wakes, cluster.clone());
         self.spawn_workers(shared, workers, &wakes, cluster, &health);
         Ok(Started {
-            hook: self.hook_state(&shared.config.server, auth_header, wakes.detector),
+            hook: self.hook_state(&shared.config.server, auth_header, wakes.detector.clone()),
             status: OrgStatus {
                 org: self.org.clone(),
                 spool: self.spool.clone(),
@@ -246,7 +251,7 @@ impl Pipeline {
                 cluster: cluster_status,
                 reconcile,
             },
-            admin: self.admin_org(wakes.forwarders),
+            admin: self.admin_org(wakes),
             reload: RulesReload {
                 org: self.org,
                 rules: self.rules,
@@ -303,10 +308,12 @@ impl Pipeline {
         wakes: &Wakes,
         cluster: Option<Arc<SharedState>>,
     ) -> Option<Arc<PollerStatus>> {
+        if !self.config.reconcile.enabled {
+            return None;
+        }
         let client = self.okta.clone()?;
         let api = self.config.api.as_ref()?;
         let status = Arc::new(PollerStatus::default());
-        let rules = self.rules.clone();
         let poller = Poller {
             org: self.org.clone(),
             client,
@@ -314,7 +321,7 @@ impl Pipeline {
             config: self.config.reconcile.clone(),
             spool: self.spool.clone(),
             detector: wakes.detector.clone(),
-            filter: Arc::new(move || system_log_filter(&rules.current())),
+            filter: self.filter_source(),
             shared: cluster,
             status: status.clone(),
         };
@@ -324,6 +331,25 @@ impl Pipeline {
         };
         workers.spawn(|stop| poller.run(stop).instrument(span));
         Some(status)
+    }
+
+    /// The System Log filter of the org's rules in force.
+    fn filter_source(&self) -> FilterSource {
+        let rules = self.rules.clone();
+        Arc::new(move || system_log_filter(&rules.current()))
+    }
+
+    /// What `backfill` needs of the org, when it has `[okta.api]`.
+    fn backfill(&self, wakes: &Wakes) -> Option<Backfill> {
+        Some(Backfill {
+            client: self.okta.clone()?,
+            org_url: self.config.api.as_ref()?.org_url.clone(),
+            spool: self.spool.clone(),
+            detector: wakes.detector.clone(),
+            tallies: self.tallies.clone(),
+            filter: self.filter_source(),
+            config: self.config.reconcile.clone(),
+        })
     }
 
     /// The org's detector, waking its forwarders; `cluster` in cluster mode.
@@ -337,6 +363,7 @@ impl Pipeline {
             forwarders: wakes.forwarders.clone(),
             shared: cluster,
             org: self.org.clone(),
+            tallies: self.tallies.clone(),
         }
     }
 
@@ -359,16 +386,18 @@ impl Pipeline {
         }
     }
 
-    /// The org's dead letters and sinks, each with its forwarder's wake-up, for the admin API.
-    fn admin_org(&self, forwarders: Vec<Arc<Notify>>) -> AdminOrg {
+    /// The org's dead letters and sinks, each with its forwarder's wake-up, and its backfill,
+    /// for the admin API.
+    fn admin_org(&self, wakes: Wakes) -> AdminOrg {
         AdminOrg {
             org: self.config.org.clone(),
             spool: self.spool.clone(),
+            backfill: self.backfill(&wakes),
             sinks: self
                 .sinks
                 .iter()
                 .map(|s| s.name().to_owned())
-                .zip(forwarders)
+                .zip(wakes.forwarders)
                 .collect(),
         }
     }

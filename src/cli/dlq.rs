@@ -1,9 +1,9 @@
 //! `factorwatch dlq list|replay|purge`: a client of the running service's admin API
 //! ([`crate::admin`]), which alone may open the spool, and the printing of its answers.
 
-use crate::admin::{DeadLetter, Instance, Selection};
+use super::admin_client::AdminClient;
+use crate::admin::{DeadLetter, Selection};
 use crate::config::Config;
-use crate::secret::Secret;
 
 /// `factorwatch dlq ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -65,8 +65,7 @@ pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
         );
     }
     let client = AdminClient::new(config)?;
-    let instance: Instance = client.call(reqwest::Method::GET, "/", None).await?;
-    eprintln!("instance: {instance}");
+    client.announce_instance().await?;
     match command {
         DlqCommand::List { org, sink, json } => {
             let selection = Selection {
@@ -132,62 +131,4 @@ fn print_table(letters: &[DeadLetter]) {
         );
     }
     println!("{} dead letters", letters.len());
-}
-
-/// A client of the admin API.
-struct AdminClient {
-    base: String,
-    token: Option<Secret>,
-    http: reqwest::Client,
-}
-
-impl AdminClient {
-    fn new(config: &Config) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            config.server.admin_enabled,
-            "the admin API is disabled (server.admin_enabled = false); enable it to manage dead letters"
-        );
-        let mut addr = config.server.admin_listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        Ok(Self {
-            base: format!("http://{addr}"),
-            token: config.server.admin_token.clone(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        selection: Option<&Selection>,
-    ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url);
-        if let Some(selection) = selection {
-            request = request.query(selection);
-        }
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token.expose());
-        }
-        let response = request.send().await.map_err(|_| {
-            anyhow::anyhow!(
-                "cannot reach the factorwatch admin API at {}: is `factorwatch serve` running with \
-                 the same configuration (server.admin_listen)?",
-                self.base
-            )
-        })?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        anyhow::ensure!(
-            status.is_success(),
-            "admin API answered {status}: {}",
-            body["error"]
-        );
-        Ok(serde_json::from_value(body)?)
-    }
 }

@@ -7,11 +7,14 @@
 //! | `check-config` | [`check_config`] | the configuration, secrets redacted |
 //! | `simulate` | [`simulate`] | Okta's requests and the receiver's answers |
 //! | `demo` | [`demo`] | a throw-away receiver played against, and its alerts |
-//! | `rules check`, `rules test` | [`rules`] | what each rule matches on; the alerts of an export and a summary per rule |
+//! | `rules check`, `rules test` | [`rules`] | what each rule matches on; the alerts of an export (or of the live System Log) and a summary per rule |
+//! | `backfill` | [`backfill`] | the running service's progress through a window of the System Log, and a summary |
 //! | `sinks test` | [`sinks`] | the outcome of a test alert per sink |
 //! | `dlq list`, `dlq replay`, `dlq purge` | [`dlq`] | the admin API's answers |
 //! | `healthcheck` | [`healthcheck`] | nothing (the exit status) |
 
+mod admin_client;
+pub mod backfill;
 pub mod check_config;
 pub mod demo;
 pub mod dlq;
@@ -19,14 +22,19 @@ pub mod healthcheck;
 pub mod rules;
 pub mod simulate;
 pub mod sinks;
+mod status_line;
+pub mod time_arg;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::secret::Secret;
 use crate::{Application, Config, app, telemetry};
+use rules::{EventSource, TestOptions};
 use simulate::SimulateOptions;
+use time_arg::TimeArg;
 
 /// Okta Event Hook receiver that turns MFA factor resets into durable, de-duplicated alerts.
 #[derive(Parser)]
@@ -87,6 +95,19 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Read a window of an org's System Log through detection, in the running service (through
+    /// its admin API): what the hook missed before reconciliation was on. Safe to repeat.
+    Backfill {
+        /// Where to start: how long ago (7d, 12h, 90m) or an RFC 3339 time.
+        #[arg(long)]
+        since: TimeArg,
+        /// Where to end (default: now, at most now minus `[okta.reconcile] grace`).
+        #[arg(long)]
+        until: Option<TimeArg>,
+        /// The `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Exit 0 if the receiver at the configured address answers /healthz (for container health checks).
     Healthcheck,
 }
@@ -99,7 +120,8 @@ enum RulesCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Run rules over exported events and print the alerts as JSON lines, with a summary per rule.
+    /// Run rules over exported events, or over the live System Log (`--okta`), and print the
+    /// alerts as JSON lines, with a summary per rule. Nothing is alerted or stored.
     Test {
         /// Rule files or folders (repeat for several).
         #[arg(long = "rules")]
@@ -111,7 +133,21 @@ enum RulesCommand {
         #[arg(long = "privileged")]
         privileged: Vec<String>,
         /// A System Log export (JSON array), JSON lines, or event-hook envelopes.
-        events: PathBuf,
+        #[arg(required_unless_present = "okta", conflicts_with = "okta")]
+        events: Option<PathBuf>,
+        /// Read the events from the org's System Log through `[okta.api]` instead (needs --config
+        /// and --since).
+        #[arg(long, requires = "since")]
+        okta: bool,
+        /// With --okta: where to start, how long ago (7d, 12h) or an RFC 3339 time.
+        #[arg(long, requires = "okta")]
+        since: Option<TimeArg>,
+        /// With --okta: where to end (default: now).
+        #[arg(long, requires = "okta")]
+        until: Option<TimeArg>,
+        /// With --okta: the `[[okta.orgs]]` org whose API to read (default: the top-level org).
+        #[arg(long, requires = "okta")]
+        org: Option<String>,
     },
 }
 
@@ -169,8 +205,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     builtin,
                     privileged,
                     events,
+                    okta: _,
+                    since,
+                    until,
+                    org,
                 },
-        } => rules::test(rules, builtin, privileged, events, config_path),
+        } => {
+            let source = match events {
+                Some(file) => EventSource::File(file),
+                None => EventSource::Okta {
+                    since: since.context("--okta needs --since")?,
+                    until,
+                    org,
+                },
+            };
+            let options = TestOptions {
+                rule_paths: rules,
+                builtin,
+                privileged_users: privileged,
+                source,
+            };
+            rules::test(options, config_path).await
+        }
+        Command::Backfill { since, until, org } => {
+            let config = Config::load(config_path)?;
+            backfill::run(&config, org, since, until).await
+        }
         Command::Sinks {
             command: SinksCommand::Test { sink, org },
         } => {

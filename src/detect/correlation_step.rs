@@ -534,6 +534,7 @@ mod tests {
             forwarders: Vec::new(),
             shared: Some(shared),
             org: None,
+            tallies: Default::default(),
         }
     }
 

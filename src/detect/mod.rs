@@ -29,6 +29,7 @@ pub mod placeholders;
 mod rule_event;
 pub mod rules;
 mod ticks;
+mod watched;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,6 +55,7 @@ use crate::telemetry::metrics::{
     CORRELATION_OPEN_STATE, DUPLICATE_EVENTS_TOTAL, EVENTS_DETECTED_TOTAL, EVENTS_UNREADABLE_TOTAL,
     OKTA_EVENTS_RECOVERED_TOTAL,
 };
+use crate::telemetry::tally::Tallies;
 pub use config::RulesConfig;
 use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
@@ -61,6 +63,7 @@ use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
 pub use rules::{RuleSet, SharedRules};
 pub use ticks::EventTime;
+use watched::PassTally;
 
 /// Most batches taken per pass. Okta sends up to 50 events a delivery, but a burst of small
 /// deliveries would otherwise make many small passes, each paying two commits.
@@ -94,6 +97,8 @@ pub struct Detector {
     pub shared: Option<Arc<SharedState>>,
     /// The `[[okta.orgs]]` name this detector's alerts carry; `None` for the top-level org.
     pub org: Option<Arc<str>>,
+    /// Deliveries someone watches through detection (`backfill`), counted after each pass.
+    pub tallies: Arc<Tallies>,
 }
 
 /// An event split out of a batch, with what the pass reads of it before the rules run. Its
@@ -211,6 +216,11 @@ impl Detector {
         let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
         let org = self.org.clone();
         let claims = fresh_keys(&parsed, &seen);
+        let watching = self.tallies.is_watching();
+        let mut tally = match watching {
+            true => PassTally::batches(&parsed, &claims),
+            false => PassTally::default(),
+        };
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
         let detection = tokio::task::spawn_blocking(move || {
             let mut correlation = correlation;
@@ -221,18 +231,21 @@ impl Detector {
                 org: org.as_deref(),
                 now,
             };
-            let commit = detect_batches(&pass, parsed, &seen, history, correlation.as_mut());
-            (commit, correlation)
+            let counted = watching.then_some(&mut tally);
+            let commit =
+                detect_batches(&pass, parsed, &seen, history, correlation.as_mut(), counted);
+            (commit, correlation, tally)
         });
         // The keys are claimed while the rules run; the claim is durable before the batches
         // leave the spool, so a crash in between finds them claimed by the same batches.
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let (commit, correlation) = detected
+        let (commit, correlation, tally) = detected
             .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
+        tally.commit(&self.tallies);
         if let Some(live) = &correlation {
             metrics::gauge!(CORRELATION_OPEN_STATE).set(live.correlator.open_state() as f64);
         }
@@ -478,13 +491,15 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
 
 /// Runs the rules over every event not seen before and builds what the pass commits. With a
 /// `correlation` (standalone) the events that matched go through the correlations now, and its
-/// timers that ran out fire; without (cluster) they become the correlation step's inputs.
+/// timers that ran out fire; without (cluster) they become the correlation step's inputs. With
+/// `tally`, the alerts are also counted for the deliveries watched.
 fn detect_batches(
     pass: &Pass<'_>,
     parsed: Vec<ParsedBatch>,
     seen: &HashSet<String>,
     mut history: NetworkHistory,
     mut correlation: Option<&mut LiveCorrelation>,
+    tally: Option<&mut PassTally>,
 ) -> DetectionCommit {
     let mut found = Found::default();
     let mut batches = Vec::with_capacity(parsed.len());
@@ -495,9 +510,13 @@ fn detect_batches(
     }
     report_recovered(pass.org, found.recovered);
     let (correlation_state, correlation_journal) = found.fire_timers(pass, correlation);
+    let alerts = group_factor_resets(found.alerts);
+    if let Some(tally) = tally {
+        tally.alerts(&alerts);
+    }
     DetectionCommit {
         batches,
-        outbox: queue_alerts(group_factor_resets(found.alerts), pass.sinks, pass.now),
+        outbox: queue_alerts(alerts, pass.sinks, pass.now),
         correlation_inputs: found.correlation_inputs,
         correlation_state,
         correlation_journal,

@@ -15,7 +15,7 @@ use super::{Pass, RuleSet, group_factor_resets};
 use crate::alert::{Alert, Matched};
 use crate::clock::{now_ms, rfc3339};
 use crate::okta::event::{dedup_key, single_line};
-use crate::okta::{LogEvent, Origin};
+use crate::okta::{Delivery, LogEvent, Origin};
 
 /// The rules in `paths`, plus the built-in ones with `builtin`: all or nothing, as `[rules]`
 /// loads them. The rest of `config` (the configuration file's `[rules]`, or the defaults) applies:
@@ -64,8 +64,22 @@ pub fn detect_events(
     privileged_users: &[String],
     events: Vec<Value>,
 ) -> OfflineDetection {
+    detect_events_via(rules, privileged_users, events, Delivery::EventHook)
+}
+
+/// [`detect_events`] over events that came `via` the hook or the System Log (what the alerts'
+/// `source` says).
+pub fn detect_events_via(
+    rules: &RuleSet,
+    privileged_users: &[String],
+    events: Vec<Value>,
+    via: Delivery,
+) -> OfflineDetection {
     let now = now_ms();
-    let origin = Origin::default();
+    let origin = Origin {
+        via,
+        ..Origin::default()
+    };
     let received_at = rfc3339(now);
     let mut correlator = rules.correlator();
     let mut history = NetworkHistory::default();

@@ -151,12 +151,20 @@ impl Envelope {
 
     /// The body the System Log poller stores for `events` read from `org_url`'s `/api/v1/logs`:
     /// an envelope like a hook's, so the detector reads both alike, marked with
-    /// [`SYSTEM_LOG_ENVELOPE`] so its alerts say where their events came from.
-    pub fn system_log_body(org_url: &str, events: &[&RawValue]) -> Vec<u8> {
+    /// [`SYSTEM_LOG_ENVELOPE`] so its alerts say where their events came from. `delivery_id`
+    /// becomes its `eventId`, which alerts carry as `okta.delivery_id` (`backfill` names its
+    /// pages so, to count what detection made of them).
+    pub fn system_log_body(
+        org_url: &str,
+        events: &[&RawValue],
+        delivery_id: Option<&str>,
+    ) -> Vec<u8> {
         #[derive(serde::Serialize)]
         struct Page<'a> {
             #[serde(rename = "eventType")]
             event_type: &'static str,
+            #[serde(rename = "eventId", skip_serializing_if = "Option::is_none")]
+            event_id: Option<&'a str>,
             source: String,
             data: PageData<'a>,
         }
@@ -166,6 +174,7 @@ impl Envelope {
         }
         let page = Page {
             event_type: SYSTEM_LOG_ENVELOPE,
+            event_id: delivery_id,
             source: format!("{}/api/v1/logs", org_url.trim_end_matches('/')),
             data: PageData { events },
         };
@@ -294,7 +303,7 @@ mod tests {
     #[test]
     fn a_system_log_page_reads_back_as_coming_from_the_log() {
         let event = RawValue::from_string(r#"{"uuid":"a"}"#.into()).unwrap();
-        let body = Envelope::system_log_body("https://acme.okta.com/", &[&event]);
+        let body = Envelope::system_log_body("https://acme.okta.com/", &[&event], None);
         EnvelopeCheck::parse(&body).unwrap();
         let envelope = Envelope::parse(&body).unwrap();
         assert_eq!(envelope.data.events[0].get(), r#"{"uuid":"a"}"#);

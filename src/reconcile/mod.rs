@@ -11,6 +11,7 @@
 //! afterwards alerts as `system_log` and counts as recovered. In a `[cluster]` one replica polls
 //! an org at a time, under a lease that carries the cursor ([`crate::cluster::Lease`]).
 
+pub mod backfill;
 mod config;
 mod page;
 mod status;

@@ -51,7 +51,7 @@ pub(super) fn split(
         }
     }
     let body = |events: Vec<&RawValue>| {
-        (!events.is_empty()).then(|| Envelope::system_log_body(org_url, &events))
+        (!events.is_empty()).then(|| Envelope::system_log_body(org_url, &events, None))
     };
     SplitPage {
         commit: LogPageCommit {

@@ -8,6 +8,7 @@
 //! as they were. Detection counters (`alerts_total`, `events_detected_total`, ...) are per process.
 
 pub mod metrics;
+pub mod tally;
 
 use std::sync::OnceLock;
 

@@ -421,17 +421,18 @@ impl ChildServer {
     }
 
     /// The `factorwatch serve` command these tests run: `data_dir`, `port`, the test secret, the
-    /// admin API on a free port, logs at warn; stdout discarded.
+    /// admin API on a free port (unless `env` names one), logs at warn; stdout discarded.
     pub fn command(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
         command
             .arg("serve")
             .env_remove("FACTORWATCH_CONFIG")
+            // Before `env`, which may name a port the CLI is then pointed at.
+            .env("FACTORWATCH_ADMIN_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .env("FACTORWATCH_LISTEN", format!("127.0.0.1:{port}"))
             .env("FACTORWATCH_DATA_DIR", data_dir)
             .env("FACTORWATCH_OKTA_SECRETS", SECRET)
-            .env("FACTORWATCH_ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         command

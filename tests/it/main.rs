@@ -18,6 +18,10 @@ mod fleet;
 mod helpers;
 mod hostile;
 mod http_contract;
+// The docs' code blocks, read as the docs tests read them (some examples are checked here).
+#[allow(dead_code)]
+#[path = "../docs/markdown.rs"]
+mod markdown;
 mod okta_standin;
 mod orgs;
 mod receiver;

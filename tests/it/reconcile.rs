@@ -495,3 +495,225 @@ async fn one_replica_polls_and_another_takes_over_when_it_dies(backend: Backend)
     );
     backend.forget(&prefix).await;
 }
+
+/// The info string of the examples of docs/okta-setup.md these tests check (the docs tests run
+/// the `console,ignore` examples against a server of their own, with no Okta).
+const DOC_EXAMPLE: &str = "console,ignore,okta-stand-in";
+
+/// Checks that the example of docs/okta-setup.md whose command starts with `command` shows
+/// `output`, once each `(found, shown)` pair is replaced.
+fn assert_documented(command: &str, output: &str, shown_as: &[(&str, &str)]) {
+    let doc = Path::new("docs/okta-setup.md");
+    let block = crate::markdown::blocks(doc)
+        .into_iter()
+        .find(|block| block.info == DOC_EXAMPLE && block.body.starts_with(&format!("$ {command}")))
+        .unwrap_or_else(|| panic!("{} has no example of `{command}`", doc.display()));
+    let shown = block.body.split_once('\n').map_or("", |(_, shown)| shown);
+    let output = shown_as
+        .iter()
+        .fold(output.to_owned(), |text, (found, shown)| {
+            text.replace(found, shown)
+        });
+    assert!(
+        crate::markdown::matches(shown, &output),
+        "{}:{}: the example no longer shows what `{command}` prints:\n{output}",
+        doc.display(),
+        block.line
+    );
+}
+
+/// Runs `factorwatch ARGS --config CONFIG` (the CLI, as a user would) with `env`; returns
+/// (success, stdout, stderr).
+async fn factorwatch(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"));
+    command.args(args).arg("--config").arg(config);
+    command.env_remove("FACTORWATCH_ADMIN_LISTEN");
+    command.envs(env.iter().copied());
+    // The stand-in serves from this process: the child runs on a blocking thread meanwhile.
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The number after `label` in the backfill summary `stdout` (`  new:   4  (...)`).
+fn summary_count(stdout: &str, label: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{stdout}"))
+}
+
+/// Hours of MFA resets in the org's log, two of which the hook delivered when they happened.
+async fn history_with_some_delivered(org: &Org, server: &ChildServer) -> (Vec<Value>, Vec<Value>) {
+    let history: Vec<Value> = (0..6)
+        .map(|hour| mfa_reset(Duration::from_secs(3_600 * (6 - hour))))
+        .collect();
+    let noise: Vec<Value> = (0..20)
+        .map(|_| samples::session_start(&samples::users()[1], "198.51.100.7"))
+        .collect();
+    org.okta
+        .publish(history.iter().chain(&noise).cloned().collect());
+    let delivered = history[..2].to_vec();
+    let envelope = crate::helpers::envelope(delivered.clone());
+    assert!(post_envelope(&reqwest::Client::new(), &server.hook_url, &envelope).await);
+    (history, delivered)
+}
+
+#[tokio::test]
+async fn backfill_detects_a_window_once_and_can_be_run_again() {
+    let org = Org::new().await;
+    let data = TempDir::new().unwrap();
+    let config = org.config(data.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("enabled = true", "enabled = false")).unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let env = [("FACTORWATCH_ADMIN_LISTEN", admin.as_str())];
+    let server = serve(data.path(), &config, &env).await;
+    let alerts_file = data.path().join("alerts.jsonl");
+    let (history, delivered) = history_with_some_delivered(&org, &server).await;
+    wait_for_alerts_of(std::slice::from_ref(&alerts_file), &uuids(&delivered), SOON).await;
+
+    let (ok, stdout, stderr) = factorwatch(&["backfill", "--since", "7h"], &config, &env).await;
+    assert!(ok, "{stderr}");
+    let data_dir = data.path().display().to_string();
+    let shown_as = [(data_dir.as_str(), "/var/lib/factorwatch")];
+    assert_documented(
+        "factorwatch backfill",
+        &format!("{stderr}{stdout}"),
+        &shown_as,
+    );
+    assert!(stderr.contains("reading the System Log from"), "{stderr}");
+    assert!(stderr.contains("read 6 events in 1 pages"), "{stderr}");
+    assert!(stdout.contains("6 events read in 1 pages"), "{stdout}");
+    assert_eq!(summary_count(&stdout, "new:"), 4);
+    assert_eq!(summary_count(&stdout, "already seen:"), 2);
+    assert_eq!(summary_count(&stdout, "alerts:"), 4);
+    let alerts = read_alert_lines(&alerts_file);
+    assert_eq!(
+        alerts.len(),
+        6,
+        "one alert per reset, whichever way it came"
+    );
+    let found = by_uuid(&alerts);
+    for (index, uuid) in uuids(&history).iter().enumerate() {
+        let source = if index < 2 {
+            "event_hook"
+        } else {
+            "system_log"
+        };
+        assert_eq!(found[uuid].len(), 1, "{uuid}");
+        assert_eq!(found[uuid][0]["source"], source, "{uuid}");
+    }
+
+    // Again: everything is already seen, nothing alerts twice.
+    let (ok, stdout, stderr) = factorwatch(&["backfill", "--since", "7h"], &config, &env).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(summary_count(&stdout, "new:"), 0);
+    assert_eq!(summary_count(&stdout, "already seen:"), 6);
+    assert_eq!(summary_count(&stdout, "alerts:"), 0);
+    assert_eq!(read_alert_lines(&alerts_file).len(), 6);
+
+    // Each read asked for a bounded window and only the event types the rules can match.
+    let requests = org.log_requests();
+    assert_eq!(requests.len(), 2, "one page per backfill");
+    for request in &requests {
+        assert!(request.param("until").is_some(), "{request:?}");
+        let filter = request.param("filter").unwrap_or_default();
+        assert!(filter.contains("user.mfa.factor.deactivate"), "{filter}");
+    }
+    org.assert_spec_kept();
+
+    // What is wrong with a request says what to do.
+    let (ok, _, stderr) = factorwatch(
+        &["backfill", "--since", "1h", "--org", "nope"],
+        &config,
+        &env,
+    )
+    .await;
+    assert!(!ok && stderr.contains("no org named \"nope\""), "{stderr}");
+    let (ok, _, stderr) = factorwatch(
+        &["backfill", "--since", "1h", "--until", "2h"],
+        &config,
+        &env,
+    )
+    .await;
+    assert!(!ok && stderr.contains("the window is empty"), "{stderr}");
+    let (ok, _, stderr) = factorwatch(&["backfill", "--since", "last week"], &config, &env).await;
+    assert!(!ok && stderr.contains("neither how long ago"), "{stderr}");
+    drop(server);
+    let (ok, _, stderr) = factorwatch(&["backfill", "--since", "1h"], &config, &env).await;
+    assert!(
+        !ok && stderr.contains("is `factorwatch serve` running"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn backfill_of_an_org_without_okta_api_says_how_to_configure_it() {
+    let data = TempDir::new().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let env = [("FACTORWATCH_ADMIN_LISTEN", admin.as_str())];
+    let server = ChildServer::start_with(data.path(), free_port(), &env).await;
+    let config = data.path().join("empty.toml");
+    std::fs::write(&config, "").unwrap();
+    let (ok, _, stderr) = factorwatch(&["backfill", "--since", "1h"], &config, &env).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("the top-level org has no [okta.api]")
+            && stderr.contains("docs/okta-setup.md"),
+        "{stderr}"
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn rules_test_runs_the_rules_over_the_live_system_log_without_alerting() {
+    let org = Org::new().await;
+    let data = TempDir::new().unwrap();
+    let config = org.config(data.path(), "");
+    let history: Vec<Value> = (0..3)
+        .map(|day| mfa_reset(Duration::from_secs(86_400 * day + 60)))
+        .collect();
+    org.okta.publish(history.clone());
+
+    let args = ["rules", "test", "--builtin", "--okta", "--since", "7d"];
+    let (ok, stdout, stderr) = factorwatch(&args, &config, &[]).await;
+    assert!(ok, "{stderr}");
+    let org_url = org.okta.org_url();
+    let shown_as = [(org_url.trim_end_matches('/'), "https://acme.okta.com")];
+    assert_documented("factorwatch rules test", &stderr, &shown_as);
+    let alerts: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let found = by_uuid(&alerts);
+    for uuid in uuids(&history) {
+        assert!(found.contains_key(&uuid), "no alert for {uuid}:\n{stdout}");
+    }
+    assert!(alerts.iter().all(|alert| alert["source"] == "system_log"));
+    assert!(stderr.contains("read 3 events in 1 pages"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("3 events, {} alerts", alerts.len())),
+        "{stderr}"
+    );
+    assert!(
+        !data.path().join("alerts.jsonl").exists(),
+        "rules test alerts nobody"
+    );
+    org.assert_spec_kept();
+
+    let (ok, _, stderr) =
+        factorwatch(&["rules", "test", "--builtin", "--okta"], &config, &[]).await;
+    assert!(!ok && stderr.contains("--since"), "{stderr}");
+    let no_api = data.path().join("no-api.toml");
+    std::fs::write(&no_api, "").unwrap();
+    let (ok, _, stderr) = factorwatch(&args, &no_api, &[]).await;
+    assert!(!ok && stderr.contains("has no [okta.api]"), "{stderr}");
+}

@@ -1,4 +1,5 @@
-//! The admin API, which the `factorwatch dlq` commands call (`cli::dlq`).
+//! The admin API, which the `factorwatch dlq` and `backfill` commands call (`cli::dlq`,
+//! `cli::backfill`).
 //!
 //! The spool is one file that only the running service may open, so dead letters are managed
 //! through the service: a small HTTP API on `server.admin_listen` (loopback by default, bearer
@@ -10,9 +11,12 @@
 //! | `GET /dlq?org=&sink=&id=` | dead-lettered alerts |
 //! | `POST /dlq/replay?org=&sink=&id=` | move them back to their outbox, as new |
 //! | `POST /dlq/purge?org=&sink=&id=&all=` | delete them for good (`all=true` needed without a filter) |
+//! | `POST /backfill?org=` | read a window of the System Log through detection ([`backfill`]) |
 //!
 //! Each org has its own spool, so a request is about one org: `org` names a `[[okta.orgs]]`
 //! org; without it, the top-level org.
+
+pub mod backfill;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::clock::rfc3339;
+use crate::reconcile::backfill::Backfill;
 use crate::secret::SecretSet;
 use crate::spool::{OutboxEntry, Spool};
 
@@ -42,13 +47,15 @@ pub struct AdminState {
     pub data_dir: PathBuf,
 }
 
-/// One org's dead letters: its spool and its sinks.
+/// One org's dead letters (its spool and its sinks) and its backfill.
 #[derive(Clone)]
 pub struct AdminOrg {
     /// The `[[okta.orgs]]` name; `None`: the top-level org.
     pub org: Option<String>,
     /// The spool holding the dead letters.
     pub spool: Arc<Spool>,
+    /// Reading a window of its System Log through detection; `None` without `[okta.api]`.
+    pub backfill: Option<Backfill>,
     /// Each configured sink and the wake-up of its forwarder.
     pub sinks: Vec<(String, Arc<Notify>)>,
 }
@@ -168,6 +175,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/dlq", get(list))
         .route("/dlq/replay", post(replay))
         .route("/dlq/purge", post(purge))
+        .route("/backfill", post(backfill::backfill))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
