@@ -98,6 +98,7 @@ impl ProgressView {
                     bar(done)
                 ));
             }
+            Progress::Waiting { reason } => self.status.show(&format!("waiting: {reason}")),
             Progress::Detecting { pages, detected } => self.status.show(&format!(
                 "{} detected {} of {pages} pages: {} new, {} already seen, {} alerts",
                 bar(1.0),

@@ -147,6 +147,12 @@ pub enum Progress {
         /// The `published` of the last event read: how far into the window the backfill is.
         reached: Option<String>,
     },
+    /// The spool's backlog is full: the backfill waits for detection and delivery to make
+    /// room (said once each time it starts waiting).
+    Waiting {
+        /// Why, and what makes it go on.
+        reason: String,
+    },
     /// Everything is read; detection is going through it.
     Detecting {
         /// Pages stored.
@@ -251,7 +257,8 @@ impl Backfill {
             if page.events.is_empty() {
                 continue;
             }
-            self.store(&page.events, watch.delivery_id()).await?;
+            self.store(&page.events, watch.delivery_id(), progress)
+                .await?;
             read.pages += 1;
             read.events += page.events.len() as u64;
             let reached = last_published(&page.events);
@@ -269,16 +276,32 @@ impl Backfill {
         Ok(read)
     }
 
-    /// Stores one page as a batch, waiting for room while the backlog is full (the detector
-    /// makes room as it goes).
-    async fn store(&self, events: &[Box<RawValue>], delivery_id: &str) -> Result<(), SpoolError> {
+    /// Stores one page as a batch, waiting for room while the backlog is full (detection and
+    /// delivery make room as they go).
+    async fn store(
+        &self,
+        events: &[Box<RawValue>],
+        delivery_id: &str,
+        progress: &mpsc::Sender<Progress>,
+    ) -> Result<(), BackfillError> {
         let events: Vec<&RawValue> = events.iter().map(AsRef::as_ref).collect();
         let body = Envelope::system_log_body(&self.org_url, &events, Some(delivery_id));
+        let mut said = false;
         loop {
             match self.spool.append_batch(now_ms(), &body).await {
                 Ok(_) => break,
-                Err(SpoolError::Full { .. }) => tokio::time::sleep(FULL_BACKLOG_WAIT).await,
-                Err(err) => return Err(err),
+                Err(err @ SpoolError::Full { .. }) => {
+                    if !said {
+                        let reason = format!(
+                            "{err}; waiting for detection and delivery to make room (a sink \
+                             that is down holds its alerts: see /readyz)"
+                        );
+                        send(progress, Progress::Waiting { reason }).await?;
+                        said = true;
+                    }
+                    tokio::time::sleep(FULL_BACKLOG_WAIT).await;
+                }
+                Err(err) => return Err(err.into()),
             }
         }
         self.detector.notify_one();
