@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench load -- all [--runs 3]      # every scenario, medians over the runs
 //! cargo bench --bench load -- long [--events N]   # RSS over ten million events
+//! cargo bench --bench load -- poller [--runs 3]   # the System Log poller against the Okta stand-in
 //! ```
 //!
 //! A plain `cargo bench` runs this binary with no mode: it then only says how to run it, so the
@@ -18,13 +19,21 @@
 //! | `server` | the servers as child processes; `/proc` figures; the no-op server |
 //! | `disk` | the fdatasync baseline |
 //! | `e2e` | reading alerts back from the file sink and from JetStream |
+//! | `okta_standin` | the Okta stand-in of the integration tests (tests/it/okta_standin) |
+//! | `poller` | the System Log poller's catch-up and steady state, and its baseline client |
 //! | `scenarios` | one function per measurement |
 //! | `report` | rows, medians, Markdown and CSV |
 
 mod client;
 mod disk;
 mod e2e;
+// Cargo builds benches with `cfg(test)` but without the test harness, so the stand-in's own unit
+// tests compile here without their `#[test]` functions, and some of their imports go unused.
+#[allow(unused_imports)]
+#[path = "../../tests/it/okta_standin/mod.rs"]
+mod okta_standin;
 mod payload;
+mod poller;
 mod report;
 mod scenarios;
 mod server;
@@ -102,6 +111,26 @@ enum Mode {
         #[arg(long, default_value = "target/bench-results")]
         out: PathBuf,
     },
+    /// The System Log poller: catching up on a day of System Log at 1,000 events a page against
+    /// the Okta stand-in, beside a plain client fetching the same pages, and the lag in steady
+    /// state at Okta's ceiling of 400,000 events a day.
+    Poller {
+        /// Repetitions; the report holds the median of each figure.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Events in the day of System Log (Okta's ceiling per org).
+        #[arg(long, default_value_t = poller::DAY_EVENTS)]
+        events: usize,
+        /// Seconds of the steady-state case.
+        #[arg(long, default_value_t = 30)]
+        steady_secs: u64,
+        /// Where poller.json and poller-summary.md go.
+        #[arg(long, default_value = "target/bench-results")]
+        out: PathBuf,
+        /// Only these cases (comma-separated: builtin, every, limited, steady).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// The no-op baseline server (started by `all` as a child process).
     #[command(hide = true)]
     NoopServer {
@@ -144,6 +173,16 @@ fn main() -> anyhow::Result<()> {
                 all(runs, durations, recovery_events, &phases, &out).await
             }
             Mode::Long { events, rate, out } => long(events, rate, &out).await,
+            Mode::Poller {
+                runs,
+                events,
+                steady_secs,
+                out,
+                only,
+            } => {
+                let steady = Duration::from_secs(steady_secs);
+                poller_phase(runs, events, steady, &Phases(only), &out).await
+            }
             Mode::NoopServer { .. } => unreachable!("handled above"),
         }
     })
@@ -277,5 +316,36 @@ async fn long(events: u64, rate: f64, out: &std::path::Path) -> anyhow::Result<(
     println!("{}", serde_json::to_string_pretty(&row)?);
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("long.json"), serde_json::to_string_pretty(&row)?)?;
+    Ok(())
+}
+
+async fn poller_phase(
+    runs: usize,
+    events: usize,
+    steady: Duration,
+    phases: &Phases,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    progress!("poller: publishing {events} events of the load mix to the Okta stand-in");
+    let bench = poller::Bench::start(events).await?;
+    progress!(
+        "poller: {} events published, {} of them MFA resets that alert",
+        bench.day().events,
+        bench.day().alerting.len()
+    );
+    let mut rows = Vec::new();
+    for run in 1..=runs {
+        let mut machine = Row::new(run, "machine", "host", 0, "start");
+        machine.set("loadavg_1m", loadavg());
+        rows.push(machine);
+        progress!("run {run}/{runs}: loadavg {:.2}", loadavg());
+        rows.extend(bench.catch_ups(run, |case| phases.run(case)).await?);
+        if phases.run("steady") {
+            rows.push(poller::steady(run, steady).await?);
+        }
+        poller::write(out, &rows)?;
+        progress!("run {run} done; results so far in {}", out.display());
+    }
+    print!("{}", report::poller_markdown(&rows));
     Ok(())
 }

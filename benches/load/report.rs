@@ -13,9 +13,10 @@ use serde::Serialize;
 pub struct Row {
     /// Run number, from 1.
     pub run: usize,
-    /// `fsync`, `saturation`, `rate`, `e2e`, `recovery` or `long`.
+    /// `fsync`, `saturation`, `rate`, `e2e`, `recovery`, `long`, `poller`, `poller-okta-limit` or
+    /// `poller-steady`.
     pub scenario: String,
-    /// `factorwatch`, `noop` or `disk`.
+    /// `factorwatch`, `noop`, `disk` or `baseline` (the poller's plain System Log client).
     pub server: String,
     /// Events per request.
     pub batch: usize,
@@ -335,4 +336,85 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
     std::fs::write(dir.join("summary.md"), markdown(rows))?;
     std::fs::write(dir.join("latency.csv"), latency_csv(rows))?;
     Ok(())
+}
+
+/// The Markdown tables of the poller phase, medians over runs.
+pub fn poller_markdown(rows: &[Row]) -> String {
+    let m = Medians::of(rows);
+    let runs = rows.iter().map(|r| r.run).max().unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(out, "Medians of {runs} run(s).\n");
+    let _ = writeln!(
+        out,
+        "### System Log poller: catching up on a day of System Log (1,000-event pages)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| events asked for | Okta rate limit | events read | pages | baseline: all pages s (ms a page) | factorwatch: all pages read and stored s (ms a page) | factorwatch / baseline | last alert in the file s | half the alerts s | alerting events alerted / published | factorwatch CPU ms a page | stand-in CPU ms a page (baseline / with factorwatch) | factorwatch peak RSS MiB | answers 429 |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (scenario, limit) in [
+        ("poller", "none"),
+        ("poller-okta-limit", "120/min, share 0.5"),
+    ] {
+        for (batch, label) in m.labels(scenario, "factorwatch") {
+            let fw = |name| m.get(scenario, "factorwatch", batch, &label, name);
+            let base = |name| m.get("poller", "baseline", batch, &label, name);
+            let _ = writeln!(
+                out,
+                "| {label} | {limit} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} |",
+                cell(fw("events_read"), 0),
+                cell(fw("pages"), 0),
+                cell(base("read_s"), 2),
+                cell(base("ms_per_page"), 1),
+                cell(fw("read_s"), 2),
+                cell(fw("ms_per_page"), 1),
+                times(fw("ms_per_page"), base("ms_per_page")),
+                cell(fw("alerted_s"), 2),
+                cell(fw("half_alerted_s"), 2),
+                cell(fw("alerts"), 0),
+                cell(fw("alerting_events"), 0),
+                cell(fw("cpu_ms_per_page"), 1),
+                cell(base("generator_cpu_ms_per_page"), 1),
+                cell(fw("generator_cpu_ms_per_page"), 1),
+                cell(fw("hwm_mib"), 1),
+                cell(fw("throttled"), 0),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n### System Log poller, steady state: MFA resets published live at Okta's ceiling (400,000 a day), publication to alert in the file\n"
+    );
+    let _ = writeln!(
+        out,
+        "| interval / grace | events/s | alerted / published | lag min / p50 / p99 / max s | peak RSS MiB |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (batch, label) in m.labels("poller-steady", "factorwatch") {
+        let v = |name| m.get("poller-steady", "factorwatch", batch, &label, name);
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} / {} | {} / {} / {} / {} | {} |",
+            cell(v("events_per_s"), 2),
+            cell(v("alerts"), 0),
+            cell(v("published"), 0),
+            cell(v("lag_min_s"), 2),
+            cell(v("lag_p50_s"), 2),
+            cell(v("lag_p99_s"), 2),
+            cell(v("lag_max_s"), 2),
+            cell(v("hwm_mib"), 1),
+        );
+    }
+    out
+}
+
+fn times(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+        _ => "–".to_owned(),
+    }
 }

@@ -49,7 +49,7 @@ impl Kind {
 
 /// factorwatch with its alert file in the data directory, as a default installation.
 fn default_spec() -> FactorwatchSpec {
-    FactorwatchSpec { sinks: Vec::new() }
+    FactorwatchSpec::default()
 }
 
 fn target(server: &Server) -> Target {
@@ -270,6 +270,7 @@ pub async fn end_to_end(
                 stream: stream.clone(),
             },
         ],
+        ..Default::default()
     };
     let server = Server::factorwatch_in(dir, &spec)?;
     let sent = Sent::default();
@@ -356,6 +357,7 @@ pub async fn recovery(run: usize, payloads: Arc<Payloads>, events: u64) -> anyho
             path: alert_file.clone(),
             min_level: None,
         }],
+        ..Default::default()
     };
     let server = Server::factorwatch_in(dir, &spec)?;
     let sent = Sent::default();
@@ -435,6 +437,7 @@ pub async fn long(
             path: alert_file.clone(),
             min_level: Some("critical"),
         }],
+        ..Default::default()
     };
     let server = Server::factorwatch_in(dir, &spec)?;
     let interval = Duration::from_secs_f64(10.0 / rate);

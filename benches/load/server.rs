@@ -30,9 +30,12 @@ pub enum SinkSpec {
 }
 
 /// How to start factorwatch.
+#[derive(Default)]
 pub struct FactorwatchSpec {
     /// Its sinks.
     pub sinks: Vec<SinkSpec>,
+    /// More TOML appended to the config file (`[okta.api]`, `[okta.reconcile]`, `[rules]`).
+    pub extra: String,
 }
 
 /// A running server.
@@ -87,6 +90,7 @@ fn write_config(dir: &Path, addr: SocketAddr, spec: &FactorwatchSpec) -> anyhow:
             )),
         }
     }
+    toml.push_str(&spec.extra);
     let path = dir.join("factorwatch.toml");
     std::fs::write(&path, toml)?;
     Ok(path)
