@@ -18,7 +18,7 @@ impl TimeArg {
         rfc3339(self.ms)
     }
 
-    fn parse_at(text: &str, now_ms: u64) -> Result<Self, String> {
+    fn parse_at(text: &str, now_ms: u64) -> Result<Self, TimeArgError> {
         if let Some(ms) = parse_rfc3339_ms(text) {
             return Ok(Self {
                 ms: ms.max(0) as u64,
@@ -28,16 +28,25 @@ impl TimeArg {
             Ok(ago) => Ok(Self {
                 ms: now_ms.saturating_sub(ago.as_millis() as u64),
             }),
-            Err(_) => Err(format!(
-                "{text:?} is neither how long ago (such as 7d, 12h or 90m) nor an RFC 3339 time \
-                 (such as 2026-12-01T00:00:00Z)"
-            )),
+            Err(_) => Err(TimeArgError {
+                text: text.to_owned(),
+            }),
         }
     }
 }
 
+/// A `--since` or `--until` that is no time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{text:?} is neither how long ago (such as 7d, 12h or 90m) nor an RFC 3339 time (such as \
+     2026-12-01T00:00:00Z)"
+)]
+pub struct TimeArgError {
+    text: String,
+}
+
 impl FromStr for TimeArg {
-    type Err = String;
+    type Err = TimeArgError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Self::parse_at(text, now_ms())
@@ -58,7 +67,7 @@ mod tests {
             ago("2026-12-01T10:00:00+01:00").unwrap(),
             "2026-12-01T09:00:00.000Z"
         );
-        let err = ago("last tuesday").unwrap_err();
+        let err = ago("last tuesday").unwrap_err().to_string();
         assert!(err.contains("neither how long ago"), "{err}");
     }
 }
