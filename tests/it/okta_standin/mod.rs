@@ -505,7 +505,9 @@ impl Answer {
         };
         let mut response = (self.status, text).into_response();
         let headers = response.headers_mut();
-        if !no_body {
+        if no_body {
+            headers.remove(CONTENT_TYPE);
+        } else {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         for (name, value) in self.headers {
