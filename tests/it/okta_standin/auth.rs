@@ -19,6 +19,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use factorwatch::okta::samples::SampleUser;
 use jsonwebtoken::jwk::ThumbprintHash;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -64,6 +65,8 @@ pub(super) struct ServiceApp {
 
 /// What an issued access token grants.
 pub(super) struct AccessToken {
+    /// The service app it was issued to.
+    client_id: String,
     scopes: HashSet<String>,
     /// SHA-256 thumbprint of the DPoP key the token is bound to (`cnf.jkt`).
     jkt: Option<String>,
@@ -173,6 +176,7 @@ fn issue(shared: &Shared, headers: &HeaderMap, form: &[(String, String)]) -> Ans
     state.access_tokens.insert(
         digest(&access_token),
         AccessToken {
+            client_id: client_id.clone(),
             scopes: requested.iter().map(|&s| s.to_owned()).collect(),
             jkt,
             expires: now + TOKEN_LIFETIME,
@@ -386,18 +390,40 @@ fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or_default()
 }
 
+/// An SSWS API token: its admin's permissions and who it acts as.
+pub(super) struct ApiToken {
+    /// The permissions of the admin who created it, as the scopes that grant the same.
+    pub(super) scopes: HashSet<String>,
+    /// Its id (`00T…`), which System Log events of its calls carry.
+    pub(super) id: String,
+    /// The admin who created it: the actor of what it does.
+    pub(super) admin: SampleUser,
+}
+
+/// Who is behind an API call, as the System Log names the actor.
+#[derive(Debug, Clone)]
+pub(super) enum Principal {
+    /// An SSWS token: the admin who created it acts (README §a: it carries that admin's
+    /// privileges), through the token `token_id`.
+    Admin { user: SampleUser, token_id: String },
+    /// An OAuth service app acting as itself (client credentials).
+    Client { client_id: String },
+}
+
 /// Who called an API, once authenticated.
 pub(super) struct Caller {
     /// The scopes of an OAuth token, or the permissions of an API token's admin.
     pub(super) scopes: HashSet<String>,
     /// The scheme to name in a `www-authenticate` challenge; `None` for SSWS.
     pub(super) challenge_scheme: Option<&'static str>,
+    pub(super) principal: Principal,
 }
 
-/// Authenticates an API call to `path` (GET); the error is the answer to give.
+/// Authenticates an API call `method` (uppercase) to `path`; the error is the answer to give.
 pub(super) fn authenticate_call(
     shared: &Shared,
     headers: &HeaderMap,
+    method: &str,
     path: &str,
 ) -> Result<Caller, Answer> {
     let authorization = headers
@@ -412,9 +438,13 @@ pub(super) fn authenticate_call(
         return state
             .api_tokens
             .get(&key)
-            .map(|scopes| Caller {
-                scopes: scopes.clone(),
+            .map(|token| Caller {
+                scopes: token.scopes.clone(),
                 challenge_scheme: None,
+                principal: Principal::Admin {
+                    user: token.admin.clone(),
+                    token_id: token.id.clone(),
+                },
             })
             .ok_or_else(invalid_token);
     }
@@ -430,6 +460,7 @@ pub(super) fn authenticate_call(
         ));
     };
     let (scopes, jkt) = (token.scopes.clone(), token.jkt.clone());
+    let client_id = token.client_id.clone();
     match (challenge_scheme, jkt) {
         ("Bearer", None) => {}
         ("Bearer", Some(_)) => {
@@ -448,7 +479,7 @@ pub(super) fn authenticate_call(
         }
         (_, Some(jkt)) => {
             let expected = ProofExpected {
-                htm: "GET",
+                htm: method,
                 htu: format!("{}{path}", shared.org_url),
                 nonce: None,
                 ath: Some(URL_SAFE_NO_PAD.encode(Sha256::digest(credential.trim().as_bytes()))),
@@ -483,6 +514,7 @@ pub(super) fn authenticate_call(
     Ok(Caller {
         scopes,
         challenge_scheme: Some(challenge_scheme),
+        principal: Principal::Client { client_id },
     })
 }
 

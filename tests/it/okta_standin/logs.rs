@@ -6,25 +6,32 @@
 //! mutually exclusive; the cursor in `after` is opaque (`<ms>_<seq>`, like Okta's
 //! `1627500044869_1`) and carries what the next page needs.
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use axum::extract::State;
-use axum::http::header::{HeaderMap, HeaderName, LINK};
+use axum::http::header::{HeaderMap, LINK};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
+use std::sync::Arc;
+use std::time::SystemTime;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::api::{self, Family, Operation};
 use super::filter::{Filter, FilterError};
 use super::spec::Spec;
-use super::{Answer, Quota, Shared, auth, decode_pairs, encode_pairs, unix_ms};
+use super::{Answer, Quota, Shared, decode_pairs, encode_pairs, unix_ms};
 
 /// The operation's path.
 pub(super) const PATH: &str = "/api/v1/logs";
-/// The scope it needs.
-const SCOPE: &str = "okta.logs.read";
+/// `listLogEvents`, scope `okta.logs.read`.
+const LIST: Operation = Operation {
+    id: "listLogEvents",
+    template: PATH,
+    method: "GET",
+    scope: "okta.logs.read",
+    family: Family::Logs,
+    unlisted: &[],
+};
 /// The query parameters the stand-in reads, with the spec `type` it reads them as.
 pub(super) const ACCEPTED: [(&str, &str); 7] = [
     ("since", "string"),
@@ -43,10 +50,6 @@ const DEFAULT_SPAN_MS: i64 = 7 * 24 * 3600 * 1000;
 /// `q`: at most 10 keywords of at most 40 characters.
 const MAX_KEYWORDS: usize = 10;
 const MAX_KEYWORD_CHARS: usize = 40;
-
-const RATE_LIMIT: HeaderName = HeaderName::from_static("x-rate-limit-limit");
-const RATE_REMAINING: HeaderName = HeaderName::from_static("x-rate-limit-remaining");
-const RATE_RESET: HeaderName = HeaderName::from_static("x-rate-limit-reset");
 
 /// A persisted System Log event.
 pub(super) struct Stored {
@@ -72,29 +75,25 @@ pub(super) async fn list(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let quota = shared.lock().bucket.take(SystemTime::now());
+    let quota = LIST.take_quota(&shared);
     let answer = answer(&shared, &uri, &headers, quota);
-    check_answer(&shared, &answer);
-    shared.answered(index, answer.status);
-    with_quota(answer, quota).into_response()
+    LIST.finish(&shared, index, answer, quota)
 }
 
 fn answer(shared: &Shared, uri: &Uri, headers: &HeaderMap, quota: Quota) -> Answer {
     let query = decode_pairs(uri.query().unwrap_or_default());
     check_parameters(shared, &query);
-    if !quota.allowed {
-        return too_many_requests();
-    }
-    let failure = shared.lock().take_failure();
+    // An injected failure comes after the quota check (it counts against the bucket) and before
+    // authentication, like an outage of the whole endpoint.
+    let failure = quota
+        .allowed
+        .then(|| shared.lock().take_failure())
+        .flatten();
     if let Some(status) = failure {
         return injected(status);
     }
-    let caller = match auth::authenticate_call(shared, headers, PATH) {
-        Ok(caller) => caller,
-        Err(answer) => return answer,
-    };
-    if !caller.scopes.contains(SCOPE) {
-        return auth::forbidden(shared, &caller, SCOPE, PATH);
+    if let Err(answer) = LIST.authorize(shared, headers, PATH, quota) {
+        return answer;
     }
     let request = match LogQuery::parse(&query, unix_ms(SystemTime::now())) {
         Ok(request) => request,
@@ -160,45 +159,11 @@ fn check_parameters(shared: &Shared, query: &[(String, String)]) {
     }
 }
 
-/// Checks an answer's body against the schema the spec gives for its status.
-fn check_answer(shared: &Shared, answer: &Answer) {
-    let spec = Spec::get();
-    let status = answer.status.as_u16();
-    match spec.response_schema(PATH, "get", status) {
-        None => shared.violation(format!("listLogEvents has no {status} answer")),
-        Some(schema) => {
-            for violation in spec.validate_as_okta_sends(schema, &answer.body) {
-                shared.violation(format!("{status} answer {violation}"));
-            }
-        }
-    }
-}
-
-/// Adds the `X-Rate-Limit-*` headers every answer carries (`Date` is added by the server).
-fn with_quota(answer: Answer, quota: Quota) -> Answer {
-    let remaining = match answer.status {
-        StatusCode::TOO_MANY_REQUESTS => 0,
-        _ => quota.remaining,
-    };
-    answer
-        .header(RATE_LIMIT, quota.limit.to_string())
-        .header(RATE_REMAINING, remaining.to_string())
-        .header(RATE_RESET, quota.reset.to_string())
-}
-
-fn too_many_requests() -> Answer {
-    Answer::okta_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "E0000047",
-        "API call exceeded rate limit due to too many requests.",
-    )
-}
-
 /// The answer `fail_next` asked for, with Okta's body for that status.
 fn injected(status: u16) -> Answer {
     let code = StatusCode::from_u16(status).expect("fail_next status is an HTTP status");
     match status {
-        429 => too_many_requests(),
+        429 => api::too_many_requests(),
         401 => Answer::okta_error(code, "E0000011", "Invalid token provided"),
         403 => Answer::okta_error(
             code,

@@ -1,9 +1,11 @@
 //! A faithful stand-in of Okta's API for tests and benches: an axum server on 127.0.0.1:0 with the
 //! org authorization server's token endpoint (`POST /oauth2/v1/token`: client credentials with a
-//! `private_key_jwt` client assertion, DPoP with the nonce flow) and the System Log
+//! `private_key_jwt` client assertion, DPoP with the nonce flow), the System Log
 //! (`GET /api/v1/logs`: SSWS, Bearer and DPoP tokens, scopes, SCIM filters, polling and bounded
-//! queries, `link` headers, rate limits). Behaviour follows Okta's documentation as summarised in
-//! shared/okta/api/README.md sections a-c, not any client of it.
+//! queries, `link` headers, rate limits) and the Event Hooks API (`/api/v1/eventHooks`: CRUD,
+//! lifecycle, verification with a real challenge GET to the hook, a System Log event per change).
+//! Behaviour follows Okta's documentation as summarised in shared/okta/api/README.md sections
+//! a-d and shared/okta/README.md, not any client of it.
 //!
 //! Every request and answer is checked against Okta's OpenAPI spec (tests/okta-api); what does
 //! not fit is listed by [`OktaStandIn::spec_violations`], which tests assert empty. Benches can
@@ -13,8 +15,12 @@
 // A bench takes what it needs of this module and leaves the rest unused.
 #![allow(dead_code)]
 
+mod api;
+mod audit;
 mod auth;
+mod challenge;
 mod filter;
+mod hooks;
 mod logs;
 pub mod spec;
 #[cfg(test)]
@@ -29,6 +35,7 @@ use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use factorwatch::okta::samples;
 use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -36,8 +43,15 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 
+pub use api::Family;
+pub use audit::Actor;
+pub use hooks::HookSeed;
+
 /// Okta's documented default for `/api/v1/logs` (Workforce Identity): 120 requests a minute.
 const DEFAULT_RATE_LIMIT: u32 = 120;
+/// README §b [RLOLD]: "most other `/api/v1`" endpoints allow 1,200 a minute (Workforce); the
+/// table names no Event Hooks row, so that default applies to them.
+const DEFAULT_OTHER_RATE_LIMIT: u32 = 1200;
 /// Okta's rate-limit windows last 60 s (not aligned to wall-clock minutes).
 const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Request headers kept in [`Recorded::headers`] (`authorization` keeps only its scheme).
@@ -117,11 +131,13 @@ impl OktaStandIn {
             org_url: format!("http://{addr}"),
             state: Mutex::new(State::default()),
         });
-        let app = Router::new()
-            .route("/oauth2/v1/token", post(auth::token))
-            .route("/api/v1/logs", get(logs::list))
-            .fallback(not_found)
-            .with_state(shared.clone());
+        let app = hooks::routes(
+            Router::new()
+                .route("/oauth2/v1/token", post(auth::token))
+                .route("/api/v1/logs", get(logs::list)),
+        )
+        .fallback(not_found)
+        .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -166,11 +182,21 @@ impl OktaStandIn {
 
     /// Registers an SSWS API token whose admin holds `scopes` (`okta.logs.read` lets it read the
     /// System Log; without it the token gets 403 like one of an admin whose role is too weak).
+    /// The admin is the samples' "dana.admin" (the owner of the samples' API token too), so the
+    /// System Log names that user as the actor of the token's changes.
     pub fn add_api_token(&self, token: &str, scopes: &[&str]) {
+        let admin = samples::users()
+            .pop()
+            .expect("the samples' last user is their admin");
+        let api_token = auth::ApiToken {
+            scopes: scope_set(scopes),
+            id: okta_id("00T"),
+            admin,
+        };
         self.shared
             .lock()
             .api_tokens
-            .insert(digest(token), scope_set(scopes));
+            .insert(digest(token), api_token);
     }
 
     /// Makes every access token issued so far invalid, as if it had expired: the next API call
@@ -184,27 +210,30 @@ impl OktaStandIn {
     pub fn publish(&self, events: Vec<Value>) {
         let mut state = self.shared.lock();
         for event in events {
-            let persisted =
-                unix_ms(SystemTime::now()).max(state.log.last().map_or(0, |e| e.persisted));
-            let published = event["published"]
-                .as_str()
-                .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
-                .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64);
-            let seq = state.log.len() as u64 + 1;
-            state.log.push(logs::Stored {
-                seq,
-                persisted,
-                published,
-                text: event.to_string().to_lowercase(),
-                event,
-            });
+            state.append_log(event);
         }
+    }
+
+    /// Every event of the System Log, in persistence order.
+    pub fn log(&self) -> Vec<Value> {
+        let state = self.shared.lock();
+        state
+            .log
+            .iter()
+            .map(|stored| stored.event.clone())
+            .collect()
     }
 
     /// Sets the `/api/v1/logs` bucket: `limit` requests per `window`; the window starts with the
     /// next request. Default 120 per 60 s.
     pub fn set_rate_limit(&self, limit: u32, window: Duration) {
-        self.shared.lock().bucket = Bucket::new(limit, window);
+        self.set_rate_limit_of(Family::Logs, limit, window);
+    }
+
+    /// Sets the bucket of an endpoint `family` like [`OktaStandIn::set_rate_limit`]. Default of
+    /// the Event Hooks API: 1,200 per 60 s.
+    pub fn set_rate_limit_of(&self, family: Family, limit: u32, window: Duration) {
+        *self.shared.lock().bucket(family) = Bucket::new(limit, window);
     }
 
     /// The next `n` answers of `/api/v1/logs` have `status`: 500 with Okta's E0000009 body, 429
@@ -285,15 +314,17 @@ impl Shared {
 /// The mutable state of the org.
 struct State {
     apps: HashMap<String, auth::ServiceApp>,
-    /// SHA-256 of each API token → its scopes (looked up by digest: no secret compared directly).
-    api_tokens: HashMap<[u8; 32], HashSet<String>>,
+    /// SHA-256 of each API token → what it is (looked up by digest: no secret compared directly).
+    api_tokens: HashMap<[u8; 32], auth::ApiToken>,
     /// SHA-256 of each access token → what it grants.
     access_tokens: HashMap<[u8; 32], auth::AccessToken>,
     /// `jti`s of client assertions and DPoP proofs already used.
     used_jtis: HashSet<String>,
     dpop_nonce: String,
     log: Vec<logs::Stored>,
-    bucket: Bucket,
+    /// The event hooks, in creation order (the order the list answers).
+    hooks: Vec<hooks::StoredHook>,
+    buckets: HashMap<Family, Bucket>,
     failures: (usize, u16),
     delays: (usize, Duration),
     requests: Vec<Recorded>,
@@ -309,7 +340,8 @@ impl Default for State {
             used_jtis: HashSet::new(),
             dpop_nonce: random_token(),
             log: Vec::new(),
-            bucket: Bucket::new(DEFAULT_RATE_LIMIT, DEFAULT_RATE_WINDOW),
+            hooks: Vec::new(),
+            buckets: HashMap::new(),
             failures: (0, 0),
             delays: (0, Duration::ZERO),
             requests: Vec::new(),
@@ -319,6 +351,34 @@ impl Default for State {
 }
 
 impl State {
+    /// The rate-limit bucket of `family`, at its default until set.
+    fn bucket(&mut self, family: Family) -> &mut Bucket {
+        self.buckets.entry(family).or_insert_with(|| {
+            let limit = match family {
+                Family::Logs => DEFAULT_RATE_LIMIT,
+                Family::EventHooks => DEFAULT_OTHER_RATE_LIMIT,
+            };
+            Bucket::new(limit, DEFAULT_RATE_WINDOW)
+        })
+    }
+
+    /// Persists one System Log event now, after every earlier one.
+    fn append_log(&mut self, event: Value) {
+        let persisted = unix_ms(SystemTime::now()).max(self.log.last().map_or(0, |e| e.persisted));
+        let published = event["published"]
+            .as_str()
+            .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+            .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64);
+        let seq = self.log.len() as u64 + 1;
+        self.log.push(logs::Stored {
+            seq,
+            persisted,
+            published,
+            text: event.to_string().to_lowercase(),
+            event,
+        });
+    }
+
     /// Consumes one of the `fail_next` answers, if any is left.
     fn take_failure(&mut self) -> Option<u16> {
         take_one(&mut self.failures)
@@ -404,6 +464,11 @@ impl Answer {
         }
     }
 
+    /// 204 without a body (a `null` body stands for none).
+    fn no_content() -> Self {
+        Self::json(StatusCode::NO_CONTENT, Value::Null)
+    }
+
     /// Okta's error object (`Error` in the spec).
     fn okta_error(status: StatusCode, code: &str, summary: &str) -> Self {
         Self::json(
@@ -432,9 +497,19 @@ impl Answer {
     }
 
     fn into_response(self) -> Response {
-        let mut response = (self.status, self.body.to_string()).into_response();
+        let no_body = self.body.is_null();
+        let text = if no_body {
+            String::new()
+        } else {
+            self.body.to_string()
+        };
+        let mut response = (self.status, text).into_response();
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if no_body {
+            headers.remove(CONTENT_TYPE);
+        } else {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         for (name, value) in self.headers {
             let value = HeaderValue::from_str(&value).expect("header values are ASCII");
             headers.append(name, value);
@@ -504,6 +579,13 @@ fn scope_set(scopes: &[&str]) -> HashSet<String> {
 /// SHA-256 of a credential, the key it is stored and looked up by.
 fn digest(credential: &str) -> [u8; 32] {
     Sha256::digest(credential.as_bytes()).into()
+}
+
+/// An Okta-style id: `prefix` and random alphanumerics, 20 characters in all (`who8vt36…`).
+fn okta_id(prefix: &str) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    let rest = Alphanumeric.sample_string(&mut rand::rng(), 20 - prefix.len());
+    format!("{prefix}{rest}")
 }
 
 /// 32 random bytes, base64url: access tokens and DPoP nonces.

@@ -1,8 +1,8 @@
 //! Okta's Management OpenAPI spec (tests/okta-api/management-openapi.yaml) and a schema walker for
-//! the subset of OpenAPI 3.0 that the System Log operation uses: `type`, `properties`, `items`,
-//! `$ref`, `enum`, `nullable`, `required`, `additionalProperties`, `minLength`/`maxLength` and the
-//! `date-time` format. Any other structural keyword is reported, so a schema the walker cannot
-//! judge never passes silently.
+//! the subset of OpenAPI 3.0 that the System Log and Event Hooks operations use: `type`,
+//! `properties`, `items`, `$ref`, `allOf`, `enum`, `nullable`, `required`, `additionalProperties`,
+//! `minLength`/`maxLength`, `readOnly`/`writeOnly` and the `date-time` format. Any other structural
+//! keyword is reported, so a schema the walker cannot judge never passes silently.
 
 use std::sync::LazyLock;
 
@@ -17,8 +17,7 @@ const SPEC_PATH: &str = concat!(
 );
 
 /// Keywords that change what a value may be and that the walker does not implement.
-const UNSUPPORTED: [&str; 8] = [
-    "allOf",
+const UNSUPPORTED: [&str; 7] = [
     "anyOf",
     "oneOf",
     "not",
@@ -72,8 +71,23 @@ pub enum ViolationKind {
     Length(usize),
     /// A string that is not in the schema's `format` (only `date-time` is checked).
     Format(String),
+    /// A `readOnly` property in a request (OpenAPI 3.0: it "SHOULD NOT be sent").
+    ReadOnly(String),
+    /// A `writeOnly` property in an answer (a secret such as a hook's `authScheme.value`).
+    WriteOnly(String),
     /// The schema uses a keyword this walker does not implement.
     Unsupported(String),
+}
+
+/// Which way a value travels, which decides whether `readOnly` or `writeOnly` members are wrong.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Direction {
+    /// Neither is checked (Okta's examples mix request and answer shapes).
+    Either,
+    /// To Okta: `readOnly` members are violations, and `required` does not apply to them.
+    Request,
+    /// From Okta: `writeOnly` members are violations.
+    Answer,
 }
 
 impl std::fmt::Display for Violation {
@@ -151,16 +165,47 @@ impl Spec {
     /// not list that status. Okta-wide answers it leaves out (401 for a bad token, 5xx) resolve to
     /// the spec's shared `ErrorInvalidToken401` and `ErrorInternalServer500` responses.
     pub fn response_schema(&self, path: &str, method: &str, status: u16) -> Option<&Value> {
+        self.response(path, method, status)
+            .and_then(Self::content_schema)
+    }
+
+    /// The response with `status` of the operation (its description and content), `None` when
+    /// the operation does not list it; 401 and 5xx fall back as in [`Spec::response_schema`].
+    pub fn response(&self, path: &str, method: &str, status: u16) -> Option<&Value> {
         let listed = &self.operation(path, method)["responses"][status.to_string()];
-        let response = match status {
-            _ if listed.is_object() => self.resolve(listed),
-            401 => &self.root["components"]["responses"]["ErrorInvalidToken401"],
-            500..=599 => &self.root["components"]["responses"]["ErrorInternalServer500"],
+        match status {
+            _ if listed.is_object() => Some(self.resolve(listed)),
+            401 | 500..=599 => self.shared_response(status),
+            _ => None,
+        }
+    }
+
+    /// Okta's shared response (`components.responses`) for an error status, the one the spec's
+    /// operations refer to for it.
+    pub fn shared_response(&self, status: u16) -> Option<&Value> {
+        let name = match status {
+            400 => "ErrorApiValidationFailed400",
+            401 => "ErrorInvalidToken401",
+            403 => "ErrorAccessDenied403",
+            404 => "ErrorResourceNotFound404",
+            429 => "ErrorTooManyRequests429",
+            500..=599 => "ErrorInternalServer500",
             _ => return None,
         };
-        response["content"]["application/json"]["schema"]
-            .as_object()
-            .map(|_| &response["content"]["application/json"]["schema"])
+        Some(&self.root["components"]["responses"][name])
+    }
+
+    /// The JSON schema of a response's content, `None` for a response without a body.
+    pub fn content_schema(response: &Value) -> Option<&Value> {
+        let schema = &response["content"]["application/json"]["schema"];
+        schema.as_object().map(|_| schema)
+    }
+
+    /// The JSON schema of the operation's request body; panics if it has none.
+    pub fn request_schema(&self, path: &str, method: &str) -> &Value {
+        let body = self.resolve(&self.operation(path, method)["requestBody"]);
+        Self::content_schema(body)
+            .unwrap_or_else(|| panic!("{method} {path} takes no JSON body in the spec"))
     }
 
     /// The schema named `name` under `components.schemas`.
@@ -184,9 +229,7 @@ impl Spec {
 
     /// Every way `value` differs from `schema`, strictly as the spec says.
     pub fn validate(&self, schema: &Value, value: &Value) -> Vec<Violation> {
-        let mut found = Vec::new();
-        self.walk(schema, value, String::new(), &mut found);
-        found
+        self.validate_going(Direction::Either, schema, value)
     }
 
     /// [`Spec::validate`] less Okta's known quirks ([`Violation::is_okta_quirk`]).
@@ -196,67 +239,114 @@ impl Spec {
         found
     }
 
-    fn walk(&self, schema: &Value, value: &Value, path: String, found: &mut Vec<Violation>) {
-        let schema = self.resolve(schema);
-        let mut report = |kind| {
-            found.push(Violation {
-                path: path.clone(),
-                kind,
-            })
+    /// What the stand-in answers: [`Spec::validate_as_okta_sends`], and no `writeOnly` member.
+    pub fn validate_answer(&self, schema: &Value, value: &Value) -> Vec<Violation> {
+        let mut found = self.validate_going(Direction::Answer, schema, value);
+        found.retain(|v| !v.is_okta_quirk());
+        found
+    }
+
+    /// What a client sends: strictly as the spec says, and no `readOnly` member.
+    pub fn validate_request(&self, schema: &Value, value: &Value) -> Vec<Violation> {
+        self.validate_going(Direction::Request, schema, value)
+    }
+
+    fn validate_going(
+        &self,
+        direction: Direction,
+        schema: &Value,
+        value: &Value,
+    ) -> Vec<Violation> {
+        let mut walk = Walk {
+            spec: self,
+            direction,
+            found: Vec::new(),
         };
+        walk.value(schema, value, String::new());
+        walk.found
+    }
+
+    /// Whether a property's schema says `keyword` (`readOnly`, `writeOnly`): on the property
+    /// itself (beside a `$ref`, as the spec writes it), where it refers, or in an `allOf` branch.
+    fn is_marked(&self, keyword: &str, node: &Value) -> bool {
+        let resolved = self.resolve(node);
+        node[keyword] == true
+            || resolved[keyword] == true
+            || resolved["allOf"]
+                .as_array()
+                .is_some_and(|branches| branches.iter().any(|b| self.is_marked(keyword, b)))
+    }
+}
+
+/// One validation of a value: the spec, the direction and what was found so far.
+struct Walk<'a> {
+    spec: &'a Spec,
+    direction: Direction,
+    found: Vec<Violation>,
+}
+
+impl Walk<'_> {
+    fn report(&mut self, path: &str, kind: ViolationKind) {
+        self.found.push(Violation {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+
+    fn value(&mut self, schema: &Value, value: &Value, path: String) {
+        let schema = self.spec.resolve(schema);
         for keyword in UNSUPPORTED {
             if schema.get(keyword).is_some() {
-                report(ViolationKind::Unsupported(keyword.to_owned()));
+                self.report(&path, ViolationKind::Unsupported(keyword.to_owned()));
             }
+        }
+        // `allOf`: the value must fit every branch; the rest of this schema applies as well.
+        for branch in schema["allOf"].as_array().into_iter().flatten() {
+            self.value(branch, value, path.clone());
         }
         if value.is_null() {
             // Without a `type` a schema admits anything, null included.
             if schema["nullable"] != true && schema.get("type").is_some() {
-                report(ViolationKind::Null);
+                self.report(&path, ViolationKind::Null);
             }
             return;
         }
         if let Some(expected) = schema["type"].as_str()
             && !has_type(value, expected)
         {
-            report(ViolationKind::Type {
-                expected: expected.to_owned(),
-                found: type_name(value),
-            });
+            let found = type_name(value);
+            let expected = expected.to_owned();
+            self.report(&path, ViolationKind::Type { expected, found });
             return;
         }
         if let Some(allowed) = schema["enum"].as_array()
             && !allowed.contains(value)
         {
-            report(ViolationKind::Enum(value.clone()));
+            self.report(&path, ViolationKind::Enum(value.clone()));
         }
         match value {
-            Value::String(text) => check_string(schema, text, report),
+            Value::String(text) => check_string(schema, text, |kind| self.report(&path, kind)),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.walk(&schema["items"], item, format!("{path}/{i}"), found);
+                    self.value(&schema["items"], item, format!("{path}/{i}"));
                 }
             }
-            Value::Object(members) => self.walk_object(schema, members, &path, found),
+            Value::Object(members) => self.object(schema, members, &path),
             _ => {}
         }
     }
 
-    fn walk_object(
-        &self,
-        schema: &Value,
-        members: &serde_json::Map<String, Value>,
-        path: &str,
-        found: &mut Vec<Violation>,
-    ) {
+    fn object(&mut self, schema: &Value, members: &serde_json::Map<String, Value>, path: &str) {
         let properties = schema["properties"].as_object();
         for required in schema["required"].as_array().into_iter().flatten() {
             let name = required.as_str().unwrap_or_default();
-            if !members.contains_key(name) {
-                found.push(Violation {
-                    path: path.to_owned(),
-                    kind: ViolationKind::Required(name.to_owned()),
-                });
+            // OpenAPI 3.0: a required `readOnly` property is required in answers only.
+            let read_only = properties
+                .and_then(|p| p.get(name))
+                .is_some_and(|p| self.spec.is_marked("readOnly", p));
+            let applies = !(read_only && self.direction == Direction::Request);
+            if applies && !members.contains_key(name) {
+                self.report(path, ViolationKind::Required(name.to_owned()));
             }
         }
         for (name, member) in members {
@@ -265,16 +355,32 @@ impl Spec {
                 properties.and_then(|p| p.get(name)),
                 &schema["additionalProperties"],
             ) {
-                (Some(property), _) => self.walk(property, member, member_path, found),
-                (None, Value::Bool(false)) => found.push(Violation {
-                    path: member_path,
-                    kind: ViolationKind::Additional(name.clone()),
-                }),
-                (None, extra @ Value::Object(_)) => self.walk(extra, member, member_path, found),
+                (Some(property), _) => {
+                    self.direction_of(property, name, &member_path);
+                    self.value(property, member, member_path);
+                }
+                (None, Value::Bool(false)) => {
+                    self.report(&member_path, ViolationKind::Additional(name.clone()));
+                }
+                (None, extra @ Value::Object(_)) => self.value(extra, member, member_path),
                 // OpenAPI 3.0: additional properties are allowed unless the schema says otherwise.
                 (None, _) => {}
             }
         }
+    }
+
+    /// Reports a `readOnly` member of a request or a `writeOnly` member of an answer.
+    fn direction_of(&mut self, property: &Value, name: &str, path: &str) {
+        let kind = match self.direction {
+            Direction::Request if self.spec.is_marked("readOnly", property) => {
+                ViolationKind::ReadOnly(name.to_owned())
+            }
+            Direction::Answer if self.spec.is_marked("writeOnly", property) => {
+                ViolationKind::WriteOnly(name.to_owned())
+            }
+            _ => return,
+        };
+        self.report(path, kind);
     }
 }
 

@@ -10,6 +10,8 @@ use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use reqwest::Method;
+
 use super::spec::{Spec, ViolationKind};
 use super::*;
 
@@ -845,4 +847,509 @@ async fn requests_outside_the_spec_are_violations() {
     .await;
     assert_eq!(elsewhere.status(), 404);
     assert_eq!(okta.spec_violations().len(), violations.len() + 1);
+}
+
+const HOOKS_READ: &str = "okta.eventHooks.read";
+const HOOKS_MANAGE: &str = "okta.eventHooks.manage";
+
+/// `method` `url` with `Authorization: <authorization>` and a JSON `body` when given.
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    authorization: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .header("authorization", authorization);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    request.send().await.unwrap()
+}
+
+/// The status and JSON body of an answer (`null` when empty).
+async fn status_and_body(answer: reqwest::Response) -> (u16, Value) {
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// How a test's hook server answers Okta's verification GET.
+#[derive(Clone, Copy)]
+enum HookAnswer {
+    /// `{"verification": "<challenge>"}`, as the contract asks.
+    Echo,
+    /// 200 with another value.
+    Wrong,
+    /// 500.
+    Fail,
+}
+
+/// A tiny hook server on 127.0.0.1:0; it keeps the headers of every GET it gets.
+struct HookServer {
+    url: String,
+    seen: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+impl HookServer {
+    async fn start(answer: HookAnswer) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        let app = Router::new().route(
+            "/hook",
+            axum::routing::get(move |headers: HeaderMap| async move {
+                let challenge = headers
+                    .get("x-okta-verification-challenge")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                kept.lock().unwrap().push(headers);
+                match answer {
+                    HookAnswer::Echo => {
+                        axum::Json(json!({"verification": challenge})).into_response()
+                    }
+                    HookAnswer::Wrong => {
+                        axum::Json(json!({"verification": "nope"})).into_response()
+                    }
+                    HookAnswer::Fail => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        HookServer { url, seen }
+    }
+
+    /// How many verification GETs arrived.
+    fn gets(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// A create body for a hook to `uri` with secret `secret` and one custom header.
+fn hook_body(uri: &str, secret: &str) -> Value {
+    let mut body = read_example("eventhook_create_request.json");
+    body["events"]["items"] = json!(["user.mfa.factor.deactivate", "user.mfa.factor.reset_all"]);
+    body["channel"]["config"]["uri"] = json!(uri);
+    body["channel"]["config"]["authScheme"]["value"] = json!(secret);
+    body
+}
+
+#[tokio::test]
+async fn okta_event_hook_examples_validate() {
+    let spec = Spec::get();
+    let hook = spec.schema("EventHook");
+    for name in [
+        "eventhook_response.json",
+        "eventhook_with_filter_response.json",
+        "eventhook_deactivated_response.json",
+    ] {
+        let example = read_example(name);
+        assert_eq!(spec.validate_answer(hook, &example), [], "{name}");
+    }
+    let list = spec
+        .response_schema("/api/v1/eventHooks", "get", 200)
+        .unwrap();
+    assert_eq!(
+        spec.validate_answer(list, &read_example("eventhook_list_response.json")),
+        []
+    );
+    let create = read_example("eventhook_create_request.json");
+    assert_eq!(spec.validate_request(hook, &create), []);
+    // Okta's own filter example sends `events.filter.type`, which its schema marks readOnly.
+    let filtered = read_example("eventhook_create_with_filter_request.json");
+    let paths: Vec<String> = spec
+        .validate_request(hook, &filtered)
+        .into_iter()
+        .map(|v| v.path)
+        .collect();
+    assert_eq!(paths, ["/events/filter/type"]);
+    // The directions: a secret in an answer, a server-assigned id in a request.
+    let mut leaky = read_example("eventhook_response.json");
+    leaky["channel"]["config"]["authScheme"]["value"] = json!("secret");
+    let kinds: Vec<ViolationKind> = spec
+        .validate_answer(hook, &leaky)
+        .into_iter()
+        .map(|v| v.kind)
+        .collect();
+    assert_eq!(kinds, [ViolationKind::WriteOnly("value".into())]);
+    let echoed = read_example("eventhook_response.json");
+    let read_only: Vec<String> = spec
+        .validate_request(hook, &echoed)
+        .into_iter()
+        .map(|v| v.path)
+        .collect();
+    assert!(read_only.contains(&"/id".to_owned()), "{read_only:?}");
+    assert!(read_only.contains(&"/_links".to_owned()), "{read_only:?}");
+}
+
+#[tokio::test]
+async fn event_hooks_round_trip_through_the_api() {
+    let okta = OktaStandIn::start().await;
+    okta.add_api_token("00-hooks-admin", &[HOOKS_READ, HOOKS_MANAGE]);
+    let auth = "SSWS 00-hooks-admin";
+    let base = format!("{}/api/v1/eventHooks", okta.org_url());
+    let body = hook_body("https://hooks.example.com/okta", "Basic c2VjcmV0");
+    let (status, created) =
+        status_and_body(call(Method::POST, &base, auth, Some(&body)).await).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("who") && id.len() == 20, "{id}");
+    assert_eq!(
+        (&created["status"], &created["verificationStatus"]),
+        (&json!("ACTIVE"), &json!("UNVERIFIED"))
+    );
+    assert_eq!(
+        created["channel"]["config"]["authScheme"],
+        json!({"type": "HEADER", "key": "authorization"}),
+        "no secret in the answer, the key lowercased as Okta's examples show"
+    );
+    assert_eq!(created["channel"]["config"]["method"], "POST");
+    assert_eq!(created["_links"]["self"]["href"], format!("{base}/{id}"));
+    assert_eq!(
+        okta.event_hook_secret(&id).as_deref(),
+        Some("Basic c2VjcmV0")
+    );
+
+    let (status, listed) = status_and_body(call(Method::GET, &base, auth, None).await).await;
+    assert_eq!((status, listed), (200, json!([created.clone()])));
+    let url = format!("{base}/{id}");
+    let (status, got) = status_and_body(call(Method::GET, &url, auth, None).await).await;
+    assert_eq!((status, &got), (200, &created));
+
+    let refused = call(Method::DELETE, &url, auth, None).await;
+    let (status, error) = status_and_body(refused).await;
+    assert_eq!((status, &error["errorCode"]), (400, &json!("E0000001")));
+    assert!(
+        error["errorCauses"][0]["errorSummary"]
+            .as_str()
+            .unwrap()
+            .contains("INACTIVE")
+    );
+
+    let mut replaced = body.clone();
+    replaced["name"] = json!("factorwatch");
+    replaced["events"]["items"] = json!(["user.mfa.factor.deactivate"]);
+    let (status, after) =
+        status_and_body(call(Method::PUT, &url, auth, Some(&replaced)).await).await;
+    assert_eq!((status, &after["name"]), (200, &json!("factorwatch")));
+    assert_eq!(
+        (&after["id"], &after["created"]),
+        (&created["id"], &created["created"])
+    );
+
+    for (action, status) in [
+        ("deactivate", "INACTIVE"),
+        ("activate", "ACTIVE"),
+        ("deactivate", "INACTIVE"),
+    ] {
+        let lifecycle = format!("{url}/lifecycle/{action}");
+        let (code, hook) = status_and_body(call(Method::POST, &lifecycle, auth, None).await).await;
+        assert_eq!((code, &hook["status"]), (200, &json!(status)), "{action}");
+    }
+    let deleted = call(Method::DELETE, &url, auth, None).await;
+    assert_eq!(deleted.status(), 204);
+    assert!(!deleted.headers().contains_key("content-type"));
+    assert_eq!(deleted.text().await.unwrap(), "");
+    let (status, error) = status_and_body(call(Method::GET, &url, auth, None).await).await;
+    assert_eq!((status, &error["errorCode"]), (404, &json!("E0000007")));
+    assert_eq!(okta.event_hooks(), Vec::<Value>::new());
+    assert_no_violation(&okta);
+}
+
+#[tokio::test]
+async fn replacing_the_channel_needs_a_new_verification() {
+    let okta = OktaStandIn::start().await;
+    okta.add_api_token("00-hooks-admin", &[HOOKS_READ, HOOKS_MANAGE]);
+    let seed = HookSeed::new(
+        "factorwatch",
+        "https://fw.example.com/okta",
+        &["user.mfa.factor.deactivate"],
+        "old",
+    );
+    let id = okta.add_event_hook(&seed);
+    let url = format!("{}/api/v1/eventHooks/{id}", okta.org_url());
+    let mut body = hook_body("https://fw.example.com/okta", "old");
+    body["name"] = json!("factorwatch");
+    body["events"]["items"] = json!(["user.mfa.factor.deactivate"]);
+    body["channel"]["config"]["headers"] = json!([]);
+    let (_, same) =
+        status_and_body(call(Method::PUT, &url, "SSWS 00-hooks-admin", Some(&body)).await).await;
+    assert_eq!(
+        same["verificationStatus"], "VERIFIED",
+        "the same channel keeps it"
+    );
+    body["channel"]["config"]["authScheme"]["value"] = json!("rotated");
+    let (_, rotated) =
+        status_and_body(call(Method::PUT, &url, "SSWS 00-hooks-admin", Some(&body)).await).await;
+    assert_eq!(rotated["verificationStatus"], "UNVERIFIED", "a new secret");
+    assert_eq!(okta.event_hook_secret(&id).as_deref(), Some("rotated"));
+    assert_no_violation(&okta);
+}
+
+#[tokio::test]
+async fn invalid_hooks_are_refused_with_their_causes() {
+    let okta = OktaStandIn::start().await;
+    okta.add_api_token("00-hooks-admin", &[HOOKS_MANAGE]);
+    let base = format!("{}/api/v1/eventHooks", okta.org_url());
+    let valid = hook_body("https://fw.example.com/okta", "s");
+    let too_many: Vec<String> = (0..301)
+        .map(|_| "user.mfa.factor.deactivate".to_owned())
+        .collect();
+    let cases: [(&str, Value, &str); 6] = [
+        (
+            "/channel/config/uri",
+            json!("http://fw.example.com/okta"),
+            "HTTPS",
+        ),
+        ("/channel/version", json!("2.0.0"), "1.0.0"),
+        ("/events/type", json!("EVENT"), "EVENT_TYPE"),
+        ("/events/items", json!(too_many), "300"),
+        (
+            "/events/items",
+            json!(["system.mfa.factor.deactivate"]),
+            "not eligible",
+        ),
+        ("/name", json!(""), "blank"),
+    ];
+    for (pointer, value, cause) in cases {
+        let mut body = valid.clone();
+        *body.pointer_mut(pointer).unwrap() = value;
+        let answer = call(Method::POST, &base, "SSWS 00-hooks-admin", Some(&body)).await;
+        let (status, error) = status_and_body(answer).await;
+        assert_eq!(
+            (status, &error["errorCode"]),
+            (400, &json!("E0000001")),
+            "{pointer}"
+        );
+        assert!(
+            error["errorCauses"].to_string().contains(cause),
+            "{pointer}: {error}"
+        );
+    }
+    // Deviations from the spec's schema are the client's bug: violations as well.
+    let violations = okta.spec_violations();
+    assert!(
+        violations.iter().any(|v| v.contains("/events/type")),
+        "{violations:?}"
+    );
+    assert_eq!(okta.event_hooks(), Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn event_hook_calls_need_their_scope_and_have_their_own_bucket() {
+    let okta = OktaStandIn::start().await;
+    let base = format!("{}/api/v1/eventHooks", okta.org_url());
+    let reader = bearer_token(&okta, &[HOOKS_READ]).await;
+    let listed = call(Method::GET, &base, &format!("Bearer {reader}"), None).await;
+    assert_eq!(listed.status(), 200);
+    assert_eq!(listed.headers()["x-rate-limit-limit"], "1200");
+    let body = hook_body("https://fw.example.com/okta", "s");
+    let refused = call(
+        Method::POST,
+        &base,
+        &format!("Bearer {reader}"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("scope=\"okta.eventHooks.manage\""),
+        "{challenge}"
+    );
+    let logs_only = bearer_token(&okta, &[LOGS_READ]).await;
+    let refused = call(Method::GET, &base, &format!("Bearer {logs_only}"), None).await;
+    assert_eq!(refused.status(), 403);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("scope=\"okta.eventHooks.read\""),
+        "{challenge}"
+    );
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["errorCode"],
+        "E0000006"
+    );
+    okta.add_api_token("00-weak-admin", &[LOGS_READ]);
+    let weak = call(
+        Method::DELETE,
+        &format!("{base}/who0000000000000000"),
+        "SSWS 00-weak-admin",
+        None,
+    )
+    .await;
+    assert_eq!(weak.status(), 403);
+
+    okta.set_rate_limit_of(Family::EventHooks, 1, Duration::from_secs(60));
+    assert_eq!(
+        call(Method::GET, &base, &format!("Bearer {reader}"), None)
+            .await
+            .status(),
+        200
+    );
+    let limited = call(Method::GET, &base, &format!("Bearer {reader}"), None).await;
+    assert_eq!(limited.status(), 429);
+    let logs = get(
+        &format!("{}/api/v1/logs", okta.org_url()),
+        &format!("Bearer {logs_only}"),
+    )
+    .await;
+    assert_eq!(logs.status(), 200, "the System Log's bucket is another");
+    assert_no_violation(&okta);
+}
+
+#[tokio::test]
+async fn verify_sends_the_challenge_with_the_hook_headers() {
+    let okta = OktaStandIn::start().await;
+    okta.add_api_token("00-hooks-admin", &[HOOKS_READ, HOOKS_MANAGE]);
+    let auth = "SSWS 00-hooks-admin";
+    let base = format!("{}/api/v1/eventHooks", okta.org_url());
+    let create = async |uri: &str| {
+        let answer = call(
+            Method::POST,
+            &base,
+            auth,
+            Some(&hook_body(uri, "Basic c2VjcmV0")),
+        )
+        .await;
+        let (_, hook) = status_and_body(answer).await;
+        format!("{base}/{}/lifecycle/verify", hook["id"].as_str().unwrap())
+    };
+
+    let good = HookServer::start(HookAnswer::Echo).await;
+    let (status, hook) =
+        status_and_body(call(Method::POST, &create(&good.url).await, auth, None).await).await;
+    assert_eq!(
+        (status, &hook["verificationStatus"]),
+        (200, &json!("VERIFIED"))
+    );
+    let sent = good.seen.lock().unwrap()[0].clone();
+    assert_eq!(sent["authorization"], "Basic c2VjcmV0");
+    assert_eq!(sent["x-other-header"], "my-header-value");
+    assert!(!sent["x-okta-verification-challenge"].is_empty());
+
+    let wrong = HookServer::start(HookAnswer::Wrong).await;
+    let (status, error) =
+        status_and_body(call(Method::POST, &create(&wrong.url).await, auth, None).await).await;
+    assert_eq!((status, &error["errorCode"]), (400, &json!("E0000001")));
+    assert!(
+        error["errorCauses"][0]["errorSummary"]
+            .as_str()
+            .unwrap()
+            .contains("execution failed")
+    );
+    assert_eq!(wrong.gets(), 1, "a wrong answer is no error to retry");
+
+    let failing = HookServer::start(HookAnswer::Fail).await;
+    let (status, _) =
+        status_and_body(call(Method::POST, &create(&failing.url).await, auth, None).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(failing.gets(), 2, "one retry after an error response");
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", listener.local_addr().unwrap())
+    };
+    let (status, error) =
+        status_and_body(call(Method::POST, &create(&closed).await, auth, None).await).await;
+    assert_eq!(status, 400, "{error}");
+    let statuses: Vec<Value> = okta
+        .event_hooks()
+        .iter()
+        .map(|h| h["verificationStatus"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["VERIFIED", "UNVERIFIED", "UNVERIFIED", "UNVERIFIED"]
+    );
+    assert_no_violation(&okta);
+}
+
+#[tokio::test]
+async fn hook_changes_reach_the_system_log_with_their_actor() {
+    let okta = OktaStandIn::start().await;
+    let app = ServiceClient::register(
+        &okta,
+        Algorithm::RS256,
+        Some("k1"),
+        &[HOOKS_MANAGE, LOGS_READ],
+        false,
+    );
+    let answer = token_request(
+        &okta,
+        &app.sign(&app.claims(&okta)),
+        &format!("{HOOKS_MANAGE} {LOGS_READ}"),
+        None,
+    )
+    .await;
+    let token = answer.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    okta.add_api_token("00-hooks-admin", &[HOOKS_MANAGE]);
+    let base = format!("{}/api/v1/eventHooks", okta.org_url());
+    let body = hook_body("https://fw.example.com/okta", "s");
+    let (_, hook) = status_and_body(call(Method::POST, &base, &bearer, Some(&body)).await).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let url = format!("{base}/{id}");
+    call(Method::PUT, &url, "SSWS 00-hooks-admin", Some(&body)).await;
+    let attacker = Actor::admin(&samples::users()[1]);
+    okta.edit_event_hook(&id, &attacker, |hook| {
+        hook["channel"]["config"]["uri"] = json!("https://evil.example.net/okta");
+    });
+    okta.remove_event_hook(&id, &attacker);
+
+    let logs = format!(
+        "{}/api/v1/logs?filter={}",
+        okta.org_url(),
+        "eventType%20sw%20%22event_hook.%22"
+    );
+    let events: Vec<Value> = get(&logs, &bearer).await.json().await.unwrap();
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap(),
+                e["actor"]["type"].as_str().unwrap(),
+                e["actor"]["id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let admin = samples::users().pop().unwrap();
+    let (app_id, admin_id, attacker_id) =
+        (app.id.as_str(), admin.id.as_str(), attacker.id.as_str());
+    assert_eq!(
+        seen,
+        [
+            ("event_hook.created", "PublicClientApp", app_id),
+            ("event_hook.updated", "User", admin_id),
+            ("event_hook.updated", "User", attacker_id),
+            ("event_hook.deactivated", "User", attacker_id),
+            ("event_hook.deleted", "User", attacker_id),
+        ]
+    );
+    assert!(events.iter().all(|e| e["target"][0]["id"] == id));
+    assert!(
+        events[1]["transaction"]["detail"]["requestApiTokenId"]
+            .as_str()
+            .unwrap()
+            .starts_with("00T")
+    );
+    assert_eq!(
+        events[0]["debugContext"]["debugData"]["requestUri"],
+        "/api/v1/eventHooks"
+    );
+    assert_eq!(okta.log().len(), 5);
+    assert_no_violation(&okta);
 }
