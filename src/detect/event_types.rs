@@ -55,13 +55,16 @@ impl EventTypes {
         self.or(Self::Only(patterns.into_iter().collect()))
     }
 
-    /// The System Log `filter` expression that selects these types; `None` for any type.
+    /// The System Log `filter` expression that selects these types; `None` for any type. A type
+    /// a prefix already selects is left out: Okta's filters have a length limit, and the
+    /// built-in `event_hook.` prefix covers the hook rules' exact types.
     pub fn system_log_filter(&self) -> Option<String> {
         let Self::Only(patterns) = self else {
             return None;
         };
         let clauses: Vec<String> = patterns
             .iter()
+            .filter(|pattern| !covered_by_another(pattern, patterns))
             .map(|pattern| match pattern {
                 TypePattern::Exact(name) => format!("eventType eq \"{name}\""),
                 TypePattern::Prefix(prefix) => format!("eventType sw \"{prefix}\""),
@@ -69,6 +72,17 @@ impl EventTypes {
             .collect();
         Some(clauses.join(" or "))
     }
+}
+
+/// Whether a prefix of `patterns` other than `pattern` selects every type `pattern` does.
+fn covered_by_another(pattern: &TypePattern, patterns: &BTreeSet<TypePattern>) -> bool {
+    let text = match pattern {
+        TypePattern::Exact(text) | TypePattern::Prefix(text) => text,
+    };
+    patterns.iter().any(|other| match other {
+        TypePattern::Prefix(prefix) => other != pattern && text.starts_with(prefix.as_str()),
+        TypePattern::Exact(_) => false,
+    })
 }
 
 /// The event types `rules` can match: the union of each rule's.
@@ -264,5 +278,17 @@ mod tests {
             Some(r#"eventType eq "user.mfa.factor.deactivate" or eventType sw "event_hook.""#)
         );
         assert_eq!(EventTypes::Any.system_log_filter(), None);
+    }
+
+    #[test]
+    fn a_type_a_prefix_already_selects_is_not_named_again() {
+        let prefix = |text: &str| TypePattern::Prefix(text.into());
+        let filter = only(&[exact("event_hook.deleted"), prefix("event_hook.del")])
+            .with([prefix("event_hook."), exact("user.mfa.factor.deactivate")])
+            .system_log_filter();
+        assert_eq!(
+            filter.as_deref(),
+            Some(r#"eventType eq "user.mfa.factor.deactivate" or eventType sw "event_hook.""#)
+        );
     }
 }

@@ -18,8 +18,9 @@ use super::rule_event::{FieldProbe, RuleEvent};
 use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 
-/// The rules shipped inside the binary, as (name, YAML): the two MFA rules of a user, and MFA
-/// turned off for the whole org (which only the System Log carries).
+/// The rules shipped inside the binary, as (name, YAML): the two MFA rules of a user; MFA
+/// turned off for the whole org, and an event hook or log stream tampered with (which only the
+/// System Log carries).
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factor_deactivated.yml",
@@ -32,6 +33,14 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factor_disabled_org_wide.yml",
         include_str!("../../rules/mfa_factor_disabled_org_wide.yml"),
+    ),
+    (
+        "builtin:rules/okta_event_hook_tampered.yml",
+        include_str!("../../rules/okta_event_hook_tampered.yml"),
+    ),
+    (
+        "builtin:rules/okta_log_stream_changed.yml",
+        include_str!("../../rules/okta_log_stream_changed.yml"),
     ),
 ];
 
@@ -556,8 +565,15 @@ mod tests {
         let levels: Vec<Level> = alerting.iter().map(|d| d.rule.level).collect();
         assert_eq!(
             levels,
-            [Level::Medium, Level::Medium, Level::High],
-            "the two MFA rules of a user, and MFA off for the whole org, alert on their own"
+            [
+                Level::Medium,
+                Level::Medium,
+                Level::High,
+                Level::Critical,
+                Level::High
+            ],
+            "the two MFA rules of a user, MFA off for the whole org, a hook or a log stream \
+             tampered with: each alerts on its own"
         );
         let correlations: Vec<_> = described
             .iter()
@@ -583,6 +599,22 @@ mod tests {
         assert!(rules.matching(&json!("not an object")).is_empty());
         let org_wide = json!({"eventType": "system.mfa.factor.deactivate"});
         assert_eq!(rules.matching(&org_wide)[0].level, Level::High);
+        for (event_type, level) in [
+            ("event_hook.deactivated", Level::Critical),
+            ("event_hook.deleted", Level::Critical),
+            ("event_hook.updated", Level::Critical),
+            ("system.log_stream.lifecycle.create", Level::High),
+            ("system.log_stream.lifecycle.delete", Level::High),
+        ] {
+            let matched = rules.matching(&json!({ "eventType": event_type }));
+            assert_eq!(matched.len(), 1, "{event_type}");
+            assert_eq!(matched[0].level, level, "{event_type}");
+        }
+        let verified = json!({"eventType": "event_hook.verified"});
+        assert!(
+            rules.matching(&verified).is_empty(),
+            "verifying changes nothing"
+        );
     }
 
     #[test]
@@ -597,6 +629,8 @@ mod tests {
             "system.mfa.factor.deactivate",
             "user.account.reset_password",
             "user.session.start",
+            "event_hook.deactivated",
+            "system.log_stream.lifecycle.delete",
         ] {
             assert!(
                 filter.contains(&format!("\"{event_type}\"")),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use factorwatch::okta::samples::{self, Initiator};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::backends::{Backend, on_each_backend};
@@ -17,7 +17,7 @@ use crate::helpers::{
     ChildServer, eventually, free_port, post_envelope, read_alert_lines, readyz,
     wait_for_alert_lines, wait_for_alerts_of, wait_for_readyz,
 };
-use crate::okta_standin::OktaStandIn;
+use crate::okta_standin::{Actor, HookSeed, OktaStandIn};
 
 /// The API Services app the tests register on the stand-in.
 const CLIENT_ID: &str = "0oafactorwatchtest01";
@@ -234,9 +234,9 @@ async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
     hook_deactivated["eventType"] = "event_hook.deactivated".into();
     org.okta.publish(vec![hook_deactivated, org_wide.clone()]);
 
-    let alerts = wait_for_alert_lines(&data.path().join("alerts.jsonl"), 1, SOON).await;
-    assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    let alert = &alerts[0];
+    let alerts = wait_for_alert_lines(&data.path().join("alerts.jsonl"), 2, SOON).await;
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let alert = alert_of_type(&alerts, "system.mfa.factor.deactivate");
     assert_eq!(alert["event"]["uuid"], org_wide["uuid"]);
     assert_eq!(
         alert["rule"]["title"],
@@ -244,6 +244,8 @@ async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
     );
     assert_eq!(alert["level"], "high");
     assert_eq!(alert["source"], "system_log");
+    let hook_alert = alert_of_type(&alerts, "event_hook.deactivated");
+    assert_eq!(hook_alert["level"], "critical");
 
     // The poller asked for the rules' event types, and for what a hook can never report.
     let filter = org.log_requests()[0].param("filter").unwrap().to_owned();
@@ -261,6 +263,68 @@ async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
         metric(&server, "factorwatch_okta_events_recovered_total").await,
         0.0
     );
+    org.assert_spec_kept();
+}
+
+/// The one alert of `alerts` about an event of `event_type`.
+fn alert_of_type<'a>(alerts: &'a [Value], event_type: &str) -> &'a Value {
+    let found: Vec<&Value> = alerts
+        .iter()
+        .filter(|alert| alert["event"]["eventType"] == event_type)
+        .collect();
+    assert_eq!(found.len(), 1, "alerts about {event_type}: {alerts:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn tampering_with_the_hook_or_a_log_stream_alerts_through_the_poller_once_each() {
+    let org = Org::new().await;
+    let seed = HookSeed::new(
+        "factorwatch",
+        "https://factorwatch.example.com/okta/events",
+        &["user.mfa.factor.deactivate", "user.mfa.factor.reset_all"],
+        "hook-secret",
+    );
+    let hook = org.okta.add_event_hook(&seed);
+    let data = TempDir::new().unwrap();
+    let _server = serve(data.path(), &org.config(data.path(), ""), &[]).await;
+
+    // An attacker with an admin session re-points the hook, then deletes it (the console
+    // deactivates it first), and cuts the SIEM's log stream.
+    let attacker = Actor::admin(&samples::users()[1]);
+    org.okta.edit_event_hook(&hook, &attacker, |hook| {
+        hook["channel"]["config"]["uri"] = json!("https://collector.attacker.example/okta");
+    });
+    org.okta.remove_event_hook(&hook, &attacker);
+    let mut stream_deleted = mfa_reset(Duration::from_secs(1));
+    stream_deleted["eventType"] = "system.log_stream.lifecycle.delete".into();
+    stream_deleted["displayMessage"] = "Delete log stream".into();
+    org.okta.publish(vec![stream_deleted]);
+
+    let alerts_file = data.path().join("alerts.jsonl");
+    let alerts = wait_for_alert_lines(&alerts_file, 4, SOON).await;
+    for (event_type, level) in [
+        ("event_hook.updated", "critical"),
+        ("event_hook.deactivated", "critical"),
+        ("event_hook.deleted", "critical"),
+    ] {
+        let alert = alert_of_type(&alerts, event_type);
+        assert_eq!(alert["level"], level, "{alert}");
+        assert_eq!(alert["source"], "system_log", "{alert}");
+        assert_eq!(
+            alert["actor"]["alternateId"], attacker.alternate_id,
+            "{alert}"
+        );
+        assert_eq!(
+            alert["rule"]["title"],
+            "Okta Event Hook Deactivated, Deleted or Changed"
+        );
+    }
+    let stream = alert_of_type(&alerts, "system.log_stream.lifecycle.delete");
+    assert_eq!(stream["level"], "high");
+    // More polls bring nothing twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(read_alert_lines(&alerts_file).len(), 4);
     org.assert_spec_kept();
 }
 
