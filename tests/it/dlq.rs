@@ -8,8 +8,8 @@ use factorwatch::sinks::webhook::WebhookConfig;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::spawn_app_with_sinks;
 use crate::helpers::{TestApp, batch_with_mfa};
+use crate::helpers::{run_cli, spawn_app_with_sinks};
 use crate::receiver::Receiver;
 use crate::sinks_http::WEBHOOK_SECRET;
 use factorwatch::config::SinkConfig;
@@ -20,17 +20,8 @@ async fn dlq(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let config = dir.path().join("factorwatch.toml");
     let admin = app.admin_addr.unwrap();
     std::fs::write(&config, format!("[server]\nadmin_listen = \"{admin}\"\n")).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
-    command.arg("dlq").args(args).arg("--config").arg(&config);
-    command.env_remove("FACTORWATCH_ADMIN_LISTEN");
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let args: Vec<&str> = ["dlq"].iter().chain(args).copied().collect();
+    run_cli(&args, &config, &[]).await
 }
 
 #[tokio::test]

@@ -561,3 +561,22 @@ pub fn start_load(
         })
         .collect()
 }
+
+/// Runs `factorwatch ARGS --config CONFIG` with `env` (the CLI, as a user would, against a
+/// service told its admin address by `config` or `env`); returns (success, stdout, stderr).
+/// The child runs on a blocking thread, so servers this test runs in-process (the Okta
+/// stand-in, an app) keep answering meanwhile.
+pub async fn run_cli(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
+    command.args(args).arg("--config").arg(config);
+    command.env_remove("FACTORWATCH_ADMIN_LISTEN");
+    command.envs(env.iter().copied());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::backends::{Backend, on_each_backend};
 use crate::helpers::{
-    ChildServer, eventually, free_port, post_envelope, read_alert_lines, readyz,
+    ChildServer, eventually, free_port, post_envelope, read_alert_lines, readyz, run_cli,
     wait_for_alert_lines, wait_for_alerts_of, wait_for_readyz,
 };
 use crate::okta_standin::{Actor, HookSeed, OktaStandIn};
@@ -586,24 +586,6 @@ fn assert_documented(command: &str, output: &str, shown_as: &[(&str, &str)]) {
     );
 }
 
-/// Runs `factorwatch ARGS --config CONFIG` (the CLI, as a user would) with `env`; returns
-/// (success, stdout, stderr).
-async fn factorwatch(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"));
-    command.args(args).arg("--config").arg(config);
-    command.env_remove("FACTORWATCH_ADMIN_LISTEN");
-    command.envs(env.iter().copied());
-    // The stand-in serves from this process: the child runs on a blocking thread meanwhile.
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// The number after `label` in the backfill summary `stdout` (`  new:   4  (...)`).
 fn summary_count(stdout: &str, label: &str) -> u64 {
     stdout
@@ -644,7 +626,7 @@ async fn backfill_detects_a_window_once_and_can_be_run_again() {
     let (history, delivered) = history_with_some_delivered(&org, &server).await;
     wait_for_alerts_of(std::slice::from_ref(&alerts_file), &uuids(&delivered), SOON).await;
 
-    let (ok, stdout, stderr) = factorwatch(&["backfill", "--since", "7h"], &config, &env).await;
+    let (ok, stdout, stderr) = run_cli(&["backfill", "--since", "7h"], &config, &env).await;
     assert!(ok, "{stderr}");
     let data_dir = data.path().display().to_string();
     let shown_as = [(data_dir.as_str(), "/var/lib/factorwatch")];
@@ -677,7 +659,7 @@ async fn backfill_detects_a_window_once_and_can_be_run_again() {
     }
 
     // Again: everything is already seen, nothing alerts twice.
-    let (ok, stdout, stderr) = factorwatch(&["backfill", "--since", "7h"], &config, &env).await;
+    let (ok, stdout, stderr) = run_cli(&["backfill", "--since", "7h"], &config, &env).await;
     assert!(ok, "{stderr}");
     assert_eq!(summary_count(&stdout, "new:"), 0);
     assert_eq!(summary_count(&stdout, "already seen:"), 6);
@@ -695,24 +677,24 @@ async fn backfill_detects_a_window_once_and_can_be_run_again() {
     org.assert_spec_kept();
 
     // What is wrong with a request says what to do.
-    let (ok, _, stderr) = factorwatch(
+    let (ok, _, stderr) = run_cli(
         &["backfill", "--since", "1h", "--org", "nope"],
         &config,
         &env,
     )
     .await;
     assert!(!ok && stderr.contains("no org named \"nope\""), "{stderr}");
-    let (ok, _, stderr) = factorwatch(
+    let (ok, _, stderr) = run_cli(
         &["backfill", "--since", "1h", "--until", "2h"],
         &config,
         &env,
     )
     .await;
     assert!(!ok && stderr.contains("the window is empty"), "{stderr}");
-    let (ok, _, stderr) = factorwatch(&["backfill", "--since", "last week"], &config, &env).await;
+    let (ok, _, stderr) = run_cli(&["backfill", "--since", "last week"], &config, &env).await;
     assert!(!ok && stderr.contains("neither how long ago"), "{stderr}");
     drop(server);
-    let (ok, _, stderr) = factorwatch(&["backfill", "--since", "1h"], &config, &env).await;
+    let (ok, _, stderr) = run_cli(&["backfill", "--since", "1h"], &config, &env).await;
     assert!(
         !ok && stderr.contains("is `factorwatch serve` running"),
         "{stderr}"
@@ -727,7 +709,7 @@ async fn backfill_of_an_org_without_okta_api_says_how_to_configure_it() {
     let server = ChildServer::start_with(data.path(), free_port(), &env).await;
     let config = data.path().join("empty.toml");
     std::fs::write(&config, "").unwrap();
-    let (ok, _, stderr) = factorwatch(&["backfill", "--since", "1h"], &config, &env).await;
+    let (ok, _, stderr) = run_cli(&["backfill", "--since", "1h"], &config, &env).await;
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("the top-level org has no [okta.api]")
@@ -748,7 +730,7 @@ async fn rules_test_runs_the_rules_over_the_live_system_log_without_alerting() {
     org.okta.publish(history.clone());
 
     let args = ["rules", "test", "--builtin", "--okta", "--since", "7d"];
-    let (ok, stdout, stderr) = factorwatch(&args, &config, &[]).await;
+    let (ok, stdout, stderr) = run_cli(&args, &config, &[]).await;
     assert!(ok, "{stderr}");
     let org_url = org.okta.org_url();
     let shown_as = [(org_url.trim_end_matches('/'), "https://acme.okta.com")];
@@ -773,11 +755,10 @@ async fn rules_test_runs_the_rules_over_the_live_system_log_without_alerting() {
     );
     org.assert_spec_kept();
 
-    let (ok, _, stderr) =
-        factorwatch(&["rules", "test", "--builtin", "--okta"], &config, &[]).await;
+    let (ok, _, stderr) = run_cli(&["rules", "test", "--builtin", "--okta"], &config, &[]).await;
     assert!(!ok && stderr.contains("--since"), "{stderr}");
     let no_api = data.path().join("no-api.toml");
     std::fs::write(&no_api, "").unwrap();
-    let (ok, _, stderr) = factorwatch(&args, &no_api, &[]).await;
+    let (ok, _, stderr) = run_cli(&args, &no_api, &[]).await;
     assert!(!ok && stderr.contains("has no [okta.api]"), "{stderr}");
 }
