@@ -141,22 +141,21 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// The medians of `rows`, and the start of their report, which says over how many runs.
+fn medians(rows: &[Row]) -> (Medians, String) {
+    let runs = rows.iter().map(|r| r.run).max().unwrap_or(0);
+    (Medians::of(rows), format!("Medians of {runs} run(s).\n\n"))
+}
+
 /// The Markdown tables of the medians.
 pub fn markdown(rows: &[Row]) -> String {
-    let m = Medians::of(rows);
-    let runs = rows.iter().map(|r| r.run).max().unwrap_or(0);
-    let mut out = String::new();
-    let _ = writeln!(out, "Medians of {runs} run(s).\n");
+    let (m, mut out) = medians(rows);
 
-    let _ = writeln!(
-        out,
-        "### Saturation (closed loop, 32 keep-alive connections)\n"
+    table(
+        &mut out,
+        "### Saturation (closed loop, 32 keep-alive connections)\n",
+        "| batch | body bytes | no-op events/s | factorwatch events/s acked | ratio | events/s detected meanwhile | factorwatch p50 / p99 ms | CPU ms per 1,000 events (factorwatch / no-op / generator with factorwatch) | disk bytes written per 1,000 events | mean commit group | one-fsync-per-request bound events/s | factorwatch / that bound |",
     );
-    let _ = writeln!(
-        out,
-        "| batch | body bytes | no-op events/s | factorwatch events/s acked | ratio | events/s detected meanwhile | factorwatch p50 / p99 ms | CPU ms per 1,000 events (factorwatch / no-op / generator with factorwatch) | disk bytes written per 1,000 events | mean commit group | one-fsync-per-request bound events/s | factorwatch / that bound |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (batch, label) in m.labels("saturation", "factorwatch") {
         let fw = |name| m.get("saturation", "factorwatch", batch, &label, name);
         let noop = |name| m.get("saturation", "noop", batch, &label, name);
@@ -183,15 +182,11 @@ pub fn markdown(rows: &[Row]) -> String {
         );
     }
 
-    let _ = writeln!(
-        out,
-        "\n### Acknowledgement latency, open loop at fixed rates (10-event batches, 64 connections, latency from the intended send time)\n"
+    table(
+        &mut out,
+        "\n### Acknowledgement latency, open loop at fixed rates (10-event batches, 64 connections, latency from the intended send time)\n",
+        "| server | offered events/s | acked events/s | p50 ms | p99 ms | p99.9 ms | max ms | requests measured | failed | generator send lag p99 ms | RSS MiB (median over the run's second half) | CPU ms per 1,000 events |",
     );
-    let _ = writeln!(
-        out,
-        "| server | offered events/s | acked events/s | p50 ms | p99 ms | p99.9 ms | max ms | requests measured | failed | generator send lag p99 ms | RSS MiB (median over the run's second half) | CPU ms per 1,000 events |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for server in ["factorwatch", "noop"] {
         for (batch, label) in m.labels("rate", server) {
             let v = |name| m.get("rate", server, batch, &label, name);
@@ -213,15 +208,11 @@ pub fn markdown(rows: &[Row]) -> String {
         }
     }
 
-    let _ = writeln!(
-        out,
-        "\n### End to end: POST to alert readable in the sink (open loop, 1,000 events/s, 10-event batches)\n"
+    table(
+        &mut out,
+        "\n### End to end: POST to alert readable in the sink (open loop, 1,000 events/s, 10-event batches)\n",
+        "| sink | p50 ms | p99 ms | p99.9 ms | max ms | alerting events alerted / sent (correlation alerts not counted) |",
     );
-    let _ = writeln!(
-        out,
-        "| sink | p50 ms | p99 ms | p99.9 ms | max ms | alerting events alerted / sent (correlation alerts not counted) |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
     for (batch, label) in m.labels("e2e", "factorwatch") {
         let v = |name| m.get("e2e", "factorwatch", batch, &label, name);
         let _ = writeln!(
@@ -236,12 +227,11 @@ pub fn markdown(rows: &[Row]) -> String {
         );
     }
 
-    let _ = writeln!(
-        out,
-        "\n### Memory (factorwatch; VmHWM is the peak resident set of the process)\n"
+    table(
+        &mut out,
+        "\n### Memory (factorwatch; VmHWM is the peak resident set of the process)\n",
+        "| scenario | RSS at the end MiB | peak (VmHWM) MiB |",
     );
-    let _ = writeln!(out, "| scenario | RSS at the end MiB | peak (VmHWM) MiB |");
-    let _ = writeln!(out, "|---|---|---|");
     for (scenario, what) in [("saturation", "saturation"), ("rate", "rate")] {
         for (batch, label) in m.labels(scenario, "factorwatch") {
             let v = |name| m.get(scenario, "factorwatch", batch, &label, name);
@@ -254,15 +244,11 @@ pub fn markdown(rows: &[Row]) -> String {
         }
     }
 
-    let _ = writeln!(
-        out,
-        "\n### Crash recovery: SIGKILL right after 100,000 acknowledged events (10-event batches), sink down until the restart\n"
+    table(
+        &mut out,
+        "\n### Crash recovery: SIGKILL right after 100,000 acknowledged events (10-event batches), sink down until the restart\n",
+        "| events acked | batches awaiting detection at the kill | alerts in the outbox at the kill | restart to /healthz s | restart to backlog 0 s | alerting events alerted / sent | correlation alerts |",
     );
-    let _ = writeln!(
-        out,
-        "| events acked | batches awaiting detection at the kill | alerts in the outbox at the kill | restart to /healthz s | restart to backlog 0 s | alerting events alerted / sent | correlation alerts |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for (batch, label) in m.labels("recovery", "factorwatch") {
         let v = |name| m.get("recovery", "factorwatch", batch, &label, name);
         let _ = writeln!(
@@ -279,12 +265,11 @@ pub fn markdown(rows: &[Row]) -> String {
         );
     }
 
-    let _ = writeln!(
-        out,
-        "\n### Disk: write + fdatasync appends, one request body per write, in the spool's directory\n"
+    table(
+        &mut out,
+        "\n### Disk: write + fdatasync appends, one request body per write, in the spool's directory\n",
+        "| write bytes | fdatasyncs/s |",
     );
-    let _ = writeln!(out, "| write bytes | fdatasyncs/s |");
-    let _ = writeln!(out, "|---|---|");
     for (batch, _) in m.labels("fsync", "disk") {
         let _ = writeln!(
             out,
@@ -340,21 +325,11 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
 
 /// The Markdown tables of the poller phase, medians over runs.
 pub fn poller_markdown(rows: &[Row]) -> String {
-    let m = Medians::of(rows);
-    let runs = rows.iter().map(|r| r.run).max().unwrap_or(0);
-    let mut out = String::new();
-    let _ = writeln!(out, "Medians of {runs} run(s).\n");
-    let _ = writeln!(
-        out,
-        "### System Log poller: catching up on a day of System Log (1,000-event pages)\n"
-    );
-    let _ = writeln!(
-        out,
-        "| events asked for | Okta rate limit | events read | pages | baseline: all pages s (ms a page) | factorwatch: all pages read and stored s (ms a page) | factorwatch / baseline | last alert in the file s | half the alerts s | alerting events alerted / published | factorwatch CPU ms a page | stand-in CPU ms a page (baseline / with factorwatch) | factorwatch peak RSS MiB | answers 429 |"
-    );
-    let _ = writeln!(
-        out,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    let (m, mut out) = medians(rows);
+    table(
+        &mut out,
+        "### System Log poller: catching up on a day of System Log (1,000-event pages)\n",
+        "| events asked for | Okta rate limit | events read | pages | baseline: all pages s (ms a page) | factorwatch: all pages read and stored s (ms a page) | factorwatch / baseline | last alert in the file s | half the alerts s | alerting events alerted / published | factorwatch CPU ms a page | stand-in CPU ms a page (baseline / with factorwatch) | factorwatch peak RSS MiB | answers 429 |",
     );
     for (scenario, limit) in [
         ("poller", "none"),
@@ -385,15 +360,11 @@ pub fn poller_markdown(rows: &[Row]) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "\n### System Log poller, steady state: MFA resets published live at Okta's ceiling (400,000 a day), publication to alert in the file\n"
+    table(
+        &mut out,
+        "\n### System Log poller, steady state: MFA resets published live at Okta's ceiling (400,000 a day), publication to alert in the file\n",
+        "| interval / grace | events/s | alerted / published | lag min / p50 / p99 / max s | peak RSS MiB |",
     );
-    let _ = writeln!(
-        out,
-        "| interval / grace | events/s | alerted / published | lag min / p50 / p99 / max s | peak RSS MiB |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|");
     for (batch, label) in m.labels("poller-steady", "factorwatch") {
         let v = |name| m.get("poller-steady", "factorwatch", batch, &label, name);
         let _ = writeln!(
@@ -410,6 +381,15 @@ pub fn poller_markdown(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// Writes a table's `heading` (as given, blank lines included), its `header` row and the
+/// separator row, one `|---` per column of the header.
+fn table(out: &mut String, heading: &str, header: &str) {
+    let columns = header.matches('|').count().saturating_sub(1);
+    let _ = writeln!(out, "{heading}");
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{}|", "|---".repeat(columns));
 }
 
 fn times(a: Option<f64>, b: Option<f64>) -> String {
