@@ -230,10 +230,7 @@ async fn all(
     );
     let mut rows = Vec::new();
     for run in 1..=runs {
-        let mut machine = Row::new(run, "machine", "host", 0, "start");
-        machine.set("loadavg_1m", loadavg());
-        rows.push(machine);
-        progress!("run {run}/{runs}: loadavg {:.2}", loadavg());
+        rows.push(machine_row(run, runs));
 
         if phases.run("fsync") {
             progress!("run {run}: disk baseline (write + fdatasync)");
@@ -335,10 +332,7 @@ async fn poller_phase(
     );
     let mut rows = Vec::new();
     for run in 1..=runs {
-        let mut machine = Row::new(run, "machine", "host", 0, "start");
-        machine.set("loadavg_1m", loadavg());
-        rows.push(machine);
-        progress!("run {run}/{runs}: loadavg {:.2}", loadavg());
+        rows.push(machine_row(run, runs));
         rows.extend(bench.catch_ups(run, |case| phases.run(case)).await?);
         if phases.run("steady") {
             rows.push(poller::steady(run, steady).await?);
@@ -348,4 +342,14 @@ async fn poller_phase(
     }
     print!("{}", report::poller_markdown(&rows));
     Ok(())
+}
+
+/// The row that records the machine's load as run `run` of `runs` starts, said in the progress
+/// too: a busy machine explains a slow run.
+fn machine_row(run: usize, runs: usize) -> Row {
+    let load = loadavg();
+    let mut machine = Row::new(run, "machine", "host", 0, "start");
+    machine.set("loadavg_1m", load);
+    progress!("run {run}/{runs}: loadavg {load:.2}");
+    machine
 }
