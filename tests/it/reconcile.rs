@@ -677,22 +677,18 @@ async fn backfill_detects_a_window_once_and_can_be_run_again() {
     org.assert_spec_kept();
 
     // What is wrong with a request says what to do.
-    let (ok, _, stderr) = run_cli(
-        &["backfill", "--since", "1h", "--org", "nope"],
-        &config,
-        &env,
-    )
-    .await;
-    assert!(!ok && stderr.contains("no org named \"nope\""), "{stderr}");
-    let (ok, _, stderr) = run_cli(
-        &["backfill", "--since", "1h", "--until", "2h"],
-        &config,
-        &env,
-    )
-    .await;
-    assert!(!ok && stderr.contains("the window is empty"), "{stderr}");
-    let (ok, _, stderr) = run_cli(&["backfill", "--since", "last week"], &config, &env).await;
-    assert!(!ok && stderr.contains("neither how long ago"), "{stderr}");
+    for (args, says) in [
+        (
+            &["--since", "1h", "--org", "nope"][..],
+            "no org named \"nope\"",
+        ),
+        (&["--since", "1h", "--until", "2h"], "the window is empty"),
+        (&["--since", "last week"], "neither how long ago"),
+    ] {
+        let args = [&["backfill"][..], args].concat();
+        let (ok, _, stderr) = run_cli(&args, &config, &env).await;
+        assert!(!ok && stderr.contains(says), "{args:?}: {stderr}");
+    }
     drop(server);
     let (ok, _, stderr) = run_cli(&["backfill", "--since", "1h"], &config, &env).await;
     assert!(
