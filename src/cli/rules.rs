@@ -16,11 +16,8 @@ use crate::detect::offline::{alerts_per_rule, detect_events_via, load_rules};
 use crate::detect::{RuleSet, RulesConfig};
 use crate::okta::Delivery;
 use crate::okta::export::read_log_events;
-use crate::okta_api::OktaClient;
+use crate::okta_api::{MAX_LOGS_PAGE, OktaClient};
 use crate::reconcile::backfill::{Window, WindowReader};
-
-/// The most events Okta returns in a page.
-const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The `[rules]` of the configuration file `config` (`--config`), as `serve` reads it; the
 /// defaults without one.
@@ -165,7 +162,7 @@ async fn read_system_log(
         since_ms: since.ms,
         until_ms: until.ms,
     };
-    let mut reader = WindowReader::new(client, window, filter, MAX_PAGE_SIZE);
+    let mut reader = WindowReader::new(client, window, filter, MAX_LOGS_PAGE);
     let mut status = StatusLine::stderr();
     let mut events = Vec::new();
     let mut pages = 0;

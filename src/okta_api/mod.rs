@@ -37,6 +37,9 @@ use self::token::{APP_ADVICE, AccessToken, TokenSource};
 use self::transport::{Answer, Endpoint, NoAnswer, Transport};
 use crate::secret::Secret;
 
+/// The most events Okta returns in one page of `/api/v1/logs` (its `limit`).
+pub const MAX_LOGS_PAGE: u32 = 1000;
+
 /// Tries of one call, the first included, before the last error is returned.
 const MAX_TRIES: u32 = 5;
 /// The first backoff after a server error or no answer (doubled per try, with jitter).

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use crate::okta_api::MAX_LOGS_PAGE;
+
 /// `[okta.reconcile]`: reading the org's System Log beside its event hook.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,7 +40,7 @@ impl Default for ReconcileConfig {
             interval: Duration::from_secs(60),
             grace: Duration::from_secs(120),
             lookback: Duration::from_secs(3600),
-            page_size: 1000,
+            page_size: MAX_LOGS_PAGE,
             lease: Duration::from_secs(180),
         }
     }
@@ -47,18 +49,19 @@ impl Default for ReconcileConfig {
 impl ReconcileConfig {
     /// Checks the values (no I/O); `has_api` says whether the org has `[okta.api]`.
     pub fn validate(&self, has_api: bool) -> anyhow::Result<()> {
+        // Checked even when the poller is off: `backfill` reads with it too.
+        if !(1..=MAX_LOGS_PAGE).contains(&self.page_size) {
+            bail!(
+                "page_size = {} is out of range: Okta returns 1 to {MAX_LOGS_PAGE} events a page",
+                self.page_size
+            );
+        }
         if !self.enabled {
             return Ok(());
         }
         if !has_api {
             bail!(
                 "enabled needs [okta.api] (org_url and credentials) to read the System Log; see docs/okta-setup.md#10-reconcile-with-the-system-log"
-            );
-        }
-        if !(1..=1000).contains(&self.page_size) {
-            bail!(
-                "page_size = {} is out of range: Okta returns 1 to 1000 events a page",
-                self.page_size
             );
         }
         if self.interval < Duration::from_millis(100) {
@@ -98,6 +101,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("1 to 1000")
+        );
+        let big_for_backfill = ReconcileConfig {
+            page_size: 5000,
+            ..Default::default()
+        };
+        assert!(
+            big_for_backfill.validate(true).is_err(),
+            "backfill reads with it"
         );
         let short_lease = ReconcileConfig {
             lease: Duration::from_secs(30),
