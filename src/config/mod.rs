@@ -100,6 +100,7 @@ impl Config {
         self.cluster.validate()?;
         self.server.validate()?;
         check_auth("okta", &self.okta.auth_header, &self.okta.secrets)?;
+        orgs::check_hook_name("okta", self.okta.hook_name.as_deref())?;
         orgs::check_api("okta", self.okta.api.as_ref(), &self.okta.reconcile)?;
         self.delivery.validate()?;
         self.storage.validate()?;

@@ -27,6 +27,11 @@ pub struct OktaConfig {
     /// A file holding accepted secrets, one per line (blank lines and `#` comments ignored), read at
     /// start; added to `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
     pub secrets_file: Option<PathBuf>,
+    /// The name of the top-level org's event hook in Okta: the hook `factorwatch okta register`
+    /// creates, and the one the built-in tamper rule guards (`%factorwatch_hook_names%`).
+    /// Unset: `factorwatch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_name: Option<String>,
     /// `[okta.api]`: the top-level org's Management API (org URL and credentials), which
     /// `[okta.reconcile]` reads the System Log through. `FACTORWATCH_OKTA_API_TOKEN` sets its
     /// `api_token`.
@@ -46,6 +51,7 @@ impl Default for OktaConfig {
             auth_header: default_auth_header(),
             secrets: Vec::new(),
             secrets_file: None,
+            hook_name: None,
             api: None,
             reconcile: ReconcileConfig::default(),
             orgs: Vec::new(),
@@ -80,6 +86,10 @@ pub struct OrgConfig {
     /// ignored), read at start; added to `secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<PathBuf>,
+    /// The name of this org's event hook in Okta, as `[okta] hook_name`. Unset:
+    /// `factorwatch-<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_name: Option<String>,
     /// `[okta.orgs.api]`: this org's Management API (its own org URL and credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<OktaApiConfig>,
@@ -146,6 +156,7 @@ impl Config {
                 );
             }
             check_auth(&key, &org.auth_header, &org.secrets)?;
+            check_hook_name(&key, org.hook_name.as_deref())?;
             check_api(&key, org.api.as_ref(), &org.reconcile)?;
             check_sinks(&format!("{key}: sinks"), &org.sinks)?;
         }
@@ -184,6 +195,15 @@ pub(super) fn check_auth(key: &str, auth_header: &str, secrets: &[Secret]) -> an
     }
     if secrets.iter().any(|s| s.expose().is_empty()) {
         bail!("{key}.secrets: an empty secret would let anyone in; remove it");
+    }
+    Ok(())
+}
+
+/// Checks an org's `hook_name`: Okta refuses a hook without a name, so none could be registered
+/// under it. `key` (`okta`, `okta.orgs "acme"`) prefixes errors.
+pub(super) fn check_hook_name(key: &str, hook_name: Option<&str>) -> anyhow::Result<()> {
+    if hook_name.is_some_and(|name| name.trim().is_empty()) {
+        bail!("{key}.hook_name is empty: Okta requires a name; remove the key for the default");
     }
     Ok(())
 }

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{ClusterConfig, Config, RulesConfig, SinkConfig};
+use crate::detect::placeholders::{
+    self, API_CLIENTS, DEFAULT_HOOK_NAME, HOOK_NAMES, NO_API_CLIENT,
+};
 use crate::okta_api::OktaApiConfig;
 use crate::reconcile::ReconcileConfig;
 use crate::secret::Secret;
@@ -20,7 +23,12 @@ pub struct PipelineConfig {
     pub auth_header: String,
     /// The secrets its path accepts (secret files already read).
     pub secrets: Vec<Secret>,
-    /// Its rules.
+    /// The name of its event hook in Okta: `hook_name`, or `factorwatch` for the top-level org
+    /// and `factorwatch-<org>` for a named org.
+    pub hook_name: String,
+    /// Its rules, with the placeholders naming this deployment (`%factorwatch_hook_names%`,
+    /// `%factorwatch_api_clients%`) filled from its settings unless `[rules.placeholders]`
+    /// defines them.
     pub rules: RulesConfig,
     /// Its sinks, the default alert file when none is configured.
     pub sinks: Vec<SinkConfig>,
@@ -68,19 +76,23 @@ impl Config {
     /// Every org to serve, defaults resolved: the top-level org first (unless `[[okta.orgs]]`
     /// are configured and it has no secret), then each `[[okta.orgs]]` in order.
     pub fn pipelines(&self) -> Vec<PipelineConfig> {
-        let top_level =
-            (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| PipelineConfig {
+        let top_level = (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| {
+            let hook_name =
+                (self.okta.hook_name.clone()).unwrap_or_else(|| DEFAULT_HOOK_NAME.into());
+            PipelineConfig {
                 org: None,
                 hook_path: self.server.hook_path.clone(),
                 auth_header: self.okta.auth_header.clone(),
                 secrets: self.okta.secrets.clone(),
-                rules: self.rules.clone(),
+                rules: deployment_rules(&self.rules, &hook_name, self.okta.api.as_ref()),
+                hook_name,
                 sinks: self.effective_sinks(),
                 data_dir: self.storage.data_dir.clone(),
                 cluster: self.cluster.clone(),
                 api: self.okta.api.clone(),
                 reconcile: self.okta.reconcile.clone(),
-            });
+            }
+        });
         let orgs = self.okta.orgs.iter().map(|org| {
             let data_dir = self.org_data_dir(&org.name);
             let mut cluster = self.cluster.clone();
@@ -89,12 +101,16 @@ impl Config {
                 .as_deref()
                 .unwrap_or(crate::cluster::DEFAULT_KEY_PREFIX);
             cluster.key_prefix = Some(format!("{prefix}org:{}:", org.name));
+            let hook_name = (org.hook_name.clone())
+                .unwrap_or_else(|| format!("{DEFAULT_HOOK_NAME}-{}", org.name));
+            let rules = org.rules.as_ref().unwrap_or(&self.rules);
             PipelineConfig {
                 org: Some(org.name.clone()),
                 hook_path: org.hook_path.clone(),
                 auth_header: org.auth_header.clone(),
                 secrets: org.secrets.clone(),
-                rules: org.rules.clone().unwrap_or_else(|| self.rules.clone()),
+                rules: deployment_rules(rules, &hook_name, org.api.as_ref()),
+                hook_name,
                 sinks: sinks_or_default(&org.sinks, &data_dir),
                 data_dir,
                 cluster,
@@ -118,6 +134,27 @@ impl Config {
                 ),
             })
     }
+}
+
+/// `rules` with the deployment placeholders filled, unless `[rules.placeholders]` defines them:
+/// `%factorwatch_hook_names%` with `hook_name`, and `%factorwatch_api_clients%` with the
+/// `client_id` of `api` when factorwatch calls Okta as an OAuth app. With an SSWS token its
+/// changes are logged as the token's admin, whom exempting would exempt entirely, so nothing is.
+fn deployment_rules(
+    rules: &RulesConfig,
+    hook_name: &str,
+    api: Option<&OktaApiConfig>,
+) -> RulesConfig {
+    let client_id = api.and_then(|api| api.client_id.as_deref());
+    let mut rules = rules.clone();
+    for (name, value) in [
+        (HOOK_NAMES, hook_name),
+        (API_CLIENTS, client_id.unwrap_or(NO_API_CLIENT)),
+    ] {
+        (rules.placeholders.entry(name.to_owned()))
+            .or_insert_with(|| vec![placeholders::literal(value)]);
+    }
+    rules
 }
 
 /// `sinks`, or when there are none the default alert file in `data_dir`.

@@ -454,3 +454,61 @@ fn every_org_needs_a_secret_and_none_prints() {
         "{err}"
     );
 }
+
+#[test]
+fn each_org_names_its_hook_and_fills_the_deployment_placeholders() {
+    use crate::detect::placeholders::{API_CLIENTS, HOOK_NAMES, NO_API_CLIENT};
+    let config = Config::from_toml(
+        r#"
+        [okta]
+        secrets = ["top-s3cret"]
+        [okta.api]
+        org_url = "https://acme.okta.com"
+        client_id = "0oafactorwatch01"
+        private_key_file = "/etc/factorwatch/okta.pem"
+        [[okta.orgs]]
+        name = "globex"
+        hook_path = "/okta/globex"
+        secrets = ["globex-s3cret"]
+        [[okta.orgs]]
+        name = "initech"
+        hook_path = "/okta/initech"
+        secrets = ["initech-s3cret"]
+        hook_name = "SIEM *push*"
+        [okta.orgs.rules.placeholders]
+        factorwatch_api_clients = ["0oaterraform01"]
+        "#,
+    )
+    .unwrap();
+    config.validate().unwrap();
+    let placeholder =
+        |pipeline: &PipelineConfig, name: &str| pipeline.rules.placeholders[name].clone();
+    let [top, globex, initech] = &config.pipelines()[..] else {
+        panic!("three orgs")
+    };
+    assert_eq!(top.hook_name, "factorwatch");
+    assert_eq!(placeholder(top, HOOK_NAMES), ["factorwatch"]);
+    assert_eq!(placeholder(top, API_CLIENTS), ["0oafactorwatch01"]);
+    assert_eq!(globex.hook_name, "factorwatch-globex");
+    assert_eq!(placeholder(globex, HOOK_NAMES), ["factorwatch-globex"]);
+    assert_eq!(
+        placeholder(globex, API_CLIENTS),
+        [NO_API_CLIENT],
+        "no [okta.orgs.api]: no client of factorwatch's can act on globex's hook"
+    );
+    assert_eq!(initech.hook_name, "SIEM *push*");
+    assert_eq!(
+        placeholder(initech, HOOK_NAMES),
+        [r"SIEM \*push\*"],
+        "a name from the configuration matches only itself"
+    );
+    assert_eq!(
+        placeholder(initech, API_CLIENTS),
+        ["0oaterraform01"],
+        "what the user defines wins"
+    );
+
+    let blank = Config::from_toml("[okta]\nhook_name = \" \"\n").unwrap();
+    let err = blank.validate().unwrap_err().to_string();
+    assert!(err.contains("okta.hook_name is empty"), "{err}");
+}

@@ -8,6 +8,12 @@
 //! nothing (or, under `not`, everything). rsigma's `value_placeholders` pipeline step fills
 //! values too, but leaves an unknown placeholder in place and treats any `%` outside `|expand`
 //! as one, which is why this small step is ours.
+//!
+//! Two placeholders name this deployment itself, for the rules that guard factorwatch's own hook:
+//! [`HOOK_NAMES`] and [`API_CLIENTS`]. The configuration fills them for each org (from its
+//! `hook_name` and its `[okta.api]` `client_id`) unless `[rules.placeholders]` defines them, and
+//! without any configuration they take [`DEPLOYMENT_DEFAULTS`], so that the built-in rules load
+//! anywhere, `factorwatch rules check` on a bare rules folder included.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +22,36 @@ use rsigma_parser::{DetectionItem, Modifier, SigmaRule, SigmaString, SigmaValue}
 
 use super::fields;
 
+/// `%factorwatch_hook_names%`: the names of this deployment's event hooks in Okta.
+pub const HOOK_NAMES: &str = "factorwatch_hook_names";
+/// `%factorwatch_api_clients%`: the client ids factorwatch itself calls Okta's API as, whose
+/// changes to its own hook are not tampering.
+pub const API_CLIENTS: &str = "factorwatch_api_clients";
+/// The name of the top-level org's event hook when `[okta] hook_name` is unset.
+pub const DEFAULT_HOOK_NAME: &str = "factorwatch";
+/// The value of [`API_CLIENTS`] when factorwatch has no OAuth client: no actor id can equal it,
+/// since Okta's ids are letters and digits only.
+pub const NO_API_CLIENT: &str = "(no OAuth client_id in [okta.api])";
+/// The values of the deployment placeholders when nothing else defines them.
+pub const DEPLOYMENT_DEFAULTS: [(&str, &str); 2] = [
+    (HOOK_NAMES, DEFAULT_HOOK_NAME),
+    (API_CLIENTS, NO_API_CLIENT),
+];
+
+/// `text` as a placeholder value that matches only itself: Sigma's wildcards (`*`, `?`) and its
+/// escape character (`\`) escaped. For values taken from the configuration (a hook name, a
+/// client id) rather than written as Sigma values by the user.
+pub fn literal(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Fills every `|expand` value of `rule` from `values`. The error names the first placeholder
 /// that has none, and the line of `yaml` (the rule's file) where it is written.
 pub fn expand(
@@ -23,10 +59,11 @@ pub fn expand(
     values: &BTreeMap<String, Vec<String>>,
     yaml: &str,
 ) -> anyhow::Result<()> {
+    let values = with_deployment_defaults(values);
     let mut missing: Option<Undefined> = None;
     fields::for_each_item(rule, &mut |item| {
         if missing.is_none() && item.field.has_modifier(Modifier::Expand) {
-            missing = expand_item(item, values).err();
+            missing = expand_item(item, &values).err();
         }
     });
     let Some(Undefined(name)) = missing else {
@@ -42,6 +79,18 @@ pub fn expand(
          add `{name} = [\"...\"]` there",
         rule.title
     )
+}
+
+/// `values`, and [`DEPLOYMENT_DEFAULTS`] for the deployment placeholders it does not define.
+fn with_deployment_defaults(
+    values: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut all = values.clone();
+    for (name, value) in DEPLOYMENT_DEFAULTS {
+        all.entry(name.to_owned())
+            .or_insert_with(|| vec![value.to_owned()]);
+    }
+    all
 }
 
 /// A placeholder `[rules.placeholders]` does not define: its name, without `%`.
@@ -124,5 +173,13 @@ mod tests {
             fill("%vpn%", &values()).unwrap_err(),
             Undefined("vpn".into())
         );
+    }
+
+    #[test]
+    fn literal_values_escape_sigma_wildcards() {
+        assert_eq!(literal("factorwatch-acme"), "factorwatch-acme");
+        assert_eq!(literal(r"a*b?c\d"), r"a\*b\?c\\d");
+        let parsed = SigmaString::new(&literal("hook *"));
+        assert!(!parsed.contains_wildcards(), "{parsed:?}");
     }
 }

@@ -60,6 +60,7 @@ fn two_org_config(data_dir: &Path) -> Config {
         auth_header: org.header.into(),
         secrets: vec![Secret::new(org.secret)],
         secrets_file: None,
+        hook_name: None,
         api: None,
         reconcile: Default::default(),
         rules: None,
