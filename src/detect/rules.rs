@@ -19,8 +19,9 @@ use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 
 /// The rules shipped inside the binary, as (name, YAML): the two MFA rules of a user; MFA
-/// turned off for the whole org, and an event hook or log stream tampered with (which only the
-/// System Log carries).
+/// turned off for the whole org, factorwatch's own event hook tampered with, another hook
+/// created, a log stream tampered with (which only the System Log carries), and Okta's warning
+/// that the org nears a rate limit, the event hooks' daily cap among them.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factor_deactivated.yml",
@@ -37,6 +38,14 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/okta_event_hook_tampered.yml",
         include_str!("../../rules/okta_event_hook_tampered.yml"),
+    ),
+    (
+        "builtin:rules/okta_event_hook_created.yml",
+        include_str!("../../rules/okta_event_hook_created.yml"),
+    ),
+    (
+        "builtin:rules/okta_event_hook_daily_cap.yml",
+        include_str!("../../rules/okta_event_hook_daily_cap.yml"),
     ),
     (
         "builtin:rules/okta_log_stream_changed.yml",
@@ -570,10 +579,13 @@ mod tests {
                 Level::Medium,
                 Level::High,
                 Level::Critical,
+                Level::High,
+                Level::High,
                 Level::High
             ],
-            "the two MFA rules of a user, MFA off for the whole org, a hook or a log stream \
-             tampered with: each alerts on its own"
+            "the two MFA rules of a user, MFA off for the whole org, factorwatch's hook tampered \
+             with, another hook created, the daily cap near, a log stream tampered with: each \
+             alerts on its own"
         );
         let correlations: Vec<_> = described
             .iter()
@@ -599,22 +611,159 @@ mod tests {
         assert!(rules.matching(&json!("not an object")).is_empty());
         let org_wide = json!({"eventType": "system.mfa.factor.deactivate"});
         assert_eq!(rules.matching(&org_wide)[0].level, Level::High);
-        for (event_type, level) in [
-            ("event_hook.deactivated", Level::Critical),
-            ("event_hook.deleted", Level::Critical),
-            ("event_hook.updated", Level::Critical),
-            ("system.log_stream.lifecycle.create", Level::High),
-            ("system.log_stream.lifecycle.delete", Level::High),
+        for event_type in [
+            "system.log_stream.lifecycle.create",
+            "system.log_stream.lifecycle.delete",
         ] {
             let matched = rules.matching(&json!({ "eventType": event_type }));
             assert_eq!(matched.len(), 1, "{event_type}");
-            assert_eq!(matched[0].level, level, "{event_type}");
+            assert_eq!(matched[0].level, Level::High, "{event_type}");
         }
-        let verified = json!({"eventType": "event_hook.verified"});
+    }
+
+    /// factorwatch's API Services app, as `[okta.api] client_id` names it.
+    const OWN_CLIENT: &str = "0oafactorwatch01";
+
+    /// The built-in rules of a deployment calling Okta as `OWN_CLIENT`, as `Config::pipelines`
+    /// fills the placeholders; the hook keeps its default name.
+    fn builtin_with_own_client() -> RuleSet {
+        let placeholders = [(
+            placeholders::API_CLIENTS.to_owned(),
+            vec![OWN_CLIENT.to_owned()],
+        )];
+        RuleSet::load(&RulesConfig {
+            placeholders: placeholders.into(),
+            ..RulesConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// An admin in the Admin Console, as the System Log names them.
+    fn admin() -> Value {
+        json!({"id": "00u1adm1nXq2Yb3Zc1d7", "type": "User",
+            "alternateId": "dana.admin@example.com", "displayName": "Dana Admin"})
+    }
+
+    /// An OAuth service app acting as itself: its client id is the actor's id.
+    fn client_app(client_id: &str) -> Value {
+        json!({"id": client_id, "type": "PublicClientApp", "alternateId": client_id,
+            "displayName": client_id})
+    }
+
+    /// The System Log event of `event_hook.<verb>` on the hook `name` by `actor`, shaped as the
+    /// LogEvent schema gives it (the hook is the one `EventHook` target).
+    fn hook_event(verb: &str, name: &str, actor: Value) -> Value {
+        json!({
+            "uuid": uuid::Uuid::new_v4().to_string(),
+            "published": "2026-12-05T07:41:56.000Z",
+            "eventType": format!("event_hook.{verb}"),
+            "version": "0", "severity": "INFO",
+            "displayMessage": format!("{verb} event hook"),
+            "actor": actor,
+            "client": {"ipAddress": "198.51.100.23", "zone": "null", "device": "Computer",
+                "userAgent": {"rawUserAgent": "Mozilla/5.0"}},
+            "outcome": {"result": "SUCCESS", "reason": null},
+            "target": [{"id": "whoa1b2c3d4e5f6g7h8i", "type": "EventHook", "alternateId": name,
+                "displayName": name, "detailEntry": null}],
+            "transaction": {"type": "WEB", "id": "Y2vTq3bNx5Ab", "detail": {}},
+            "debugContext": {"debugData": {"requestUri": null}},
+            "request": {"ipChain": [{"ip": "198.51.100.23"}]},
+        })
+    }
+
+    /// The titles of the rules `event` matches.
+    fn titles(rules: &RuleSet, event: &Value) -> Vec<(String, Level)> {
+        let matched = rules.matching(event);
+        matched.iter().map(|r| (r.title.clone(), r.level)).collect()
+    }
+
+    const TAMPERED: &str = "Okta Event Hook of factorwatch Deactivated, Deleted or Changed";
+    const OTHER_HOOK: &str = "Okta Event Hook Created, Activated or Changed";
+
+    #[test]
+    fn factorwatchs_hook_changed_by_anyone_but_factorwatch_is_critical() {
+        let rules = builtin_with_own_client();
+        for verb in ["deactivated", "deleted", "updated"] {
+            let by_admin = hook_event(verb, "factorwatch", admin());
+            assert_eq!(
+                titles(&rules, &by_admin),
+                [(TAMPERED.to_owned(), Level::Critical)],
+                "{verb} by an admin"
+            );
+            let by_other_app = hook_event(verb, "factorwatch", client_app("0oaterraform0001"));
+            assert_eq!(
+                titles(&rules, &by_other_app).len(),
+                1,
+                "{verb} by another app"
+            );
+            let by_factorwatch = hook_event(verb, "factorwatch", client_app(OWN_CLIENT));
+            assert!(
+                rules.matching(&by_factorwatch).is_empty(),
+                "{verb} by factorwatch's own client"
+            );
+        }
+        for verb in ["activated", "verified"] {
+            let event = hook_event(verb, "factorwatch", admin());
+            assert!(rules.matching(&event).is_empty(), "{verb} blinds nothing");
+        }
+        let similar = hook_event("deactivated", "factorwatch-staging", admin());
         assert!(
-            rules.matching(&verified).is_empty(),
-            "verifying changes nothing"
+            rules.matching(&similar).is_empty(),
+            "another deployment's hook, deactivated"
         );
+    }
+
+    #[test]
+    fn another_hook_created_activated_or_changed_is_high() {
+        let rules = builtin_with_own_client();
+        for verb in ["created", "activated", "updated"] {
+            let event = hook_event(verb, "SIEM export", admin());
+            assert_eq!(
+                titles(&rules, &event),
+                [(OTHER_HOOK.to_owned(), Level::High)],
+                "{verb}"
+            );
+            let ours = hook_event(verb, "factorwatch", client_app(OWN_CLIENT));
+            assert!(rules.matching(&ours).is_empty(), "{verb} by factorwatch");
+        }
+        let registered = hook_event("created", "factorwatch-test", client_app(OWN_CLIENT));
+        assert!(
+            rules.matching(&registered).is_empty(),
+            "factorwatch's client registering a hook under another name"
+        );
+        let removed = hook_event("deleted", "SIEM export", admin());
+        assert!(rules.matching(&removed).is_empty(), "one hook fewer");
+    }
+
+    #[test]
+    fn without_configuration_the_hook_rules_guard_a_hook_named_factorwatch() {
+        let rules = builtin();
+        let deactivated = hook_event("deactivated", "FactorWatch", client_app(OWN_CLIENT));
+        assert_eq!(
+            titles(&rules, &deactivated),
+            [(TAMPERED.to_owned(), Level::Critical)],
+            "no client of factorwatch's known: every actor counts, names compare without case"
+        );
+    }
+
+    #[test]
+    fn the_daily_cap_rule_matches_org_rate_limit_warnings_and_violations() {
+        let rules = builtin();
+        let warning = crate::okta::samples::event_hook_cap_warning(280_512);
+        let cap = "Okta Org Rate Limit Warning or Violation (Event Hook Daily Cap)";
+        assert_eq!(titles(&rules, &warning), [(cap.to_owned(), Level::High)]);
+        let mut violation = warning.clone();
+        violation["eventType"] = json!("system.org.rate_limit.violation");
+        assert_eq!(titles(&rules, &violation).len(), 1);
+        for near in [
+            "system.org.rate_limit.burst",
+            "system.operation.rate_limit.warning",
+            "system.client.rate_limit.violation",
+        ] {
+            let mut event = warning.clone();
+            event["eventType"] = json!(near);
+            assert!(rules.matching(&event).is_empty(), "{near}");
+        }
     }
 
     #[test]
@@ -630,6 +779,9 @@ mod tests {
             "user.account.reset_password",
             "user.session.start",
             "event_hook.deactivated",
+            "event_hook.created",
+            "system.org.rate_limit.warning",
+            "system.org.rate_limit.violation",
             "system.log_stream.lifecycle.delete",
         ] {
             assert!(

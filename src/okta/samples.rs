@@ -414,19 +414,24 @@ impl Who {
                 detail: json!({ "requestApiTokenId": API_TOKEN_ID }),
                 ..Self::user(&admin(), API_CLIENT_IP)
             },
-            Initiator::OktaSupport => Self {
-                actor: entity(
-                    SYSTEM_PRINCIPAL_ID,
-                    "SystemPrincipal",
-                    "system@okta.com",
-                    "Okta System",
-                ),
-                origin: None,
-                session: "unknown".to_owned(),
-                detail: json!({}),
-                job: true,
-                via_factor: false,
-            },
+            Initiator::OktaSupport => Self::okta_system(),
+        }
+    }
+
+    /// Okta itself (Okta Support, or the platform's own jobs): no request, no session.
+    fn okta_system() -> Self {
+        Self {
+            actor: entity(
+                SYSTEM_PRINCIPAL_ID,
+                "SystemPrincipal",
+                "system@okta.com",
+                "Okta System",
+            ),
+            origin: None,
+            session: "unknown".to_owned(),
+            detail: json!({}),
+            job: true,
+            via_factor: false,
         }
     }
 }
@@ -600,6 +605,42 @@ pub fn mfa_factor_activate(target: &SampleUser, factor: &str) -> Value {
         target: json!([user_entity(target), enrollment]),
     };
     log_event(Who::of(Initiator::SelfService, target), None, ev)
+}
+
+/// Okta's event hook cap: 400,000 delivered events per org per 24 hours.
+pub const EVENT_HOOK_DAILY_CAP: u64 = 400_000;
+/// Where Okta warns that the org nears [`EVENT_HOOK_DAILY_CAP`].
+pub const EVENT_HOOK_DAILY_WARNING: u64 = 280_000;
+
+/// `system.org.rate_limit.warning` for the event hooks' daily cap, with `count` events delivered
+/// in the 24 hours so far. Okta documents the event type and the numbers
+/// ([`EVENT_HOOK_DAILY_CAP`], [`EVENT_HOOK_DAILY_WARNING`]) but not which `debugData` keys name
+/// the limit and the count: the keys here (`limit`, `threshold`, `count`, `timeSpan`,
+/// `timeUnit`) stand in for whatever Okta writes, so a test should check that the values reach
+/// an alert, not rely on the names. Okta itself is the actor (`SystemPrincipal`); no target.
+pub fn event_hook_cap_warning(count: u64) -> Value {
+    let ev = Event {
+        event_type: "system.org.rate_limit.warning",
+        display_message: "Rate limit warning",
+        legacy_event_type: None,
+        result: "SUCCESS",
+        reason: None,
+        request_uri: None,
+        target: Value::Null,
+    };
+    let mut event = log_event(Who::okta_system(), None, ev);
+    event["severity"] = json!("WARN");
+    let debug_data = &mut event["debugContext"]["debugData"];
+    for (key, value) in [
+        ("limit", EVENT_HOOK_DAILY_CAP.to_string()),
+        ("threshold", EVENT_HOOK_DAILY_WARNING.to_string()),
+        ("count", count.to_string()),
+        ("timeSpan", "24".to_owned()),
+        ("timeUnit", "HOURS".to_owned()),
+    ] {
+        debug_data[key] = json!(value);
+    }
+    event
 }
 
 /// One of the non-MFA event kinds of [`mixed_batch`], picked by `kind` (0..6).

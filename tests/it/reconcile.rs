@@ -232,6 +232,8 @@ async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
     org_wide["displayMessage"] = "Deactivate factor for org".into();
     let mut hook_deactivated = mfa_reset(Duration::from_secs(5));
     hook_deactivated["eventType"] = "event_hook.deactivated".into();
+    hook_deactivated["target"] = json!([{"id": "whoa1b2c3d4e5f6g7h8i", "type": "EventHook",
+        "alternateId": "factorwatch", "displayName": "factorwatch"}]);
     org.okta.publish(vec![hook_deactivated, org_wide.clone()]);
 
     let alerts = wait_for_alert_lines(&data.path().join("alerts.jsonl"), 2, SOON).await;
@@ -317,7 +319,7 @@ async fn tampering_with_the_hook_or_a_log_stream_alerts_through_the_poller_once_
         );
         assert_eq!(
             alert["rule"]["title"],
-            "Okta Event Hook Deactivated, Deleted or Changed"
+            "Okta Event Hook of factorwatch Deactivated, Deleted or Changed"
         );
     }
     let stream = alert_of_type(&alerts, "system.log_stream.lifecycle.delete");
