@@ -20,16 +20,16 @@ use crate::helpers::{
 use crate::okta_standin::{Actor, HookSeed, OktaStandIn};
 
 /// The API Services app the tests register on the stand-in.
-const CLIENT_ID: &str = "0oafactorwatchtest01";
+pub(crate) const CLIENT_ID: &str = "0oafactorwatchtest01";
 /// The id of its key.
 const KEY_ID: &str = "factorwatch-test-1";
 /// How long the tests wait for what should take a few polls.
-const SOON: Duration = Duration::from_secs(30);
+pub(crate) const SOON: Duration = Duration::from_secs(30);
 
 /// An Okta org (the stand-in) with factorwatch's service app registered, and the app's private
 /// key in a file.
-struct Org {
-    okta: OktaStandIn,
+pub(crate) struct Org {
+    pub(crate) okta: OktaStandIn,
     keys: TempDir,
 }
 
@@ -50,13 +50,13 @@ impl Org {
         Org { okta, keys }
     }
 
-    async fn new() -> Org {
+    pub(crate) async fn new() -> Org {
         Self::with_scopes(&["okta.logs.read"]).await
     }
 
     /// A factorwatch configuration reading this org's System Log every 200 ms, with a 1 s grace
     /// for the hook; `extra` is appended (more sections).
-    fn config(&self, data_dir: &Path, extra: &str) -> PathBuf {
+    pub(crate) fn config(&self, data_dir: &Path, extra: &str) -> PathBuf {
         self.config_for(&self.okta.org_url(), data_dir, extra)
     }
 
@@ -89,7 +89,7 @@ builtin_correlations = false
     }
 
     /// The `/api/v1/logs` requests the stand-in received.
-    fn log_requests(&self) -> Vec<crate::okta_standin::Recorded> {
+    pub(crate) fn log_requests(&self) -> Vec<crate::okta_standin::Recorded> {
         let requests = self.okta.requests();
         requests
             .into_iter()
@@ -97,13 +97,13 @@ builtin_correlations = false
             .collect()
     }
 
-    fn assert_spec_kept(&self) {
+    pub(crate) fn assert_spec_kept(&self) {
         assert_eq!(self.okta.spec_violations(), Vec::<String>::new());
     }
 }
 
 /// `factorwatch serve` with `config`, its log in `<data_dir>/factorwatch.log`.
-async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> ChildServer {
+pub(crate) async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> ChildServer {
     let config = config.display().to_string();
     let mut env = env.to_vec();
     env.push(("FACTORWATCH_CONFIG", &config));
@@ -269,7 +269,7 @@ async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
 }
 
 /// The one alert of `alerts` about an event of `event_type`.
-fn alert_of_type<'a>(alerts: &'a [Value], event_type: &str) -> &'a Value {
+pub(crate) fn alert_of_type<'a>(alerts: &'a [Value], event_type: &str) -> &'a Value {
     let found: Vec<&Value> = alerts
         .iter()
         .filter(|alert| alert["event"]["eventType"] == event_type)
