@@ -13,14 +13,16 @@ const CATALOG: &str = include_str!("event_hook_eligible.txt");
 pub fn is_hook_eligible(event_type: &str) -> bool {
     static ELIGIBLE: OnceLock<HashSet<&'static str>> = OnceLock::new();
     ELIGIBLE
-        .get_or_init(|| {
-            CATALOG
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                .collect()
-        })
+        .get_or_init(|| hook_eligible_types().collect())
         .contains(event_type)
+}
+
+/// Every event type an event hook can deliver, in the catalog's order.
+pub fn hook_eligible_types() -> impl Iterator<Item = &'static str> {
+    CATALOG
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The Okta Management API client: authentication (an API Services app with a signed client
 //! assertion and, when the app demands it, DPoP; or a legacy SSWS token), the rate-limit
-//! budget, retries, and the System Log call (`GET /api/v1/logs`).
+//! budget, retries, the System Log call (`GET /api/v1/logs`) and the Event Hooks calls
+//! (`/api/v1/eventHooks`, in [`event_hooks`]).
 //!
 //! Layer 1, beside [`okta`](crate::okta) and independent of it: the wire types this client
 //! needs stay here. What it returns is Okta's bytes ([`LogPage::events`] holds each LogEvent
@@ -13,6 +14,7 @@
 
 mod config;
 mod error;
+mod event_hooks;
 mod headers;
 mod jwt;
 mod rate_limit;
@@ -22,7 +24,9 @@ mod transport;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -30,12 +34,23 @@ use tokio::time::Instant;
 
 pub use self::config::OktaApiConfig;
 pub use self::error::OktaApiError;
+pub use self::event_hooks::{EventHook, HookDefinition};
 use self::headers::{RateLimitHeaders, auth_param, next_link};
 use self::jwt::ClientKey;
-use self::rate_limit::{RateBudget, backoff};
+use self::rate_limit::{Budgets, InFlight, RateBudget, backoff};
 use self::token::{APP_ADVICE, AccessToken, TokenSource};
-use self::transport::{Answer, Endpoint, NoAnswer, Transport};
+use self::transport::{Answer, Call, Endpoint, NoAnswer, Transport};
 use crate::secret::Secret;
+
+/// The OAuth scopes of the calls this client makes: what each capability asks its token for.
+pub mod scopes {
+    /// Read the System Log (reconciliation, backfill, `rules test --okta`).
+    pub const LOGS_READ: &str = "okta.logs.read";
+    /// Read event hooks (`okta doctor`).
+    pub const EVENT_HOOKS_READ: &str = "okta.eventHooks.read";
+    /// Create, change, activate and verify event hooks (`okta register`, `okta rotate-secret`).
+    pub const EVENT_HOOKS_MANAGE: &str = "okta.eventHooks.manage";
+}
 
 /// The most events Okta returns in one page of `/api/v1/logs` (its `limit`).
 pub const MAX_LOGS_PAGE: u32 = 1000;
@@ -44,6 +59,9 @@ pub const MAX_LOGS_PAGE: u32 = 1000;
 const MAX_TRIES: u32 = 5;
 /// The first backoff after a server error or no answer (doubled per try, with jitter).
 const SERVER_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// What to check when Okta refuses a System Log request.
+const LOGS_ADVICE: &str = "check the filter, since and until";
+
 /// The first backoff after a 429 without rate-limit headers: 1 to 2 s, then doubling up to a
 /// minute.
 const RATE_LIMIT_BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -60,9 +78,8 @@ struct Inner {
     org_url: Url,
     logs_url: Url,
     auth: Auth,
-    /// The `/api/v1/logs` bucket's (Okta counts each endpoint apart: a call to another one
-    /// needs a budget of its own).
-    budget: RateBudget,
+    /// One budget per bucket (Okta counts each endpoint family apart).
+    budgets: Budgets,
     transport: Transport,
 }
 
@@ -138,6 +155,16 @@ enum Failure {
 }
 
 impl Failure {
+    /// The error to report when no further try follows.
+    fn into_error(self) -> OktaApiError {
+        match self {
+            Self::Final(error) | Self::Again(error) | Self::Backoff(error) => error,
+            Self::RateLimited(reset_in) => OktaApiError::RateLimited {
+                reset_in: reset_in.unwrap_or_default(),
+            },
+        }
+    }
+
     /// No answer: a timeout or a failed connection is worth another try, an unknown host not.
     fn no_answer(no_answer: NoAnswer, url: &Url) -> Self {
         match no_answer {
@@ -215,7 +242,7 @@ impl OktaClient {
                 org_url,
                 logs_url,
                 auth,
-                budget: RateBudget::new(config.rate_limit_share),
+                budgets: Budgets::new(config.rate_limit_share),
                 transport: Transport::new(http, org),
             }),
         })
@@ -226,23 +253,41 @@ impl OktaClient {
     /// token. Cancel-safe: dropping the future abandons the call and leaves the client usable.
     pub async fn list_logs(&self, request: &LogsRequest) -> Result<LogPage, OktaApiError> {
         let url = self.logs_url(request)?;
-        self.get(Endpoint::Logs, &url, page).await
+        self.call(&Call::get(Endpoint::Logs, url, LOGS_ADVICE), page)
+            .await
     }
 
-    /// `GET url` until `read` takes the answer, at most [`MAX_TRIES`] times: the loop every
+    /// Gets an access token now (OAuth), so that a refused app or a scope it is not granted
+    /// shows before any call; nothing to check for an API token, whose admin's role decides.
+    pub async fn check_credentials(&self) -> Result<(), OktaApiError> {
+        let url = self.inner.org_url.clone();
+        self.authorization(&Method::GET, &url)
+            .await
+            .map(|_| ())
+            .map_err(Failure::into_error)
+    }
+
+    /// True when the client authenticates as an API Services app (scopes apply), false for an
+    /// API token (the admin's role applies).
+    pub fn uses_oauth(&self) -> bool {
+        matches!(self.inner.auth, Auth::OAuth(_))
+    }
+
+    /// Runs `call` until `read` takes the answer, at most [`MAX_TRIES`] times: the loop every
     /// call shares (rate limits waited out, server errors and no answer backed off, one fresh
-    /// token after a 401).
-    async fn get<T>(
+    /// token after a 401). A call that is not [`Call::repeatable`] is not sent again once it
+    /// may have reached Okta (no answer, a server error): a second create would make a second
+    /// hook.
+    async fn call<T>(
         &self,
-        endpoint: Endpoint,
-        url: &Url,
+        call: &Call,
         read: fn(&Url, &Answer) -> Result<T, Failure>,
     ) -> Result<T, OktaApiError> {
         let mut refreshed = false;
         let mut try_number = 0;
         loop {
             try_number += 1;
-            let failure = match self.try_get(endpoint, url, read, &mut refreshed).await {
+            let failure = match self.try_call(call, read, &mut refreshed).await {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
@@ -250,6 +295,7 @@ impl OktaClient {
             match failure {
                 Failure::Final(error) => return Err(error),
                 Failure::Again(error) | Failure::Backoff(error) if last => return Err(error),
+                Failure::Backoff(error) if !call.repeatable => return Err(error),
                 Failure::Again(_) => {}
                 Failure::Backoff(error) => {
                     let wait = backoff(try_number, SERVER_BACKOFF_BASE);
@@ -315,42 +361,59 @@ impl OktaClient {
     }
 
     /// One try: the rate-limit budget, the credentials, the request, the answer.
-    async fn try_get<T>(
+    async fn try_call<T>(
         &self,
-        endpoint: Endpoint,
-        url: &Url,
+        call: &Call,
         read: fn(&Url, &Answer) -> Result<T, Failure>,
         refreshed: &mut bool,
     ) -> Result<T, Failure> {
         let inner = &self.inner;
-        let in_flight = loop {
-            match inner.budget.take(Instant::now()) {
-                Ok(in_flight) => break in_flight,
-                Err(wait) => inner.transport.wait_for_rate_limit(wait).await,
-            }
+        let in_flight = match inner.budgets.of(call.endpoint) {
+            Some(budget) => Some(self.take_budget(budget).await),
+            None => None,
         };
-        let (headers, used) = self.authorization(&Method::GET, url).await?;
-        let request = inner
+        let (headers, used) = self.authorization(&call.method, &call.url).await?;
+        let mut request = inner
             .transport
             .http
-            .get(url.clone())
+            .request(call.method.clone(), call.url.clone())
             .header(ACCEPT, "application/json")
             .headers(headers);
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
         let answer = inner
             .transport
-            .send(endpoint, request)
+            .send(call.endpoint, request)
             .await
-            .map_err(|no_answer| Failure::no_answer(no_answer, url))?;
-        in_flight.answered(
-            RateLimitHeaders::read(&answer.headers, SystemTime::now()),
-            answer.received,
-        );
+            .map_err(|no_answer| Failure::no_answer(no_answer, &call.url))?;
+        if let Some(in_flight) = in_flight {
+            in_flight.answered(
+                RateLimitHeaders::read(&answer.headers, SystemTime::now()),
+                answer.received,
+            );
+        }
         match answer.status {
-            status if status.is_success() => read(url, &answer),
+            status if status.is_success() => read(&call.url, &answer),
             StatusCode::UNAUTHORIZED => Err(self.unauthorized(&answer, used, refreshed).await),
-            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(&answer, endpoint.scope()))),
-            _ => Err(Failure::unavailable(&answer, url)
-                .unwrap_or_else(|| Failure::Final(refused_request(&answer)))),
+            StatusCode::FORBIDDEN => Err(Failure::Final(forbidden(
+                &answer,
+                call.endpoint.scope(&call.method),
+            ))),
+            _ => Err(Failure::unavailable(&answer, &call.url)
+                .unwrap_or_else(|| Failure::Final(refused_request(&answer, call.advice)))),
+        }
+    }
+
+    /// Waits until `budget` lets a request go.
+    async fn take_budget<'a>(&self, budget: &'a RateBudget) -> InFlight<'a> {
+        loop {
+            match budget.take(Instant::now()) {
+                Ok(in_flight) => return in_flight,
+                Err(wait) => self.inner.transport.wait_for_rate_limit(wait).await,
+            }
         }
     }
 
@@ -427,10 +490,10 @@ fn page(url: &Url, answer: &Answer) -> Result<LogPage, Failure> {
     })
 }
 
-/// Another 4xx: the request itself (typically the filter) is wrong.
-fn refused_request(answer: &Answer) -> OktaApiError {
+/// Another 4xx: the request itself is wrong; `advice` says what to check.
+fn refused_request(answer: &Answer, advice: &str) -> OktaApiError {
     OktaApiError::BadRequest(format!(
-        "Okta refused the request ({}): check the filter, since and until",
+        "Okta refused the request ({}): {advice}",
         okta_error(answer)
     ))
 }

@@ -7,6 +7,35 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::headers::RateLimitHeaders;
+use super::transport::Endpoint;
+
+/// One budget per rate-limit bucket this client calls: Okta counts each endpoint family
+/// apart, so a busy poller must not hold back the hook's registration, nor the reverse.
+#[derive(Debug)]
+pub(super) struct Budgets {
+    logs: RateBudget,
+    event_hooks: RateBudget,
+}
+
+impl Budgets {
+    /// `share` of each bucket's window.
+    pub(super) fn new(share: f64) -> Self {
+        Self {
+            logs: RateBudget::new(share),
+            event_hooks: RateBudget::new(share),
+        }
+    }
+
+    /// The budget of `endpoint`'s bucket (the token endpoint is not budgeted: one call per
+    /// token's lifetime).
+    pub(super) fn of(&self, endpoint: Endpoint) -> Option<&RateBudget> {
+        match endpoint {
+            Endpoint::Token => None,
+            Endpoint::Logs => Some(&self.logs),
+            Endpoint::EventHooks => Some(&self.event_hooks),
+        }
+    }
+}
 
 /// The longest backoff between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

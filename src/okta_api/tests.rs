@@ -417,7 +417,7 @@ fn okta_errors_are_summarised_with_their_causes() {
         "400 E0000031: Invalid search criteria. (Invalid filter expression.)"
     );
     assert_eq!(
-        refused_request(&bad_filter).to_string(),
+        refused_request(&bad_filter, LOGS_ADVICE).to_string(),
         "Okta refused the request (400 E0000031: Invalid search criteria. (Invalid filter \
          expression.)): check the filter, since and until"
     );

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use tokio::time::Instant;
 
 use crate::telemetry::metrics::{
@@ -23,6 +23,8 @@ pub(super) enum Endpoint {
     Token,
     /// `GET /api/v1/logs`.
     Logs,
+    /// `/api/v1/eventHooks` and its lifecycle operations (one bucket for the family).
+    EventHooks,
 }
 
 impl Endpoint {
@@ -30,14 +32,45 @@ impl Endpoint {
         match self {
             Self::Token => "token",
             Self::Logs => "logs",
+            Self::EventHooks => "event_hooks",
         }
     }
 
-    /// The OAuth scope a call to it needs (named when Okta's 403 does not say).
-    pub(super) fn scope(self) -> &'static str {
+    /// The OAuth scope a `method` call to it needs (named when Okta's 403 does not say).
+    pub(super) fn scope(self, method: &Method) -> &'static str {
         match self {
             Self::Token => "",
-            Self::Logs => "okta.logs.read",
+            Self::Logs => super::scopes::LOGS_READ,
+            Self::EventHooks if method == Method::GET => super::scopes::EVENT_HOOKS_READ,
+            Self::EventHooks => super::scopes::EVENT_HOOKS_MANAGE,
+        }
+    }
+}
+
+/// One request to the API, as often as the retry loop sends it.
+#[derive(Debug)]
+pub(super) struct Call {
+    pub endpoint: Endpoint,
+    pub method: Method,
+    pub url: reqwest::Url,
+    /// A JSON body.
+    pub body: Option<Vec<u8>>,
+    /// Whether sending it twice does no harm (not a create).
+    pub repeatable: bool,
+    /// What to check when Okta refuses it with a 4xx.
+    pub advice: &'static str,
+}
+
+impl Call {
+    /// A `GET`: repeatable, no body.
+    pub(super) fn get(endpoint: Endpoint, url: reqwest::Url, advice: &'static str) -> Self {
+        Self {
+            endpoint,
+            method: Method::GET,
+            url,
+            body: None,
+            repeatable: true,
+            advice,
         }
     }
 }
