@@ -11,15 +11,30 @@ use crate::config::Config;
 /// Succeeds if the receiver the configuration at `path` describes answers `/healthz` with 2xx.
 pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    let (url, response) = local_request(&config, "/healthz").await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    Ok(())
+}
+
+/// `GET path` on the receiver `config` describes, from this machine; returns the URL and the
+/// answer.
+pub async fn local_request(
+    config: &Config,
+    path: &str,
+) -> anyhow::Result<(String, reqwest::Response)> {
     let mut addr = config.server.listen;
     if addr.ip().is_unspecified() {
         // Listening on every interface: loopback reaches it from inside the container.
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     // With [server.tls] the listener speaks HTTPS. The certificate names the public host, not
-    // loopback, so it is not verified: this only asks our own process whether it is up.
+    // loopback, so it is not verified: this only asks our own process.
     let tls = config.server.tls.is_some();
-    let url = format!("{}://{addr}/healthz", if tls { "https" } else { "http" });
+    let url = format!("{}://{addr}{path}", if tls { "https" } else { "http" });
     let response = reqwest::Client::builder()
         .danger_accept_invalid_certs(tls)
         .build()?
@@ -28,10 +43,5 @@ pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("{url} unreachable"))?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "{url} answered {}",
-        response.status()
-    );
-    Ok(())
+    Ok((url, response))
 }

@@ -12,6 +12,7 @@
 //! | `sinks test` | [`sinks`] | the outcome of a test alert per sink |
 //! | `dlq list`, `dlq replay`, `dlq purge` | [`dlq`] | the admin API's answers |
 //! | `healthcheck` | [`healthcheck`] | nothing (the exit status) |
+//! | `okta register`, `okta doctor` | [`okta`] | the hook's plan and each step; whether the org is covered and what to do |
 
 mod admin_client;
 pub mod backfill;
@@ -19,6 +20,7 @@ pub mod check_config;
 pub mod demo;
 pub mod dlq;
 pub mod healthcheck;
+pub mod okta;
 pub mod rules;
 pub mod simulate;
 pub mod sinks;
@@ -110,6 +112,11 @@ enum Command {
     },
     /// Exit 0 if the receiver at the configured address answers /healthz (for container health checks).
     Healthcheck,
+    /// The event hook through Okta's Management API (`[okta.api]`): register it, check it.
+    Okta {
+        #[command(subcommand)]
+        command: okta::OktaCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { keep } => demo::run(keep).await,
         Command::Healthcheck => healthcheck::run(config_path).await,
+        Command::Okta { command } => okta::run(config_path, command).await,
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => rules::check(paths, config_path),

@@ -94,7 +94,7 @@ pub fn of_rules<'a>(rules: impl IntoIterator<Item = &'a SigmaRule>) -> EventType
 }
 
 /// The event types one rule can match: any of its conditions.
-fn of_rule(rule: &SigmaRule) -> EventTypes {
+pub fn of_rule(rule: &SigmaRule) -> EventTypes {
     let named = &rule.detection.named;
     rule.detection
         .conditions

@@ -353,6 +353,22 @@ impl RuleSet {
         super::event_types::of_rules(&self.sigma_rules)
     }
 
+    /// Each detection rule (correlations' inputs included) with the event types it can match:
+    /// what an event hook must deliver, or the System Log must bring, for it to fire.
+    pub fn event_types_by_rule(&self) -> Vec<(RuleRef, super::event_types::EventTypes)> {
+        self.described
+            .iter()
+            .filter(|d| d.correlates.is_none())
+            .filter_map(|d| {
+                let rule = self
+                    .sigma_rules
+                    .iter()
+                    .find(|rule| rule.id.as_deref() == Some(d.rule.id.as_str()))?;
+                Some((d.rule.clone(), super::event_types::of_rule(rule)))
+            })
+            .collect()
+    }
+
     /// True when the set holds correlation rules (and the detector must keep their state).
     pub fn has_correlations(&self) -> bool {
         !self.correlations.is_empty()

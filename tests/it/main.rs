@@ -18,6 +18,8 @@ mod fleet;
 mod helpers;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod hook_guard;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod hook_register;
 mod hostile;
 mod http_contract;
 // The docs' code blocks, read as the docs tests read them (some examples are checked here).

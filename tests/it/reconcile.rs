@@ -35,7 +35,7 @@ pub(crate) struct Org {
 
 impl Org {
     /// The stand-in with the app granted `scopes`, its key pair made here (EC P-256).
-    async fn with_scopes(scopes: &[&str]) -> Org {
+    pub(crate) async fn with_scopes(scopes: &[&str]) -> Org {
         let okta = OktaStandIn::start().await;
         let key = rcgen::KeyPair::generate().unwrap();
         okta.add_service_app(
@@ -112,7 +112,7 @@ pub(crate) async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) 
 }
 
 /// An MFA reset of a sample user by an admin, published `ago` before now.
-fn mfa_reset(ago: Duration) -> Value {
+pub(crate) fn mfa_reset(ago: Duration) -> Value {
     let users = samples::users();
     let transaction = uuid::Uuid::new_v4().to_string();
     let mut event = samples::mfa_factor_deactivate(
@@ -568,7 +568,7 @@ const DOC_EXAMPLE: &str = "console,ignore,okta-stand-in";
 
 /// Checks that the example of docs/okta-setup.md whose command starts with `command` shows
 /// `output`, once each `(found, shown)` pair is replaced.
-fn assert_documented(command: &str, output: &str, shown_as: &[(&str, &str)]) {
+pub(crate) fn assert_documented(command: &str, output: &str, shown_as: &[(&str, &str)]) {
     let doc = Path::new("docs/okta-setup.md");
     let block = crate::markdown::blocks(doc)
         .into_iter()
