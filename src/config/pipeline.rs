@@ -80,7 +80,10 @@ impl Config {
 
     /// `[okta] hook_name`, or `factorwatch`.
     fn top_level_hook_name(&self) -> String {
-        (self.okta.hook_name.clone()).unwrap_or_else(|| DEFAULT_HOOK_NAME.into())
+        self.okta
+            .hook_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HOOK_NAME.into())
     }
 
     /// The directory of the spool (and default alert file) of the org named `org`.
@@ -113,7 +116,9 @@ impl Config {
                 .as_deref()
                 .unwrap_or(crate::cluster::DEFAULT_KEY_PREFIX);
             cluster.key_prefix = Some(format!("{prefix}org:{}:", org.name));
-            let hook_name = (org.hook_name.clone())
+            let hook_name = org
+                .hook_name
+                .clone()
                 .unwrap_or_else(|| format!("{DEFAULT_HOOK_NAME}-{}", org.name));
             let rules = org.rules.as_ref().unwrap_or(&self.rules);
             PipelineConfig {
@@ -163,7 +168,9 @@ fn deployment_rules(
         (HOOK_NAMES, hook_name),
         (API_CLIENTS, client_id.unwrap_or(NO_API_CLIENT)),
     ] {
-        (rules.placeholders.entry(name.to_owned()))
+        rules
+            .placeholders
+            .entry(name.to_owned())
             .or_insert_with(|| vec![placeholders::literal(value)]);
     }
     rules
