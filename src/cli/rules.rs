@@ -19,11 +19,11 @@ use crate::okta::export::read_log_events;
 use crate::okta_api::{MAX_LOGS_PAGE, OktaClient};
 use crate::reconcile::backfill::{Window, WindowReader};
 
-/// The `[rules]` of the configuration file `config` (`--config`), as `serve` reads it; the
-/// defaults without one.
+/// The `[rules]` of the configuration file `config` (`--config`), as `serve` runs the top-level
+/// org's (deployment placeholders filled); the defaults without one.
 fn rules_config(config: Option<&Path>) -> anyhow::Result<RulesConfig> {
     match config {
-        Some(path) => Ok(Config::load(Some(path))?.rules),
+        Some(path) => Ok(Config::load(Some(path))?.top_level_rules()),
         None => Ok(RulesConfig::default()),
     }
 }

@@ -68,6 +68,24 @@ impl Config {
         sinks_or_default(&self.sinks, &self.storage.data_dir)
     }
 
+    /// The top-level org's `[rules]` as its pipeline runs them: with the deployment placeholders
+    /// filled from `[okta]` (what `rules check` and `rules test` apply with `--config`).
+    pub fn top_level_rules(&self) -> RulesConfig {
+        deployment_rules(
+            &self.rules,
+            &self.top_level_hook_name(),
+            self.okta.api.as_ref(),
+        )
+    }
+
+    /// `[okta] hook_name`, or `factorwatch`.
+    fn top_level_hook_name(&self) -> String {
+        self.okta
+            .hook_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HOOK_NAME.into())
+    }
+
     /// The directory of the spool (and default alert file) of the org named `org`.
     pub fn org_data_dir(&self, org: &str) -> PathBuf {
         self.storage.data_dir.join("orgs").join(org)
@@ -76,23 +94,20 @@ impl Config {
     /// Every org to serve, defaults resolved: the top-level org first (unless `[[okta.orgs]]`
     /// are configured and it has no secret), then each `[[okta.orgs]]` in order.
     pub fn pipelines(&self) -> Vec<PipelineConfig> {
-        let top_level = (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| {
-            let hook_name =
-                (self.okta.hook_name.clone()).unwrap_or_else(|| DEFAULT_HOOK_NAME.into());
-            PipelineConfig {
+        let top_level =
+            (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| PipelineConfig {
                 org: None,
                 hook_path: self.server.hook_path.clone(),
                 auth_header: self.okta.auth_header.clone(),
                 secrets: self.okta.secrets.clone(),
-                rules: deployment_rules(&self.rules, &hook_name, self.okta.api.as_ref()),
-                hook_name,
+                hook_name: self.top_level_hook_name(),
+                rules: self.top_level_rules(),
                 sinks: self.effective_sinks(),
                 data_dir: self.storage.data_dir.clone(),
                 cluster: self.cluster.clone(),
                 api: self.okta.api.clone(),
                 reconcile: self.okta.reconcile.clone(),
-            }
-        });
+            });
         let orgs = self.okta.orgs.iter().map(|org| {
             let data_dir = self.org_data_dir(&org.name);
             let mut cluster = self.cluster.clone();
@@ -101,7 +116,9 @@ impl Config {
                 .as_deref()
                 .unwrap_or(crate::cluster::DEFAULT_KEY_PREFIX);
             cluster.key_prefix = Some(format!("{prefix}org:{}:", org.name));
-            let hook_name = (org.hook_name.clone())
+            let hook_name = org
+                .hook_name
+                .clone()
                 .unwrap_or_else(|| format!("{DEFAULT_HOOK_NAME}-{}", org.name));
             let rules = org.rules.as_ref().unwrap_or(&self.rules);
             PipelineConfig {
@@ -151,7 +168,9 @@ fn deployment_rules(
         (HOOK_NAMES, hook_name),
         (API_CLIENTS, client_id.unwrap_or(NO_API_CLIENT)),
     ] {
-        (rules.placeholders.entry(name.to_owned()))
+        rules
+            .placeholders
+            .entry(name.to_owned())
             .or_insert_with(|| vec![placeholders::literal(value)]);
     }
     rules

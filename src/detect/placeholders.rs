@@ -12,8 +12,9 @@
 //! Two placeholders name this deployment itself, for the rules that guard factorwatch's own hook:
 //! [`HOOK_NAMES`] and [`API_CLIENTS`]. The configuration fills them for each org (from its
 //! `hook_name` and its `[okta.api]` `client_id`) unless `[rules.placeholders]` defines them, and
-//! without any configuration they take [`DEPLOYMENT_DEFAULTS`], so that the built-in rules load
-//! anywhere, `factorwatch rules check` on a bare rules folder included.
+//! without any configuration they take built-in defaults ([`DEFAULT_HOOK_NAME`],
+//! [`NO_API_CLIENT`]), so that the built-in rules load anywhere, `factorwatch rules check` on a
+//! bare rules folder included.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +34,7 @@ pub const DEFAULT_HOOK_NAME: &str = "factorwatch";
 /// since Okta's ids are letters and digits only.
 pub const NO_API_CLIENT: &str = "(no OAuth client_id in [okta.api])";
 /// The values of the deployment placeholders when nothing else defines them.
-pub const DEPLOYMENT_DEFAULTS: [(&str, &str); 2] = [
+const DEPLOYMENT_DEFAULTS: [(&str, &str); 2] = [
     (HOOK_NAMES, DEFAULT_HOOK_NAME),
     (API_CLIENTS, NO_API_CLIENT),
 ];

@@ -356,6 +356,44 @@ fn rules_check_and_rules_test_take_placeholders_and_privileged_users_from_the_co
     );
 }
 
+#[test]
+fn rules_test_with_the_config_guards_the_hook_it_names() {
+    let dir = TempDir::new().unwrap();
+    let admin = &factorwatch::okta::samples::users()[1];
+    let deactivated = |hook: &str| {
+        serde_json::json!({
+            "uuid": uuid::Uuid::new_v4().to_string(), "published": "2026-12-05T07:40:00.000Z",
+            "eventType": "event_hook.deactivated", "displayMessage": "Deactivate event hook",
+            "actor": {"id": admin.id, "type": "User", "alternateId": admin.login,
+                "displayName": admin.display_name},
+            "outcome": {"result": "SUCCESS"},
+            "target": [{"id": "whoa1b2c3d4e5f6g7h8i", "type": "EventHook", "alternateId": hook,
+                "displayName": hook}],
+        })
+    };
+    let ours = deactivated("okta-guard");
+    let export = dir.path().join("export.json");
+    let events = serde_json::json!([ours, deactivated("factorwatch")]);
+    std::fs::write(&export, events.to_string()).unwrap();
+    let config = dir.path().join("factorwatch.toml");
+    std::fs::write(&config, "[okta]\nhook_name = \"okta-guard\"\n").unwrap();
+    let (export, config) = (export.to_str().unwrap(), config.to_str().unwrap());
+
+    let output = factorwatch(
+        &["rules", "test", "--builtin", "--config", config, export],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["event"]["uuid"], ours["uuid"]);
+    assert_eq!(alerts[0]["level"], "critical");
+    assert_eq!(alerts[0]["actor"]["alternateId"], admin.login);
+}
+
 /// `sinks test` on a fresh install, before any `serve`, creates the default alert file's
 /// directory (the data directory) and delivers.
 #[test]
