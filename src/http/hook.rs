@@ -19,7 +19,9 @@ use crate::clock::now_ms;
 use crate::okta::EnvelopeCheck;
 use crate::secret::Use;
 use crate::spool::SpoolError;
-use crate::telemetry::metrics::{ACK_LATENCY_SECONDS, EVENTS_RECEIVED_TOTAL};
+use crate::telemetry::metrics::{
+    ACK_LATENCY_SECONDS, EVENTS_RECEIVED_TOTAL, OKTA_SECRET_LAST_USED_TIMESTAMP_SECONDS,
+};
 
 /// The header Okta's verification GET carries.
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
@@ -95,13 +97,21 @@ async fn store_batch(
 }
 
 /// Checks the configured auth header against every accepted secret, in constant time, and
-/// records the use of the secret that matched.
+/// records the use of the secret that matched (a delivery's in a gauge too).
 fn authenticate(state: &HookState, headers: &HeaderMap, used_for: Use) -> Result<(), ApiError> {
     let presented = presented_secret(state, headers)?;
-    match state.secrets.authenticate(presented.as_bytes(), used_for) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::Unauthorized("auth header value not accepted")),
+    let fingerprint = state
+        .secrets
+        .authenticate(presented.as_bytes(), used_for)
+        .ok_or(ApiError::Unauthorized("auth header value not accepted"))?;
+    if used_for == Use::Delivery {
+        let fingerprint = fingerprint.to_string();
+        let labels =
+            crate::telemetry::org_labels(state.org.as_deref(), &[("fingerprint", &fingerprint)]);
+        metrics::gauge!(OKTA_SECRET_LAST_USED_TIMESTAMP_SECONDS, labels)
+            .set(now_ms() as f64 / 1000.0);
     }
+    Ok(())
 }
 
 /// The value of the org's auth header.

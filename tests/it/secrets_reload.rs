@@ -103,6 +103,19 @@ impl Rotation {
         response.json().await.unwrap()
     }
 
+    /// The `/metrics` text.
+    async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.server.addr);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// How many log lines contain `text`.
     fn logged(&self, text: &str) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -155,6 +168,12 @@ async fn a_secret_rotates_through_the_file_without_a_restart() {
     assert!(new_view["last_verification"].is_string(), "{view}");
     assert!(old_view["last_delivery"].as_str() <= new_view["last_delivery"].as_str());
     assert!(old_view["last_verification"].is_null(), "{view}");
+    let metrics = rotation.metrics().await;
+    let gauge = format!(
+        "factorwatch_okta_secret_last_used_timestamp_seconds{{fingerprint=\"{}\",org=\"{ORG}\"}}",
+        new_view["fingerprint"].as_str().unwrap()
+    );
+    assert!(metrics.contains(&gauge), "{gauge} in\n{metrics}");
 
     // The old secret removed from the file, reloaded on SIGHUP: refused, the new one accepted.
     rotation.write_secrets(&[&new]);
@@ -199,7 +218,7 @@ async fn a_secret_rotates_through_the_file_without_a_restart() {
     // Neither secret was ever logged (the refusals are, at warn level and above), nor shown by
     // the admin API.
     let log = std::fs::read_to_string(&rotation.log).unwrap();
-    let shown = format!("{log}\n{view}\n{reloaded}\n{refused}");
+    let shown = format!("{log}\n{view}\n{reloaded}\n{refused}\n{metrics}");
     for secret in [&old, &new] {
         assert!(!shown.contains(secret.as_str()), "{shown}");
     }
