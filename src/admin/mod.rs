@@ -12,11 +12,14 @@
 //! | `POST /dlq/replay?org=&sink=&id=` | move them back to their outbox, as new |
 //! | `POST /dlq/purge?org=&sink=&id=&all=` | delete them for good (`all=true` needed without a filter) |
 //! | `POST /backfill?org=` | read a window of the System Log through detection ([`backfill`]) |
+//! | `GET /secrets?org=` | the secrets the org's hook accepts: source, fingerprint, last use ([`secrets`]) |
+//! | `POST /secrets/reload?org=` | read them again (the secrets file) and swap them in |
 //!
 //! Each org has its own spool, so a request is about one org: `org` names a `[[okta.orgs]]`
 //! org; without it, the top-level org.
 
 pub mod backfill;
+pub mod secrets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use tokio::sync::Notify;
 
 use crate::clock::rfc3339;
 use crate::reconcile::backfill::Backfill;
-use crate::secret::SecretSet;
+use crate::secret::{HookSecrets, SecretSet};
 use crate::spool::{OutboxEntry, Spool};
 
 /// What the admin handlers share.
@@ -47,13 +50,15 @@ pub struct AdminState {
     pub data_dir: PathBuf,
 }
 
-/// One org's dead letters (its spool and its sinks) and its backfill.
+/// One org's dead letters (its spool and its sinks), its backfill and its hook's secrets.
 #[derive(Clone)]
 pub struct AdminOrg {
     /// The `[[okta.orgs]]` name; `None`: the top-level org.
     pub org: Option<String>,
     /// The spool holding the dead letters.
     pub spool: Arc<Spool>,
+    /// The secrets its hook accepts.
+    pub secrets: Arc<HookSecrets>,
     /// Reading a window of its System Log through detection; `None` without `[okta.api]`.
     pub backfill: Option<Backfill>,
     /// Each configured sink and the wake-up of its forwarder.
@@ -176,6 +181,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/dlq/replay", post(replay))
         .route("/dlq/purge", post(purge))
         .route("/backfill", post(backfill::backfill))
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/reload", post(secrets::reload))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }

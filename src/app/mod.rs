@@ -6,7 +6,7 @@
 //!
 //! [`pipeline`] builds and starts each org's pipeline (and its System Log poller), [`probe`]
 //! checks each org's Okta API access for `check-config`, [`workers`] holds the tasks the orgs share
-//! (maintenance, rules reload on SIGHUP), [`shutdown`] the HTTP phase and the order it stops in.
+//! (maintenance, rules and secrets reload on SIGHUP), [`shutdown`] the HTTP phase and the order it stops in.
 
 mod pipeline;
 mod probe;
@@ -32,7 +32,7 @@ pub use pipeline::{Preflight, RECONCILE_SCOPES, preflight, system_log_filter};
 pub use probe::{OktaProbe, probe_okta};
 use shutdown::Serving;
 pub use shutdown::shutdown_signal;
-use workers::{Hangups, Workers, catch_hangups, maintenance, reload_rules_on_sighup};
+use workers::{Hangups, Workers, catch_hangups, maintenance, reload_on_sighup};
 
 /// A built, not yet running, factorwatch.
 pub struct Application {
@@ -108,7 +108,7 @@ impl Application {
             replica: &replica,
         };
         let orgs = pipeline::start_all(self.pipelines, &shared, workers)?;
-        workers.spawn(|stop| reload_rules_on_sighup(orgs.reloads, self.hangups, stop));
+        workers.spawn(|stop| reload_on_sighup(orgs.reloads, self.hangups, stop));
         let server = &self.config.server;
         let guard = Guard::new(server);
         let (statuses, rate_limit) = (orgs.statuses.clone(), guard.rate_limit());

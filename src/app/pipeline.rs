@@ -10,7 +10,7 @@ use axum::http::HeaderName;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::workers::{RulesReload, Workers, record_rules_loaded};
+use super::workers::{OrgReload, Workers, record_rules_loaded};
 use crate::admin::AdminOrg;
 use crate::cluster::SharedState;
 use crate::config::{Config, PipelineConfig, ServerConfig, SinkConfig};
@@ -22,7 +22,7 @@ use crate::http::{HookState, OrgStatus};
 use crate::okta_api::OktaClient;
 use crate::reconcile::backfill::Backfill;
 use crate::reconcile::{ALWAYS_READ_PREFIX, FilterSource, Poller, PollerStatus};
-use crate::secret::SecretSet;
+use crate::secret::{HookSecrets, SourcedSecret};
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
 use crate::telemetry::tally::Tallies;
@@ -37,10 +37,11 @@ pub struct Preflight {
     pub(super) tls: Option<ReloadingTls>,
 }
 
-/// One org's configuration with its rules loaded, its sinks built, and its Okta API client when
-/// `[okta.api]` is set.
+/// One org's configuration with its secrets read, its rules loaded, its sinks built, and its Okta
+/// API client when `[okta.api]` is set.
 pub(super) struct PreparedPipeline {
     config: PipelineConfig,
+    secrets: Vec<SourcedSecret>,
     rules: RuleSet,
     sinks: Vec<Arc<dyn Sink>>,
     okta: Option<OktaClient>,
@@ -65,9 +66,10 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
 }
 
 impl PreparedPipeline {
-    /// Loads the org's rules and builds its sinks; errors name the org.
+    /// Reads the org's secrets, loads its rules and builds its sinks; errors name the org.
     fn new(config: PipelineConfig) -> anyhow::Result<Self> {
         let scope = |err| config.scoped(err);
+        let secrets = config.secrets.read().map_err(|err| scope(err.into()))?;
         let rules = RuleSet::load(&config.rules).map_err(scope)?;
         let sinks = config
             .sinks
@@ -80,6 +82,7 @@ impl PreparedPipeline {
         let okta = api_client(&config).map_err(scope)?;
         Ok(Self {
             config,
+            secrets,
             rules,
             sinks,
             okta,
@@ -112,6 +115,8 @@ pub(super) struct Pipeline {
     spool: Arc<Spool>,
     /// Its rules in force (reloaded on SIGHUP).
     rules: SharedRules,
+    /// The secrets its hook accepts (reloaded on SIGHUP and through the admin API).
+    secrets: Arc<HookSecrets>,
     /// Its destinations, one forwarder each.
     sinks: Vec<Arc<dyn Sink>>,
     /// Its Okta API client, when `[okta.api]` is set.
@@ -128,8 +133,8 @@ struct Started {
     status: OrgStatus,
     /// Its dead letters, for the admin API.
     admin: AdminOrg,
-    /// Its rules, for SIGHUP.
-    reload: RulesReload,
+    /// Its rules and secrets, for SIGHUP.
+    reload: OrgReload,
 }
 
 /// What every running pipeline handed over, gathered by who takes it, in pipeline order.
@@ -142,7 +147,7 @@ pub(super) struct Orgs {
     /// For the admin API.
     pub(super) admin: Vec<AdminOrg>,
     /// For the SIGHUP handler.
-    pub(super) reloads: Vec<RulesReload>,
+    pub(super) reloads: Vec<OrgReload>,
 }
 
 impl Orgs {
@@ -196,6 +201,7 @@ impl Pipeline {
     pub(super) fn open(prepared: PreparedPipeline, max_backlog_bytes: u64) -> anyhow::Result<Self> {
         let PreparedPipeline {
             config,
+            secrets,
             rules,
             sinks,
             okta,
@@ -208,10 +214,12 @@ impl Pipeline {
             .map_err(scope)?;
         sinks::prepare_all(&config.sinks);
         warn_about_stranded_alerts(&spool, &config.sinks);
+        let secrets = HookSecrets::new(org.clone(), config.secrets.clone(), &secrets);
         Ok(Self {
             org,
             spool: Arc::new(spool),
             rules: SharedRules::new(rules),
+            secrets: Arc::new(secrets),
             sinks,
             okta,
             config,
@@ -252,10 +260,11 @@ impl Pipeline {
                 reconcile,
             },
             admin: self.admin_org(wakes),
-            reload: RulesReload {
+            reload: OrgReload {
                 org: self.org,
                 rules: self.rules,
                 config: self.config.rules,
+                secrets: self.secrets,
             },
         })
     }
@@ -378,7 +387,7 @@ impl Pipeline {
             org: self.org.clone(),
             path: self.config.hook_path.clone(),
             spool: self.spool.clone(),
-            secrets: Arc::new(SecretSet::new(&self.config.secrets)),
+            secrets: self.secrets.clone(),
             auth_header,
             max_body_bytes: server.max_body_bytes,
             request_timeout: server.request_timeout,
@@ -386,12 +395,13 @@ impl Pipeline {
         }
     }
 
-    /// The org's dead letters and sinks, each with its forwarder's wake-up, and its backfill,
-    /// for the admin API.
+    /// The org's dead letters and sinks, each with its forwarder's wake-up, its backfill and its
+    /// secrets, for the admin API.
     fn admin_org(&self, wakes: Wakes) -> AdminOrg {
         AdminOrg {
             org: self.config.org.clone(),
             spool: self.spool.clone(),
+            secrets: self.secrets.clone(),
             backfill: self.backfill(&wakes),
             sinks: self
                 .sinks

@@ -1,6 +1,6 @@
 //! The tasks that run until shutdown: [`Workers`] holds them all (each org's detector and
-//! forwarders too); here are the ones the orgs share, the periodic maintenance and the rules
-//! reload on SIGHUP.
+//! forwarders too); here are the ones the orgs share, the periodic maintenance and the reload
+//! of rules and secrets on SIGHUP.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::config::RulesConfig;
 use crate::detect::SharedRules;
 use crate::http::OrgStatus;
 use crate::http::guard::RateLimit;
+use crate::secret::HookSecrets;
 use crate::telemetry::metrics::{RULE_RELOAD_FAILURES_TOTAL, RULES_LOADED};
 
 /// How often expired de-duplication keys are pruned (also the spool's write heartbeat).
@@ -41,14 +42,16 @@ impl Workers {
     }
 }
 
-/// One org's rules, for reloading on SIGHUP.
-pub(super) struct RulesReload {
+/// One org's rules and secrets, for reloading on SIGHUP.
+pub(super) struct OrgReload {
     /// Names the org in the reload's log line and metrics.
     pub(super) org: Option<Arc<str>>,
     /// The set in force, swapped on a successful reload.
     pub(super) rules: SharedRules,
     /// What to load again.
     pub(super) config: RulesConfig,
+    /// The secrets its hook accepts, read again from their sources.
+    pub(super) secrets: Arc<HookSecrets>,
 }
 
 /// SIGHUP, caught from the moment the application starts building: SIGHUP's default action
@@ -64,7 +67,7 @@ pub(super) fn catch_hangups() -> Hangups {
         use tokio::signal::unix::{SignalKind, signal};
         signal(SignalKind::hangup())
             .inspect_err(|err| {
-                tracing::warn!(error = %err, "cannot listen for SIGHUP; rules reload needs a restart")
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; reloading rules and secrets needs a restart or the admin API")
             })
             .ok()
     }
@@ -75,10 +78,11 @@ pub(super) fn record_rules_loaded(org: Option<&str>, count: usize) {
     metrics::gauge!(RULES_LOADED, crate::telemetry::org_labels(org, &[])).set(count as f64);
 }
 
-/// Reloads every org's rules on SIGHUP, without stopping intake or detection. A reload that
-/// fails keeps that org's rules in force and logs why; the other orgs' reloads go on.
-pub(super) async fn reload_rules_on_sighup(
-    reloads: Vec<RulesReload>,
+/// Reloads every org's secrets and rules on SIGHUP, without stopping intake or detection. A
+/// reload that fails keeps that org's secrets or rules in force and logs why; the other reloads
+/// go on.
+pub(super) async fn reload_on_sighup(
+    reloads: Vec<OrgReload>,
     hangups: Hangups,
     shutdown: CancellationToken,
 ) {
@@ -93,6 +97,8 @@ pub(super) async fn reload_rules_on_sighup(
                 _ = shutdown.cancelled() => return,
             }
             for reload in &reloads {
+                // Logged by the reload itself, success or refusal.
+                let _ = reload.secrets.reload("SIGHUP").await;
                 reload_rules(reload).await;
             }
         }
@@ -106,7 +112,7 @@ pub(super) async fn reload_rules_on_sighup(
 
 /// Reloads one org's rules, off the async threads (compiling rules takes a while).
 #[cfg(unix)]
-async fn reload_rules(reload: &RulesReload) {
+async fn reload_rules(reload: &OrgReload) {
     let org = reload.org.as_deref();
     let (shared, config) = (reload.rules.clone(), reload.config.clone());
     let outcome = tokio::task::spawn_blocking(move || shared.reload(&config)).await;

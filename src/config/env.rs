@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use super::{ClusterMode, Config, LogFormat, ServerUrl};
 use crate::http::parse_listen_addr;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretSource};
 
 /// The value of one environment variable, `None` when unset or empty.
 fn env_var(name: &str) -> Option<String> {
@@ -34,6 +34,9 @@ impl Config {
         }
         if let Some(secrets) = env_var("FACTORWATCH_OKTA_SECRETS") {
             self.okta.secrets = split_secrets(&secrets, ',');
+            self.okta.secrets_origin = SecretSource::Env {
+                variable: "FACTORWATCH_OKTA_SECRETS".into(),
+            };
         }
         if let Some(file) = env_var("FACTORWATCH_OKTA_SECRETS_FILE") {
             self.okta.secrets_file = Some(PathBuf::from(file));

@@ -4,7 +4,8 @@
 //! Unknown keys are rejected with their name, so a typo never silently falls back to a default.
 //!
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config` or `FACTORWATCH_CONFIG`),
-//! then the `FACTORWATCH_*` environment variables listed on [`Config::apply_env`].
+//! then the `FACTORWATCH_*` environment variables listed on [`Config::apply_env`]. Secrets files are
+//! read when an org's pipeline is prepared (and again on reload), not here.
 
 use std::path::Path;
 
@@ -63,7 +64,6 @@ impl Config {
             None => Self::default(),
         };
         config.apply_env()?;
-        config.load_secrets_file()?;
         config.validate()?;
         Ok(config)
     }

@@ -1,6 +1,6 @@
 //! `[okta]` and `[[okta.orgs]]`: which orgs are served, on which paths, with which secrets.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use super::{Config, RulesConfig, SinkConfig};
 use crate::http::check_hook_path;
 use crate::okta_api::OktaApiConfig;
 use crate::reconcile::ReconcileConfig;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretSource};
 use crate::sinks::check_sinks;
 
 /// `[okta]`: authentication of Okta's requests.
@@ -24,8 +24,13 @@ pub struct OktaConfig {
     /// Every value accepted as Okta's "Authentication secret". List the old and the new value while
     /// rotating. Env: `FACTORWATCH_OKTA_SECRETS` (comma-separated).
     pub secrets: Vec<Secret>,
+    /// Where `secrets` came from: this file, or `FACTORWATCH_OKTA_SECRETS` when it is set (not a
+    /// key of the file; `GET /secrets` shows it).
+    #[serde(skip)]
+    pub secrets_origin: SecretSource,
     /// A file holding accepted secrets, one per line (blank lines and `#` comments ignored), read at
-    /// start; added to `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
+    /// start and again on every secrets reload (SIGHUP, `POST /secrets/reload`); accepted beside
+    /// `secrets`. Env: `FACTORWATCH_OKTA_SECRETS_FILE`.
     pub secrets_file: Option<PathBuf>,
     /// The name of the top-level org's event hook in Okta: the hook `factorwatch okta register`
     /// creates, and the one the built-in tamper rule guards (`%factorwatch_hook_names%`).
@@ -50,12 +55,20 @@ impl Default for OktaConfig {
         Self {
             auth_header: default_auth_header(),
             secrets: Vec::new(),
+            secrets_origin: SecretSource::Config,
             secrets_file: None,
             hook_name: None,
             api: None,
             reconcile: ReconcileConfig::default(),
             orgs: Vec::new(),
         }
+    }
+}
+
+impl OktaConfig {
+    /// True when the top-level org has secrets or a secrets file.
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty() || self.secrets_file.is_some()
     }
 }
 
@@ -83,7 +96,7 @@ pub struct OrgConfig {
     #[serde(default)]
     pub secrets: Vec<Secret>,
     /// A file holding more of this org's secrets, one per line (blank lines and `#` comments
-    /// ignored), read at start; added to `secrets`.
+    /// ignored), read at start and again on every secrets reload; accepted beside `secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<PathBuf>,
     /// The name of this org's event hook in Okta, as `[okta] hook_name`. Unset:
@@ -108,22 +121,6 @@ pub struct OrgConfig {
 }
 
 impl Config {
-    /// Adds the secrets of `okta.secrets_file` and of each org's `secrets_file`.
-    pub(super) fn load_secrets_file(&mut self) -> anyhow::Result<()> {
-        let okta = &mut self.okta;
-        if let Some(path) = &okta.secrets_file {
-            okta.secrets
-                .extend(read_secrets_file(path, "okta.secrets_file")?);
-        }
-        for org in &mut okta.orgs {
-            if let Some(path) = &org.secrets_file {
-                let key = format!("okta.orgs {:?}: secrets_file", org.name);
-                org.secrets.extend(read_secrets_file(path, &key)?);
-            }
-        }
-        Ok(())
-    }
-
     /// The `[[okta.orgs]]` blocks: names, paths, auth and sinks. Each error names the org.
     pub(super) fn validate_orgs(&self) -> anyhow::Result<()> {
         let mut names = std::collections::HashSet::new();
@@ -165,9 +162,14 @@ impl Config {
 
     /// Fails with instructions when no secret is configured: `serve` must not run open. With
     /// `[[okta.orgs]]`, every org needs a secret, and the top-level org may have none (it is then
-    /// not served).
+    /// not served). A secrets file counts here; that it holds a secret is checked when it is read.
     pub fn require_secret(&self) -> anyhow::Result<()> {
-        if let Some(org) = self.okta.orgs.iter().find(|org| org.secrets.is_empty()) {
+        if let Some(org) = self
+            .okta
+            .orgs
+            .iter()
+            .find(|org| org.secrets.is_empty() && org.secrets_file.is_none())
+        {
             bail!(
                 "okta.orgs {:?}: no secret is configured, so its hook would refuse every request. \
                  Set the \"Authentication secret\" of this org's Event Hook as its secrets \
@@ -175,7 +177,7 @@ impl Config {
                 org.name
             );
         }
-        if self.okta.secrets.is_empty() && self.okta.orgs.is_empty() {
+        if !self.okta.has_secrets() && self.okta.orgs.is_empty() {
             bail!(
                 "no Okta secret is configured, so every request would be refused.\n\
                  Set the value you entered as the hook's \"Authentication secret\" in Okta, one of:\n  \
@@ -221,17 +223,4 @@ pub(super) fn check_api(
     reconcile
         .validate(api.is_some())
         .with_context(|| format!("{key}.reconcile"))
-}
-
-/// The secrets in the file at `path`, one per line (blank lines and `#` comments ignored).
-/// `key` names the setting in the error.
-fn read_secrets_file(path: &Path, key: &str) -> anyhow::Result<Vec<Secret>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(Secret::new)
-        .collect())
 }

@@ -8,7 +8,7 @@ use crate::detect::placeholders::{
 };
 use crate::okta_api::OktaApiConfig;
 use crate::reconcile::ReconcileConfig;
-use crate::secret::Secret;
+use crate::secret::{SecretSource, SecretSources};
 
 /// One org's pipeline with every default resolved: what the application builds a hook, a spool,
 /// a detector and forwarders from. [`Config::pipelines`] lists them.
@@ -21,8 +21,9 @@ pub struct PipelineConfig {
     pub hook_path: String,
     /// The header its secret comes in.
     pub auth_header: String,
-    /// The secrets its path accepts (secret files already read).
-    pub secrets: Vec<Secret>,
+    /// Where the secrets its path accepts come from (read when the pipeline is prepared, and
+    /// again on reload).
+    pub secrets: SecretSources,
     /// The name of its event hook in Okta: `hook_name`, or `factorwatch` for the top-level org
     /// and `factorwatch-<org>` for a named org.
     pub hook_name: String,
@@ -92,14 +93,18 @@ impl Config {
     }
 
     /// Every org to serve, defaults resolved: the top-level org first (unless `[[okta.orgs]]`
-    /// are configured and it has no secret), then each `[[okta.orgs]]` in order.
+    /// are configured and it has no secret nor secrets file), then each `[[okta.orgs]]` in order.
     pub fn pipelines(&self) -> Vec<PipelineConfig> {
         let top_level =
-            (self.okta.orgs.is_empty() || !self.okta.secrets.is_empty()).then(|| PipelineConfig {
+            (self.okta.orgs.is_empty() || self.okta.has_secrets()).then(|| PipelineConfig {
                 org: None,
                 hook_path: self.server.hook_path.clone(),
                 auth_header: self.okta.auth_header.clone(),
-                secrets: self.okta.secrets.clone(),
+                secrets: SecretSources::new(
+                    &self.okta.secrets,
+                    &self.okta.secrets_origin,
+                    self.okta.secrets_file.as_deref(),
+                ),
                 hook_name: self.top_level_hook_name(),
                 rules: self.top_level_rules(),
                 sinks: self.effective_sinks(),
@@ -125,7 +130,11 @@ impl Config {
                 org: Some(org.name.clone()),
                 hook_path: org.hook_path.clone(),
                 auth_header: org.auth_header.clone(),
-                secrets: org.secrets.clone(),
+                secrets: SecretSources::new(
+                    &org.secrets,
+                    &SecretSource::Config,
+                    org.secrets_file.as_deref(),
+                ),
                 rules: deployment_rules(rules, &hook_name, org.api.as_ref()),
                 hook_name,
                 sinks: sinks_or_default(&org.sinks, &data_dir),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -17,8 +17,11 @@ use super::error::ApiError;
 use super::source::ClientSource;
 use crate::clock::now_ms;
 use crate::okta::EnvelopeCheck;
+use crate::secret::Use;
 use crate::spool::SpoolError;
-use crate::telemetry::metrics::{ACK_LATENCY_SECONDS, EVENTS_RECEIVED_TOTAL};
+use crate::telemetry::metrics::{
+    ACK_LATENCY_SECONDS, EVENTS_RECEIVED_TOTAL, OKTA_SECRET_LAST_USED_TIMESTAMP_SECONDS,
+};
 
 /// The header Okta's verification GET carries.
 pub const CHALLENGE_HEADER: &str = "x-okta-verification-challenge";
@@ -30,7 +33,8 @@ pub async fn verify(
     Extension(ClientSource(source)): Extension<ClientSource>,
     headers: HeaderMap,
 ) -> Response {
-    let result = authenticate(&state, &headers).and_then(|()| challenge(&headers));
+    let result =
+        authenticate(&state, &headers, Use::Verification).and_then(|()| challenge(&headers));
     match result {
         Ok(value) => {
             tracing::info!(%peer, %source, org = state.org.as_deref(), "answered Okta's verification challenge");
@@ -75,7 +79,7 @@ async fn store_batch(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<usize, ApiError> {
-    authenticate(state, headers)?;
+    authenticate(state, headers, Use::Delivery)?;
     require_json(headers)?;
     let body = read_body(body, state.max_body_bytes).await?;
     let events = EnvelopeCheck::parse(&body)
@@ -92,16 +96,32 @@ async fn store_batch(
     Ok(events)
 }
 
-/// Checks the configured auth header against every accepted secret, in constant time.
-pub(super) fn authenticate(state: &HookState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(&state.auth_header)
-        .ok_or_else(|| ApiError::MissingAuthHeader(state.auth_header.clone()))?;
-    if state.secrets.accepts(presented.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("auth header value not accepted"))
+/// Checks the configured auth header against every accepted secret, in constant time, and
+/// records the use of the secret that matched (a delivery's in a gauge too).
+fn authenticate(state: &HookState, headers: &HeaderMap, used_for: Use) -> Result<(), ApiError> {
+    let presented = presented_secret(state, headers)?;
+    let fingerprint = state
+        .secrets
+        .authenticate(presented.as_bytes(), used_for)
+        .ok_or(ApiError::Unauthorized("auth header value not accepted"))?;
+    if used_for == Use::Delivery {
+        let fingerprint = fingerprint.to_string();
+        let labels =
+            crate::telemetry::org_labels(state.org.as_deref(), &[("fingerprint", &fingerprint)]);
+        metrics::gauge!(OKTA_SECRET_LAST_USED_TIMESTAMP_SECONDS, labels)
+            .set(now_ms() as f64 / 1000.0);
     }
+    Ok(())
+}
+
+/// The value of the org's auth header.
+pub(super) fn presented_secret<'h>(
+    state: &HookState,
+    headers: &'h HeaderMap,
+) -> Result<&'h HeaderValue, ApiError> {
+    headers
+        .get(&state.auth_header)
+        .ok_or_else(|| ApiError::MissingAuthHeader(state.auth_header.clone()))
 }
 
 fn challenge(headers: &HeaderMap) -> Result<String, ApiError> {

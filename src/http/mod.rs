@@ -44,7 +44,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::secret::SecretSet;
+use crate::secret::HookSecrets;
 use crate::spool::Spool;
 use crate::telemetry::metrics::HTTP_REQUESTS_TOTAL;
 
@@ -57,8 +57,8 @@ pub struct HookState {
     pub path: String,
     /// The org's durable spool batches go to.
     pub spool: Arc<Spool>,
-    /// The org's accepted secrets (digests only).
-    pub secrets: Arc<SecretSet>,
+    /// The org's accepted secrets (digests only), reloadable, with their last uses.
+    pub secrets: Arc<HookSecrets>,
     /// The org's "Authentication field".
     pub auth_header: HeaderName,
     /// Largest accepted body.
@@ -290,7 +290,10 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn not_found(hooks: Arc<[HookState]>, headers: HeaderMap) -> Response {
     let opened: Vec<&str> = hooks
         .iter()
-        .filter(|hook| hook::authenticate(hook, &headers).is_ok())
+        .filter(|hook| {
+            hook::presented_secret(hook, &headers)
+                .is_ok_and(|presented| hook.secrets.accepts(presented.as_bytes()))
+        })
         .map(|hook| hook.path.as_str())
         .collect();
     let mut body = json!({"error": "not_found", "message": "no such endpoint"});

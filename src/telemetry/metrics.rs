@@ -22,6 +22,10 @@ pub const EVENTS_RECEIVED_TOTAL: &str = "factorwatch_events_received_total";
 /// Histogram: seconds from the start of the hook handler to its `204`, accepted batches only.
 /// No labels.
 pub const ACK_LATENCY_SECONDS: &str = "factorwatch_ack_latency_seconds";
+/// Gauge: Unix time of the last delivery authenticated with an accepted Okta secret, on this
+/// replica. Labels: `fingerprint` (the secret's, keyed per process), `org`.
+pub const OKTA_SECRET_LAST_USED_TIMESTAMP_SECONDS: &str =
+    "factorwatch_okta_secret_last_used_timestamp_seconds";
 
 // The spool.
 

@@ -34,6 +34,7 @@ mod reconcile;
 mod reload;
 mod rules_sigmahq;
 mod secrets;
+mod secrets_reload;
 #[cfg(all(feature = "amqp", feature = "mqtt"))]
 mod sinks_amqp_mqtt;
 #[cfg(all(feature = "nats", feature = "redis"))]

@@ -259,7 +259,8 @@ async fn no_secret_appears_in_any_log_line_answer_or_printed_configuration() {
         .replace("${FW_LEAK_OKTA_SECRET}", &secrets.okta_from_env);
     std::fs::write(&literal, text).unwrap();
     let config = Config::load(Some(&literal)).unwrap();
-    assert_eq!(config.okta.secrets.len(), 3);
+    // The file's secret is read when the pipeline is prepared, not into the loaded config.
+    assert_eq!(config.okta.secrets.len(), 2);
     seen.push(format!(
         "{config:?}\n{config:#?}\n{}",
         config.to_redacted_toml().unwrap()

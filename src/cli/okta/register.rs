@@ -70,13 +70,12 @@ fn definition(target: &Target, options: &Options) -> anyhow::Result<HookDefiniti
          per hook: narrow the rules' eventType selections",
         event_types.len()
     );
-    let secret = pipeline.secrets.first().cloned().with_context(|| {
-        format!(
-            "{} accepts no secret: set [okta] secrets (or secrets_file) first; the hook sends \
-             the first one",
-            pipeline.label()
-        )
-    })?;
+    let secret = pipeline
+        .secrets
+        .read()
+        .with_context(|| format!("{}'s secrets", pipeline.label()))?
+        .swap_remove(0)
+        .secret;
     Ok(HookDefinition {
         name: options
             .name

@@ -9,11 +9,22 @@
 //! accepted secrets. A presented value is digested the same way and compared with every accepted digest
 //! using [`subtle::ConstantTimeEq`] over the fixed 32 bytes, so neither the content nor the length of a
 //! secret influences the time taken, and the loop visits every accepted secret (rotation means several).
+//!
+//! An org's hook holds its set in [`HookSecrets`], which reloads it from its [`SecretSources`]
+//! (the secrets file read again) and records when each secret was last used, by [`Fingerprint`].
+
+mod hook;
+mod sources;
+
+pub use hook::{HookSecrets, LastDelivery, Reloaded, SecretUse, SecretsReport, Use};
+pub use sources::{SecretSource, SecretSources, SecretsError, SourcedSecret};
+
+use std::sync::OnceLock;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::Sha256;
-use subtle::{Choice, ConstantTimeEq};
+use sha2::{Digest as _, Sha256};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// What a secret looks like wherever it would otherwise be printed.
 pub const REDACTED: &str = "<redacted>";
@@ -73,10 +84,12 @@ impl<'de> Deserialize<'de> for Secret {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// A secret's keyed digest: what [`SecretSet`] keeps and compares instead of the secret.
+pub type Digest = [u8; 32];
+
 /// The set of secrets currently accepted on the hook, kept only as keyed digests.
 pub struct SecretSet {
-    key: [u8; 32],
-    digests: Vec<[u8; 32]>,
+    digests: Vec<Digest>,
 }
 
 impl std::fmt::Debug for SecretSet {
@@ -90,12 +103,11 @@ impl std::fmt::Debug for SecretSet {
 impl SecretSet {
     /// Builds the set from every accepted secret (several during a rotation).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
-        let key: [u8; 32] = rand::random();
         let digests = secrets
             .into_iter()
-            .map(|secret| digest(&key, secret.expose().as_bytes()))
+            .map(|secret| digest(secret.expose().as_bytes()))
             .collect();
-        Self { key, digests }
+        Self { digests }
     }
 
     /// How many secrets are accepted.
@@ -111,19 +123,86 @@ impl SecretSet {
     /// True when `presented` equals one of the accepted secrets. Runs in time independent of the
     /// presented value and of which secret (if any) matched.
     pub fn accepts(&self, presented: &[u8]) -> bool {
-        let presented = digest(&self.key, presented);
+        self.matching(presented).is_some()
+    }
+
+    /// The digest of the accepted secret `presented` equals, if any. The comparison visits every
+    /// accepted digest and picks the match with [`ConditionallySelectable`], so its time depends
+    /// neither on the presented value nor on which secret matched; only the answer branches.
+    pub fn matching(&self, presented: &[u8]) -> Option<Digest> {
+        let presented = digest(presented);
         let mut matched = Choice::from(0);
+        let mut found = [0u8; 32];
         for accepted in &self.digests {
-            matched |= accepted.ct_eq(&presented);
+            let equal = accepted.ct_eq(&presented);
+            for (byte, candidate) in found.iter_mut().zip(accepted) {
+                byte.conditional_assign(candidate, equal);
+            }
+            matched |= equal;
         }
-        matched.into()
+        bool::from(matched).then_some(found)
+    }
+
+    /// The accepted digests, in the order the secrets were given.
+    pub fn digests(&self) -> &[Digest] {
+        &self.digests
     }
 }
 
-fn digest(key: &[u8; 32], value: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+/// The key every digest of this process is made with: random, drawn once, never stored. One key
+/// per process (not per set) keeps a secret's digest and [`Fingerprint`] the same across reloads.
+fn process_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(rand::random)
+}
+
+fn digest(value: &[u8]) -> Digest {
+    let mut mac = HmacSha256::new_from_slice(process_key()).expect("HMAC takes keys of any length");
     mac.update(value);
     mac.finalize().into_bytes().into()
+}
+
+/// A short name for an accepted secret that tells secrets apart without revealing them: the first
+/// 4 bytes (8 hex digits) of SHA-256 over a label and the secret's [`Digest`].
+///
+/// Keyed by the process's random key through the digest, on purpose: a fingerprint of a plain
+/// hash, or of an HMAC under a constant key, lets anyone who reads it (a ticket, a pasted
+/// `GET /secrets` answer) test guesses offline, and a low-entropy secret falls to a dictionary.
+/// The price: a fingerprint holds only within one run of one replica (compare sources across
+/// replicas and restarts, not fingerprints).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 4]);
+
+/// Keeps fingerprints apart from any other use of the digests.
+const FINGERPRINT_LABEL: &[u8] = b"factorwatch okta secret fingerprint\0";
+
+impl Fingerprint {
+    /// The fingerprint of the secret whose digest is `digest`.
+    pub fn of(digest: &Digest) -> Self {
+        let hash = Sha256::new()
+            .chain_update(FINGERPRINT_LABEL)
+            .chain_update(digest)
+            .finalize();
+        Self([hash[0], hash[1], hash[2], hash[3]])
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +217,23 @@ mod tests {
         assert!(!set.accepts(b"new-secre"));
         assert!(!set.accepts(b"new-secret "));
         assert!(!set.accepts(b""));
+    }
+
+    #[test]
+    fn matching_names_the_secret_that_matched_and_fingerprints_tell_them_apart() {
+        let set = SecretSet::new(&[Secret::new("old-secret"), Secret::new("new-secret")]);
+        let [old, new] = set.digests() else {
+            panic!("two digests")
+        };
+        assert_eq!(set.matching(b"new-secret"), Some(*new));
+        assert_eq!(set.matching(b"old-secret"), Some(*old));
+        assert_eq!(set.matching(b"other"), None);
+        let fingerprint = Fingerprint::of(new);
+        assert_ne!(fingerprint, Fingerprint::of(old));
+        assert_eq!(fingerprint.to_string().len(), 8);
+        // The same secret, digested again (a reload), keeps its fingerprint in this process.
+        let again = SecretSet::new(&[Secret::new("new-secret")]);
+        assert_eq!(Fingerprint::of(&again.digests()[0]), fingerprint);
     }
 
     #[test]
