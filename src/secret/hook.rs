@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Digest, Fingerprint, SecretSet, SecretSource, SecretSources, SecretsError};
+use super::{
+    Digest, Fingerprint, SecretSet, SecretSource, SecretSources, SecretsError, SourcedSecret,
+};
 
 /// What an accepted secret was used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +109,7 @@ pub struct Reloaded {
 
 impl HookSecrets {
     /// The org's secrets, `initial` being what `sources` read at start.
-    pub fn new(
-        org: Option<Arc<str>>,
-        sources: SecretSources,
-        initial: &[super::SourcedSecret],
-    ) -> Self {
+    pub fn new(org: Option<Arc<str>>, sources: SecretSources, initial: &[SourcedSecret]) -> Self {
         Self {
             org,
             sources,
@@ -130,7 +128,7 @@ impl HookSecrets {
     }
 
     /// The fingerprint of the accepted secret `presented` equals, if any, recording its use.
-    /// The comparison is [`SecretSet::matching`]'s, constant-time over every accepted secret;
+    /// The comparison is `SecretSet::matching`'s, constant-time over every accepted secret;
     /// which secret matched is recorded only after it.
     pub fn authenticate(&self, presented: &[u8], used_for: Use) -> Option<Fingerprint> {
         let digest = self.current().set.matching(presented)?;
@@ -185,7 +183,7 @@ impl HookSecrets {
         let this = self.clone();
         let outcome = tokio::task::spawn_blocking(move || this.swap())
             .await
-            .expect("the secrets reload does not panic");
+            .expect("the secrets reload task ran (it cannot panic but on a poisoned lock)");
         let org = self.org.as_deref();
         match &outcome {
             Ok(reloaded) => tracing::info!(
@@ -229,7 +227,7 @@ impl HookSecrets {
 }
 
 impl Accepted {
-    fn new(secrets: &[super::SourcedSecret]) -> Self {
+    fn new(secrets: &[SourcedSecret]) -> Self {
         Self {
             set: SecretSet::new(secrets.iter().map(|s| &s.secret)),
             sources: secrets.iter().map(|s| s.source.clone()).collect(),
