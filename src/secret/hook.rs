@@ -33,6 +33,9 @@ pub struct HookSecrets {
     current: RwLock<Arc<Accepted>>,
     /// When each secret (by digest, so kept across reloads) was last used.
     usage: Mutex<Usage>,
+    /// Held by a reload from reading the sources to the swap, so that of two reloads at once
+    /// (SIGHUP and the admin API) the later read is the one left in force.
+    reloading: Mutex<()>,
 }
 
 impl std::fmt::Debug for HookSecrets {
@@ -115,6 +118,7 @@ impl HookSecrets {
             sources,
             current: RwLock::new(Arc::new(Accepted::new(initial))),
             usage: Mutex::default(),
+            reloading: Mutex::default(),
         }
     }
 
@@ -208,6 +212,7 @@ impl HookSecrets {
     /// Reads the sources and replaces the set in force; forgets the uses of secrets dropped
     /// (but not which one the last delivery used).
     fn swap(&self) -> Result<Reloaded, SecretsError> {
+        let _reloading = self.reloading.lock().expect("secrets reload lock poisoned");
         let next = Arc::new(Accepted::new(&self.sources.read()?));
         let previous = std::mem::replace(
             &mut *self.current.write().expect("secrets lock poisoned"),
@@ -328,10 +333,8 @@ mod tests {
             panic!("{report:?}")
         };
         assert_eq!((first.fingerprint, second.fingerprint), (a, b));
-        assert_eq!(
-            first.source.to_string(),
-            format!("{}:1", dir.path().join("secrets").display())
-        );
+        let path = dir.path().join("secrets");
+        assert_eq!(first.source, SecretSource::File { path, line: 1 });
         assert!(first.last_delivery_ms.is_none() && first.last_verification_ms.is_some());
         assert!(second.last_delivery_ms.is_some() && second.last_verification_ms.is_none());
         let last = report.last_delivery.unwrap();
