@@ -376,6 +376,34 @@ fn orgs_resolve_to_one_pipeline_each() {
     assert!(config.pipeline(None).is_err());
 }
 
+/// A secrets file alone is a secret: it serves the top-level org beside `[[okta.orgs]]` and
+/// satisfies an org, and it stays a file to read (again on reload), not secrets in the config.
+#[test]
+fn a_secrets_file_alone_serves_an_org_and_stays_a_source() {
+    let mut config = Config::from_toml(
+        "[okta]\nsecrets_file = \"/run/secrets/okta\"\n[[okta.orgs]]\nname = \"acme\"\n\
+         hook_path = \"/okta/acme\"\nsecrets_file = \"/run/secrets/acme\"\n",
+    )
+    .unwrap();
+    config.require_secret().unwrap();
+    let pipelines = config.pipelines();
+    let files: Vec<_> = pipelines
+        .iter()
+        .map(|p| p.secrets.file.as_deref())
+        .collect();
+    let expected = [
+        Path::new("/run/secrets/okta"),
+        Path::new("/run/secrets/acme"),
+    ];
+    assert_eq!(files, expected.map(Some));
+    assert!(pipelines.iter().all(|p| p.secrets.fixed.is_empty()));
+    config.okta.orgs[0].secrets_file = None;
+    assert!(
+        config.require_secret().is_err(),
+        "acme has no secret at all"
+    );
+}
+
 #[test]
 #[cfg(all(feature = "nats", feature = "redis"))]
 fn duplicate_org_names_and_paths_are_refused_by_name() {

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Digest, Fingerprint, SecretSet, SecretSource, SecretSources, SecretsError};
+use super::{
+    Digest, Fingerprint, SecretSet, SecretSource, SecretSources, SecretsError, SourcedSecret,
+};
 
 /// What an accepted secret was used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub struct HookSecrets {
     current: RwLock<Arc<Accepted>>,
     /// When each secret (by digest, so kept across reloads) was last used.
     usage: Mutex<Usage>,
+    /// Held by a reload from reading the sources to the swap, so that of two reloads at once
+    /// (SIGHUP and the admin API) the later read is the one left in force.
+    reloading: Mutex<()>,
 }
 
 impl std::fmt::Debug for HookSecrets {
@@ -107,16 +112,13 @@ pub struct Reloaded {
 
 impl HookSecrets {
     /// The org's secrets, `initial` being what `sources` read at start.
-    pub fn new(
-        org: Option<Arc<str>>,
-        sources: SecretSources,
-        initial: &[super::SourcedSecret],
-    ) -> Self {
+    pub fn new(org: Option<Arc<str>>, sources: SecretSources, initial: &[SourcedSecret]) -> Self {
         Self {
             org,
             sources,
             current: RwLock::new(Arc::new(Accepted::new(initial))),
             usage: Mutex::default(),
+            reloading: Mutex::default(),
         }
     }
 
@@ -130,7 +132,7 @@ impl HookSecrets {
     }
 
     /// The fingerprint of the accepted secret `presented` equals, if any, recording its use.
-    /// The comparison is [`SecretSet::matching`]'s, constant-time over every accepted secret;
+    /// The comparison is `SecretSet::matching`'s, constant-time over every accepted secret;
     /// which secret matched is recorded only after it.
     pub fn authenticate(&self, presented: &[u8], used_for: Use) -> Option<Fingerprint> {
         let digest = self.current().set.matching(presented)?;
@@ -185,7 +187,7 @@ impl HookSecrets {
         let this = self.clone();
         let outcome = tokio::task::spawn_blocking(move || this.swap())
             .await
-            .expect("the secrets reload does not panic");
+            .expect("the secrets reload task ran (it cannot panic but on a poisoned lock)");
         let org = self.org.as_deref();
         match &outcome {
             Ok(reloaded) => tracing::info!(
@@ -210,6 +212,7 @@ impl HookSecrets {
     /// Reads the sources and replaces the set in force; forgets the uses of secrets dropped
     /// (but not which one the last delivery used).
     fn swap(&self) -> Result<Reloaded, SecretsError> {
+        let _reloading = self.reloading.lock().expect("secrets reload lock poisoned");
         let next = Arc::new(Accepted::new(&self.sources.read()?));
         let previous = std::mem::replace(
             &mut *self.current.write().expect("secrets lock poisoned"),
@@ -229,7 +232,7 @@ impl HookSecrets {
 }
 
 impl Accepted {
-    fn new(secrets: &[super::SourcedSecret]) -> Self {
+    fn new(secrets: &[SourcedSecret]) -> Self {
         Self {
             set: SecretSet::new(secrets.iter().map(|s| &s.secret)),
             sources: secrets.iter().map(|s| s.source.clone()).collect(),
@@ -330,10 +333,8 @@ mod tests {
             panic!("{report:?}")
         };
         assert_eq!((first.fingerprint, second.fingerprint), (a, b));
-        assert_eq!(
-            first.source.to_string(),
-            format!("{}:1", dir.path().join("secrets").display())
-        );
+        let path = dir.path().join("secrets");
+        assert_eq!(first.source, SecretSource::File { path, line: 1 });
         assert!(first.last_delivery_ms.is_none() && first.last_verification_ms.is_some());
         assert!(second.last_delivery_ms.is_some() && second.last_verification_ms.is_none());
         let last = report.last_delivery.unwrap();

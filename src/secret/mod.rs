@@ -85,7 +85,7 @@ impl<'de> Deserialize<'de> for Secret {
 type HmacSha256 = Hmac<Sha256>;
 
 /// A secret's keyed digest: what [`SecretSet`] keeps and compares instead of the secret.
-pub type Digest = [u8; 32];
+type Digest = [u8; 32];
 
 /// The set of secrets currently accepted on the hook, kept only as keyed digests.
 pub struct SecretSet {
@@ -129,7 +129,7 @@ impl SecretSet {
     /// The digest of the accepted secret `presented` equals, if any. The comparison visits every
     /// accepted digest and picks the match with [`ConditionallySelectable`], so its time depends
     /// neither on the presented value nor on which secret matched; only the answer branches.
-    pub fn matching(&self, presented: &[u8]) -> Option<Digest> {
+    fn matching(&self, presented: &[u8]) -> Option<Digest> {
         let presented = digest(presented);
         let mut matched = Choice::from(0);
         let mut found = [0u8; 32];
@@ -144,7 +144,7 @@ impl SecretSet {
     }
 
     /// The accepted digests, in the order the secrets were given.
-    pub fn digests(&self) -> &[Digest] {
+    fn digests(&self) -> &[Digest] {
         &self.digests
     }
 }
@@ -178,7 +178,7 @@ const FINGERPRINT_LABEL: &[u8] = b"factorwatch okta secret fingerprint\0";
 
 impl Fingerprint {
     /// The fingerprint of the secret whose digest is `digest`.
-    pub fn of(digest: &Digest) -> Self {
+    fn of(digest: &Digest) -> Self {
         let hash = Sha256::new()
             .chain_update(FINGERPRINT_LABEL)
             .chain_update(digest)

@@ -28,16 +28,6 @@ pub enum SecretSource {
     },
 }
 
-impl std::fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Config => f.write_str("config"),
-            Self::Env { variable } => write!(f, "env {variable}"),
-            Self::File { path, line } => write!(f, "{}:{line}", path.display()),
-        }
-    }
-}
-
 /// One accepted secret and where it came from.
 #[derive(Debug, Clone)]
 pub struct SourcedSecret {
@@ -151,17 +141,23 @@ mod tests {
             Some(&path),
         );
         let read = sources.read().unwrap();
-        let shown: Vec<(String, String)> = read
+        let shown: Vec<(&str, &SecretSource)> = read
             .iter()
-            .map(|s| (s.secret.expose().to_owned(), s.source.to_string()))
+            .map(|s| (s.secret.expose(), &s.source))
             .collect();
-        let file = path.display();
+        let line = |line| SecretSource::File {
+            path: path.clone(),
+            line,
+        };
+        let env = SecretSource::Env {
+            variable: "FACTORWATCH_OKTA_SECRETS".into(),
+        };
         assert_eq!(
             shown,
             [
-                ("from-env".into(), "env FACTORWATCH_OKTA_SECRETS".into()),
-                ("old-one".into(), format!("{file}:3")),
-                ("new-one".into(), format!("{file}:4")),
+                ("from-env", &env),
+                ("old-one", &line(3)),
+                ("new-one", &line(4))
             ]
         );
     }

@@ -1,6 +1,6 @@
 //! A whole lifecycle of the `factorwatch` binary at debug log level: verification and deliveries
 //! with good and bad secrets, sinks that fail until their alerts are dead-lettered, the admin API
-//! with good and bad tokens, `dlq list`, `sinks test`, `check-config`, and `Debug` of the loaded
+//! with good and bad tokens, `GET /secrets` and a secrets reload, `dlq list`, `sinks test`, `check-config`, and `Debug` of the loaded
 //! `Config`. Every log line, every answer body and every printed output is searched for every
 //! secret, and for the wrong values clients presented: none may appear.
 
@@ -237,6 +237,25 @@ async fn no_secret_appears_in_any_log_line_answer_or_printed_configuration() {
     .await;
     let wrong_token = client.get(&admin).bearer_auth(&secrets.wrong_presented[2]);
     assert_eq!(answered(wrong_token, &mut seen).await.0, 401);
+
+    // The accepted secrets, by source and fingerprint, behind the same token; reloaded too.
+    let listed = format!("http://127.0.0.1:{admin_port}/secrets");
+    let reload = format!("http://127.0.0.1:{admin_port}/secrets/reload");
+    assert_eq!(answered(client.get(&listed), &mut seen).await.0, 401);
+    let (status, body) = answered(
+        client.post(&reload).bearer_auth(&secrets.admin_token),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = answered(
+        client.get(&listed).bearer_auth(&secrets.admin_token),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["secrets"].as_array().unwrap().len(), 3, "{body}");
 
     for args in [
         &["dlq", "list"][..],

@@ -215,6 +215,22 @@ async fn a_secret_rotates_through_the_file_without_a_restart() {
     assert_eq!(rotation.deliver(&new).await, 204);
     assert_eq!(file_lines(&rotation.secrets().await), [2]);
 
+    // The top-level org, beside it, keeps its secret from the environment.
+    let url = format!("{}/secrets", rotation.admin);
+    let top_level: Value = rotation
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(top_level["org"], Value::Null);
+    let source = &top_level["secrets"][0]["source"];
+    assert_eq!(source["type"], "env", "{top_level}");
+    assert_eq!(source["variable"], "FACTORWATCH_OKTA_SECRETS");
+
     // Neither secret was ever logged (the refusals are, at warn level and above), nor shown by
     // the admin API.
     let log = std::fs::read_to_string(&rotation.log).unwrap();
