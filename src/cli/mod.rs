@@ -12,7 +12,7 @@
 //! | `sinks test` | [`sinks`] | the outcome of a test alert per sink |
 //! | `dlq list`, `dlq replay`, `dlq purge` | [`dlq`] | the admin API's answers |
 //! | `healthcheck` | [`healthcheck`] | nothing (the exit status) |
-//! | `okta register`, `okta doctor` | [`okta`] | the hook's plan and each step; whether the org is covered and what to do |
+//! | `okta register`, `okta doctor`, `okta rotate-secret` | [`okta`] | the hook's plan and each step; whether the org is covered and what to do; the rotation's steps |
 
 mod admin_client;
 pub mod backfill;

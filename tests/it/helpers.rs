@@ -429,10 +429,12 @@ impl ChildServer {
             .env_remove("FACTORWATCH_CONFIG")
             // Before `env`, which may name a port the CLI is then pointed at.
             .env("FACTORWATCH_ADMIN_LISTEN", "127.0.0.1:0")
+            // Before `env` too: a test of secrets files sets it empty, so that only the file's
+            // secrets are accepted.
+            .env("FACTORWATCH_OKTA_SECRETS", SECRET)
             .envs(env.iter().copied())
             .env("FACTORWATCH_LISTEN", format!("127.0.0.1:{port}"))
             .env("FACTORWATCH_DATA_DIR", data_dir)
-            .env("FACTORWATCH_OKTA_SECRETS", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         command

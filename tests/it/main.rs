@@ -20,6 +20,8 @@ mod helpers;
 mod hook_guard;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod hook_register;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod hook_rotate;
 mod hostile;
 mod http_contract;
 // The docs' code blocks, read as the docs tests read them (some examples are checked here).

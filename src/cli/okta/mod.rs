@@ -1,9 +1,10 @@
 //! `factorwatch okta …`: the event hook through Okta's API. `register` creates or updates the
 //! hook and has Okta verify it; `doctor` says whether the org is covered and what to do where it
-//! is not.
+//! is not; `rotate-secret` changes the hook's secret without losing a delivery.
 
 pub mod doctor;
 pub mod register;
+pub mod rotate;
 
 use std::path::Path;
 
@@ -45,6 +46,24 @@ pub enum OktaCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rotate the hook's secret without downtime: a new secret added to the org's secrets file
+    /// and reloaded, the hook updated to send it and verified, the old one removed once a
+    /// delivery with the new one was seen (on this replica).
+    RotateSecret {
+        /// The `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
+        /// The hook's name in Okta (default: `hook_name` of the org).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long to wait for a delivery with the new secret (10m, 90s).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        /// Only drop the old secrets, once a delivery with the newest one was seen (after a
+        /// rotation that stopped waiting).
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 /// Runs an `okta` subcommand with the configuration at `config`.
@@ -63,6 +82,16 @@ pub async fn run(config: Option<&Path>, command: OktaCommand) -> anyhow::Result<
         OktaCommand::Doctor { org, json } => {
             let target = Target::load(config, org.as_deref())?;
             doctor::run(&target, json).await
+        }
+        OktaCommand::RotateSecret {
+            org,
+            name,
+            wait,
+            finish,
+        } => {
+            let target = Target::load(config, org.as_deref())?;
+            let options = rotate::Options { name, wait, finish };
+            rotate::run(&target, options).await
         }
     }
 }
