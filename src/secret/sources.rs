@@ -28,6 +28,17 @@ pub enum SecretSource {
     },
 }
 
+/// How `okta doctor` shows a source: `config`, `env NAME`, `PATH:LINE`.
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config => f.write_str("config"),
+            Self::Env { variable } => write!(f, "env {variable}"),
+            Self::File { path, line } => write!(f, "{}:{line}", path.display()),
+        }
+    }
+}
+
 /// One accepted secret and where it came from.
 #[derive(Debug, Clone)]
 pub struct SourcedSecret {

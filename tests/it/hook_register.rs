@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{ChildServer, SECRET, read_alert_lines, run_cli, wait_for_alerts_of};
+use crate::helpers::{
+    ChildServer, SECRET, free_port, read_alert_lines, run_cli, wait_for_alerts_of,
+};
 use crate::okta_standin::{Actor, HookSeed};
 use crate::reconcile::{Org, assert_documented, mfa_reset, serve};
 
@@ -41,6 +43,8 @@ struct Deployment {
     org: Org,
     data: TempDir,
     config: PathBuf,
+    /// The admin API's address, which the CLI reads `GET /secrets` from.
+    admin_listen: String,
     server: ChildServer,
 }
 
@@ -49,11 +53,14 @@ impl Deployment {
         let org = Org::with_scopes(scopes).await;
         let data = TempDir::new().unwrap();
         let config = org.config(data.path(), extra);
-        let server = serve(data.path(), &config, &[]).await;
+        let admin_listen = format!("127.0.0.1:{}", free_port());
+        let env = [("FACTORWATCH_ADMIN_LISTEN", admin_listen.as_str())];
+        let server = serve(data.path(), &config, &env).await;
         Deployment {
             org,
             data,
             config,
+            admin_listen,
             server,
         }
     }
@@ -66,6 +73,7 @@ impl Deployment {
         all.extend_from_slice(args);
         let env = [
             ("FACTORWATCH_LISTEN", listen.as_str()),
+            ("FACTORWATCH_ADMIN_LISTEN", self.admin_listen.as_str()),
             ("FACTORWATCH_DATA_DIR", data.as_str()),
             ("FACTORWATCH_OKTA_SECRETS", secret),
         ];

@@ -179,6 +179,11 @@ async fn a_rotation_without_a_delivery_keeps_both_secrets_until_finish() {
         "a retry Okta sent before the change"
     );
 
+    // The doctor shows the rotation under way.
+    let (_, out, _) = deployment.okta(&["doctor"]).await;
+    assert!(out.contains("a rotation is under way"), "{out}");
+    assert!(out.contains("okta-secrets:2"), "{out}");
+
     // --finish waits for a delivery with the newest secret, then drops the old.
     assert_eq!(deployment.deliver(&new).await, 204);
     let (ok, out, err) = deployment

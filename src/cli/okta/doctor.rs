@@ -6,6 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Target, types_by_route};
+use crate::admin::Selection;
+use crate::admin::secrets::SecretsView;
+use crate::cli::admin_client::AdminClient;
 use crate::cli::healthcheck::local_request;
 use crate::hook_lifecycle::coverage::{Route, RuleCoverage, rule_coverage};
 use crate::hook_lifecycle::{duplicates, find_hook};
@@ -24,6 +27,9 @@ struct Report {
     credentials: Vec<ScopeCheck>,
     /// The poller's state, as the running service's `/readyz` shows it.
     poller: Value,
+    /// The secrets the running service accepts and their last use (`GET /secrets` of its admin
+    /// API); `None` when it could not be asked.
+    secrets: Option<SecretsView>,
     /// What needs doing, each with the way to do it; empty when the org is covered.
     problems: Vec<String>,
 }
@@ -87,6 +93,7 @@ async fn examine(target: &Target) -> anyhow::Result<Report> {
     let rules = rule_coverage(&target.rules, hook, target.reconciling());
     check_coverage(&rules, hooks.is_some(), &mut problems);
     let poller = poller_state(target, &mut problems).await;
+    let secrets = secrets_state(target, &mut problems).await;
     Ok(Report {
         org: target.org_name().to_owned(),
         org_url: target.api()?.org_url.clone(),
@@ -95,6 +102,7 @@ async fn examine(target: &Target) -> anyhow::Result<Report> {
         rules,
         credentials,
         poller,
+        secrets,
         problems,
     })
 }
@@ -253,6 +261,57 @@ async fn poller_state(target: &Target, problems: &mut Vec<String>) -> Value {
     view
 }
 
+/// The running service's accepted secrets; a problem when Okta's last delivery used one it no
+/// longer accepts.
+async fn secrets_state(target: &Target, problems: &mut Vec<String>) -> Option<SecretsView> {
+    let selection = Selection {
+        org: target.pipeline.org.clone(),
+        ..Selection::default()
+    };
+    let admin = AdminClient::new(&target.config).ok()?;
+    let view: SecretsView = (admin.call(reqwest::Method::GET, "/secrets", Some(&selection)))
+        .await
+        .ok()?;
+    if view
+        .last_delivery
+        .as_ref()
+        .is_some_and(|last| !last.accepted)
+    {
+        problems.push(
+            "Okta's last delivery used a secret this service no longer accepts: it refuses \
+             Okta now; add the secret back, or send Okta an accepted one with `factorwatch okta \
+             rotate-secret`"
+                .to_owned(),
+        );
+    }
+    Some(view)
+}
+
+fn print_secrets(secrets: Option<&SecretsView>) {
+    let Some(view) = secrets else {
+        println!("secrets: unknown (the admin API did not answer)");
+        return;
+    };
+    println!("secrets accepted (fingerprint, source, last delivery on this replica):");
+    for secret in &view.secrets {
+        let last = secret.last_delivery.as_deref().unwrap_or("-");
+        println!(
+            "  {}  {:<40} {last}",
+            secret.fingerprint,
+            secret.source.to_string()
+        );
+    }
+    match &view.last_delivery {
+        Some(last) if view.secrets.len() > 1 => println!(
+            "  Okta sends {}: a rotation is under way; `factorwatch okta rotate-secret --finish` \
+             drops the others",
+            last.fingerprint
+        ),
+        Some(last) => println!("  Okta sends {}", last.fingerprint),
+        None => println!("  no delivery seen since the service started"),
+    }
+}
+
 fn print_report(report: &Report) {
     println!("org {} ({})", report.org, report.org_url);
     match &report.hook {
@@ -291,6 +350,7 @@ fn print_report(report: &Report) {
         println!("{}", line.trim_end());
     }
     println!("poller: {}", poller_text(&report.poller));
+    print_secrets(report.secrets.as_ref());
     if report.problems.is_empty() {
         println!("covered: yes");
     } else {
