@@ -42,6 +42,10 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
         "builtin:rules/okta_log_stream_changed.yml",
         include_str!("../../rules/okta_log_stream_changed.yml"),
     ),
+    (
+        "builtin:rules/factorwatch_hook_silent.yml",
+        include_str!("../../rules/factorwatch_hook_silent.yml"),
+    ),
 ];
 
 /// The default correlation rules shipped inside the binary, with the detection rules that feed
@@ -570,10 +574,11 @@ mod tests {
                 Level::Medium,
                 Level::High,
                 Level::Critical,
+                Level::High,
                 Level::High
             ],
             "the two MFA rules of a user, MFA off for the whole org, a hook or a log stream \
-             tampered with: each alerts on its own"
+             tampered with, the hook silent: each alerts on its own"
         );
         let correlations: Vec<_> = described
             .iter()
@@ -605,6 +610,7 @@ mod tests {
             ("event_hook.updated", Level::Critical),
             ("system.log_stream.lifecycle.create", Level::High),
             ("system.log_stream.lifecycle.delete", Level::High),
+            ("factorwatch.hook.silent", Level::High),
         ] {
             let matched = rules.matching(&json!({ "eventType": event_type }));
             assert_eq!(matched.len(), 1, "{event_type}");

@@ -22,6 +22,8 @@ pub(super) struct SplitPage {
     pub commit: LogPageCommit,
     /// The newest `published` of the page (Unix ms), for the lag.
     pub newest_published_ms: Option<i64>,
+    /// The `published` (Unix ms) of each event a hook could have delivered, for the silence check.
+    pub eligible_published_ms: Vec<u64>,
 }
 
 /// Splits `events` read from `org_url` at `now_ms` into a commit ending at `cursor`.
@@ -35,6 +37,7 @@ pub(super) fn split(
     let mut due_now: Vec<&RawValue> = Vec::new();
     let mut held: Vec<&RawValue> = Vec::new();
     let mut newest_published_ms = None;
+    let mut eligible_published_ms = Vec::new();
     for event in events {
         let head: Option<EventHead> = serde_json::from_str(event.get()).ok();
         let published = head
@@ -49,6 +52,9 @@ pub(super) fn split(
             true => held.push(event),
             false => due_now.push(event),
         }
+        if let Some(at) = published.filter(|_| eligible) {
+            eligible_published_ms.push(at.max(0) as u64);
+        }
     }
     let body = |events: Vec<&RawValue>| {
         (!events.is_empty()).then(|| Envelope::system_log_body(org_url, &events, None))
@@ -62,6 +68,7 @@ pub(super) fn split(
             cursor,
         },
         newest_published_ms,
+        eligible_published_ms,
     }
 }
 
@@ -131,6 +138,8 @@ mod tests {
             page.newest_published_ms,
             crate::clock::parse_rfc3339_ms("2026-12-04T10:00:05.000Z")
         );
+        let eligible = crate::clock::parse_rfc3339_ms("2026-12-04T10:00:05.000Z").unwrap();
+        assert_eq!(page.eligible_published_ms, [eligible as u64]);
     }
 
     #[test]
