@@ -96,10 +96,10 @@ struct Memory {
     silence: Silence,
 }
 
-/// A page read and stored: what comes next, and the `published` of its hook-eligible events.
+/// A page read and stored: what comes next, and its hook-eligible events (`published`, uuid).
 struct Polled {
     turn: Turn,
-    eligible_published_ms: Vec<u64>,
+    eligible: Vec<(u64, String)>,
 }
 
 /// What one turn of the loop did, which decides how long it waits before the next.
@@ -159,7 +159,7 @@ impl Poller {
                 match delivered {
                     Ok(delivered) => {
                         let silence = &mut memory.silence;
-                        self.judge_silence(silence, delivered, polled.eligible_published_ms)
+                        self.judge_silence(silence, delivered, polled.eligible)
                             .await;
                     }
                     Err(()) => self.not_judging(None),
@@ -203,7 +203,12 @@ impl Poller {
 
     /// Takes in the last delivery and the hook-eligible events of the page just stored; raises
     /// the alert of a silence that started.
-    async fn judge_silence(&self, silence: &mut Silence, delivered: Option<u64>, read: Vec<u64>) {
+    async fn judge_silence(
+        &self,
+        silence: &mut Silence,
+        delivered: Option<u64>,
+        read: Vec<(u64, String)>,
+    ) {
         let now = crate::clock::now_ms();
         silence.delivered(delivered);
         silence.read(read);
@@ -298,13 +303,13 @@ impl Poller {
         if held {
             holds.push_back((now + grace_ms, cursor_before));
         }
-        let eligible_published_ms = split.eligible_published_ms;
+        let eligible = split.eligible;
         if self.shared.is_some() {
             let shared = cursor_to_share(holds, &next);
             if self.lease(shared.as_deref()).await.ok().flatten().is_none() {
                 return Ok(Polled {
                     turn: Turn::Idle,
-                    eligible_published_ms,
+                    eligible,
                 });
             }
         }
@@ -318,7 +323,7 @@ impl Poller {
         self.record_success(read as u64, lag_ms.map(|ms| ms / 1000));
         Ok(Polled {
             turn: if full { Turn::More } else { Turn::Idle },
-            eligible_published_ms,
+            eligible,
         })
     }
 

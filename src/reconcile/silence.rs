@@ -2,7 +2,7 @@
 //! delivery came for `silence_after`.
 //!
 //! The poller keeps the `published` time of each hook-eligible event it read after the hook's
-//! last delivery. An event published at least `silence_after` ago, after the last delivery, is
+//! last delivery, once per event (a poller may read a page again). An event published at least `silence_after` ago, after the last delivery, is
 //! one the hook had every chance to deliver and did not: while there is one, the hook is silent.
 //! A delivery ends the silence (the events before it are forgotten); the next silence is a new
 //! episode. Each episode is named by the delivery it followed, so it raises one alert: its event
@@ -32,9 +32,9 @@ pub struct Silence {
     watching_since_ms: u64,
     /// The hook's last delivery (Unix ms), the fleet's in a cluster.
     last_delivery_ms: Option<u64>,
-    /// `published` (Unix ms) of each hook-eligible event read that is later than the last
-    /// delivery, oldest first.
-    waiting: VecDeque<u64>,
+    /// `published` (Unix ms) and key (uuid) of each hook-eligible event read that is later than
+    /// the last delivery, oldest first.
+    waiting: VecDeque<(u64, String)>,
     /// The episode whose alert was raised, named by the delivery it followed.
     alerted: Option<Option<u64>>,
 }
@@ -82,31 +82,41 @@ impl Silence {
         while self
             .waiting
             .front()
-            .is_some_and(|published| Some(*published) <= last_ms)
+            .is_some_and(|(published, _)| Some(*published) <= last_ms)
         {
             self.waiting.pop_front();
         }
     }
 
-    /// The poller read hook-eligible events published at these times (Unix ms).
-    pub fn read(&mut self, published: impl IntoIterator<Item = u64>) {
+    /// The poller read hook-eligible events: each one's `published` (Unix ms) and key (its
+    /// uuid). An event read before is counted once.
+    pub fn read(&mut self, events: impl IntoIterator<Item = (u64, String)>) {
         let floor = self.last_delivery_ms.unwrap_or(self.watching_since_ms);
-        for at in published.into_iter().filter(|at| *at > floor) {
+        for (at, key) in events.into_iter().filter(|(at, _)| *at > floor) {
             // Pages come in `published` order, so this is almost always the end.
-            let place = self.waiting.partition_point(|waiting| *waiting <= at);
-            self.waiting.insert(place, at);
+            let first = self.waiting.partition_point(|(waiting, _)| *waiting < at);
+            let after = self.waiting.partition_point(|(waiting, _)| *waiting <= at);
+            if !self
+                .waiting
+                .range(first..after)
+                .any(|(_, seen)| *seen == key)
+            {
+                self.waiting.insert(after, (at, key));
+            }
         }
     }
 
     /// Whether the hook is silent at `now_ms`, and whether that episode still needs its alert.
     pub fn check(&self, now_ms: u64) -> Check {
         let due = now_ms.saturating_sub(self.silence_after_ms);
-        let missed = self.waiting.partition_point(|published| *published <= due);
+        let missed = self
+            .waiting
+            .partition_point(|(published, _)| *published <= due);
         let episode = self
             .waiting
             .front()
             .filter(|_| missed > 0)
-            .map(|first| Episode {
+            .map(|(first, _)| Episode {
                 last_delivery_ms: self.last_delivery_ms,
                 missed: missed as u64,
                 first_missed_ms: *first,
@@ -194,11 +204,19 @@ mod tests {
         Silence::new(Duration::from_secs(15 * 60), 0)
     }
 
+    /// Events published at these times, each its own.
+    fn events(published: &[u64]) -> Vec<(u64, String)> {
+        published
+            .iter()
+            .map(|at| (*at, format!("event at {at}")))
+            .collect()
+    }
+
     #[test]
     fn events_the_hook_did_not_deliver_for_silence_after_make_it_silent_once() {
         let mut silence = watching();
         silence.delivered(Some(MINUTE));
-        silence.read([2 * MINUTE, 3 * MINUTE, 20 * MINUTE]);
+        silence.read(events(&[2 * MINUTE, 3 * MINUTE, 20 * MINUTE]));
         assert_eq!(
             silence.check(16 * MINUTE).episode,
             None,
@@ -220,14 +238,14 @@ mod tests {
     fn a_delivery_ends_the_episode_and_the_next_silence_is_a_new_one() {
         let mut silence = watching();
         silence.delivered(Some(MINUTE));
-        silence.read([2 * MINUTE]);
+        silence.read(events(&[2 * MINUTE]));
         let first = silence.check(20 * MINUTE).episode.unwrap();
         silence.alerted(&first);
 
         silence.delivered(Some(21 * MINUTE));
         assert_eq!(silence.check(22 * MINUTE).episode, None, "delivering again");
 
-        silence.read([20 * MINUTE, 23 * MINUTE]);
+        silence.read(events(&[20 * MINUTE, 23 * MINUTE]));
         let check = silence.check(40 * MINUTE);
         let second = check.episode.unwrap();
         assert!(check.needs_alert);
@@ -268,9 +286,18 @@ mod tests {
     }
 
     #[test]
+    fn an_event_read_again_is_counted_once() {
+        let mut silence = watching();
+        let page = vec![(2 * MINUTE, "a".to_owned()), (2 * MINUTE, "b".to_owned())];
+        silence.read(page.clone());
+        silence.read(page);
+        assert_eq!(silence.check(20 * MINUTE).episode.unwrap().missed, 2);
+    }
+
+    #[test]
     fn without_a_delivery_on_record_only_events_since_watching_count() {
         let mut silence = Silence::new(Duration::from_secs(15 * 60), 10 * MINUTE);
-        silence.read([5 * MINUTE, 11 * MINUTE]);
+        silence.read(events(&[5 * MINUTE, 11 * MINUTE]));
         let episode = silence.check(30 * MINUTE).episode.unwrap();
         assert_eq!(episode.missed, 1);
         assert_eq!(episode.last_delivery_ms, None);
@@ -279,7 +306,7 @@ mod tests {
     #[test]
     fn a_delivery_that_arrives_late_forgets_only_what_it_covers() {
         let mut silence = watching();
-        silence.read([2 * MINUTE, 4 * MINUTE, 6 * MINUTE]);
+        silence.read(events(&[2 * MINUTE, 4 * MINUTE, 6 * MINUTE]));
         silence.delivered(Some(4 * MINUTE));
         silence.delivered(Some(3 * MINUTE));
         let episode = silence.check(30 * MINUTE).episode.unwrap();

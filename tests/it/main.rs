@@ -16,6 +16,8 @@ mod faults;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod fleet;
 mod helpers;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod hook_silence;
 mod hostile;
 mod http_contract;
 // The docs' code blocks, read as the docs tests read them (some examples are checked here).

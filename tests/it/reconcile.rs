@@ -24,12 +24,12 @@ const CLIENT_ID: &str = "0oafactorwatchtest01";
 /// The id of its key.
 const KEY_ID: &str = "factorwatch-test-1";
 /// How long the tests wait for what should take a few polls.
-const SOON: Duration = Duration::from_secs(30);
+pub(crate) const SOON: Duration = Duration::from_secs(30);
 
 /// An Okta org (the stand-in) with factorwatch's service app registered, and the app's private
 /// key in a file.
-struct Org {
-    okta: OktaStandIn,
+pub(crate) struct Org {
+    pub(crate) okta: OktaStandIn,
     keys: TempDir,
 }
 
@@ -50,17 +50,39 @@ impl Org {
         Org { okta, keys }
     }
 
-    async fn new() -> Org {
+    pub(crate) async fn new() -> Org {
         Self::with_scopes(&["okta.logs.read"]).await
     }
 
     /// A factorwatch configuration reading this org's System Log every 200 ms, with a 1 s grace
     /// for the hook; `extra` is appended (more sections).
-    fn config(&self, data_dir: &Path, extra: &str) -> PathBuf {
+    pub(crate) fn config(&self, data_dir: &Path, extra: &str) -> PathBuf {
         self.config_for(&self.okta.org_url(), data_dir, extra)
     }
 
+    /// As [`Org::config`], the hook found silent after `silence_after`.
+    pub(crate) fn config_with_silence(
+        &self,
+        data_dir: &Path,
+        silence_after: &str,
+        extra: &str,
+    ) -> PathBuf {
+        let silence = format!("silence_after = \"{silence_after}\"\n");
+        self.write_config(&self.okta.org_url(), data_dir, &silence, extra)
+    }
+
     fn config_for(&self, org_url: &str, data_dir: &Path, extra: &str) -> PathBuf {
+        self.write_config(org_url, data_dir, "", extra)
+    }
+
+    /// The configuration file: `reconcile` goes into `[okta.reconcile]`, `extra` at the end.
+    fn write_config(
+        &self,
+        org_url: &str,
+        data_dir: &Path,
+        reconcile: &str,
+        extra: &str,
+    ) -> PathBuf {
         let key = self.keys.path().join("okta.pem");
         let text = format!(
             r#"[okta.api]
@@ -76,7 +98,7 @@ interval = "200ms"
 grace = "1s"
 page_size = 100
 lease = "2s"
-
+{reconcile}
 [rules]
 builtin_correlations = false
 {extra}
@@ -103,7 +125,7 @@ builtin_correlations = false
 }
 
 /// `factorwatch serve` with `config`, its log in `<data_dir>/factorwatch.log`.
-async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> ChildServer {
+pub(crate) async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> ChildServer {
     let config = config.display().to_string();
     let mut env = env.to_vec();
     env.push(("FACTORWATCH_CONFIG", &config));
@@ -112,7 +134,7 @@ async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> ChildSer
 }
 
 /// An MFA reset of a sample user by an admin, published `ago` before now.
-fn mfa_reset(ago: Duration) -> Value {
+pub(crate) fn mfa_reset(ago: Duration) -> Value {
     let users = samples::users();
     let transaction = uuid::Uuid::new_v4().to_string();
     let mut event = samples::mfa_factor_deactivate(
@@ -130,7 +152,7 @@ fn uuid_of(event: &Value) -> String {
     event["uuid"].as_str().unwrap().to_owned()
 }
 
-fn uuids(events: &[Value]) -> Vec<String> {
+pub(crate) fn uuids(events: &[Value]) -> Vec<String> {
     events.iter().map(uuid_of).collect()
 }
 
@@ -145,7 +167,7 @@ fn by_uuid(alerts: &[Value]) -> HashMap<String, Vec<&Value>> {
 }
 
 /// The value of the metric line starting with `series` in `/metrics` (0 when absent).
-async fn metric(server: &ChildServer, series: &str) -> f64 {
+pub(crate) async fn metric(server: &ChildServer, series: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", server.addr))
         .await
         .unwrap()
