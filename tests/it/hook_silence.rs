@@ -168,6 +168,7 @@ async fn a_silent_hook_alerts_once_per_episode_and_readyz_and_metrics_say_so() {
     assert_not_early(second);
     tokio::time::sleep(SILENCE_AFTER).await;
     assert_eq!(silence_alerts(&files).len(), 2, "{alerts:?}");
+    org.assert_spec_kept();
 }
 
 /// A restart in the middle of a silence remembers the last delivery, and raises no second alert.

@@ -119,7 +119,7 @@ builtin_correlations = false
             .collect()
     }
 
-    fn assert_spec_kept(&self) {
+    pub(crate) fn assert_spec_kept(&self) {
         assert_eq!(self.okta.spec_violations(), Vec::<String>::new());
     }
 }
