@@ -96,6 +96,14 @@ struct Memory {
     silence: Silence,
 }
 
+/// The hook's last delivery as one turn found it.
+enum Delivered {
+    /// When it was (Unix ms; `None`: never), to this replica or, in a cluster, to any.
+    Known(Option<u64>),
+    /// The cluster's backend could not say what the other replicas received.
+    Unknown,
+}
+
 /// A page read and stored: what comes next, and its hook-eligible events (`published`, uuid).
 struct Polled {
     turn: Turn,
@@ -149,7 +157,7 @@ impl Poller {
         let shared_cursor = match self.lease(None).await {
             Ok(Some(cursor)) => cursor,
             Ok(None) => {
-                self.not_judging(delivered.ok().flatten());
+                self.not_judging(&delivered);
                 return Turn::Idle;
             }
             Err(wait) => return Turn::Retry(wait),
@@ -157,12 +165,11 @@ impl Poller {
         match self.poll(shared_cursor, &mut memory.holds).await {
             Ok(polled) => {
                 match delivered {
-                    Ok(delivered) => {
+                    Delivered::Known(at) => {
                         let silence = &mut memory.silence;
-                        self.judge_silence(silence, delivered, polled.eligible)
-                            .await;
+                        self.judge_silence(silence, at, polled.eligible).await;
                     }
-                    Err(()) => self.not_judging(None),
+                    Delivered::Unknown => self.not_judging(&delivered),
                 }
                 polled.turn
             }
@@ -171,22 +178,25 @@ impl Poller {
     }
 
     /// The hook's last delivery: to this replica's spool, or in a cluster to any replica (this
-    /// one's shared first). `Err` when the cluster's backend cannot say (logged): judging on
+    /// one's shared first). Unknown when the cluster's backend cannot say (logged): judging on
     /// this replica's deliveries alone would find every fleet silent.
-    async fn last_delivery(&self) -> Result<Option<u64>, ()> {
+    async fn last_delivery(&self) -> Delivered {
         let local = self.spool.last_delivery_ms();
         let delivered = match &self.shared {
-            None => Ok(local),
-            Some(shared) => shared.share_last_delivery(local).await.map_err(|err| {
-                tracing::warn!(
-                    error = %err.chain(),
-                    "cannot share the event hook's last delivery in the cluster backend; its silence is not judged until it answers"
-                );
-            }),
+            None => Delivered::Known(local),
+            Some(shared) => match shared.share_last_delivery(local).await {
+                Ok(fleet) => Delivered::Known(fleet),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err.chain(),
+                        "cannot share the event hook's last delivery in the cluster backend; its silence is not judged until it answers"
+                    );
+                    Delivered::Unknown
+                }
+            },
         };
-        if let Some(at) = delivered.ok().flatten().or(local) {
-            let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
-            metrics::gauge!(OKTA_HOOK_LAST_DELIVERY_TIMESTAMP_SECONDS, labels)
+        if let Some(at) = delivered.known_or(local) {
+            metrics::gauge!(OKTA_HOOK_LAST_DELIVERY_TIMESTAMP_SECONDS, self.labels())
                 .set(at as f64 / 1000.0);
         }
         delivered
@@ -194,11 +204,10 @@ impl Poller {
 
     /// This replica does not judge the hook's silence now (another one polls, or the fleet's
     /// deliveries are unknown); `/readyz` shows the last delivery it knows of.
-    fn not_judging(&self, delivered: Option<u64>) {
-        let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
-        metrics::gauge!(OKTA_HOOK_SILENT, labels).set(0.0);
-        self.status
-            .delivered(delivered.or(self.spool.last_delivery_ms()), false);
+    fn not_judging(&self, delivered: &Delivered) {
+        metrics::gauge!(OKTA_HOOK_SILENT, self.labels()).set(0.0);
+        let at = delivered.known_or(self.spool.last_delivery_ms());
+        self.status.delivered(at, false);
     }
 
     /// Takes in the last delivery and the hook-eligible events of the page just stored; raises
@@ -215,8 +224,8 @@ impl Poller {
         let check = silence.check(now);
         self.status.delivered(delivered, true);
         let was_silent = self.status.judged(check.episode.as_ref());
-        let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
-        metrics::gauge!(OKTA_HOOK_SILENT, labels).set(f64::from(u8::from(check.episode.is_some())));
+        let silent = f64::from(u8::from(check.episode.is_some()));
+        metrics::gauge!(OKTA_HOOK_SILENT, self.labels()).set(silent);
         match (&check.episode, was_silent) {
             (None, true) => {
                 tracing::info!(org_url = %self.org_url, "the event hook delivers again")
@@ -251,7 +260,7 @@ impl Poller {
     /// Takes or renews the lease; `Ok(Some(cursor))` to poll from `cursor` (the shared one, if
     /// any), `Ok(None)` when another replica polls. Standalone, always polls.
     async fn lease(&self, cursor: Option<&str>) -> Result<Option<Option<String>>, Duration> {
-        let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
+        let labels = self.labels();
         let Some(shared) = &self.shared else {
             metrics::gauge!(RECONCILE_LEASE_HELD, labels).set(1.0);
             return Ok(Some(None));
@@ -346,8 +355,13 @@ impl Poller {
         }
     }
 
+    /// The labels of this org's metrics.
+    fn labels(&self) -> Vec<metrics::Label> {
+        crate::telemetry::org_labels(self.org.as_deref(), &[])
+    }
+
     fn record_success(&self, events: u64, lag_seconds: Option<u64>) {
-        let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
+        let labels = self.labels();
         metrics::counter!(RECONCILE_EVENTS_READ_TOTAL, labels.clone()).increment(events);
         metrics::gauge!(RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS, labels.clone())
             .set(crate::clock::now_ms() as f64 / 1000.0);
@@ -368,6 +382,16 @@ impl Poller {
             _ => self.config.interval,
         };
         Turn::Retry(wait)
+    }
+}
+
+impl Delivered {
+    /// The delivery known, else `fallback` (this replica's own).
+    fn known_or(&self, fallback: Option<u64>) -> Option<u64> {
+        match self {
+            Self::Known(at) => at.or(fallback),
+            Self::Unknown => fallback,
+        }
     }
 }
 
