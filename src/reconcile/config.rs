@@ -33,7 +33,8 @@ pub struct ReconcileConfig {
     pub lease: Duration,
     /// How long the event hook may go without delivering while the System Log shows events it
     /// should have delivered (published after its last delivery, and at least this long ago)
-    /// before factorwatch raises "Okta Event Hook Silent" and `/readyz` says so.
+    /// before factorwatch raises "Okta Event Hook Silent" and `/readyz` says so. `0s` turns the
+    /// check off (an org read through the System Log only, with no event hook).
     #[serde(with = "humantime_serde")]
     pub silence_after: Duration,
 }
@@ -80,7 +81,7 @@ impl ReconcileConfig {
                 humantime::format_duration(self.interval)
             );
         }
-        if self.silence_after < 2 * self.interval {
+        if !self.silence_after.is_zero() && self.silence_after < 2 * self.interval {
             bail!(
                 "silence_after ({}) must be at least twice interval ({}): in a cluster each \
                  replica shares its last hook delivery once per poll",
@@ -137,5 +138,10 @@ mod tests {
         };
         let err = hasty.validate(true).unwrap_err().to_string();
         assert!(err.contains("at least twice interval"), "{err}");
+        let no_hook = ReconcileConfig {
+            silence_after: Duration::ZERO,
+            ..hasty
+        };
+        no_hook.validate(true).unwrap();
     }
 }

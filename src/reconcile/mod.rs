@@ -165,11 +165,11 @@ impl Poller {
         match self.poll(shared_cursor, &mut memory.holds).await {
             Ok(polled) => {
                 match delivered {
-                    Delivered::Known(at) => {
+                    Delivered::Known(at) if !self.config.silence_after.is_zero() => {
                         let silence = &mut memory.silence;
                         self.judge_silence(silence, at, polled.eligible).await;
                     }
-                    Delivered::Unknown => self.not_judging(&delivered),
+                    _ => self.not_judging(&delivered),
                 }
                 polled.turn
             }

@@ -19,7 +19,8 @@ pub struct HookView {
     /// When the hook last delivered a batch (RFC 3339; in a cluster, to any replica).
     pub last_delivery: Option<String>,
     /// Whether the hook is silent; `null` until the first poll, on a replica that does not poll
-    /// (another one judges), and while a cluster's backend cannot say what the fleet received.
+    /// (another one judges), while a cluster's backend cannot say what the fleet received, and
+    /// with `silence_after = "0s"`.
     pub silent: Option<bool>,
     /// While silent: events it should have delivered and did not.
     pub missed_events: Option<u64>,
