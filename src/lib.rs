@@ -22,7 +22,7 @@
 //! | 3 | [`cluster`] | `[cluster]`: event keys claimed, and correlation state kept, in Redis or NATS JetStream key-value buckets, shared by replicas behind a load balancer |
 //! | 4 | [`detect`] | the detector (`[rules]`): split, de-duplicate, enrich, run Sigma detection and correlation rules, queue alerts per sink |
 //! | 4 | [`forward`] | the per-sink delivery loop (`[delivery]`): backoff, retry, dead-letter |
-//! | 4 | [`reconcile`] | `[okta.reconcile]`: one System Log poller per org, its pages stored with their cursor, the hook's grace, the polling lease of a cluster |
+//! | 4 | [`reconcile`] | `[okta.reconcile]`: one System Log poller per org, its pages stored with their cursor, the hook's grace, the polling lease of a cluster, the hook's silence |
 //! | 5 | [`http`] | `[server]`: the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the hook endpoint of each org, `/healthz`, `/readyz`, `/metrics` |
 //! | 5 | [`admin`] | the admin API (dead letters, backfill), which the `dlq` and `backfill` commands call |
 //! | 5 | [`hook_lifecycle`] | the event hook through Okta's API: the event types the rules need and how each arrives, what registering would change, the verification challenge played against factorwatch itself |

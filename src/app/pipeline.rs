@@ -21,7 +21,7 @@ use crate::http::tls::ReloadingTls;
 use crate::http::{HookState, OrgStatus};
 use crate::okta_api::OktaClient;
 use crate::reconcile::backfill::Backfill;
-use crate::reconcile::{ALWAYS_READ_PREFIX, FilterSource, Poller, PollerStatus};
+use crate::reconcile::{ALWAYS_READ_PREFIX, FilterSource, OWN_EVENT_PREFIX, Poller, PollerStatus};
 use crate::secret::{HookSecrets, SourcedSecret};
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
@@ -413,10 +413,12 @@ impl Pipeline {
     }
 }
 
-/// The System Log filter for `rules`: the event types they can match, and every `event_hook.*`.
+/// The System Log filter for `rules`: the event types they can match but those factorwatch makes
+/// itself, and every `event_hook.*`.
 pub fn system_log_filter(rules: &RuleSet) -> Option<String> {
     let always = TypePattern::Prefix(ALWAYS_READ_PREFIX.to_owned());
-    rules.event_types().with([always]).system_log_filter()
+    let types = rules.event_types().without_prefix(OWN_EVENT_PREFIX);
+    types.with([always]).system_log_filter()
 }
 
 /// Alerts queued for a sink that is no longer configured would wait forever: say so at start.
@@ -437,6 +439,16 @@ fn warn_about_stranded_alerts(spool: &Spool, configured: &[SinkConfig]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule "Okta Event Hook Silent" matches an event factorwatch makes: Okta is not asked
+    /// for it.
+    #[test]
+    fn the_system_log_filter_leaves_out_factorwatchs_own_events() {
+        let rules = RuleSet::load(&crate::detect::RulesConfig::default()).unwrap();
+        let filter = system_log_filter(&rules).expect("bounded");
+        assert!(!filter.contains(OWN_EVENT_PREFIX), "{filter}");
+        assert!(filter.contains("event_hook."), "{filter}");
+    }
 
     /// `check-config` and `serve` share this: a certificate file that cannot be read fails
     /// before anything opens, and the error names the file.

@@ -94,7 +94,7 @@ impl SharedState {
         )
     }
 
-    async fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+    pub(super) async fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
         match self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(ref redis) => redis.read(name).await,
@@ -103,7 +103,7 @@ impl SharedState {
         }
     }
 
-    async fn swap_record(
+    pub(super) async fn swap_record(
         &self,
         name: &str,
         expected: Option<&[u8]>,

@@ -24,7 +24,9 @@
 //! replica's spool and correlation resumes from them.
 //!
 //! The System Log poller's lease lives there as well ([`lease`]): one replica polls an org at a
-//! time, and the cursor moves with the lease.
+//! time, and the cursor moves with the lease. So does the event hook's last delivery
+//! ([`hook_delivery`]): the polling replica judges the hook's silence on the fleet's deliveries,
+//! not only on those that reached it.
 //!
 //! [`SharedState`] is what the detector sees; `redis` and `nats_kv` hold each backend's calls.
 //! Each backend is built with its Cargo feature (`redis`, `nats`); a mode whose feature is off is
@@ -38,6 +40,7 @@
 )]
 
 mod error;
+mod hook_delivery;
 mod lease;
 #[cfg(feature = "nats")]
 mod nats_kv;

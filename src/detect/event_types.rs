@@ -55,6 +55,22 @@ impl EventTypes {
         self.or(Self::Only(patterns.into_iter().collect()))
     }
 
+    /// Without the types starting with `prefix` (events that never come from Okta).
+    pub fn without_prefix(self, prefix: &str) -> Self {
+        match self {
+            Self::Any => Self::Any,
+            Self::Only(patterns) => Self::Only(
+                patterns
+                    .into_iter()
+                    .filter(|pattern| {
+                        let (TypePattern::Exact(text) | TypePattern::Prefix(text)) = pattern;
+                        !text.starts_with(prefix)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     /// The System Log `filter` expression that selects these types; `None` for any type. A type
     /// a prefix already selects is left out: Okta's filters have a length limit, and the
     /// built-in `event_hook.` prefix covers the hook rules' exact types.

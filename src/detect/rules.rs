@@ -51,6 +51,10 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
         "builtin:rules/okta_log_stream_changed.yml",
         include_str!("../../rules/okta_log_stream_changed.yml"),
     ),
+    (
+        "builtin:rules/factorwatch_hook_silent.yml",
+        include_str!("../../rules/factorwatch_hook_silent.yml"),
+    ),
 ];
 
 /// The default correlation rules shipped inside the binary, with the detection rules that feed
@@ -597,11 +601,12 @@ mod tests {
                 Level::Critical,
                 Level::High,
                 Level::High,
+                Level::High,
                 Level::High
             ],
             "the two MFA rules of a user, MFA off for the whole org, factorwatch's hook tampered \
-             with, another hook created, the daily cap near, a log stream tampered with: each \
-             alerts on its own"
+             with, another hook created, the daily cap near, a log stream tampered with, the \
+             hook silent: each alerts on its own"
         );
         let correlations: Vec<_> = described
             .iter()
@@ -630,6 +635,7 @@ mod tests {
         for event_type in [
             "system.log_stream.lifecycle.create",
             "system.log_stream.lifecycle.delete",
+            "factorwatch.hook.silent",
         ] {
             let matched = rules.matching(&json!({ "eventType": event_type }));
             assert_eq!(matched.len(), 1, "{event_type}");

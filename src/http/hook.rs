@@ -88,7 +88,7 @@ async fn store_batch(
     // Stored from its own task: if the client goes away mid-commit, the batch is still stored
     // and counted, and Okta's retry is then de-duplicated.
     let spool = state.spool.clone();
-    tokio::spawn(async move { spool.append_batch(now_ms(), &body).await })
+    tokio::spawn(async move { spool.append_delivery(now_ms(), &body).await })
         .await
         .map_err(|err| ApiError::Unavailable(format!("spool task failed: {err}")))?
         .map_err(|err: SpoolError| ApiError::Unavailable(err.to_string()))?;

@@ -194,6 +194,9 @@ fn org_readiness(org: &OrgStatus) -> (Option<String>, serde_json::Value) {
     });
     if let Some(poller) = &org.reconcile {
         view["reconcile"] = json!(poller.view());
+        // The hook's silence is reported, never a reason to be unready: it is not this
+        // replica's fault, and draining it would not bring the hook back.
+        view["hook"] = json!(poller.hook_view());
     }
     (refusal, view)
 }
@@ -210,6 +213,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let (mut bytes, mut batches, mut limit) = (0, 0, 0);
     let mut top_level_sinks = json!({});
     let mut top_level_reconcile = None;
+    let mut top_level_hook = None;
     let mut orgs = serde_json::Map::new();
     for org in state.orgs.iter() {
         let (org_refusal, view) = org_readiness(org);
@@ -220,6 +224,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             None => {
                 top_level_sinks = view["sinks"].clone();
                 top_level_reconcile = view.get("reconcile").cloned();
+                top_level_hook = view.get("hook").cloned();
             }
             Some(name) => {
                 orgs.insert(name.to_string(), view);
@@ -243,6 +248,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     });
     if let Some(reconcile) = top_level_reconcile {
         body["reconcile"] = reconcile;
+    }
+    if let Some(hook) = top_level_hook {
+        body["hook"] = hook;
     }
     if !orgs.is_empty() {
         body["orgs"] = orgs.into();

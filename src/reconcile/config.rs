@@ -31,6 +31,12 @@ pub struct ReconcileConfig {
     /// another replica takes over after the poller's replica stops.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// How long the event hook may go without delivering while the System Log shows events it
+    /// should have delivered (published after its last delivery, and at least this long ago)
+    /// before factorwatch raises "Okta Event Hook Silent" and `/readyz` says so. `0s` turns the
+    /// check off (an org read through the System Log only, with no event hook).
+    #[serde(with = "humantime_serde")]
+    pub silence_after: Duration,
 }
 
 impl Default for ReconcileConfig {
@@ -42,6 +48,7 @@ impl Default for ReconcileConfig {
             lookback: Duration::from_secs(3600),
             page_size: MAX_LOGS_PAGE,
             lease: Duration::from_secs(180),
+            silence_after: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -71,6 +78,14 @@ impl ReconcileConfig {
             bail!(
                 "lease ({}) must be longer than interval ({}): the poller renews it once per poll",
                 humantime::format_duration(self.lease),
+                humantime::format_duration(self.interval)
+            );
+        }
+        if !self.silence_after.is_zero() && self.silence_after < 2 * self.interval {
+            bail!(
+                "silence_after ({}) must be at least twice interval ({}): in a cluster each \
+                 replica shares its last hook delivery once per poll",
+                humantime::format_duration(self.silence_after),
                 humantime::format_duration(self.interval)
             );
         }
@@ -116,5 +131,17 @@ mod tests {
         };
         let err = short_lease.validate(true).unwrap_err().to_string();
         assert!(err.contains("longer than interval"), "{err}");
+        let hasty = ReconcileConfig {
+            enabled: true,
+            silence_after: Duration::from_secs(90),
+            ..Default::default()
+        };
+        let err = hasty.validate(true).unwrap_err().to_string();
+        assert!(err.contains("at least twice interval"), "{err}");
+        let no_hook = ReconcileConfig {
+            silence_after: Duration::ZERO,
+            ..hasty
+        };
+        no_hook.validate(true).unwrap();
     }
 }

@@ -10,10 +10,15 @@
 //! duplicate (de-duplication on the event uuid, locally and in the cluster); one that is still new
 //! afterwards alerts as `system_log` and counts as recovered. In a `[cluster]` one replica polls
 //! an org at a time, under a lease that carries the cursor ([`crate::cluster::Lease`]).
+//!
+//! The poller also watches the hook itself ([`silence`]): hook-eligible events in the System Log
+//! that the hook, silent for `silence_after`, never delivered raise one alert per episode, through
+//! a `factorwatch.hook.silent` event stored like a page and run through the rules.
 
 pub mod backfill;
 mod config;
 mod page;
+pub mod silence;
 mod status;
 
 use std::collections::VecDeque;
@@ -24,14 +29,20 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Lease, SharedState};
+use crate::okta::Envelope;
 use crate::okta_api::{LogsRequest, OktaApiError, OktaClient};
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::metrics::{
-    RECONCILE_EVENTS_READ_TOTAL, RECONCILE_LAG_SECONDS, RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS,
-    RECONCILE_LEASE_HELD,
+    OKTA_HOOK_LAST_DELIVERY_TIMESTAMP_SECONDS, OKTA_HOOK_SILENT, RECONCILE_EVENTS_READ_TOTAL,
+    RECONCILE_LAG_SECONDS, RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS, RECONCILE_LEASE_HELD,
 };
 pub use config::ReconcileConfig;
-pub use status::{PollerStatus, PollerView};
+use silence::{Episode, Silence};
+pub use status::{HookView, PollerStatus, PollerView};
+
+/// The start of the event types factorwatch makes itself (such as
+/// [`silence::HOOK_SILENT_EVENT_TYPE`]): never in Okta's System Log, so never asked for.
+pub const OWN_EVENT_PREFIX: &str = "factorwatch.";
 
 /// The event types read whatever the rules say: a hook cannot report changes to hooks, so the
 /// System Log is the only place factorwatch learns that its own hook was deactivated or changed.
@@ -79,6 +90,26 @@ pub struct Poller {
 /// cursor before it (see [`cursor_to_share`]).
 type Holds = VecDeque<(u64, Option<String>)>;
 
+/// What the poller carries from one turn to the next.
+struct Memory {
+    holds: Holds,
+    silence: Silence,
+}
+
+/// The hook's last delivery as one turn found it.
+enum Delivered {
+    /// When it was (Unix ms; `None`: never), to this replica or, in a cluster, to any.
+    Known(Option<u64>),
+    /// The cluster's backend could not say what the other replicas received.
+    Unknown,
+}
+
+/// A page read and stored: what comes next, and its hook-eligible events (`published`, uuid).
+struct Polled {
+    turn: Turn,
+    eligible: Vec<(u64, String)>,
+}
+
 /// What one turn of the loop did, which decides how long it waits before the next.
 enum Turn {
     /// A full page: more is waiting, poll again at once.
@@ -97,9 +128,12 @@ impl Poller {
             interval = %humantime::format_duration(self.config.interval),
             "System Log reconciliation started"
         );
-        let mut holds = Holds::new();
+        let mut memory = Memory {
+            holds: Holds::new(),
+            silence: Silence::new(self.config.silence_after, crate::clock::now_ms()),
+        };
         loop {
-            let wait = match self.turn(&mut holds).await {
+            let wait = match self.turn(&mut memory).await {
                 Turn::More => Duration::ZERO,
                 Turn::Idle => self.config.interval,
                 Turn::Retry(wait) => wait,
@@ -111,28 +145,122 @@ impl Poller {
     }
 
     /// One poll: the held events that are due (stored by this replica, whoever polls now), the
-    /// lease (in a cluster), then one page.
-    async fn turn(&self, holds: &mut Holds) -> Turn {
+    /// hook's last delivery (shared, in a cluster), the lease (in a cluster), one page, then the
+    /// hook's silence.
+    async fn turn(&self, memory: &mut Memory) -> Turn {
         match self.spool.release_held(crate::clock::now_ms()).await {
             Ok(0) => {}
             Ok(_) => self.detector.notify_one(),
             Err(err) => return self.failed(err.into()),
         }
+        let delivered = self.last_delivery().await;
         let shared_cursor = match self.lease(None).await {
             Ok(Some(cursor)) => cursor,
-            Ok(None) => return Turn::Idle,
+            Ok(None) => {
+                self.not_judging(&delivered);
+                return Turn::Idle;
+            }
             Err(wait) => return Turn::Retry(wait),
         };
-        match self.poll(shared_cursor, holds).await {
-            Ok(turn) => turn,
+        match self.poll(shared_cursor, &mut memory.holds).await {
+            Ok(polled) => {
+                match delivered {
+                    Delivered::Known(at) if !self.config.silence_after.is_zero() => {
+                        let silence = &mut memory.silence;
+                        self.judge_silence(silence, at, polled.eligible).await;
+                    }
+                    _ => self.not_judging(&delivered),
+                }
+                polled.turn
+            }
             Err(err) => self.failed(err),
         }
+    }
+
+    /// The hook's last delivery: to this replica's spool, or in a cluster to any replica (this
+    /// one's shared first). Unknown when the cluster's backend cannot say (logged): judging on
+    /// this replica's deliveries alone would find every fleet silent.
+    async fn last_delivery(&self) -> Delivered {
+        let local = self.spool.last_delivery_ms();
+        let delivered = match &self.shared {
+            None => Delivered::Known(local),
+            Some(shared) => match shared.share_last_delivery(local).await {
+                Ok(fleet) => Delivered::Known(fleet),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err.chain(),
+                        "cannot share the event hook's last delivery in the cluster backend; its silence is not judged until it answers"
+                    );
+                    Delivered::Unknown
+                }
+            },
+        };
+        if let Some(at) = delivered.known_or(local) {
+            metrics::gauge!(OKTA_HOOK_LAST_DELIVERY_TIMESTAMP_SECONDS, self.labels())
+                .set(at as f64 / 1000.0);
+        }
+        delivered
+    }
+
+    /// This replica does not judge the hook's silence now (another one polls, or the fleet's
+    /// deliveries are unknown); `/readyz` shows the last delivery it knows of.
+    fn not_judging(&self, delivered: &Delivered) {
+        metrics::gauge!(OKTA_HOOK_SILENT, self.labels()).set(0.0);
+        let at = delivered.known_or(self.spool.last_delivery_ms());
+        self.status.delivered(at, false);
+    }
+
+    /// Takes in the last delivery and the hook-eligible events of the page just stored; raises
+    /// the alert of a silence that started.
+    async fn judge_silence(
+        &self,
+        silence: &mut Silence,
+        delivered: Option<u64>,
+        read: Vec<(u64, String)>,
+    ) {
+        let now = crate::clock::now_ms();
+        silence.delivered(delivered);
+        silence.read(read);
+        let check = silence.check(now);
+        self.status.delivered(delivered, true);
+        let was_silent = self.status.judged(check.episode.as_ref());
+        let silent = f64::from(u8::from(check.episode.is_some()));
+        metrics::gauge!(OKTA_HOOK_SILENT, self.labels()).set(silent);
+        match (&check.episode, was_silent) {
+            (None, true) => {
+                tracing::info!(org_url = %self.org_url, "the event hook delivers again")
+            }
+            (Some(episode), _) if check.needs_alert => match self.raise(episode, now).await {
+                Ok(()) => silence.alerted(episode),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot store the event hook's silence alert; tried again at the next poll")
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Stores the event of a silence that started, for the detector and its rule.
+    async fn raise(&self, episode: &Episode, now: u64) -> Result<(), SpoolError> {
+        tracing::warn!(
+            org_url = %self.org_url,
+            missed_events = episode.missed,
+            last_delivery = episode.last_delivery_ms.map(crate::clock::rfc3339).as_deref().unwrap_or("none on record"),
+            silence_after = %humantime::format_duration(self.config.silence_after),
+            "the event hook is silent: the System Log shows events it should have delivered"
+        );
+        let event = episode.event(&self.org_url, self.config.silence_after, now);
+        let raw = serde_json::value::to_raw_value(&event).expect("a JSON value serializes");
+        let body = Envelope::system_log_body(&self.org_url, &[&*raw], None);
+        self.spool.append_batch(now, &body).await?;
+        self.detector.notify_one();
+        Ok(())
     }
 
     /// Takes or renews the lease; `Ok(Some(cursor))` to poll from `cursor` (the shared one, if
     /// any), `Ok(None)` when another replica polls. Standalone, always polls.
     async fn lease(&self, cursor: Option<&str>) -> Result<Option<Option<String>>, Duration> {
-        let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
+        let labels = self.labels();
         let Some(shared) = &self.shared else {
             metrics::gauge!(RECONCILE_LEASE_HELD, labels).set(1.0);
             return Ok(Some(None));
@@ -166,7 +294,7 @@ impl Poller {
         &self,
         shared_cursor: Option<String>,
         holds: &mut Holds,
-    ) -> Result<Turn, PollError> {
+    ) -> Result<Polled, PollError> {
         let now = crate::clock::now_ms();
         let cursor_before = match &shared_cursor {
             Some(cursor) => Some(cursor.clone()),
@@ -184,10 +312,14 @@ impl Poller {
         if held {
             holds.push_back((now + grace_ms, cursor_before));
         }
+        let eligible = split.eligible;
         if self.shared.is_some() {
             let shared = cursor_to_share(holds, &next);
             if self.lease(shared.as_deref()).await.ok().flatten().is_none() {
-                return Ok(Turn::Idle);
+                return Ok(Polled {
+                    turn: Turn::Idle,
+                    eligible,
+                });
             }
         }
         let full = read >= self.config.page_size as usize;
@@ -198,7 +330,10 @@ impl Poller {
             false => Some(0),
         };
         self.record_success(read as u64, lag_ms.map(|ms| ms / 1000));
-        Ok(if full { Turn::More } else { Turn::Idle })
+        Ok(Polled {
+            turn: if full { Turn::More } else { Turn::Idle },
+            eligible,
+        })
     }
 
     /// The request that continues from `cursor` (the `next` link of the last page stored here
@@ -220,8 +355,13 @@ impl Poller {
         }
     }
 
+    /// The labels of this org's metrics.
+    fn labels(&self) -> Vec<metrics::Label> {
+        crate::telemetry::org_labels(self.org.as_deref(), &[])
+    }
+
     fn record_success(&self, events: u64, lag_seconds: Option<u64>) {
-        let labels = crate::telemetry::org_labels(self.org.as_deref(), &[]);
+        let labels = self.labels();
         metrics::counter!(RECONCILE_EVENTS_READ_TOTAL, labels.clone()).increment(events);
         metrics::gauge!(RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS, labels.clone())
             .set(crate::clock::now_ms() as f64 / 1000.0);
@@ -242,6 +382,16 @@ impl Poller {
             _ => self.config.interval,
         };
         Turn::Retry(wait)
+    }
+}
+
+impl Delivered {
+    /// The delivery known, else `fallback` (this replica's own).
+    fn known_or(&self, fallback: Option<u64>) -> Option<u64> {
+        match self {
+            Self::Known(at) => at.or(fallback),
+            Self::Unknown => fallback,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::spool::LogPageCommit;
 /// What the poller reads of each event before storing it.
 #[derive(Deserialize)]
 struct EventHead {
+    uuid: Option<String>,
     #[serde(rename = "eventType")]
     event_type: Option<String>,
     published: Option<String>,
@@ -22,6 +23,9 @@ pub(super) struct SplitPage {
     pub commit: LogPageCommit,
     /// The newest `published` of the page (Unix ms), for the lag.
     pub newest_published_ms: Option<i64>,
+    /// Each event a hook could have delivered, for the silence check: its `published` (Unix ms)
+    /// and its uuid (its text, if it has none).
+    pub eligible: Vec<(u64, String)>,
 }
 
 /// Splits `events` read from `org_url` at `now_ms` into a commit ending at `cursor`.
@@ -35,6 +39,7 @@ pub(super) fn split(
     let mut due_now: Vec<&RawValue> = Vec::new();
     let mut held: Vec<&RawValue> = Vec::new();
     let mut newest_published_ms = None;
+    let mut eligible_events = Vec::new();
     for event in events {
         let head: Option<EventHead> = serde_json::from_str(event.get()).ok();
         let published = head
@@ -42,12 +47,15 @@ pub(super) fn split(
             .and_then(|head| head.published.as_deref())
             .and_then(crate::clock::parse_rfc3339_ms);
         newest_published_ms = newest_published_ms.max(published);
-        let eligible = head
-            .and_then(|head| head.event_type)
-            .is_some_and(|event_type| is_hook_eligible(&event_type));
+        let (uuid, event_type) = head.map_or((None, None), |head| (head.uuid, head.event_type));
+        let eligible = event_type.is_some_and(|event_type| is_hook_eligible(&event_type));
         match eligible {
             true => held.push(event),
             false => due_now.push(event),
+        }
+        if let Some(at) = published.filter(|_| eligible) {
+            let key = uuid.unwrap_or_else(|| event.get().to_owned());
+            eligible_events.push((at.max(0) as u64, key));
         }
     }
     let body = |events: Vec<&RawValue>| {
@@ -62,6 +70,7 @@ pub(super) fn split(
             cursor,
         },
         newest_published_ms,
+        eligible: eligible_events,
     }
 }
 
@@ -131,6 +140,8 @@ mod tests {
             page.newest_published_ms,
             crate::clock::parse_rfc3339_ms("2026-12-04T10:00:05.000Z")
         );
+        let eligible = crate::clock::parse_rfc3339_ms("2026-12-04T10:00:05.000Z").unwrap();
+        assert_eq!(page.eligible, [(eligible as u64, "2".to_owned())]);
     }
 
     #[test]

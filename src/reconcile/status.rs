@@ -4,10 +4,28 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::silence::Episode;
+
 /// The poller's state, shared with `/readyz`.
 #[derive(Debug, Default)]
 pub struct PollerStatus {
     state: Mutex<PollerView>,
+    hook: Mutex<HookView>,
+}
+
+/// The event hook as the poller sees it, as `/readyz` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HookView {
+    /// When the hook last delivered a batch (RFC 3339; in a cluster, to any replica).
+    pub last_delivery: Option<String>,
+    /// Whether the hook is silent; `null` until the first poll, on a replica that does not poll
+    /// (another one judges), while a cluster's backend cannot say what the fleet received, and
+    /// with `silence_after = "0s"`.
+    pub silent: Option<bool>,
+    /// While silent: events it should have delivered and did not.
+    pub missed_events: Option<u64>,
+    /// While silent: the `published` of the first of those (RFC 3339).
+    pub first_missed: Option<String>,
 }
 
 /// A copy of the poller's state, as `/readyz` shows it.
@@ -63,11 +81,44 @@ impl PollerStatus {
         view.last_error = None;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PollerView> {
-        // A panic while holding this lock leaves a consistent view (every write is one field
-        // assignment), so a poisoned lock is still read.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A copy of the hook's view for `/readyz`.
+    pub fn hook_view(&self) -> HookView {
+        lock(&self.hook).clone()
     }
+
+    /// The hook's last delivery is `at_ms`; `judged`: whether this replica judges its silence
+    /// (it polls, and knows the fleet's deliveries).
+    pub fn delivered(&self, at_ms: Option<u64>, judged: bool) {
+        let mut view = lock(&self.hook);
+        view.last_delivery = at_ms.map(crate::clock::rfc3339);
+        if !judged {
+            *view = HookView {
+                last_delivery: view.last_delivery.take(),
+                ..HookView::default()
+            };
+        }
+    }
+
+    /// The silence check found `episode` (`None`: the hook delivers); answers whether the hook
+    /// was silent before.
+    pub fn judged(&self, episode: Option<&Episode>) -> bool {
+        let mut view = lock(&self.hook);
+        let was_silent = view.silent == Some(true);
+        view.silent = Some(episode.is_some());
+        view.missed_events = episode.map(|episode| episode.missed);
+        view.first_missed = episode.map(|episode| crate::clock::rfc3339(episode.first_missed_ms));
+        was_silent
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PollerView> {
+        lock(&self.state)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock leaves a consistent view (every write is one field
+    // assignment), so a poisoned lock is still read.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

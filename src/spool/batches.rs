@@ -10,6 +10,7 @@ use redb::ReadableTable;
 
 use super::correlation::StagedCorrelation;
 use super::outbox::{OutboxRecord, insert_outbox, staged_sizes};
+use super::system_log::record_delivery;
 use super::{BATCHES, KNOWN_NETWORKS, QUARANTINE, Spool, SpoolError, batch_format};
 
 /// A batch read back for detection.
@@ -50,16 +51,42 @@ impl Spool {
     /// Stores a batch durably. `Ok` means it is on disk; refuses with [`SpoolError::Full`] when the
     /// backlog is at its limit.
     pub async fn append_batch(&self, received_at_ms: u64, body: &[u8]) -> Result<u64, SpoolError> {
+        self.append(received_at_ms, body, false).await
+    }
+
+    /// Stores a batch the event hook delivered, as [`Spool::append_batch`] does, and records its
+    /// arrival as the hook's last delivery in the same commit ([`Spool::last_delivery_ms`]).
+    pub async fn append_delivery(
+        &self,
+        received_at_ms: u64,
+        body: &[u8],
+    ) -> Result<u64, SpoolError> {
+        self.append(received_at_ms, body, true).await
+    }
+
+    async fn append(
+        &self,
+        received_at_ms: u64,
+        body: &[u8],
+        hook: bool,
+    ) -> Result<u64, SpoolError> {
         self.backlog.check_room()?;
         let id = self.next_batch_id.fetch_add(1, Ordering::Relaxed);
         let value = batch_format::encode(received_at_ms, body);
         let len = value.len() as u64;
         self.write(move |txn| {
             txn.open_table(BATCHES)?.insert(id, value.as_slice())?;
+            if hook {
+                record_delivery(txn, received_at_ms)?;
+            }
             Ok(())
         })
         .await?;
         self.backlog.batch_added(len);
+        if hook {
+            self.last_delivery_ms
+                .fetch_max(received_at_ms, Ordering::Relaxed);
+        }
         Ok(id)
     }
 

@@ -15,7 +15,7 @@
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
 //! | `held_batches` | (due time, Unix ms; sequence) | as `batches` | System Log events a hook could deliver, waiting out the hook's grace before detection |
-//! | `reconcile` | `cursor` | the System Log `next` link after the last page stored | where polling goes on |
+//! | `reconcile` | `cursor` / `hook_last_delivery` | the System Log `next` link after the last page stored / when the event hook last delivered (Unix ms) | where polling goes on / the silence check |
 //!
 //! The tables are defined below; each file holds the reads and writes of its tables:
 //! [`batches`] (`batches`, `quarantine`, `known_networks`, and the detection commit),
@@ -120,6 +120,9 @@ pub struct Spool {
     next_batch_id: AtomicU64,
     next_seq: AtomicU64,
     backlog: Backlog,
+    /// When the event hook last delivered a batch (Unix ms; 0: never), see
+    /// [`Spool::last_delivery_ms`].
+    last_delivery_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Spool {
@@ -148,6 +151,7 @@ impl Spool {
         let path = dir.join(SPOOL_FILE);
         let store = Store::open(&path, "spool-writer", create_tables)?;
         let scan = backlog::scan(&*store.database()?)?;
+        let last_delivery_ms = system_log::recorded_delivery(&*store.database()?)?;
         let window = dedup::open_window(dir, crate::clock::now_ms())?;
         let last_claimed = window.highest_batch_id();
         Ok(Self {
@@ -158,6 +162,7 @@ impl Spool {
             next_batch_id: AtomicU64::new(scan.next_batch_id.max(last_claimed + 1)),
             next_seq: AtomicU64::new(scan.next_seq),
             backlog: Backlog::new(max_backlog_bytes, scan.totals),
+            last_delivery_ms: AtomicU64::new(last_delivery_ms),
         })
     }
 

@@ -4,14 +4,45 @@
 //! gets there first and the alert says `event_hook`).
 //!
 //! Tables: `held_batches`, keyed (due time in Unix ms, sequence), valued like `batches`;
-//! `reconcile`, one row `cursor` holding the `next` link that continues after the last page stored.
+//! `reconcile`, one row `cursor` holding the `next` link that continues after the last page stored,
+//! and one row `hook_last_delivery` holding when the event hook last delivered a batch (Unix ms,
+//! 8 bytes little-endian), written with that batch, for the poller's silence check.
 
 use std::sync::atomic::Ordering;
+
+use redb::{ReadableDatabase, ReadableTable};
 
 use super::{BATCHES, HELD_BATCHES, RECONCILE, Spool, SpoolError, batch_format};
 
 /// The `reconcile` row holding the cursor.
 const CURSOR_KEY: &str = "cursor";
+/// The `reconcile` row holding the hook's last delivery.
+const LAST_DELIVERY_KEY: &str = "hook_last_delivery";
+
+/// Records a hook delivery at `at_ms` in `txn`, unless a later one is recorded already (two
+/// deliveries may commit in either order).
+pub(super) fn record_delivery(txn: &redb::WriteTransaction, at_ms: u64) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(RECONCILE)?;
+    let recorded = table
+        .get(LAST_DELIVERY_KEY)?
+        .and_then(|v| decode_ms(v.value()));
+    if recorded.is_none_or(|recorded| recorded < at_ms) {
+        table.insert(LAST_DELIVERY_KEY, at_ms.to_le_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// The hook's last delivery recorded in `db` (read once, at open); 0 when there was none.
+pub(super) fn recorded_delivery(db: &redb::Database) -> Result<u64, SpoolError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(RECONCILE)?;
+    let recorded = table.get(LAST_DELIVERY_KEY)?;
+    Ok(recorded.and_then(|v| decode_ms(v.value())).unwrap_or(0))
+}
+
+fn decode_ms(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
 
 /// One page of the System Log, as the poller stores it.
 #[derive(Debug, Clone)]
@@ -29,6 +60,12 @@ pub struct LogPageCommit {
 }
 
 impl Spool {
+    /// When the event hook last delivered a batch to this spool (Unix ms), across restarts;
+    /// `None` if it never did.
+    pub fn last_delivery_ms(&self) -> Option<u64> {
+        Some(self.last_delivery_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
+    }
+
     /// Stores a page and its cursor in one commit. Refuses with [`SpoolError::Full`] when the
     /// backlog is at its limit, like a hook delivery: the poller tries the same page again later.
     pub async fn append_log_page(&self, page: LogPageCommit) -> Result<(), SpoolError> {
@@ -185,5 +222,28 @@ mod tests {
             [b"now".to_vec(), b"hook".to_vec(), b"held".to_vec()]
         );
         assert_eq!(spool.backlog().batches, 3);
+    }
+
+    #[tokio::test]
+    async fn the_hooks_last_delivery_survives_a_restart_and_never_goes_back() {
+        let dir = tempfile::TempDir::new().unwrap();
+        {
+            let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+            assert_eq!(spool.last_delivery_ms(), None);
+            spool.append_batch(9_000, b"backfill").await.unwrap();
+            assert_eq!(
+                spool.last_delivery_ms(),
+                None,
+                "only the hook's batches count"
+            );
+            spool.append_delivery(5_000, b"hook").await.unwrap();
+            spool
+                .append_delivery(4_000, b"hook, committed late")
+                .await
+                .unwrap();
+            assert_eq!(spool.last_delivery_ms(), Some(5_000));
+        }
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!(spool.last_delivery_ms(), Some(5_000));
     }
 }

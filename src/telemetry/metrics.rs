@@ -124,6 +124,13 @@ pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
 /// Gauge: 1 on the replica that holds an org's polling lease (or a standalone poller), else 0.
 /// Label: `org`.
 pub const RECONCILE_LEASE_HELD: &str = "factorwatch_reconcile_lease_held";
+/// Gauge: 1 while the event hook is silent (the System Log shows events it should have delivered
+/// and it delivered nothing for `silence_after`), else 0; set by the replica that polls, 0 on
+/// the others. Label: `org`.
+pub const OKTA_HOOK_SILENT: &str = "factorwatch_okta_hook_silent";
+/// Gauge: Unix time of the event hook's last delivery (the fleet's, in a cluster). Label: `org`.
+pub const OKTA_HOOK_LAST_DELIVERY_TIMESTAMP_SECONDS: &str =
+    "factorwatch_okta_hook_last_delivery_timestamp_seconds";
 
 #[cfg(test)]
 mod tests {

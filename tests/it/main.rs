@@ -22,6 +22,8 @@ mod hook_guard;
 mod hook_register;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod hook_rotate;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod hook_silence;
 mod hostile;
 mod http_contract;
 // The docs' code blocks, read as the docs tests read them (some examples are checked here).

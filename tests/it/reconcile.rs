@@ -60,7 +60,29 @@ impl Org {
         self.config_for(&self.okta.org_url(), data_dir, extra)
     }
 
+    /// As [`Org::config`], the hook found silent after `silence_after`.
+    pub(crate) fn config_with_silence(
+        &self,
+        data_dir: &Path,
+        silence_after: &str,
+        extra: &str,
+    ) -> PathBuf {
+        let silence = format!("silence_after = \"{silence_after}\"\n");
+        self.write_config(&self.okta.org_url(), data_dir, &silence, extra)
+    }
+
     fn config_for(&self, org_url: &str, data_dir: &Path, extra: &str) -> PathBuf {
+        self.write_config(org_url, data_dir, "", extra)
+    }
+
+    /// The configuration file: `reconcile` goes into `[okta.reconcile]`, `extra` at the end.
+    fn write_config(
+        &self,
+        org_url: &str,
+        data_dir: &Path,
+        reconcile: &str,
+        extra: &str,
+    ) -> PathBuf {
         let key = self.keys.path().join("okta.pem");
         let text = format!(
             r#"[okta.api]
@@ -76,7 +98,7 @@ interval = "200ms"
 grace = "1s"
 page_size = 100
 lease = "2s"
-
+{reconcile}
 [rules]
 builtin_correlations = false
 {extra}
@@ -130,7 +152,7 @@ fn uuid_of(event: &Value) -> String {
     event["uuid"].as_str().unwrap().to_owned()
 }
 
-fn uuids(events: &[Value]) -> Vec<String> {
+pub(crate) fn uuids(events: &[Value]) -> Vec<String> {
     events.iter().map(uuid_of).collect()
 }
 
@@ -145,7 +167,7 @@ fn by_uuid(alerts: &[Value]) -> HashMap<String, Vec<&Value>> {
 }
 
 /// The value of the metric line starting with `series` in `/metrics` (0 when absent).
-async fn metric(server: &ChildServer, series: &str) -> f64 {
+pub(crate) async fn metric(server: &ChildServer, series: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", server.addr))
         .await
         .unwrap()
