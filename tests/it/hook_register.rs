@@ -67,17 +67,16 @@ impl Deployment {
 
     /// `factorwatch okta ARGS` with this deployment's configuration and `secret`.
     async fn okta(&self, args: &[&str], secret: &str) -> (bool, String, String) {
-        let listen = self.server.addr.to_string();
-        let data = self.data.path().display().to_string();
-        let mut all = vec!["okta"];
-        all.extend_from_slice(args);
-        let env = [
-            ("FACTORWATCH_LISTEN", listen.as_str()),
-            ("FACTORWATCH_ADMIN_LISTEN", self.admin_listen.as_str()),
-            ("FACTORWATCH_DATA_DIR", data.as_str()),
-            ("FACTORWATCH_OKTA_SECRETS", secret),
-        ];
-        run_cli(&all, &self.config, &env).await
+        let env = [("FACTORWATCH_OKTA_SECRETS", secret)];
+        okta_cli(
+            &self.config,
+            &self.server,
+            &self.admin_listen,
+            &self.data,
+            args,
+            &env,
+        )
+        .await
     }
 
     async fn register(&self, extra: &[&str]) -> (bool, String, String) {
@@ -128,6 +127,29 @@ impl Deployment {
         }
         text
     }
+}
+
+/// `factorwatch okta ARGS` run beside `server` (serving from `data` with its admin API on
+/// `admin_listen`), with `config` and `env`: the CLI finds the listener and the admin API.
+pub(crate) async fn okta_cli(
+    config: &Path,
+    server: &ChildServer,
+    admin_listen: &str,
+    data: &TempDir,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let listen = server.addr.to_string();
+    let data = data.path().display().to_string();
+    let mut all = vec!["okta"];
+    all.extend_from_slice(args);
+    let mut env = env.to_vec();
+    env.extend([
+        ("FACTORWATCH_LISTEN", listen.as_str()),
+        ("FACTORWATCH_ADMIN_LISTEN", admin_listen),
+        ("FACTORWATCH_DATA_DIR", data.as_str()),
+    ]);
+    run_cli(&all, config, &env).await
 }
 
 fn items(hook: &Value) -> Vec<&str> {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::helpers::{ChildServer, batch_with_mfa, eventually, free_port, run_cli};
+use crate::hook_register::okta_cli;
 use crate::reconcile::{Org, serve};
 
 /// The secret the org starts with, in its secrets file.
@@ -57,17 +58,17 @@ impl Deployment {
         deployment
     }
 
+    /// `factorwatch okta ARGS` beside this deployment.
     async fn okta(&self, args: &[&str]) -> (bool, String, String) {
-        let listen = self.server.addr.to_string();
-        let data = self.data.path().display().to_string();
-        let mut all = vec!["okta"];
-        all.extend_from_slice(args);
-        let env = [
-            ("FACTORWATCH_LISTEN", listen.as_str()),
-            ("FACTORWATCH_ADMIN_LISTEN", self.admin_listen.as_str()),
-            ("FACTORWATCH_DATA_DIR", data.as_str()),
-        ];
-        run_cli(&all, &self.config, &env).await
+        okta_cli(
+            &self.config,
+            &self.server,
+            &self.admin_listen,
+            &self.data,
+            args,
+            &[],
+        )
+        .await
     }
 
     /// The secret Okta holds for the hook.

@@ -15,7 +15,7 @@ use crate::helpers::{
     ChildServer, eventually, post_envelope, read_alert_lines, readyz, wait_for_alerts_of,
     wait_for_readyz,
 };
-use crate::reconcile::{Org, SOON, metric, mfa_reset, serve, uuids};
+use crate::reconcile::{Org, SOON, metric, mfa_reset, serve, two_replicas, uuids};
 
 /// `[okta.reconcile] silence_after` of these tests (the poller reads every 200 ms).
 const SILENCE_AFTER: Duration = Duration::from_secs(2);
@@ -202,16 +202,10 @@ crate::backends::on_each_backend!(
 /// fleet's deliveries, shared through the backend, and alerts once when they stop.
 async fn deliveries_to_any_replica_keep_the_hook_from_looking_silent(backend: Backend) {
     let org = Org::new().await;
-    let prefix = format!("{}_", crate::helpers::unique("fw-silence"));
-    let cluster = format!("[cluster]\nkey_prefix = \"{prefix}\"");
-    let url = backend.url(backend.machine_port());
-    let env = [("FACTORWATCH_CLUSTER_URL", url.as_str())];
-    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
-    let mut replicas = Vec::new();
-    for dir in &dirs {
-        let config = org.config_with_silence(dir.path(), "2s", &cluster);
-        replicas.push(serve(dir.path(), &config, &env).await);
-    }
+    let (dirs, replicas, prefix) = two_replicas(backend, "fw-silence", |dir, cluster| {
+        org.config_with_silence(dir, "2s", cluster)
+    })
+    .await;
     let files: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("alerts.jsonl")).collect();
     let (polling, other) = polling_and_other(&replicas).await;
 

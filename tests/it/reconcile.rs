@@ -133,6 +133,27 @@ pub(crate) async fn serve(data_dir: &Path, config: &Path, env: &[(&str, &str)]) 
     ChildServer::start_logging_to(data_dir, free_port(), &env, &log).await
 }
 
+/// Two replicas sharing `backend` under a key prefix of their own (named after `name`), each
+/// serving the configuration `config` writes into its data directory, given the `[cluster]`
+/// section; with their data directories and the prefix (for `Backend::forget`).
+pub(crate) async fn two_replicas(
+    backend: Backend,
+    name: &str,
+    config: impl Fn(&Path, &str) -> PathBuf,
+) -> ([TempDir; 2], Vec<ChildServer>, String) {
+    let prefix = format!("{}_", crate::helpers::unique(name));
+    let cluster = format!("[cluster]\nkey_prefix = \"{prefix}\"");
+    let url = backend.url(backend.machine_port());
+    let env = [("FACTORWATCH_CLUSTER_URL", url.as_str())];
+    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
+    let mut replicas = Vec::new();
+    for dir in &dirs {
+        let config = config(dir.path(), &cluster);
+        replicas.push(serve(dir.path(), &config, &env).await);
+    }
+    (dirs, replicas, prefix)
+}
+
 /// An MFA reset of a sample user by an admin, published `ago` before now.
 pub(crate) fn mfa_reset(ago: Duration) -> Value {
     let users = samples::users();
@@ -520,16 +541,10 @@ on_each_backend!(
 
 async fn one_replica_polls_and_another_takes_over_when_it_dies(backend: Backend) {
     let org = Org::new().await;
-    let prefix = format!("{}_", crate::helpers::unique("fw-reconcile"));
-    let cluster = format!("[cluster]\nkey_prefix = \"{prefix}\"");
-    let url = backend.url(backend.machine_port());
-    let env = [("FACTORWATCH_CLUSTER_URL", url.as_str())];
-    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
-    let mut replicas = Vec::new();
-    for dir in &dirs {
-        let config = org.config(dir.path(), &cluster);
-        replicas.push(serve(dir.path(), &config, &env).await);
-    }
+    let (dirs, mut replicas, prefix) = two_replicas(backend, "fw-reconcile", |dir, cluster| {
+        org.config(dir, cluster)
+    })
+    .await;
     let files: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("alerts.jsonl")).collect();
 
     let first: Vec<Value> = (0..20)
