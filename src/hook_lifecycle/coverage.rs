@@ -10,6 +10,7 @@ use crate::detect::event_types::{EventTypes, TypePattern};
 use crate::detect::rules::RuleSet;
 use crate::okta::hook_eligible::{hook_eligible_types, is_hook_eligible};
 use crate::okta_api::EventHook;
+use crate::reconcile::OWN_EVENT_PREFIX;
 
 /// Okta's limit of event types per hook (README §d).
 pub const MAX_HOOK_EVENT_TYPES: usize = 300;
@@ -25,6 +26,8 @@ pub enum Route {
     /// A hook could deliver it but this one does not (missing, inactive, unverified, or not
     /// subscribed); the poller reads it, later than a push would come. `okta register` fixes it.
     HookMissing,
+    /// factorwatch's own event (such as the hook's silence), which the System Log poller makes.
+    MadeByPoller,
     /// Neither the hook nor the poller brings it: the rule cannot fire on it.
     NotCovered,
 }
@@ -99,12 +102,15 @@ pub fn rule_coverage(
         .filter(|hook| hook.delivers())
         .map(|hook| hook.events.items.iter().map(String::as_str).collect())
         .unwrap_or_default();
-    let route = |name: &str, eligible: bool| match (delivered.contains(name), eligible, reconciling)
-    {
-        (true, _, _) => Route::Hook,
-        (false, true, true) => Route::HookMissing,
-        (false, false, true) => Route::ReconciliationOnly,
-        (false, _, false) => Route::NotCovered,
+    let route = |name: &str, eligible: bool| {
+        let own = name.starts_with(OWN_EVENT_PREFIX);
+        match (delivered.contains(name), eligible, reconciling) {
+            (true, _, _) => Route::Hook,
+            (false, _, false) => Route::NotCovered,
+            (false, _, true) if own => Route::MadeByPoller,
+            (false, true, true) => Route::HookMissing,
+            (false, false, true) => Route::ReconciliationOnly,
+        }
     };
     rules
         .event_types_by_rule()

@@ -15,6 +15,7 @@ use crate::helpers::{
     ChildServer, eventually, post_envelope, read_alert_lines, readyz, wait_for_alerts_of,
     wait_for_readyz,
 };
+use crate::hook_register::okta_cli;
 use crate::reconcile::{Org, SOON, metric, mfa_reset, serve, two_replicas, uuids};
 
 /// `[okta.reconcile] silence_after` of these tests (the poller reads every 200 ms).
@@ -140,6 +141,15 @@ async fn a_silent_hook_alerts_once_per_episode_and_readyz_and_metrics_say_so() {
     );
     let expected = factorwatch::clock::parse_rfc3339_ms(&first_delivery).unwrap() as f64 / 1000.0;
     assert!((last_delivery.await - expected).abs() < 0.001);
+    // `okta doctor` names it, with what to check.
+    let no_admin_api = "127.0.0.1:1";
+    let (ok, out, _) = okta_cli(&config, &server, no_admin_api, &data, &["doctor"], &[]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("the hook is silent: 3 event(s)"), "{out}");
+    assert!(
+        out.contains("factorwatch.hook.silent                      made by the poller"),
+        "{out}"
+    );
     // The events themselves still alert, from the System Log.
     wait_for_alerts_of(&files, &uuids(&missed), SOON).await;
 

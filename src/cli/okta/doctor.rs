@@ -258,6 +258,18 @@ async fn poller_state(target: &Target, problems: &mut Vec<String>) -> Value {
     if let Some(error) = view["last_error"].as_str() {
         problems.push(format!("the System Log poller fails: {error}"));
     }
+    let hook = match &target.pipeline.org {
+        None => &readiness["hook"],
+        Some(name) => &readiness["orgs"][name]["hook"],
+    };
+    if hook["silent"] == true {
+        problems.push(format!(
+            "the hook is silent: {} event(s) it should have delivered since {} did not come \
+             (last delivery {}); check its status here and Okta's delivery errors \
+             (docs/okta-setup.md#when-the-hook-goes-silent)",
+            hook["missed_events"], hook["first_missed"], hook["last_delivery"]
+        ));
+    }
     view
 }
 
@@ -365,6 +377,7 @@ fn route_text(route: Route) -> &'static str {
     match route {
         Route::Hook => "hook",
         Route::ReconciliationOnly => "reconciliation only",
+        Route::MadeByPoller => "made by the poller",
         Route::HookMissing => "NOT in the hook (reconciliation, late)",
         Route::NotCovered => "NOT COVERED",
     }
