@@ -160,3 +160,93 @@ fn prefix_routes(prefix: &str, route: &dyn Fn(&str, bool) -> Route) -> Vec<TypeR
     });
     routes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rule whose `eventType` selection is `selection` (a YAML value).
+    fn rule(title: &str, selection: &str) -> (String, String) {
+        let yaml = format!(
+            "title: {title}\nid: {}\nlogsource:\n    product: okta\n    service: okta\n\
+             detection:\n    selection:\n        {selection}\n    condition: selection\nlevel: high\n",
+            uuid::Uuid::new_v4()
+        );
+        (format!("{title}.yml"), yaml)
+    }
+
+    fn rules() -> RuleSet {
+        RuleSet::from_sources(&[
+            rule("Reset", "eventType: 'user.mfa.factor.reset_all'"),
+            rule("Org wide", "eventType: 'system.mfa.factor.deactivate'"),
+            rule("Any MFA", "eventType|startswith: 'user.mfa.factor.'"),
+        ])
+        .unwrap()
+    }
+
+    fn hook(types: &[&str], status: &str) -> EventHook {
+        serde_json::from_value(serde_json::json!({
+            "id": "who1", "name": "factorwatch", "status": status,
+            "verificationStatus": "VERIFIED",
+            "events": {"type": "EVENT_TYPE", "items": types},
+            "channel": {"config": {"uri": "https://fw.example/okta/events"}},
+        }))
+        .unwrap()
+    }
+
+    fn routes(coverage: &[RuleCoverage], title: &str) -> Vec<(String, Route)> {
+        let rule = coverage.iter().find(|r| r.title == title).unwrap();
+        (rule.types.iter())
+            .map(|t| (t.event_type.clone(), t.route))
+            .collect()
+    }
+
+    #[test]
+    fn the_hook_subscribes_what_it_can_deliver_and_prefixes_expand_over_the_catalog() {
+        let wanted = wanted_types(&rules());
+        assert!(wanted.contains("user.mfa.factor.reset_all"));
+        assert!(
+            wanted.contains("user.mfa.factor.deactivate"),
+            "from the prefix"
+        );
+        assert!(wanted.iter().all(|t| is_hook_eligible(t)), "{wanted:?}");
+        assert!(!wanted.contains("system.mfa.factor.deactivate"));
+    }
+
+    #[test]
+    fn each_type_says_how_it_arrives() {
+        let rules = rules();
+        let active = hook(&["user.mfa.factor.reset_all"], "ACTIVE");
+        let coverage = rule_coverage(&rules, Some(&active), true);
+        let reset = ("user.mfa.factor.reset_all".to_owned(), Route::Hook);
+        assert_eq!(routes(&coverage, "Reset"), [reset]);
+        let org_wide = (
+            "system.mfa.factor.deactivate".to_owned(),
+            Route::ReconciliationOnly,
+        );
+        assert_eq!(routes(&coverage, "Org wide"), [org_wide]);
+        let any = routes(&coverage, "Any MFA");
+        assert!(any.contains(&("user.mfa.factor.deactivate".into(), Route::HookMissing)));
+        assert!(any.contains(&("user.mfa.factor.*".into(), Route::ReconciliationOnly)));
+        assert!(
+            coverage
+                .iter()
+                .find(|r| r.title == "Any MFA")
+                .unwrap()
+                .has_gap()
+        );
+        assert!(
+            !coverage
+                .iter()
+                .find(|r| r.title == "Reset")
+                .unwrap()
+                .has_gap()
+        );
+
+        // An inactive hook delivers nothing; without the poller nothing arrives.
+        let inactive = hook(&["user.mfa.factor.reset_all"], "INACTIVE");
+        let coverage = rule_coverage(&rules, Some(&inactive), false);
+        let reset = ("user.mfa.factor.reset_all".to_owned(), Route::NotCovered);
+        assert_eq!(routes(&coverage, "Reset"), [reset]);
+    }
+}

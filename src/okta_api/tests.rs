@@ -428,3 +428,37 @@ fn okta_errors_are_summarised_with_their_causes() {
         "{text}"
     );
 }
+
+/// A server answering every request with 500, counting them; its URL.
+async fn failing_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let app = axum::Router::new().fallback(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{}") }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count)
+}
+
+#[tokio::test]
+async fn a_create_that_may_have_reached_okta_is_not_sent_again() {
+    let (url, requests) = failing_server().await;
+    let config: OktaApiConfig =
+        toml::from_str(&format!("org_url = \"{url}\"\napi_token = \"{TOKEN}\"")).expect("valid");
+    let client = OktaClient::new(&config, &[scopes::EVENT_HOOKS_MANAGE], "").expect("a client");
+    let hook = HookDefinition {
+        name: "factorwatch".into(),
+        uri: "https://fw.example/okta/events".into(),
+        event_types: vec!["user.mfa.factor.deactivate".into()],
+        auth_header: "Authorization".into(),
+        secret: Secret::new("hook-secret-value"),
+    };
+    let err = client.create_event_hook(&hook).await.expect_err("a 500");
+    assert!(matches!(err, OktaApiError::Server { status: 500 }), "{err}");
+    let sent = requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(sent, 1, "a second create could make a second hook");
+}
