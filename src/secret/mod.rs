@@ -13,6 +13,7 @@
 //! An org's hook holds its set in [`HookSecrets`], which reloads it from its [`SecretSources`]
 //! (the secrets file read again) and records when each secret was last used, by [`Fingerprint`].
 
+pub mod file_edit;
 mod hook;
 mod sources;
 

@@ -4,8 +4,6 @@
 //! authenticated with it has been seen (`GET /secrets`), the old secrets leave the file and are
 //! reloaded away. Interrupted after the update, `--finish` completes it.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +17,7 @@ use crate::cli::admin_client::AdminClient;
 use crate::cli::status_line::StatusLine;
 use crate::hook_lifecycle::{challenge, find_hook};
 use crate::okta_api::{EventHook, HookDefinition, scopes};
+use crate::secret::file_edit;
 use crate::secret::{Secret, SecretSource};
 
 /// How often `GET /secrets` is asked while waiting for a delivery.
@@ -91,8 +90,8 @@ impl Rotation {
             hook.id,
             hook.channel.config.uri
         );
-        let secret = new_secret();
-        let line = append_secret(&self.file, &secret)?;
+        let secret = file_edit::generate(SECRET_BYTES);
+        let line = file_edit::append(&self.file, &secret).with_context(|| self.cannot_write())?;
         let view = self.reload().await?;
         let added = secret_at(&view, &self.file, line).with_context(|| {
             format!("the service did not take {}:{line} in", self.file.display())
@@ -104,7 +103,7 @@ impl Rotation {
         );
         let header = &target.pipeline.auth_header;
         if let Err(why) = challenge::play(&hook.channel.config.uri, header, &secret).await {
-            remove_line(&self.file, line)?;
+            file_edit::remove_line(&self.file, line).with_context(|| self.cannot_write())?;
             self.reload().await?;
             anyhow::bail!(
                 "the new secret is not accepted at the hook's URL: {why}; it was removed again, nothing changed in Okta"
@@ -127,7 +126,8 @@ impl Rotation {
         let (newest, line) = newest_in_file(&view, &self.file)?;
         let fingerprint = newest.fingerprint.clone();
         self.wait_for_delivery(&fingerprint, wait).await?;
-        let removed = keep_only_line(&self.file, line)?;
+        let removed =
+            file_edit::keep_only(&self.file, line).with_context(|| self.cannot_write())?;
         self.reload().await?;
         println!(
             "4/4 a delivery came with {fingerprint}: {removed} old secret(s) removed from {} and \
@@ -178,6 +178,10 @@ impl Rotation {
         }
     }
 
+    fn cannot_write(&self) -> String {
+        format!("cannot change the secrets file {}", self.file.display())
+    }
+
     async fn secrets(&self) -> anyhow::Result<SecretsView> {
         let method = reqwest::Method::GET;
         self.admin
@@ -201,12 +205,6 @@ fn keep_but_secret(hook: &EventHook, header: &str, secret: Secret) -> HookDefini
         auth_header: header.to_owned(),
         secret,
     }
-}
-
-/// 32 random bytes, hex-encoded.
-fn new_secret() -> Secret {
-    let bytes: [u8; SECRET_BYTES] = rand::random();
-    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn is_file_line(source: &SecretSource, file: &Path) -> bool {
@@ -233,69 +231,4 @@ fn newest_in_file<'a>(
         })
         .max_by_key(|(_, line)| *line)
         .with_context(|| format!("{} holds no secret the service accepts", file.display()))
-}
-
-/// Appends `secret` to `file` as a new line; returns its line number (from 1).
-fn append_secret(file: &Path, secret: &Secret) -> anyhow::Result<usize> {
-    let mut text = read(file)?;
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(secret.expose());
-    text.push('\n');
-    let line = text.lines().count();
-    write(file, &text)?;
-    Ok(line)
-}
-
-/// Removes line `line` of `file` (a secret added by a rotation that did not go on).
-fn remove_line(file: &Path, line: usize) -> anyhow::Result<()> {
-    let text = read(file)?;
-    let kept: Vec<&str> = (text.lines().enumerate())
-        .filter(|(index, _)| index + 1 != line)
-        .map(|(_, text)| text)
-        .collect();
-    write(file, &(kept.join("\n") + "\n"))
-}
-
-/// Keeps the secret at `line` and every comment and blank line; returns how many secrets went.
-fn keep_only_line(file: &Path, line: usize) -> anyhow::Result<usize> {
-    let text = read(file)?;
-    let mut removed = 0;
-    let mut kept = Vec::new();
-    for (index, text) in text.lines().enumerate() {
-        let trimmed = text.trim();
-        let other_secret = !trimmed.is_empty() && !trimmed.starts_with('#') && index + 1 != line;
-        if other_secret {
-            removed += 1;
-        } else {
-            kept.push(text);
-        }
-    }
-    write(file, &(kept.join("\n") + "\n"))?;
-    Ok(removed)
-}
-
-fn read(file: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
-}
-
-/// Replaces `file` whole (a temporary file renamed over it, with the same permissions), so that
-/// a reload never reads half of it.
-fn write(file: &Path, text: &str) -> anyhow::Result<()> {
-    let temporary = file.with_extension("rotating");
-    let permissions = std::fs::metadata(file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .permissions();
-    // Created owner-only: it holds secrets before the original's permissions are copied.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut out| out.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::set_permissions(&temporary, permissions))
-        .and_then(|()| std::fs::rename(&temporary, file))
-        .with_context(|| format!("cannot write {}", file.display()))
 }
