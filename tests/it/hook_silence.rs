@@ -43,12 +43,16 @@ async fn deliver(org: &Org, server: &ChildServer, events: Vec<Value>) {
     org.okta.publish(events);
 }
 
-/// The silence alerts in `files`.
+/// The silence alerts in `files`, one per alert id.
 fn silence_alerts(files: &[PathBuf]) -> Vec<Value> {
+    let mut ids = std::collections::HashSet::new();
     files
         .iter()
         .flat_map(|file| read_alert_lines(file))
         .filter(|alert| alert["event"]["eventType"] == "factorwatch.hook.silent")
+        // As a consumer counts them, by id: a SIGKILL between the file sink's write and the
+        // outbox's delete delivers that alert again (at least once), with the same id.
+        .filter(|alert| ids.insert(alert["id"].to_string()))
         .collect()
 }
 
