@@ -19,7 +19,8 @@ use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 
 /// The rules shipped inside the binary, as (name, YAML): the two MFA rules of a user; MFA
-/// turned off for the whole org, factorwatch's own event hook tampered with, another hook
+/// turned off or an authenticator weakened for the whole org; a factor suspended; an MFA
+/// bypass attempted; factorwatch's own event hook tampered with, another hook
 /// created, a log stream tampered with (which only the System Log carries), and Okta's warning
 /// that the org nears a rate limit, the event hooks' daily cap among them.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
@@ -34,6 +35,18 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_factor_disabled_org_wide.yml",
         include_str!("../../rules/mfa_factor_disabled_org_wide.yml"),
+    ),
+    (
+        "builtin:rules/authenticator_weakened_org_wide.yml",
+        include_str!("../../rules/authenticator_weakened_org_wide.yml"),
+    ),
+    (
+        "builtin:rules/mfa_factor_suspended.yml",
+        include_str!("../../rules/mfa_factor_suspended.yml"),
+    ),
+    (
+        "builtin:rules/mfa_bypass_attempt.yml",
+        include_str!("../../rules/mfa_bypass_attempt.yml"),
     ),
     (
         "builtin:rules/okta_event_hook_tampered.yml",
@@ -598,13 +611,17 @@ mod tests {
                 Level::Medium,
                 Level::Medium,
                 Level::High,
+                Level::High,
+                Level::Medium,
+                Level::High,
                 Level::Critical,
                 Level::High,
                 Level::High,
                 Level::High,
                 Level::High
             ],
-            "the two MFA rules of a user, MFA off for the whole org, factorwatch's hook tampered \
+            "the two MFA rules of a user, MFA off for the whole org, an authenticator weakened \
+             for the whole org, a factor suspended, an MFA bypass, factorwatch's hook tampered \
              with, another hook created, the daily cap near, a log stream tampered with, the \
              hook silent: each alerts on its own"
         );
@@ -766,6 +783,65 @@ mod tests {
             [(TAMPERED.to_owned(), Level::Critical)],
             "no client of factorwatch's known: every actor counts, names compare without case"
         );
+    }
+
+    /// Okta's sample MFA event of `users[0]`, as `event_type` (the shapes the catalog gives
+    /// these types share the factor-reset event's actor, target, client and outcome).
+    fn mfa_event_as(event_type: &str) -> Value {
+        let users = crate::okta::samples::users();
+        let initiator = crate::okta::samples::Initiator::Admin;
+        let mut event = crate::okta::samples::mfa_factor_deactivate(
+            &users[0],
+            "OKTA_VERIFY_PUSH",
+            initiator,
+            "t1",
+        );
+        event["eventType"] = json!(event_type);
+        event
+    }
+
+    #[test]
+    fn tampering_with_factors_and_authenticators_alerts_and_near_misses_do_not() {
+        let rules = builtin();
+        let cases = [
+            (
+                "user.mfa.factor.suspend",
+                "Okta MFA Factor Suspended or Unsuspended",
+                Level::Medium,
+            ),
+            (
+                "user.mfa.factor.unsuspend",
+                "Okta MFA Factor Suspended or Unsuspended",
+                Level::Medium,
+            ),
+            (
+                "user.mfa.attempt_bypass",
+                "Okta MFA Bypass Attempted",
+                Level::High,
+            ),
+            (
+                "security.authenticator.lifecycle.deactivate",
+                "Okta Authenticator Deactivated or Changed for the Whole Org",
+                Level::High,
+            ),
+            (
+                "security.authenticator.lifecycle.update",
+                "Okta Authenticator Deactivated or Changed for the Whole Org",
+                Level::High,
+            ),
+        ];
+        for (event_type, title, level) in cases {
+            let found = titles(&rules, &mfa_event_as(event_type));
+            assert_eq!(found, [(title.to_owned(), level)], "{event_type}");
+        }
+        for near in [
+            "user.mfa.factor.activate",
+            "security.authenticator.lifecycle.activate",
+            "security.authenticator.lifecycle.create",
+            "user.authentication.auth_via_mfa",
+        ] {
+            assert!(rules.matching(&mfa_event_as(near)).is_empty(), "{near}");
+        }
     }
 
     #[test]
