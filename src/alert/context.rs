@@ -16,8 +16,28 @@ pub enum InitiatedBy {
     ApiToken,
     /// Okta Support (`system@okta.com`).
     OktaSupport,
+    /// An OAuth service app or an app instance acting as itself (`actor.type`
+    /// `PublicClientApp` or `AppInstance`): an integration or automation, not a person.
+    ServiceApp,
+    /// Okta's own processes: a `SystemPrincipal` actor other than Okta Support.
+    System,
     /// Not enough in the event to tell.
     Unknown,
+}
+
+impl InitiatedBy {
+    /// The name alerts and `factorwatch.initiated_by` use, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfService => "self",
+            Self::Admin => "admin",
+            Self::ApiToken => "api_token",
+            Self::OktaSupport => "okta_support",
+            Self::ServiceApp => "service_app",
+            Self::System => "system",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// The context factorwatch adds to every alert on a `user.mfa.*` event.

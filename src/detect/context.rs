@@ -6,12 +6,10 @@
 
 use serde_json::Value;
 
+use super::enrich::initiated_by;
 use crate::alert::{InitiatedBy, Level, MfaContext};
 use crate::okta::LogEvent;
 use crate::okta::event::scalar_text;
-
-/// The actor Okta uses for its own support staff.
-const OKTA_SUPPORT: &str = "system@okta.com";
 
 /// Context for a `user.mfa.*` event; `None` for any other event.
 pub fn mfa_context(event: &LogEvent<'_>, privileged_users: &[String]) -> Option<MfaContext> {
@@ -44,35 +42,6 @@ pub fn mfa_context(event: &LogEvent<'_>, privileged_users: &[String]) -> Option<
         event_uuids: event.uuid().into_iter().collect(),
         level_reasons: Vec::new(),
     })
-}
-
-fn initiated_by(event: &LogEvent<'_>, targets: &[&Value]) -> InitiatedBy {
-    let actor_login = event.text("actor.alternateId").unwrap_or_default();
-    if actor_login.eq_ignore_ascii_case(OKTA_SUPPORT)
-        || (event.text("actor.type").as_deref() == Some("SystemPrincipal")
-            && event.text("transaction.id").as_deref() == Some("unknown"))
-    {
-        return InitiatedBy::OktaSupport;
-    }
-    if event.get("transaction.detail.requestApiTokenId").is_some() {
-        return InitiatedBy::ApiToken;
-    }
-    let actor_id = event.text("actor.id");
-    if targets.is_empty() || actor_id.is_none() {
-        return InitiatedBy::Unknown;
-    }
-    let is_actor = |target: &&Value| {
-        target.get("id").and_then(scalar_text) == actor_id
-            || target
-                .get("alternateId")
-                .and_then(Value::as_str)
-                .is_some_and(|login| login.eq_ignore_ascii_case(&actor_login))
-    };
-    if targets.iter().any(is_actor) {
-        InitiatedBy::SelfService
-    } else {
-        InitiatedBy::Admin
-    }
 }
 
 /// The factor type from "User reset FIDO_WEBAUTHN factor", else the enrollment target's name.
@@ -123,7 +92,13 @@ pub fn risk_level(rule_level: Level, context: &mut MfaContext) -> Level {
     let mut reasons = Vec::new();
     let by_other = matches!(
         context.initiated_by,
-        Some(InitiatedBy::Admin | InitiatedBy::ApiToken | InitiatedBy::OktaSupport)
+        Some(
+            InitiatedBy::Admin
+                | InitiatedBy::ApiToken
+                | InitiatedBy::OktaSupport
+                | InitiatedBy::ServiceApp
+                | InitiatedBy::System
+        )
     );
     if by_other {
         reasons.push("someone other than the user changed their MFA");

@@ -5,13 +5,21 @@
 //! themselves (a sign-in). Correlation rules must group both kinds of events by that one user, so
 //! `factorwatch.user` says who it is. Whether a sign-in comes from a network new for the user
 //! needs history no single event carries, so `factorwatch.new_ip` and `factorwatch.new_asn` say
-//! that. Only the copy the rules read is changed; alerts keep the event exactly as Okta sent it.
+//! that. Who initiated an event takes several of Okta's fields to tell (the actor's type and login,
+//! the transaction, the API token), so `factorwatch.initiated_by` says it in one word; and the
+//! phone number of an MFA event, written in whatever format Okta used, becomes
+//! `factorwatch.phone` in one format, so rules can count users per number. Only the copy the
+//! rules read is changed; alerts keep the event exactly as Okta sent it.
+//!
+//! This runs on every event before every rule: each field costs a few lookups, no allocation
+//! beyond the values added, and nothing adds a top-level key (see `rule_event`).
 
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::alert::InitiatedBy;
 use crate::okta::LogEvent;
 use crate::okta::event::scalar_text;
 
@@ -35,6 +43,96 @@ pub fn subject_user(event: &LogEvent<'_>) -> Option<String> {
             .then(|| event.text("actor.alternateId"))
             .flatten()
     })
+}
+
+/// The actor Okta uses for its own support staff.
+const OKTA_SUPPORT: &str = "system@okta.com";
+
+/// Who initiated `event`, told from its actor and transaction; `user_targets` are its `User`
+/// targets. The first case that holds wins: Okta Support, an API token, a service app, Okta's
+/// own processes, then (with a `User` target and an actor id) the user themselves or another
+/// user.
+pub fn initiated_by(event: &LogEvent<'_>, user_targets: &[&Value]) -> InitiatedBy {
+    let actor_type = event.get("actor.type").and_then(Value::as_str);
+    let actor_login = event
+        .get("actor.alternateId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let is_system = actor_type == Some("SystemPrincipal");
+    let unknown_transaction =
+        event.get("transaction.id").and_then(Value::as_str) == Some("unknown");
+    if actor_login.eq_ignore_ascii_case(OKTA_SUPPORT) || (is_system && unknown_transaction) {
+        return InitiatedBy::OktaSupport;
+    }
+    if event.get("transaction.detail.requestApiTokenId").is_some() {
+        return InitiatedBy::ApiToken;
+    }
+    match actor_type {
+        Some("PublicClientApp" | "AppInstance") => return InitiatedBy::ServiceApp,
+        Some("SystemPrincipal") => return InitiatedBy::System,
+        _ => {}
+    }
+    let actor_id = event.get("actor.id").and_then(scalar_text);
+    if user_targets.is_empty() || actor_id.is_none() {
+        return InitiatedBy::Unknown;
+    }
+    let is_actor = |target: &&Value| {
+        target.get("id").and_then(scalar_text) == actor_id
+            || target
+                .get("alternateId")
+                .and_then(Value::as_str)
+                .is_some_and(|login| login.eq_ignore_ascii_case(actor_login))
+    };
+    if user_targets.iter().any(is_actor) {
+        InitiatedBy::SelfService
+    } else {
+        InitiatedBy::Admin
+    }
+}
+
+/// Where a `user.mfa.*` event may carry the phone number of an SMS or voice factor. Okta
+/// documents none of them: `debugContext.debugData` is free-form, and a factor target's
+/// `detailEntry` holds what the factor's resource details have.
+const PHONE_PATHS: &[&str] = &[
+    "debugContext.debugData.phoneNumber",
+    "debugContext.debugData.phone",
+];
+
+/// The fewest digits a phone number has (E.164 numbers have up to 15); fewer is not a number.
+const PHONE_MIN_DIGITS: usize = 7;
+
+/// The phone number of a `user.mfa.*` event, as `+` and digits; `None` when there is none, or
+/// when Okta masked it (`+1 XXX-XXX-4567`, `***4567`): a masked number matches other users'
+/// masked numbers by accident, so it is no evidence of a shared phone.
+pub fn mfa_phone(event: &LogEvent<'_>) -> Option<String> {
+    let from_debug = PHONE_PATHS
+        .iter()
+        .find_map(|path| event.get(path).and_then(Value::as_str));
+    let from_target = || {
+        event
+            .targets()
+            .iter()
+            .find_map(|target| target.get("detailEntry")?.get("phoneNumber")?.as_str())
+    };
+    normalise_phone(from_debug.or_else(from_target)?)
+}
+
+/// `raw` as `+` (when it starts with one, or with `00`) and its digits; `None` when masked or
+/// too short.
+fn normalise_phone(raw: &str) -> Option<String> {
+    if raw.contains(['x', 'X', '*', '#']) {
+        return None;
+    }
+    let trimmed = raw.trim();
+    let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < PHONE_MIN_DIGITS {
+        return None;
+    }
+    match digits.strip_prefix("00") {
+        Some(rest) if !trimmed.starts_with('+') => Some(format!("+{rest}")),
+        _ if trimmed.starts_with('+') => Some(format!("+{digits}")),
+        _ => Some(digits),
+    }
 }
 
 /// The user whose networks a successful `user.session.start` teaches us, if `event` is one.
@@ -105,12 +203,26 @@ impl NetworkHistory {
     }
 }
 
-/// Adds `factorwatch.user` (and, on successful sign-ins, `factorwatch.new_ip` and
-/// `factorwatch.new_asn`) to `value`, learning the sign-in's network into `history`.
+/// Adds `factorwatch.user` and `factorwatch.initiated_by` (and, on successful sign-ins,
+/// `factorwatch.new_ip` and `factorwatch.new_asn`; on `user.mfa.*` events with an unmasked
+/// phone number, `factorwatch.phone`) to `value`, learning the sign-in's network into `history`.
 pub fn enrich(value: &mut Value, history: &mut NetworkHistory) {
     let event = LogEvent(value);
     let user = subject_user(&event);
-    let mut added = json!({ "user": user });
+    let user_targets: Vec<&Value> = event
+        .targets()
+        .iter()
+        .filter(|target| target["type"] == "User")
+        .collect();
+    let initiator = initiated_by(&event, &user_targets);
+    let mut added = json!({ "user": user, "initiated_by": initiator.as_str() });
+    let is_mfa = event
+        .get("eventType")
+        .and_then(Value::as_str)
+        .is_some_and(|event_type| event_type.starts_with("user.mfa."));
+    if let Some(phone) = is_mfa.then(|| mfa_phone(&event)).flatten() {
+        added["phone"] = phone.into();
+    }
     if let Some(user) = session_user(&event) {
         let ip = event.text("client.ipAddress");
         let asn = event.get("securityContext.asNumber").and_then(scalar_text);
@@ -174,10 +286,79 @@ mod tests {
     }
 
     #[test]
-    fn other_events_get_only_the_user() {
+    fn every_event_says_who_initiated_it() {
+        let dana = user();
+        let cases = [
+            (Initiator::SelfService, "self"),
+            (Initiator::Admin, "admin"),
+            (Initiator::ApiToken, "api_token"),
+            (Initiator::OktaSupport, "okta_support"),
+            (Initiator::ServiceApp, "service_app"),
+        ];
+        for (initiator, expected) in cases {
+            let mut reset = samples::mfa_factor_reset_all(&dana, initiator);
+            enrich(&mut reset, &mut NetworkHistory::default());
+            assert_eq!(reset[NAMESPACE]["initiated_by"], expected, "{initiator:?}");
+            let context = crate::detect::context::mfa_context(&LogEvent(&reset), &[]).unwrap();
+            let serialized = serde_json::to_value(context.initiated_by).unwrap();
+            assert_eq!(
+                reset[NAMESPACE]["initiated_by"], serialized,
+                "the rules' word is the alert's"
+            );
+        }
+        let mut job = samples::event_hook_cap_warning(1);
+        job["actor"]["alternateId"] = json!("okta-jobs");
+        job["transaction"]["id"] = json!("Wj8rKq1b2c3d");
+        enrich(&mut job, &mut NetworkHistory::default());
+        assert_eq!(job[NAMESPACE]["initiated_by"], "system");
+        let mut no_actor = json!({"eventType": "user.mfa.factor.update", "actor": null});
+        enrich(&mut no_actor, &mut NetworkHistory::default());
+        assert_eq!(no_actor[NAMESPACE]["initiated_by"], "unknown");
+    }
+
+    /// A factor activation for `user` whose `debugData.phoneNumber` is `phone`.
+    fn sms_activation(phone: &str) -> Value {
+        let mut event = samples::mfa_factor_activate(&user(), "SMS");
+        event["debugContext"]["debugData"]["phoneNumber"] = json!(phone);
+        event
+    }
+
+    #[test]
+    fn a_phone_number_is_normalised_and_a_masked_one_skipped() {
+        for (raw, expected) in [
+            ("+1 (555) 010-4477", Some("+15550104477")),
+            ("+44 7700 900123", Some("+447700900123")),
+            ("0044 7700 900123", Some("+447700900123")),
+            ("555-010-4477", Some("5550104477")),
+            ("+1 XXX-XXX-4477", None),
+            ("***4477", None),
+            ("12", None),
+        ] {
+            let mut event = sms_activation(raw);
+            enrich(&mut event, &mut NetworkHistory::default());
+            let phone = event[NAMESPACE].get("phone").and_then(Value::as_str);
+            assert_eq!(phone, expected, "{raw}");
+        }
+        let mut in_target = samples::mfa_factor_activate(&user(), "SMS");
+        in_target["target"][1]["detailEntry"] = json!({"phoneNumber": "+1 555 010 4477"});
+        enrich(&mut in_target, &mut NetworkHistory::default());
+        assert_eq!(in_target[NAMESPACE]["phone"], "+15550104477");
+    }
+
+    #[test]
+    fn only_mfa_events_get_a_phone() {
+        let mut login = samples::session_start(&user(), "198.51.100.7");
+        login["debugContext"]["debugData"]["phoneNumber"] = json!("+15550104477");
+        enrich(&mut login, &mut NetworkHistory::default());
+        assert!(login[NAMESPACE].get("phone").is_none());
+    }
+
+    #[test]
+    fn other_events_get_the_user_and_initiator_only() {
         let mut reset = samples::password_reset(&user(), Initiator::Admin);
         enrich(&mut reset, &mut NetworkHistory::default());
         assert!(reset[NAMESPACE]["user"].is_string());
+        assert_eq!(reset[NAMESPACE]["initiated_by"], "admin");
         assert!(reset[NAMESPACE].get("new_ip").is_none());
     }
 }

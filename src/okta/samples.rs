@@ -33,6 +33,9 @@ pub enum Initiator {
     /// Okta Support: `SystemPrincipal` actor `system@okta.com`, `transaction.id` `"unknown"`,
     /// no user agent, IP or geography.
     OktaSupport,
+    /// An OAuth service app (an API Services app with client credentials) acting as itself:
+    /// the actor is a `PublicClientApp` whose id is its client id.
+    ServiceApp,
 }
 
 /// Identity of a user as it appears in actor/target.
@@ -82,12 +85,13 @@ pub fn users() -> Vec<SampleUser> {
 }
 
 /// The admin who acts for [`Initiator::Admin`] and owns the API token.
-fn admin() -> SampleUser {
+pub fn admin() -> SampleUser {
     let (id, login, name) = USERS[3];
     SampleUser::new(id, login, name)
 }
 
 const API_TOKEN_ID: &str = "00T1k9z0m2HqW7pLx1d7";
+const SERVICE_APP_CLIENT_ID: &str = "0oa1prov1s10nApp01d7";
 const API_CLIENT_IP: &str = "203.0.113.240";
 const SYSTEM_PRINCIPAL_ID: &str = "0oa1oktaSystem0001d7";
 const USER_NET: &str = "198.51.100";
@@ -415,6 +419,19 @@ impl Who {
                 ..Self::user(&admin(), API_CLIENT_IP)
             },
             Initiator::OktaSupport => Self::okta_system(),
+            Initiator::ServiceApp => Self {
+                actor: entity(
+                    SERVICE_APP_CLIENT_ID,
+                    "PublicClientApp",
+                    SERVICE_APP_CLIENT_ID,
+                    "Provisioning Service",
+                ),
+                origin: Some(Caller::new(API_CLIENT_IP, &SDK_AGENT)),
+                session: "unknown".to_owned(),
+                detail: json!({}),
+                job: false,
+                via_factor: false,
+            },
         }
     }
 
@@ -451,7 +468,7 @@ struct Event<'a> {
 fn uri_for(initiator: Initiator, self_service: String, api: String) -> Option<String> {
     match initiator {
         Initiator::SelfService => Some(self_service),
-        Initiator::Admin | Initiator::ApiToken => Some(api),
+        Initiator::Admin | Initiator::ApiToken | Initiator::ServiceApp => Some(api),
         Initiator::OktaSupport => None,
     }
 }
@@ -605,6 +622,63 @@ pub fn mfa_factor_activate(target: &SampleUser, factor: &str) -> Value {
         target: json!([user_entity(target), enrollment]),
     };
     log_event(Who::of(Initiator::SelfService, target), None, ev)
+}
+
+/// `event_type` about `target` by `initiator`, for the event types without a builder of their
+/// own: a `User` target for `target` followed by `other_targets`, outcome `SUCCESS`, no legacy
+/// type. `request_uri` is the API path an admin, token or app calls (a user's own action gets
+/// the Identity Engine's `/idp/idx/challenge/answer`).
+pub fn user_event(
+    event_type: &str,
+    display_message: &str,
+    target: &SampleUser,
+    initiator: Initiator,
+    other_targets: Vec<Value>,
+) -> Value {
+    let mut targets = vec![user_entity(target)];
+    targets.extend(other_targets);
+    let ev = Event {
+        event_type,
+        display_message,
+        legacy_event_type: None,
+        result: "SUCCESS",
+        reason: None,
+        request_uri: uri_for(
+            initiator,
+            "/idp/idx/challenge/answer".to_owned(),
+            format!("/api/v1/users/{}", target.id),
+        ),
+        target: Value::Array(targets),
+    };
+    log_event(Who::of(initiator, target), None, ev)
+}
+
+/// `event_type` done by the sample admin (in the Admin Console) to `targets`, which name no
+/// user: an org-wide change such as a policy rule or an identity provider.
+pub fn admin_event(event_type: &str, display_message: &str, targets: Vec<Value>) -> Value {
+    let admin = admin();
+    let ev = Event {
+        event_type,
+        display_message,
+        legacy_event_type: None,
+        result: "SUCCESS",
+        reason: None,
+        request_uri: Some("/api/v1/policies".to_owned()),
+        target: Value::Array(targets),
+    };
+    log_event(Who::of(Initiator::Admin, &admin), None, ev)
+}
+
+/// A `target` entry `{id, type, alternateId, displayName, detailEntry: null}`, as Okta writes
+/// every target, for building events with [`user_event`] and [`admin_event`].
+pub fn target_entity(id: &str, kind: &str, alternate_id: &str, display_name: &str) -> Value {
+    entity(id, kind, alternate_id, display_name)
+}
+
+/// The `AuthenticatorEnrollment` target of a fresh enrollment of `factor` ("SMS", "FIDO_WEBAUTHN"),
+/// as factor events name it.
+pub fn enrollment_target(factor: &str) -> Value {
+    enrollment(factor).1
 }
 
 /// Okta's event hook cap: 400,000 delivered events per org per 24 hours.
