@@ -20,7 +20,10 @@ use crate::alert::{Level, RuleRef};
 
 /// The rules shipped inside the binary, as (name, YAML): the two MFA rules of a user; MFA
 /// turned off or an authenticator weakened for the whole org; a factor suspended; an MFA
-/// bypass attempted; factorwatch's own event hook tampered with, another hook
+/// bypass attempted; a factor updated, enrolled for a user by someone else or promoted; MFA
+/// reset by Okta Support, a service app or an API token; a policy rule downgraded to one
+/// factor, a policy or rule deactivated or deleted; an impersonation session; a user reporting
+/// suspicious activity; factorwatch's own event hook tampered with, another hook
 /// created, a log stream tampered with (which only the System Log carries), and Okta's warning
 /// that the org nears a rate limit, the event hooks' daily cap among them.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
@@ -47,6 +50,38 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
     (
         "builtin:rules/mfa_bypass_attempt.yml",
         include_str!("../../rules/mfa_bypass_attempt.yml"),
+    ),
+    (
+        "builtin:rules/mfa_factor_updated.yml",
+        include_str!("../../rules/mfa_factor_updated.yml"),
+    ),
+    (
+        "builtin:rules/mfa_factor_enrolled_by_other.yml",
+        include_str!("../../rules/mfa_factor_enrolled_by_other.yml"),
+    ),
+    (
+        "builtin:rules/mfa_promote_enrollment.yml",
+        include_str!("../../rules/mfa_promote_enrollment.yml"),
+    ),
+    (
+        "builtin:rules/mfa_reset_by_support_or_api.yml",
+        include_str!("../../rules/mfa_reset_by_support_or_api.yml"),
+    ),
+    (
+        "builtin:rules/sign_on_policy_downgraded.yml",
+        include_str!("../../rules/sign_on_policy_downgraded.yml"),
+    ),
+    (
+        "builtin:rules/policy_deactivated_or_deleted.yml",
+        include_str!("../../rules/policy_deactivated_or_deleted.yml"),
+    ),
+    (
+        "builtin:rules/impersonation_session.yml",
+        include_str!("../../rules/impersonation_session.yml"),
+    ),
+    (
+        "builtin:rules/user_reported_suspicious_activity.yml",
+        include_str!("../../rules/user_reported_suspicious_activity.yml"),
     ),
     (
         "builtin:rules/okta_event_hook_tampered.yml",
@@ -614,6 +649,14 @@ mod tests {
                 Level::High,
                 Level::Medium,
                 Level::High,
+                Level::Medium,
+                Level::High,
+                Level::Medium,
+                Level::High,
+                Level::High,
+                Level::Medium,
+                Level::High,
+                Level::High,
                 Level::Critical,
                 Level::High,
                 Level::High,
@@ -621,7 +664,9 @@ mod tests {
                 Level::High
             ],
             "the two MFA rules of a user, MFA off for the whole org, an authenticator weakened \
-             for the whole org, a factor suspended, an MFA bypass, factorwatch's hook tampered \
+             for the whole org, a factor suspended, an MFA bypass, a factor updated, enrolled by \
+             someone else, promoted, MFA reset by support or API, a policy rule downgraded, a \
+             policy deactivated, an impersonation, a user's report, factorwatch's hook tampered \
              with, another hook created, the daily cap near, a log stream tampered with, the \
              hook silent: each alerts on its own"
         );
@@ -841,6 +886,220 @@ mod tests {
             "user.authentication.auth_via_mfa",
         ] {
             assert!(rules.matching(&mfa_event_as(near)).is_empty(), "{near}");
+        }
+    }
+
+    use crate::okta::samples::{self, Initiator};
+
+    /// A `policy.rule.update` by the sample admin whose rule target records `from` -> `to`.
+    fn policy_rule_change(from: Value, to: Value) -> Value {
+        let mut rule = samples::target_entity(
+            "0pr3kq2ctchA1lRu01d7",
+            "PolicyRule",
+            "unknown",
+            "Require MFA off-network",
+        );
+        rule["changeDetails"] = json!({ "from": from, "to": to });
+        let policy = samples::target_entity(
+            "rst3kq1acsPlcy0a51d7",
+            "PolicyEntity",
+            "unknown",
+            "Okta Admin Console",
+        );
+        samples::admin_event(
+            "policy.rule.update",
+            "Update policy rule",
+            vec![policy, rule],
+        )
+    }
+
+    /// `event` as the rules read it: with the `factorwatch.*` fields.
+    fn enriched(mut event: Value) -> Value {
+        let mut history = super::super::enrich::NetworkHistory::default();
+        super::super::enrich::enrich(&mut event, &mut history);
+        event
+    }
+
+    const FACTOR_UPDATED: &str = "Okta MFA Factor Updated";
+    const ENROLLED_BY_OTHER: &str = "Okta MFA Factor Enrolled for a User by Someone Else";
+    const PROMOTED: &str = "Okta MFA Enrollment Promoted";
+    const RESET_BY_MACHINE: &str = "Okta MFA Reset by Okta Support, a Service App or an API Token";
+    const DOWNGRADED: &str = "Okta Sign-On Policy Rule Downgraded to One Factor";
+    const POLICY_OFF: &str = "Okta Policy or Policy Rule Deactivated or Deleted";
+    const IMPERSONATION: &str = "Okta Impersonation Session Granted or Started";
+    const REPORTED: &str = "Okta User Reported Suspicious Activity";
+
+    #[test]
+    fn factor_changes_by_someone_else_alert_and_the_users_own_do_not() {
+        let rules = builtin();
+        let alice = &samples::users()[0];
+        let sms = || vec![samples::enrollment_target("SMS")];
+        let event = |event_type: &str, initiator| {
+            enriched(samples::user_event(
+                event_type,
+                "Update factor for user",
+                alice,
+                initiator,
+                sms(),
+            ))
+        };
+        let updated = event("user.mfa.factor.update", Initiator::SelfService);
+        assert_eq!(
+            titles(&rules, &updated),
+            [(FACTOR_UPDATED.to_owned(), Level::Medium)]
+        );
+        for initiator in [Initiator::Admin, Initiator::ApiToken, Initiator::ServiceApp] {
+            let enrolled = event("user.mfa.factor.activate", initiator);
+            assert_eq!(
+                titles(&rules, &enrolled),
+                [(ENROLLED_BY_OTHER.to_owned(), Level::High)],
+                "{initiator:?}"
+            );
+        }
+        let own = enriched(samples::mfa_factor_activate(alice, "SMS"));
+        assert!(rules.matching(&own).is_empty(), "self-enrolment");
+        let mut failed = event("user.mfa.factor.activate", Initiator::Admin);
+        failed["outcome"]["result"] = json!("FAILURE");
+        assert!(rules.matching(&failed).is_empty(), "a failed enrolment");
+        let promoted = event("user.mfa.promote_enrollment", Initiator::SelfService);
+        assert_eq!(
+            titles(&rules, &promoted),
+            [(PROMOTED.to_owned(), Level::Medium)]
+        );
+        let preregistered = event("system.mfa.preregister.initiate", Initiator::Admin);
+        assert!(rules.matching(&preregistered).is_empty(), "{preregistered}");
+    }
+
+    #[test]
+    fn mfa_resets_by_support_apps_and_tokens_alert_and_an_admins_only_as_a_reset() {
+        let rules = builtin();
+        let bob = &samples::users()[1];
+        for initiator in [
+            Initiator::OktaSupport,
+            Initiator::ServiceApp,
+            Initiator::ApiToken,
+        ] {
+            let reset_all = enriched(samples::mfa_factor_reset_all(bob, initiator));
+            let found = titles(&rules, &reset_all);
+            assert!(
+                found.contains(&(RESET_BY_MACHINE.to_owned(), Level::High)),
+                "{initiator:?}: {found:?}"
+            );
+            let one = enriched(samples::mfa_factor_deactivate(bob, "SMS", initiator, "t"));
+            assert!(
+                titles(&rules, &one).contains(&(RESET_BY_MACHINE.to_owned(), Level::High)),
+                "{initiator:?}"
+            );
+        }
+        for initiator in [Initiator::Admin, Initiator::SelfService] {
+            let reset_all = enriched(samples::mfa_factor_reset_all(bob, initiator));
+            assert_eq!(
+                titles(&rules, &reset_all),
+                [("Okta All MFA Factors Reset".to_owned(), Level::Medium)],
+                "{initiator:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_rule_downgraded_to_one_factor_alerts_and_a_stronger_one_does_not() {
+        let rules = builtin();
+        let to_one_factor = enriched(policy_rule_change(
+            json!({"factorMode": "2FA", "reauthenticateIn": "PT2H"}),
+            json!({"factorMode": "1FA", "reauthenticateIn": "PT2H"}),
+        ));
+        assert_eq!(
+            titles(&rules, &to_one_factor),
+            [(DOWNGRADED.to_owned(), Level::High)]
+        );
+        let classic = enriched(policy_rule_change(
+            json!({"requireFactor": true, "factorPromptMode": "SESSION"}),
+            json!({"requireFactor": false}),
+        ));
+        assert_eq!(titles(&rules, &classic).len(), 1, "{classic}");
+        for (from, to) in [
+            (json!({"factorMode": "1FA"}), json!({"factorMode": "2FA"})),
+            (
+                json!({"requireFactor": false}),
+                json!({"requireFactor": true}),
+            ),
+            (
+                json!({"reauthenticateIn": "PT2H"}),
+                json!({"reauthenticateIn": "PT12H"}),
+            ),
+        ] {
+            let near = enriched(policy_rule_change(from, to));
+            assert!(rules.matching(&near).is_empty(), "{near}");
+        }
+    }
+
+    #[test]
+    fn policies_turned_off_impersonation_and_user_reports_alert_and_their_near_misses_do_not() {
+        let rules = builtin();
+        let policy = || {
+            vec![samples::target_entity(
+                "rst3kq1acsPlcy0a51d7",
+                "PolicyEntity",
+                "unknown",
+                "MFA for everyone",
+            )]
+        };
+        for event_type in [
+            "policy.lifecycle.deactivate",
+            "policy.lifecycle.delete",
+            "policy.rule.deactivate",
+            "policy.rule.delete",
+        ] {
+            let event = enriched(samples::admin_event(
+                event_type,
+                "Deactivate policy",
+                policy(),
+            ));
+            assert_eq!(
+                titles(&rules, &event),
+                [(POLICY_OFF.to_owned(), Level::Medium)],
+                "{event_type}"
+            );
+        }
+        let carol = &samples::users()[2];
+        for event_type in [
+            "user.session.impersonation.grant",
+            "user.session.impersonation.initiate",
+            "user.session.impersonation.extend",
+        ] {
+            let event = enriched(samples::user_event(
+                event_type,
+                "Grant impersonation",
+                carol,
+                Initiator::OktaSupport,
+                Vec::new(),
+            ));
+            assert_eq!(
+                titles(&rules, &event),
+                [(IMPERSONATION.to_owned(), Level::High)],
+                "{event_type}"
+            );
+        }
+        let report = enriched(samples::user_event(
+            "user.account.report_suspicious_activity_by_enduser",
+            "User report suspicious activity",
+            carol,
+            Initiator::SelfService,
+            Vec::new(),
+        ));
+        assert_eq!(
+            titles(&rules, &report),
+            [(REPORTED.to_owned(), Level::High)]
+        );
+        for near in [
+            "policy.lifecycle.activate",
+            "policy.rule.activate",
+            "user.session.impersonation.end",
+            "user.session.impersonation.revoke",
+            "user.account.update_profile",
+        ] {
+            let event = enriched(samples::admin_event(near, "near miss", policy()));
+            assert!(rules.matching(&event).is_empty(), "{near}");
         }
     }
 
