@@ -128,6 +128,30 @@ pub const BUILTIN_CORRELATIONS: &[(&str, &str)] = &[
         "builtin:rules/correlation/mfa_removed_not_replaced.yml",
         include_str!("../../rules/correlation/mfa_removed_not_replaced.yml"),
     ),
+    (
+        "builtin:rules/correlation/mfa_phone_shared_by_users.yml",
+        include_str!("../../rules/correlation/mfa_phone_shared_by_users.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_push_fatigue.yml",
+        include_str!("../../rules/correlation/mfa_push_fatigue.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_reset_then_idp_created.yml",
+        include_str!("../../rules/correlation/mfa_reset_then_idp_created.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_reset_then_privilege_grant.yml",
+        include_str!("../../rules/correlation/mfa_reset_then_privilege_grant.yml"),
+    ),
+    (
+        "builtin:rules/correlation/temporary_password_then_mfa_reset.yml",
+        include_str!("../../rules/correlation/temporary_password_then_mfa_reset.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_reset_then_admin_app_access.yml",
+        include_str!("../../rules/correlation/mfa_reset_then_admin_app_access.yml"),
+    ),
 ];
 
 /// The rules in force, swapped whole on reload: a pass uses the set it started with, and a reload
@@ -674,7 +698,7 @@ mod tests {
             .iter()
             .filter(|d| d.correlates.is_some())
             .collect();
-        assert_eq!(correlations.len(), 4);
+        assert_eq!(correlations.len(), 10);
         assert!(described.iter().all(|d| d.rule.author.is_some()));
     }
 

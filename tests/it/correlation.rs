@@ -28,26 +28,26 @@ const MINUTE_MS: u64 = 60_000;
 /// A fixed start, so event times are what the test says.
 const T0: u64 = 1_790_000_000_000;
 
-fn users() -> Vec<SampleUser> {
+pub(crate) fn users() -> Vec<SampleUser> {
     samples::users().into_iter().take(3).collect()
 }
 
 /// `event` published at `T0 + minutes`.
-fn at(minutes: u64, mut event: Value) -> Value {
+pub(crate) fn at(minutes: u64, mut event: Value) -> Value {
     event["published"] = json!(rfc3339(T0 + minutes * MINUTE_MS));
     event
 }
 
-fn detect(events: Vec<Value>) -> OfflineDetection {
+pub(crate) fn detect(events: Vec<Value>) -> OfflineDetection {
     let rules = RuleSet::load(&RulesConfig::default()).unwrap();
     detect_events(&rules, &[], events)
 }
 
-fn of_rule<'a>(alerts: &'a [Alert], rule_id: &str) -> Vec<&'a Alert> {
+pub(crate) fn of_rule<'a>(alerts: &'a [Alert], rule_id: &str) -> Vec<&'a Alert> {
     alerts.iter().filter(|a| a.rule.id == rule_id).collect()
 }
 
-fn deactivate(user: &SampleUser, initiator: Initiator) -> Value {
+pub(crate) fn deactivate(user: &SampleUser, initiator: Initiator) -> Value {
     let tx = uuid::Uuid::new_v4().simple().to_string();
     samples::mfa_factor_deactivate(user, "OKTA_VERIFY_PUSH", initiator, &tx)
 }

@@ -8,6 +8,7 @@ mod cli;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod cluster;
 mod correlation;
+mod correlation_pack;
 mod dedup;
 mod dlq;
 mod durability;
