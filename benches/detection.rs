@@ -1,5 +1,5 @@
 //! Detection alone, on one core: events per second through the rules (parse included), with the
-//! built-in rules and with 25 rules loaded. `cargo bench --bench detection`; BENCHMARKS.md holds
+//! built-in rules (the whole MFA-tampering pack and its correlations) and with 25 rules loaded. `cargo bench --bench detection`; BENCHMARKS.md holds
 //! the figures.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -12,8 +12,10 @@ use serde_json::Value;
 
 /// 25 rules: the two built-ins, the SigmaHQ-style test folder, and variations of its shapes.
 fn twenty_five_rules() -> RuleSet {
+    // The first two built-ins (the MFA reset rules): the pack grows, this set stays 25 rules.
     let mut sources: Vec<(String, String)> = factorwatch::detect::rules::BUILTIN_RULES
         .iter()
+        .take(2)
         .map(|(name, yaml)| (name.to_string(), yaml.to_string()))
         .collect();
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rules/sigmahq_style");
@@ -71,7 +73,7 @@ fn detection(c: &mut Criterion) {
     let many = twenty_five_rules();
     let mut group = c.benchmark_group("detection");
     group.throughput(Throughput::Elements(events.len() as u64));
-    for (name, rules) in [("builtin_2_rules", &builtin), ("25_rules", &many)] {
+    for (name, rules) in [("builtin_rules", &builtin), ("25_rules", &many)] {
         group.bench_function(format!("match_only/{name}"), |b| {
             b.iter(|| {
                 events

@@ -1173,6 +1173,20 @@ mod tests {
     }
 
     #[test]
+    fn the_builtin_rules_test_few_enough_fields_to_probe_them_one_by_one() {
+        // Evaluation stays cheap while the rules test fewer fields than an event has top-level
+        // keys (rule_event.rs): a rule pack that crossed the line would change the probe.
+        let rules = builtin();
+        let fields = rules.tested_fields().len();
+        assert!(
+            fields < super::super::rule_event::LOG_EVENT_TOP_LEVEL_KEYS,
+            "{fields} fields: {:?}",
+            rules.tested_fields()
+        );
+        assert_eq!(rules.probe, FieldProbe::ByRuleField);
+    }
+
+    #[test]
     fn both_field_probes_find_the_same_matches() {
         // The SigmaHQ-style folder tests many shapes (cidr, lists, nested fields, `|all`,
         // placeholders): any event one probe would skip and the other evaluate shows here.
