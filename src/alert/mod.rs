@@ -14,8 +14,10 @@ use crate::okta::event::{LogEvent, scalar_text};
 use crate::okta::{Delivery, Origin};
 
 mod context;
+mod incident;
 
 pub use context::{InitiatedBy, MfaContext};
+pub use incident::{Incident, IncidentAlert, IncidentStep, MAX_ALSO, MAX_STEPS, incident_id};
 
 /// Namespace of alert ids (UUIDv5): fixed forever, so ids stay stable across versions and replicas.
 const ALERT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7d3c_8f52_1a4e_4b0c_9e2f_6a1d_5c8b_3f70);
@@ -70,6 +72,15 @@ pub struct Alert {
     /// On alerts of correlation rules: what was correlated, over which window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation: Option<CorrelationInfo>,
+    /// The incident of the target user this alert belongs to, as it stood once this alert was
+    /// folded in; absent on alerts about no user, with `incident_window = "0s"`, or when the
+    /// incident store could not be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+    /// For a sink with `notify = "first"`: how many alerts of this incident were not delivered
+    /// to it since its last delivery (repeats of a rule it was already sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
     /// When factorwatch stored the batch (RFC 3339, UTC).
     pub received_at: String,
     /// How the event came: `event_hook` (pushed by Okta) or `system_log` (read from the System
@@ -293,6 +304,8 @@ impl Alert {
             },
             context: None,
             correlation: None,
+            incident: None,
+            suppressed: None,
             okta: OktaRef {
                 org: matched.origin.org.clone(),
                 hook_id: matched.origin.hook_id.clone(),
@@ -338,6 +351,8 @@ impl Alert {
             okta: OktaRef::default(),
             context: None,
             correlation: None,
+            incident: None,
+            suppressed: None,
             received_at: now,
             source: Delivery::EventHook,
             arrival_delay_ms: None,

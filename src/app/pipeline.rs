@@ -373,6 +373,7 @@ impl Pipeline {
             shared: cluster,
             org: self.org.clone(),
             tallies: self.tallies.clone(),
+            incident_window: self.config.rules.incident_window,
         }
     }
 

@@ -41,6 +41,7 @@
 
 mod error;
 mod hook_delivery;
+mod incidents;
 mod lease;
 #[cfg(feature = "nats")]
 mod nats_kv;

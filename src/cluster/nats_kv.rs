@@ -8,6 +8,9 @@
 //!   every replica's last step (so that the state and the step are written in one atomic
 //!   update); an update names the revision it loaded, and JetStream refuses it if another
 //!   replica wrote since.
+//! - `<prefix>_incidents`: one entry per target user's incident (key hashed), updated naming the
+//!   revision read; the bucket's `max_age` (`[rules] incident_window`, set by the replica that
+//!   creates it) expires an incident that long after its last alert.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,9 +39,11 @@ pub(super) struct NatsKvState {
     replica: String,
     seen_bucket: String,
     correlation_bucket: String,
+    incident_bucket: String,
     context: LazyClient<jetstream::Context>,
     seen: LazyClient<kv::Store>,
     correlation: LazyClient<kv::Store>,
+    incidents: LazyClient<kv::Store>,
 }
 
 /// What the correlation entry holds before the state: one JSON line.
@@ -66,6 +71,8 @@ impl NatsKvState {
             correlation: LazyClient::new(format!(
                 "bucket {base}_correlation on cluster NATS at {url}"
             )),
+            incidents: LazyClient::new(format!("bucket {base}_incidents on cluster NATS at {url}")),
+            incident_bucket: format!("{base}_incidents"),
             seen_bucket: format!("{base}_seen"),
             correlation_bucket: format!("{base}_correlation"),
             url: url.clone(),
@@ -219,10 +226,59 @@ impl NatsKvState {
         }
     }
 
+    /// The incident under `key`, if there is one.
+    pub(super) async fn read_incident(
+        &self,
+        key: &str,
+        keep: Duration,
+    ) -> Result<Option<Vec<u8>>, ClusterError> {
+        let store = self.incident_store(keep).await?;
+        let entry = store
+            .entry(entry_key(key))
+            .await
+            .map_err(|err| self.error(&self.incident_bucket, "read an incident", err))?;
+        Ok(entry
+            .filter(|entry| entry.operation == kv::Operation::Put)
+            .map(|entry| entry.value.to_vec()))
+    }
+
+    /// Writes the incident under `key` if it still holds `expected` (`None`: none), naming the
+    /// revision read, which JetStream refuses if another replica wrote since.
+    pub(super) async fn swap_incident(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        keep: Duration,
+    ) -> Result<bool, ClusterError> {
+        let store = self.incident_store(keep).await?;
+        let key = entry_key(key);
+        let entry = store
+            .entry(&key)
+            .await
+            .map_err(|err| self.error(&self.incident_bucket, "read an incident", err))?;
+        let (revision, current) = match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                (entry.revision, Some(entry.value.to_vec()))
+            }
+            Some(entry) => (entry.revision, None),
+            None => (0, None),
+        };
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        match store.update(&key, new.to_vec().into(), revision).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(err) => Err(self.error(&self.incident_bucket, "write an incident", err)),
+        }
+    }
+
     /// Drops the connection after a failed call, so the next one reconnects.
     pub(super) async fn reset(&self) {
         self.seen.reset().await;
         self.correlation.reset().await;
+        self.incidents.reset().await;
         self.context.reset().await;
     }
 
@@ -255,6 +311,13 @@ impl NatsKvState {
         let context = self.context().await?;
         let open = || open_bucket(&context, &self.correlation_bucket, Duration::ZERO);
         Ok(self.correlation.get(open).await?)
+    }
+
+    /// The incidents bucket, created with `keep` as its `max_age` if it does not exist yet.
+    async fn incident_store(&self, keep: Duration) -> Result<kv::Store, ClusterError> {
+        let context = self.context().await?;
+        let open = || open_bucket(&context, &self.incident_bucket, keep);
+        Ok(self.incidents.get(open).await?)
     }
 
     fn error(

@@ -53,6 +53,16 @@ redis.call('SET', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// As [`SWAP_SCRIPT`], the new value expiring after `ARGV[3]` ms (an incident's state).
+const SWAP_EXPIRING_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
 /// One replica's connection to the cluster Redis and the names of its keys.
 pub(super) struct RedisState {
     url: ServerUrl,
@@ -170,6 +180,28 @@ impl RedisState {
             .query_async(&mut connection)
             .await
             .map_err(|err| self.error("write a shared record", err))?;
+        Ok(written == 1)
+    }
+
+    /// As [`RedisState::swap`], the key expiring `keep` after this write.
+    pub(super) async fn swap_expiring(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        keep: Duration,
+    ) -> Result<bool, ClusterError> {
+        let mut connection = self.connection().await?;
+        let written: i64 = redis::cmd("EVAL")
+            .arg(SWAP_EXPIRING_SCRIPT)
+            .arg(1)
+            .arg(self.key(name))
+            .arg(expected.unwrap_or_default())
+            .arg(new)
+            .arg(keep.as_millis().max(1) as u64)
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.error("write an incident", err))?;
         Ok(written == 1)
     }
 

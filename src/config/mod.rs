@@ -26,7 +26,7 @@ pub use crate::forward::DeliveryConfig;
 pub use crate::http::{RateLimitConfig, ServerConfig, TlsConfig};
 pub use crate::okta_api::OktaApiConfig;
 pub use crate::reconcile::ReconcileConfig;
-pub use crate::sinks::{SinkConfig, SinkKind};
+pub use crate::sinks::{NotifyPolicy, SinkConfig, SinkKind};
 pub use crate::spool::StorageConfig;
 pub use crate::telemetry::{LogConfig, LogFormat};
 
@@ -106,6 +106,7 @@ impl Config {
         self.storage.validate()?;
         self.log.validate()?;
         check_sinks("sinks", &self.sinks)?;
+        self.rules.validate("rules")?;
         self.validate_orgs()
     }
 

@@ -156,6 +156,9 @@ impl Config {
             check_hook_name(&key, org.hook_name.as_deref())?;
             check_api(&key, org.api.as_ref(), &org.reconcile)?;
             check_sinks(&format!("{key}: sinks"), &org.sinks)?;
+            if let Some(rules) = &org.rules {
+                rules.validate(&format!("{key}: rules"))?;
+            }
         }
         Ok(())
     }

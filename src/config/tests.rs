@@ -540,3 +540,51 @@ fn each_org_names_its_hook_and_fills_the_deployment_placeholders() {
     let err = blank.validate().unwrap_err().to_string();
     assert!(err.contains("okta.hook_name is empty"), "{err}");
 }
+
+#[test]
+#[cfg(feature = "redis")]
+fn incident_window_and_notify_are_checked_with_what_to_do() {
+    use std::time::Duration;
+
+    let config = Config::from_toml(
+        "[rules]\nincident_window = '2h'\n\n[[sinks]]\nname = 'pager'\ntype = 'redis'\n\
+         stream = 'p'\nnotify = 'first'\n",
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.rules.incident_window, Duration::from_secs(7200));
+    assert_eq!(config.sinks[0].notify, crate::sinks::NotifyPolicy::First);
+    assert_eq!(
+        Config::default().rules.incident_window,
+        Duration::from_secs(24 * 3600)
+    );
+
+    let long = Config::from_toml("[rules]\nincident_window = '31d'\n").unwrap();
+    let err = long.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("rules.incident_window") && err.contains("30d"),
+        "{err}"
+    );
+    let org = Config::from_toml(
+        "[[okta.orgs]]\nname = 'acme'\nhook_path = '/okta/acme'\nsecrets = ['s']\n\
+         [okta.orgs.rules]\nincident_window = '90d'\n",
+    )
+    .unwrap();
+    let err = format!("{:#}", org.validate().unwrap_err());
+    assert!(
+        err.contains("okta.orgs \"acme\": rules.incident_window"),
+        "{err}"
+    );
+
+    let file =
+        Config::from_toml("[[sinks]]\nname='f'\ntype='file'\npath='a'\nnotify='first'\n").unwrap();
+    let err = format!("{:#}", file.validate().unwrap_err());
+    assert!(
+        err.contains("sink \"f\"") && err.contains("keeps every alert"),
+        "{err}"
+    );
+    let err = Config::from_toml("[[sinks]]\nname='p'\ntype='redis'\nstream='p'\nnotify='once'\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("first") && err.contains("every"), "{err}");
+}

@@ -29,6 +29,28 @@ pub struct RulesConfig {
     /// Values of `|expand` placeholders: `office_networks = ["192.0.2.0/24"]` fills
     /// `%office_networks%`. A rule whose placeholder is not here fails to load.
     pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Alerts about one target user within this long of the incident's last alert belong to
+    /// one incident (`incident` on each alert, and `notify = "first"` sinks paged once per rule
+    /// of it). `"0s"` turns incidents off. Default 24 h; at most 30 days.
+    #[serde(with = "humantime_serde")]
+    pub incident_window: Duration,
+}
+
+/// The longest `incident_window`: an incident's state is kept that long after its last alert.
+const MAX_INCIDENT_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl RulesConfig {
+    /// Checks what the types cannot; `key` names the block (`rules`, `okta.orgs "acme": rules`).
+    pub fn validate(&self, key: &str) -> anyhow::Result<()> {
+        if self.incident_window > MAX_INCIDENT_WINDOW {
+            anyhow::bail!(
+                "{key}.incident_window = {:?} is longer than 30 days; an incident's state is kept \
+                 that long after its last alert (use \"30d\" or less, or \"0s\" to turn incidents off)",
+                humantime::format_duration(self.incident_window).to_string()
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for RulesConfig {
@@ -40,6 +62,7 @@ impl Default for RulesConfig {
             privileged_users: Vec::new(),
             dedup_window: Duration::from_secs(24 * 3600),
             placeholders: BTreeMap::new(),
+            incident_window: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -407,9 +407,11 @@ impl Detector {
     /// Commits a step the shared state already holds: its alerts, its inputs' removal, its token.
     async fn finish_step(&self, step: AppliedStep) -> Result<(), SpoolError> {
         let now = now_ms();
+        let folded = self.fold_incidents(step.alerts).await?;
+        let org = self.org.as_deref();
         self.commit_step(CorrelationCommit {
             consumed_through: step.consumed_through,
-            outbox: queue_alerts(step.alerts, &self.sinks, now),
+            outbox: queue_alerts(folded.alerts, &folded.routes, &self.sinks, org, now),
             applied_token: Some(step.token),
         })
         .await
@@ -438,7 +440,6 @@ impl Detector {
             let rules = live.rules.clone();
             let pass = Pass {
                 rules: &rules,
-                sinks: &[],
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now,
@@ -535,6 +536,7 @@ mod tests {
             shared: Some(shared),
             org: None,
             tallies: Default::default(),
+            incident_window: Duration::ZERO,
         }
     }
 
@@ -670,7 +672,6 @@ mod tests {
         let rules = Arc::new(RuleSet::load(&config).unwrap());
         let pass = Pass {
             rules: &rules,
-            sinks: &[],
             privileged_users: &[],
             org: None,
             now: now_ms(),

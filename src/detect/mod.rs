@@ -24,6 +24,8 @@ pub mod enrich;
 mod event_head;
 pub mod event_types;
 pub mod fields;
+pub mod incident;
+mod incident_store;
 pub mod offline;
 pub mod placeholders;
 mod rule_event;
@@ -51,9 +53,9 @@ use crate::okta::{Delivery, Envelope, LogEvent, Origin};
 use crate::sinks::SinkConfig;
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use crate::telemetry::metrics::{
-    ALERTS_TOTAL, BATCHES_QUARANTINED_TOTAL, CLUSTER_DUPLICATE_EVENTS_TOTAL,
-    CORRELATION_OPEN_STATE, DUPLICATE_EVENTS_TOTAL, EVENTS_DETECTED_TOTAL, EVENTS_UNREADABLE_TOTAL,
-    OKTA_EVENTS_RECOVERED_TOTAL,
+    ALERTS_SUPPRESSED_TOTAL, ALERTS_TOTAL, BATCHES_QUARANTINED_TOTAL,
+    CLUSTER_DUPLICATE_EVENTS_TOTAL, CORRELATION_OPEN_STATE, DUPLICATE_EVENTS_TOTAL,
+    EVENTS_DETECTED_TOTAL, EVENTS_UNREADABLE_TOTAL, OKTA_EVENTS_RECOVERED_TOTAL,
 };
 use crate::telemetry::tally::Tallies;
 pub use config::RulesConfig;
@@ -61,6 +63,7 @@ use correlate::Correlator;
 use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorrelation};
 use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
+use incident::{Route, Routes};
 pub use rules::{RuleSet, SharedRules};
 pub use ticks::EventTime;
 use watched::PassTally;
@@ -99,6 +102,9 @@ pub struct Detector {
     pub org: Option<Arc<str>>,
     /// Deliveries someone watches through detection (`backfill`), counted after each pass.
     pub tallies: Arc<Tallies>,
+    /// `[rules] incident_window`: alerts about one user this close belong to one incident;
+    /// zero turns incidents off.
+    pub incident_window: Duration,
 }
 
 /// An event split out of a batch, with what the pass reads of it before the rules run. Its
@@ -213,7 +219,7 @@ impl Detector {
         let mut seen = self.spool.already_seen(keys, now).await?;
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
         let history = self.network_history(&parsed).await?;
-        let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
+        let privileged = self.privileged_users.clone();
         let org = self.org.clone();
         let claims = fresh_keys(&parsed, &seen);
         let watching = self.tallies.is_watching();
@@ -226,23 +232,31 @@ impl Detector {
             let mut correlation = correlation;
             let pass = Pass {
                 rules: &rules,
-                sinks: &sinks,
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now,
             };
             let counted = watching.then_some(&mut tally);
-            let commit =
+            let (commit, alerts) =
                 detect_batches(&pass, parsed, &seen, history, correlation.as_mut(), counted);
-            (commit, correlation, tally)
+            (commit, alerts, correlation, tally)
         });
         // The keys are claimed while the rules run; the claim is durable before the batches
         // leave the spool, so a crash in between finds them claimed by the same batches.
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let (commit, correlation, tally) = detected
+        let (mut commit, alerts, correlation, tally) = detected
             .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;
+        let folded = self.fold_incidents(alerts).await?;
+        commit.incidents = folded.records;
+        commit.outbox = queue_alerts(
+            folded.alerts,
+            &folded.routes,
+            &self.sinks,
+            self.org.as_deref(),
+            now,
+        );
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
         tally.commit(&self.tallies);
@@ -275,7 +289,6 @@ impl Detector {
         tokio::task::spawn_blocking(move || {
             let pass = Pass {
                 rules: &rules,
-                sinks: &[],
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now: now_ms(),
@@ -404,7 +417,6 @@ fn event_tree(raw: &RawValue) -> Value {
 /// What one detection pass needs besides the batches.
 struct Pass<'a> {
     rules: &'a RuleSet,
-    sinks: &'a [SinkConfig],
     privileged_users: &'a [String],
     org: Option<&'a str>,
     now: u64,
@@ -489,7 +501,8 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
         .collect()
 }
 
-/// Runs the rules over every event not seen before and builds what the pass commits. With a
+/// Runs the rules over every event not seen before and builds what the pass commits, and its
+/// alerts (queued once folded into their incidents). With a
 /// `correlation` (standalone) the events that matched go through the correlations now, and its
 /// timers that ran out fire; without (cluster) they become the correlation step's inputs. With
 /// `tally`, the alerts are also counted for the deliveries watched.
@@ -500,7 +513,7 @@ fn detect_batches(
     mut history: NetworkHistory,
     mut correlation: Option<&mut LiveCorrelation>,
     tally: Option<&mut PassTally>,
-) -> DetectionCommit {
+) -> (DetectionCommit, Vec<Alert>) {
     let mut found = Found::default();
     let mut batches = Vec::with_capacity(parsed.len());
     for batch in parsed {
@@ -514,9 +527,9 @@ fn detect_batches(
     if let Some(tally) = tally {
         tally.alerts(&alerts);
     }
-    DetectionCommit {
+    let commit = DetectionCommit {
         batches,
-        outbox: queue_alerts(alerts, pass.sinks, pass.now),
+        outbox: Vec::new(),
         correlation_inputs: found.correlation_inputs,
         correlation_state,
         correlation_journal,
@@ -528,7 +541,9 @@ fn detect_batches(
                 (user, bytes)
             })
             .collect(),
-    }
+        incidents: Vec::new(),
+    };
+    (commit, alerts)
 }
 
 /// Counts and logs the events of a pass that only reconciliation brought, though a hook could
@@ -714,33 +729,70 @@ fn merge_reset(group: &mut Alert, other: Alert) {
     group.level = group.level.max(other.level);
 }
 
-/// Logs and counts `alerts`, and makes their outbox rows.
-fn queue_alerts(alerts: Vec<Alert>, sinks: &[SinkConfig], now: u64) -> Vec<(String, OutboxRecord)> {
+/// Logs and counts `alerts`, and makes their outbox rows; `routes` (by index, possibly
+/// shorter) say what the `notify = "first"` sinks get of each.
+fn queue_alerts(
+    alerts: Vec<Alert>,
+    routes: &[Routes],
+    sinks: &[SinkConfig],
+    org: Option<&str>,
+    now: u64,
+) -> Vec<(String, OutboxRecord)> {
+    let no_routes = Routes::new();
     alerts
         .into_iter()
-        .flat_map(|alert| {
+        .enumerate()
+        .flat_map(|(at, alert)| {
             log_alert(&alert);
-            outbox_rows(&alert, sinks, now)
+            outbox_rows(
+                &alert,
+                routes.get(at).unwrap_or(&no_routes),
+                sinks,
+                org,
+                now,
+            )
         })
         .collect()
 }
 
-/// One outbox row for each sink whose filter accepts `alert`.
-fn outbox_rows(alert: &Alert, sinks: &[SinkConfig], now: u64) -> Vec<(String, OutboxRecord)> {
+/// One outbox row for each sink whose filter accepts `alert`, unless its route holds it back
+/// (counted); a sink told of held-back repeats gets the alert with `suppressed`.
+fn outbox_rows(
+    alert: &Alert,
+    routes: &Routes,
+    sinks: &[SinkConfig],
+    org: Option<&str>,
+    now: u64,
+) -> Vec<(String, OutboxRecord)> {
     let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
     sinks
         .iter()
         .filter(|sink| sink.accepts(alert))
-        .map(|sink| {
+        .filter_map(|sink| {
+            let json = match routes.get(&sink.name) {
+                Some(Route::Hold) => {
+                    let labels = crate::telemetry::org_labels(org, &[("sink", sink.name.as_str())]);
+                    metrics::counter!(ALERTS_SUPPRESSED_TOTAL, labels).increment(1);
+                    return None;
+                }
+                Some(Route::Send { suppressed }) if *suppressed > 0 => {
+                    let told = Alert {
+                        suppressed: Some(*suppressed),
+                        ..alert.clone()
+                    };
+                    RawValue::from_string(told.to_json()).expect("an alert serializes")
+                }
+                _ => json.clone(),
+            };
             let record = OutboxRecord {
                 alert_id: alert.id.clone(),
                 created_at_ms: now,
                 attempts: 0,
                 next_attempt_at_ms: now,
                 last_error: None,
-                alert: json.clone(),
+                alert: json,
             };
-            (sink.name.clone(), record)
+            Some((sink.name.clone(), record))
         })
         .collect()
 }

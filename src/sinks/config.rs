@@ -23,9 +23,32 @@ pub struct SinkConfig {
     /// Only alerts whose rule has at least one of these tags (such as `attack.t1556.006`). Empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// `every` (the default): every alert the filters accept. `first`: inside one incident,
+    /// a repeat of a rule this sink was already sent is not delivered again; the next alert
+    /// delivered says how many were held back (`suppressed`). Not for `file` sinks, which keep
+    /// every alert.
+    #[serde(default, skip_serializing_if = "NotifyPolicy::is_every")]
+    pub notify: NotifyPolicy,
     /// The destination and its own keys.
     #[serde(flatten)]
     pub kind: SinkKind,
+}
+
+/// Which of an incident's alerts a sink is sent (`notify`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyPolicy {
+    /// Every alert the sink's filters accept.
+    #[default]
+    Every,
+    /// The first alert of each rule inside one incident; repeats are counted, not sent.
+    First,
+}
+
+impl NotifyPolicy {
+    fn is_every(&self) -> bool {
+        *self == NotifyPolicy::Every
+    }
 }
 
 /// The kinds of sink. Unknown keys inside a block are rejected with their name.
@@ -67,6 +90,7 @@ impl SinkConfig {
             min_level: None,
             rules: Vec::new(),
             tags: Vec::new(),
+            notify: NotifyPolicy::Every,
             kind,
         }
     }
@@ -89,6 +113,12 @@ impl SinkConfig {
 
     /// Checks this block's keys without connecting anywhere; errors name the key at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.notify == NotifyPolicy::First && matches!(self.kind, SinkKind::File(_)) {
+            bail!(
+                "notify = \"first\" is for the sinks people are paged by; a file sink keeps every \
+                 alert (remove notify, or set it on a webhook, chat or broker sink)"
+            );
+        }
         match &self.kind {
             SinkKind::File(_) | SinkKind::Slack(_) | SinkKind::PagerDuty(_) => Ok(()),
             SinkKind::Amqp(amqp) => amqp.validate(),

@@ -45,6 +45,8 @@ pub struct DetectionCommit {
     pub correlation_journal: Vec<Vec<u8>>,
     /// Users whose known networks changed, with their new value.
     pub known_networks: Vec<(String, Vec<u8>)>,
+    /// Standalone: the incidents the pass's alerts changed, by key, with their new value.
+    pub incidents: Vec<(String, Vec<u8>)>,
 }
 
 impl Spool {
@@ -142,6 +144,7 @@ impl Spool {
             correlation_state,
             correlation_journal,
             known_networks,
+            incidents,
         } = commit;
         let removed_bytes: Vec<u64> = detected.iter().map(|batch| batch.stored_len).collect();
         let batch_ids: Vec<u64> = detected.iter().map(|batch| batch.id).collect();
@@ -156,7 +159,8 @@ impl Spool {
             remove_batches(txn, &batch_ids)?;
             insert_outbox(txn, &staged)?;
             correlation.insert(txn)?;
-            insert_known_networks(txn, &known_networks)
+            insert_known_networks(txn, &known_networks)?;
+            super::incidents::insert_incidents(txn, &incidents)
         })
         .await?;
         for len in removed_bytes {

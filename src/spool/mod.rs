@@ -13,6 +13,7 @@
 //! | `correlation` | `state` / `applied` | the correlation state as of its last snapshot (standalone) / the last shared step committed here (cluster) | correlation |
 //! | `correlation_journal` | sequence | what a detection pass fed the correlations since that snapshot (standalone) | replayed onto the snapshot at start |
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
+//! | `incidents` | `<okta org>:<user login>` | the user's incident as the detector folds it (JSON) | `incident` on alerts, `notify = "first"` (standalone) |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
 //! | `held_batches` | (due time, Unix ms; sequence) | as `batches` | System Log events a hook could deliver, waiting out the hook's grace before detection |
 //! | `reconcile` | `cursor` / `hook_last_delivery` | the System Log `next` link after the last page stored / when the event hook last delivered (Unix ms) | where polling goes on / the silence check |
@@ -20,7 +21,7 @@
 //! The tables are defined below; each file holds the reads and writes of its tables:
 //! [`batches`] (`batches`, `quarantine`, `known_networks`, and the detection commit),
 //! [`outbox`], [`dead_letters`], [`correlation`] (`correlation_inputs`, `correlation`,
-//! `correlation_journal`), [`system_log`] (`held_batches`, `reconcile`).
+//! `correlation_journal`), [`incidents`] (`incidents`), [`system_log`] (`held_batches`, `reconcile`).
 //!
 //! # On-disk layout: `seen/`
 //! Each event key (its hash), the batch that claimed it, and until when: an active log and
@@ -54,6 +55,7 @@ mod dedup;
 mod error;
 mod gauges;
 mod handle;
+mod incidents;
 mod outbox;
 mod store;
 mod system_log;
@@ -103,6 +105,8 @@ const HELD_BATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("h
 const RECONCILE: TableDefinition<&str, &[u8]> = TableDefinition::new("reconcile");
 /// User login to the networks they signed in from, as the detector saves them.
 const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_networks");
+/// Standalone: each target user's incident, as the detector folds it (see [`incidents`]).
+const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
 
 /// File name of the database inside `data_dir`.
 pub const SPOOL_FILE: &str = "spool.redb";
@@ -211,6 +215,7 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     txn.open_table(CORRELATION_INPUTS)?;
     txn.open_table(CORRELATION_JOURNAL)?;
     txn.open_table(KNOWN_NETWORKS)?;
+    txn.open_table(INCIDENTS)?;
     txn.open_table(HELD_BATCHES)?;
     txn.open_table(RECONCILE)?;
     // The window moved to seen.redb; an older spool's copy only takes space. Dropping it means a

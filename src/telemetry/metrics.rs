@@ -63,6 +63,12 @@ pub const DUPLICATE_EVENTS_TOTAL: &str = "factorwatch_duplicate_events_total";
 pub const CLUSTER_DUPLICATE_EVENTS_TOTAL: &str = "factorwatch_cluster_duplicate_events_total";
 /// Counter: alerts raised, once per alert. Labels: `rule_id`, `level`.
 pub const ALERTS_TOTAL: &str = "factorwatch_alerts_total";
+/// Counter: alerts not delivered to a `notify = "first"` sink, as repeats of a rule inside an
+/// incident that sink was already sent. Labels: `sink`, `org`.
+pub const ALERTS_SUPPRESSED_TOTAL: &str = "factorwatch_alerts_suppressed_total";
+/// Counter: alerts sent without their incident because the cluster backend did not answer.
+/// Label: `org`.
+pub const INCIDENTS_UNAVAILABLE_TOTAL: &str = "factorwatch_incidents_unavailable_total";
 /// Gauge: correlation windows and absence timers open. No labels.
 pub const CORRELATION_OPEN_STATE: &str = "factorwatch_correlation_open_state";
 /// Counter: absence timers not opened because the most that may be open were. No labels.

@@ -52,15 +52,15 @@ impl Backend {
     }
 
     /// Removes what a test under `prefix` (made of characters a bucket name can hold, ending in
-    /// `_`) left on the machine's server: NATS buckets would stay for good; Redis claims expire
-    /// with the window.
+    /// `_`) left on the machine's server: NATS buckets would stay for good; Redis claims and
+    /// incidents expire with their windows.
     pub async fn forget(self, prefix: &str) {
         if let Backend::NatsKv = self {
             let client = async_nats::connect(self.url(self.machine_port()))
                 .await
                 .unwrap();
             let jetstream = async_nats::jetstream::new(client);
-            for bucket in ["seen", "correlation"] {
+            for bucket in ["seen", "correlation", "incidents"] {
                 let name = format!("{}_{bucket}", prefix.trim_end_matches('_'));
                 let _ = jetstream.delete_key_value(name).await;
             }

@@ -1,7 +1,8 @@
 //! `[cluster]` in each shared mode (`redis` against the local Redis, `nats-kv` against the
 //! local NATS): replicas with their own spools claim event keys in the backend, so Okta's retry
 //! landing on another replica alerts once; a replica that detects its own batch again (after a
-//! crash) keeps its claim; without the backend each replica still alerts, and says so.
+//! crash) keeps its claim; without the backend each replica still alerts (without an incident),
+//! and says so.
 
 use std::time::Duration;
 
@@ -95,7 +96,19 @@ async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why(backe
     let app = replica(backend.cluster(&backend.url(1), &prefix())).await;
     let (batch, _) = batch_with_mfa(10, 2);
     assert_eq!(app.post(&batch).await.status(), 204);
-    assert_eq!(app.wait_for_alerts(2).await.len(), 2);
+    let alerts = app.wait_for_alerts(2).await;
+    assert_eq!(alerts.len(), 2);
+    // Without the backend there is no incident to fold into: the alerts go out without one,
+    // and that is counted.
+    assert!(
+        alerts.iter().all(|alert| alert.get("incident").is_none()),
+        "{alerts:?}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("factorwatch_incidents_unavailable_total "),
+        "{metrics}"
+    );
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200, "intake goes on without the backend");
     let ready: Value = ready.json().await.unwrap();

@@ -27,6 +27,8 @@ mod hook_rotate;
 mod hook_silence;
 mod hostile;
 mod http_contract;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod incident;
 // The docs' code blocks, read as the docs tests read them (some examples are checked here).
 #[allow(dead_code)]
 #[path = "../docs/markdown.rs"]

@@ -78,13 +78,13 @@ fn file_alerts(app: &TestApp) -> HashMap<String, String> {
 
 /// One message as read back from a broker.
 #[derive(Debug)]
-struct Received {
+pub(crate) struct Received {
     /// Where it was found: the NATS subject or the Redis stream key.
-    destination: String,
+    pub(crate) destination: String,
     /// The idempotency key it carried (`Nats-Msg-Id`, or the `id` field).
-    id: String,
+    pub(crate) id: String,
     /// The alert JSON as the broker holds it.
-    body: String,
+    pub(crate) body: String,
 }
 
 /// Checks that the broker holds exactly the file sink's alerts, each once, byte for byte, at the
@@ -202,7 +202,7 @@ async fn redis() -> redis::aio::MultiplexedConnection {
 }
 
 /// Every entry of every stream key in `keys` (`XRANGE key - +`), waiting until there are `count`.
-async fn read_redis(keys: &[String], count: usize) -> Vec<Received> {
+pub(crate) async fn read_redis(keys: &[String], count: usize) -> Vec<Received> {
     let mut connection = redis().await;
     let awaited = format!("{count} entries in {keys:?}");
     eventually(WAIT, &awaited, async || {
