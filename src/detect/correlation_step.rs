@@ -438,7 +438,6 @@ impl Detector {
             let rules = live.rules.clone();
             let pass = Pass {
                 rules: &rules,
-                sinks: &[],
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now,
@@ -531,6 +530,7 @@ mod tests {
             sinks: vec![SinkConfig::file("file", dir.join("alerts.jsonl"))].into(),
             dedup_window: Duration::from_secs(60),
             privileged_users: Arc::new([]),
+            live_context: None,
             forwarders: Vec::new(),
             shared: Some(shared),
             org: None,
@@ -670,7 +670,6 @@ mod tests {
         let rules = Arc::new(RuleSet::load(&config).unwrap());
         let pass = Pass {
             rules: &rules,
-            sinks: &[],
             privileged_users: &[],
             org: None,
             now: now_ms(),

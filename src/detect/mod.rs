@@ -24,6 +24,7 @@ pub mod enrich;
 mod event_head;
 pub mod event_types;
 pub mod fields;
+pub mod live_context;
 pub mod offline;
 pub mod placeholders;
 mod rule_event;
@@ -89,6 +90,8 @@ pub struct Detector {
     pub dedup_window: Duration,
     /// Logins or ids of users whose MFA changes rank higher (`[rules] privileged_users`).
     pub privileged_users: Arc<[String]>,
+    /// `[okta.context]`: live Okta context added to the pass's MFA alerts, within its timeout.
+    pub live_context: Option<Arc<live_context::LiveContext>>,
     /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
     /// forwarder that is busy right then, so no wake-up is lost.
     pub forwarders: Vec<Arc<Notify>>,
@@ -213,7 +216,7 @@ impl Detector {
         let mut seen = self.spool.already_seen(keys, now).await?;
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
         let history = self.network_history(&parsed).await?;
-        let (sinks, privileged) = (self.sinks.clone(), self.privileged_users.clone());
+        let privileged = self.privileged_users.clone();
         let org = self.org.clone();
         let claims = fresh_keys(&parsed, &seen);
         let watching = self.tallies.is_watching();
@@ -226,23 +229,26 @@ impl Detector {
             let mut correlation = correlation;
             let pass = Pass {
                 rules: &rules,
-                sinks: &sinks,
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now,
             };
             let counted = watching.then_some(&mut tally);
-            let commit =
+            let (commit, alerts) =
                 detect_batches(&pass, parsed, &seen, history, correlation.as_mut(), counted);
-            (commit, correlation, tally)
+            (commit, alerts, correlation, tally)
         });
         // The keys are claimed while the rules run; the claim is durable before the batches
         // leave the spool, so a crash in between finds them claimed by the same batches.
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let (commit, correlation, tally) = detected
+        let (mut commit, mut alerts, correlation, tally) = detected
             .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;
+        if let Some(live_context) = &self.live_context {
+            live_context.add_to(&mut alerts).await;
+        }
+        commit.outbox = queue_alerts(alerts, &self.sinks, now);
         let queued = !commit.outbox.is_empty();
         self.spool.complete_batches(commit).await?;
         tally.commit(&self.tallies);
@@ -275,7 +281,6 @@ impl Detector {
         tokio::task::spawn_blocking(move || {
             let pass = Pass {
                 rules: &rules,
-                sinks: &[],
                 privileged_users: &privileged,
                 org: org.as_deref(),
                 now: now_ms(),
@@ -404,7 +409,6 @@ fn event_tree(raw: &RawValue) -> Value {
 /// What one detection pass needs besides the batches.
 struct Pass<'a> {
     rules: &'a RuleSet,
-    sinks: &'a [SinkConfig],
     privileged_users: &'a [String],
     org: Option<&'a str>,
     now: u64,
@@ -489,7 +493,8 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
         .collect()
 }
 
-/// Runs the rules over every event not seen before and builds what the pass commits. With a
+/// Runs the rules over every event not seen before and builds what the pass commits, and the
+/// alerts, which the caller queues (after their live context, if any). With a
 /// `correlation` (standalone) the events that matched go through the correlations now, and its
 /// timers that ran out fire; without (cluster) they become the correlation step's inputs. With
 /// `tally`, the alerts are also counted for the deliveries watched.
@@ -500,7 +505,7 @@ fn detect_batches(
     mut history: NetworkHistory,
     mut correlation: Option<&mut LiveCorrelation>,
     tally: Option<&mut PassTally>,
-) -> DetectionCommit {
+) -> (DetectionCommit, Vec<Alert>) {
     let mut found = Found::default();
     let mut batches = Vec::with_capacity(parsed.len());
     for batch in parsed {
@@ -514,9 +519,9 @@ fn detect_batches(
     if let Some(tally) = tally {
         tally.alerts(&alerts);
     }
-    DetectionCommit {
+    let commit = DetectionCommit {
         batches,
-        outbox: queue_alerts(alerts, pass.sinks, pass.now),
+        outbox: Vec::new(),
         correlation_inputs: found.correlation_inputs,
         correlation_state,
         correlation_journal,
@@ -528,7 +533,8 @@ fn detect_batches(
                 (user, bytes)
             })
             .collect(),
-    }
+    };
+    (commit, alerts)
 }
 
 /// Counts and logs the events of a pass that only reconciliation brought, though a hook could
@@ -708,6 +714,8 @@ fn merge_reset(group: &mut Alert, other: Alert) {
         }
     }
     context.privileged_target |= other_context.privileged_target;
+    context.admin_target |= other_context.admin_target;
+    context.admin_actor |= other_context.admin_actor;
     if other_context.is_proxy == Some(true) {
         context.is_proxy = Some(true);
     }

@@ -101,7 +101,6 @@ pub fn detect_events_via(
         enrich(&mut value, &mut history);
         let pass = Pass {
             rules,
-            sinks: &[],
             privileged_users,
             org: None,
             now: clock_ms.max(0) as u64,
