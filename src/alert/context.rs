@@ -64,6 +64,13 @@ pub struct MfaContext {
     pub is_proxy: Option<bool>,
     /// The target is listed in `[rules] privileged_users`.
     pub privileged_target: bool,
+    /// The target holds an Okta admin role (live context, `[okta.context]`): the dynamic
+    /// privileged list beside the static `privileged_users`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_target: bool,
+    /// The actor is a user holding an Okta admin role (live context, `[okta.context]`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_actor: bool,
     /// The uuids of the events this alert stands for (more than one for a grouped reset).
     pub event_uuids: Vec<String>,
     /// Why the alert's level is above its rule's, if it is.

@@ -15,9 +15,11 @@ use crate::okta::{Delivery, Origin};
 
 mod context;
 mod incident;
+mod okta_context;
 
 pub use context::{InitiatedBy, MfaContext};
 pub use incident::{Incident, IncidentAlert, IncidentStep, MAX_ALSO, MAX_STEPS, incident_id};
+pub use okta_context::{ActorContext, FactorLeft, FailedLookup, OktaContext, TargetContext};
 
 /// Namespace of alert ids (UUIDv5): fixed forever, so ids stay stable across versions and replicas.
 const ALERT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7d3c_8f52_1a4e_4b0c_9e2f_6a1d_5c8b_3f70);
@@ -69,6 +71,10 @@ pub struct Alert {
     /// Who-did-what context, on alerts about `user.mfa.*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<MfaContext>,
+    /// Live Okta context (the target's factors left, roles, groups and status; the actor's
+    /// roles), on MFA alerts of an org with `[okta.context] enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub okta_context: Option<OktaContext>,
     /// On alerts of correlation rules: what was correlated, over which window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation: Option<CorrelationInfo>,
@@ -303,6 +309,7 @@ impl Alert {
                 geo: event.get("client.geographicalContext").map(geography),
             },
             context: None,
+            okta_context: None,
             correlation: None,
             incident: None,
             suppressed: None,
@@ -350,6 +357,7 @@ impl Alert {
             client: ClientInfo::default(),
             okta: OktaRef::default(),
             context: None,
+            okta_context: None,
             correlation: None,
             incident: None,
             suppressed: None,

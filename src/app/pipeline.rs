@@ -15,6 +15,7 @@ use crate::admin::AdminOrg;
 use crate::cluster::SharedState;
 use crate::config::{Config, PipelineConfig, ServerConfig, SinkConfig};
 use crate::detect::event_types::TypePattern;
+use crate::detect::live_context::{CONTEXT_SCOPES, LiveContext};
 use crate::detect::{Detector, RuleSet, SharedRules};
 use crate::forward::{Forwarder, RetryPolicy, SinkHealth};
 use crate::http::tls::ReloadingTls;
@@ -45,6 +46,7 @@ pub(super) struct PreparedPipeline {
     rules: RuleSet,
     sinks: Vec<Arc<dyn Sink>>,
     okta: Option<OktaClient>,
+    live_context: Option<Arc<LiveContext>>,
 }
 
 /// Runs every check `serve` runs before it listens, and keeps what they built for it.
@@ -80,12 +82,14 @@ impl PreparedPipeline {
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(scope)?;
         let okta = api_client(&config).map_err(scope)?;
+        let live_context = live_context(&config).map_err(scope)?;
         Ok(Self {
             config,
             secrets,
             rules,
             sinks,
             okta,
+            live_context,
         })
     }
 }
@@ -99,6 +103,18 @@ fn api_client(config: &PipelineConfig) -> anyhow::Result<Option<OktaClient>> {
     let org = config.org.as_deref().unwrap_or_default();
     let client = OktaClient::new(api, RECONCILE_SCOPES, org).context("okta.api")?;
     Ok(Some(client))
+}
+
+/// The live context of an org with `[okta.context] enabled`: a client of its own, whose token
+/// asks for the context's scopes only, so a scope not granted for it never costs reconciliation
+/// its token.
+fn live_context(config: &PipelineConfig) -> anyhow::Result<Option<Arc<LiveContext>>> {
+    let Some(api) = config.api.as_ref().filter(|_| config.context.enabled) else {
+        return Ok(None);
+    };
+    let org = config.org.as_deref().unwrap_or_default();
+    let client = OktaClient::new(api, CONTEXT_SCOPES, org).context("okta.api")?;
+    Ok(Some(Arc::new(LiveContext::new(client, &config.context))))
 }
 
 /// The OAuth scopes reconciliation and `backfill` need: reading the System Log.
@@ -121,6 +137,8 @@ pub(super) struct Pipeline {
     sinks: Vec<Arc<dyn Sink>>,
     /// Its Okta API client, when `[okta.api]` is set.
     okta: Option<OktaClient>,
+    /// Its live Okta context on MFA alerts, when `[okta.context] enabled`.
+    live_context: Option<Arc<LiveContext>>,
     /// What its detector counts for `backfill`.
     tallies: Arc<Tallies>,
 }
@@ -205,6 +223,7 @@ impl Pipeline {
             rules,
             sinks,
             okta,
+            live_context,
         } = prepared;
         let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
         let scope = |err| config.scoped(err);
@@ -222,6 +241,7 @@ impl Pipeline {
             secrets: Arc::new(secrets),
             sinks,
             okta,
+            live_context,
             config,
             tallies: Arc::default(),
         })
@@ -369,6 +389,7 @@ impl Pipeline {
             sinks: self.config.sinks.clone().into(),
             dedup_window: self.config.rules.dedup_window,
             privileged_users: self.config.rules.privileged_users.clone().into(),
+            live_context: self.live_context.clone(),
             forwarders: wakes.forwarders.clone(),
             shared: cluster,
             org: self.org.clone(),

@@ -1,11 +1,13 @@
 //! `check-config`'s live check of each org's Okta API access: what `serve` only learns at its
-//! first poll (credentials Okta refuses, a scope not granted, an `org_url` that is no Okta org).
+//! first poll or its first MFA alert (credentials Okta refuses, a scope not granted, an
+//! `org_url` that is no Okta org).
 
 use crate::config::Config;
 use crate::okta_api::{LogsRequest, OktaApiError, OktaClient};
 
 use super::pipeline::{RECONCILE_SCOPES, system_log_filter};
 use crate::detect::RuleSet;
+use crate::detect::live_context::CONTEXT_SCOPES;
 
 /// What the live check found for one org that reconciles.
 #[derive(Debug)]
@@ -43,6 +45,41 @@ pub async fn probe_okta(config: &Config) -> anyhow::Result<Vec<OktaProbe>> {
         });
     }
     Ok(probes)
+}
+
+/// What the live check found for one org with `[okta.context] enabled`.
+#[derive(Debug)]
+pub struct ContextProbe {
+    /// `the top-level org` or `okta.orgs "acme"`.
+    pub org: String,
+    /// The org URL.
+    pub org_url: String,
+    /// Whether Okta grants the app a token with the context's scopes; `None` for an API token,
+    /// whose admin's role decides (there is no scope to ask for).
+    pub outcome: Option<Result<(), OktaApiError>>,
+}
+
+/// Asks Okta for a token with the context's scopes (`okta.users.read`, `okta.roles.read`) for
+/// each org with `[okta.context] enabled`, as its detector would at its first MFA alert.
+pub async fn probe_context(config: &Config) -> Vec<ContextProbe> {
+    let mut probes = Vec::new();
+    for pipeline in config.pipelines() {
+        let Some(api) = pipeline.api.as_ref().filter(|_| pipeline.context.enabled) else {
+            continue;
+        };
+        let org = pipeline.org.as_deref().unwrap_or_default();
+        let outcome = match OktaClient::new(api, CONTEXT_SCOPES, org) {
+            Ok(client) if client.uses_oauth() => Some(client.check_credentials().await),
+            Ok(_) => None,
+            Err(err) => Some(Err(err)),
+        };
+        probes.push(ContextProbe {
+            org: pipeline.label(),
+            org_url: api.org_url.clone(),
+            outcome,
+        });
+    }
+    probes
 }
 
 async fn read_one(client: &OktaClient, filter: Option<String>) -> Result<(), OktaApiError> {

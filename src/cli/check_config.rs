@@ -10,8 +10,9 @@ use crate::config::Config;
 
 /// Loads the configuration at `path` (or the defaults and environment), runs [`app::preflight`]
 /// on it (the secret, every org's rules and sinks, the TLS files, the Okta API keys) and
-/// [`app::probe_okta`] (each org that reconciles reads its System Log once), prints it as TOML on
-/// stdout and the verdict on stderr.
+/// [`app::probe_okta`] (each org that reconciles reads its System Log once) and
+/// [`app::probe_context`] (each org with live context gets a token with its scopes), prints it
+/// as TOML on stdout and the verdict on stderr.
 pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     app::preflight(&config)?;
@@ -35,8 +36,30 @@ pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
             }
         }
     }
+    for probe in app::probe_context(&config).await {
+        match &probe.outcome {
+            Some(Ok(())) => eprintln!(
+                "{}: the app may read users and roles of {} for live context",
+                probe.org, probe.org_url
+            ),
+            None => eprintln!(
+                "{}: live context through an API token: its admin's role decides what it may \
+                 read (not checked)",
+                probe.org
+            ),
+            Some(Err(err)) => {
+                failed += 1;
+                eprintln!(
+                    "{}: cannot look up live context in {}: {err}",
+                    probe.org, probe.org_url
+                );
+            }
+        }
+    }
     if failed > 0 {
-        bail!("{failed} org(s) cannot reconcile with their System Log (see above)");
+        bail!(
+            "{failed} check(s) of the Okta API failed: the System Log or live context (see above)"
+        );
     }
     eprintln!("configuration is valid");
     Ok(())

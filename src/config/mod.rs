@@ -22,6 +22,7 @@ pub use pipeline::PipelineConfig;
 pub use crate::brokers::ServerUrl;
 pub use crate::cluster::{ClusterConfig, ClusterMode};
 pub use crate::detect::RulesConfig;
+pub use crate::detect::live_context::OktaContextConfig;
 pub use crate::forward::DeliveryConfig;
 pub use crate::http::{RateLimitConfig, ServerConfig, TlsConfig};
 pub use crate::okta_api::OktaApiConfig;
@@ -101,7 +102,12 @@ impl Config {
         self.server.validate()?;
         check_auth("okta", &self.okta.auth_header, &self.okta.secrets)?;
         orgs::check_hook_name("okta", self.okta.hook_name.as_deref())?;
-        orgs::check_api("okta", self.okta.api.as_ref(), &self.okta.reconcile)?;
+        orgs::check_api(
+            "okta",
+            self.okta.api.as_ref(),
+            &self.okta.reconcile,
+            &self.okta.context,
+        )?;
         self.delivery.validate()?;
         self.storage.validate()?;
         self.log.validate()?;

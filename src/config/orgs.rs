@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{Config, RulesConfig, SinkConfig};
+use crate::detect::live_context::OktaContextConfig;
 use crate::http::check_hook_path;
 use crate::okta_api::OktaApiConfig;
 use crate::reconcile::ReconcileConfig;
@@ -44,6 +45,9 @@ pub struct OktaConfig {
     pub api: Option<OktaApiConfig>,
     /// `[okta.reconcile]`: reading the top-level org's System Log beside its event hook.
     pub reconcile: ReconcileConfig,
+    /// `[okta.context]`: live Okta context (factors left, roles, groups, status) on the
+    /// top-level org's MFA alerts, read through `[okta.api]`.
+    pub context: OktaContextConfig,
     /// More Okta orgs, each with its own hook path, secrets, rules, sinks and spool. With orgs
     /// set, the top-level org above is served only when it has secrets.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -60,6 +64,7 @@ impl Default for OktaConfig {
             hook_name: None,
             api: None,
             reconcile: ReconcileConfig::default(),
+            context: OktaContextConfig::default(),
             orgs: Vec::new(),
         }
     }
@@ -109,6 +114,10 @@ pub struct OrgConfig {
     /// `[okta.orgs.reconcile]`: reading this org's System Log beside its event hook.
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    /// `[okta.orgs.context]`: live Okta context on this org's MFA alerts, read through its
+    /// `[okta.orgs.api]`.
+    #[serde(default)]
+    pub context: OktaContextConfig,
     /// This org's detection, a whole `[okta.orgs.rules]` block (unset keys take the `[rules]`
     /// defaults, not the top-level block's values). Unset: the top-level `[rules]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +163,7 @@ impl Config {
             }
             check_auth(&key, &org.auth_header, &org.secrets)?;
             check_hook_name(&key, org.hook_name.as_deref())?;
-            check_api(&key, org.api.as_ref(), &org.reconcile)?;
+            check_api(&key, org.api.as_ref(), &org.reconcile, &org.context)?;
             check_sinks(&format!("{key}: sinks"), &org.sinks)?;
             if let Some(rules) = &org.rules {
                 rules.validate(&format!("{key}: rules"))?;
@@ -213,17 +222,21 @@ pub(super) fn check_hook_name(key: &str, hook_name: Option<&str>) -> anyhow::Res
     Ok(())
 }
 
-/// Checks an org's `api` and `reconcile` blocks; `key` (`okta`, `okta.orgs "acme"`) prefixes
-/// errors.
+/// Checks an org's `api`, `reconcile` and `context` blocks; `key` (`okta`, `okta.orgs "acme"`)
+/// prefixes errors.
 pub(super) fn check_api(
     key: &str,
     api: Option<&OktaApiConfig>,
     reconcile: &ReconcileConfig,
+    context: &OktaContextConfig,
 ) -> anyhow::Result<()> {
     if let Some(api) = api {
         api.validate().with_context(|| format!("{key}.api"))?;
     }
     reconcile
         .validate(api.is_some())
-        .with_context(|| format!("{key}.reconcile"))
+        .with_context(|| format!("{key}.reconcile"))?;
+    context
+        .validate(api.is_some())
+        .with_context(|| format!("{key}.context"))
 }

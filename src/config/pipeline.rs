@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{ClusterConfig, Config, RulesConfig, SinkConfig};
+use crate::detect::live_context::OktaContextConfig;
 use crate::detect::placeholders::{
     self, API_CLIENTS, DEFAULT_HOOK_NAME, HOOK_NAMES, NO_API_CLIENT,
 };
@@ -42,6 +43,8 @@ pub struct PipelineConfig {
     pub api: Option<OktaApiConfig>,
     /// Its System Log reconciliation.
     pub reconcile: ReconcileConfig,
+    /// Its live Okta context on MFA alerts.
+    pub context: OktaContextConfig,
 }
 
 impl PipelineConfig {
@@ -112,6 +115,7 @@ impl Config {
                 cluster: self.cluster.clone(),
                 api: self.okta.api.clone(),
                 reconcile: self.okta.reconcile.clone(),
+                context: self.okta.context.clone(),
             });
         let orgs = self.okta.orgs.iter().map(|org| {
             let data_dir = self.org_data_dir(&org.name);
@@ -142,6 +146,7 @@ impl Config {
                 cluster,
                 api: org.api.clone(),
                 reconcile: org.reconcile.clone(),
+                context: org.context.clone(),
             }
         });
         top_level.into_iter().chain(orgs).collect()

@@ -588,3 +588,28 @@ fn incident_window_and_notify_are_checked_with_what_to_do() {
         .to_string();
     assert!(err.contains("first") && err.contains("every"), "{err}");
 }
+
+#[test]
+fn live_context_needs_the_api_of_its_org() {
+    let top = Config::from_toml("[okta.context]\nenabled = true\n").unwrap();
+    let err = format!("{:#}", top.validate().unwrap_err());
+    assert!(
+        err.starts_with("okta.context: enabled needs [okta.api]")
+            && err.contains("okta.users.read"),
+        "{err}"
+    );
+    let org = Config::from_toml(
+        "[[okta.orgs]]\nname = 'acme'\nhook_path = '/okta/acme'\nsecrets = ['s']\n\
+         [okta.orgs.context]\nenabled = true\ntimeout = '500ms'\n",
+    )
+    .unwrap();
+    let err = format!("{:#}", org.validate().unwrap_err());
+    assert!(
+        err.starts_with("okta.orgs \"acme\".context: enabled needs"),
+        "{err}"
+    );
+    assert_eq!(
+        org.pipelines()[0].context.timeout,
+        std::time::Duration::from_millis(500)
+    );
+}

@@ -39,6 +39,8 @@ pub fn mfa_context(event: &LogEvent<'_>, privileged_users: &[String]) -> Option<
         isp: event.text("securityContext.isp"),
         is_proxy: event.get("securityContext.isProxy").and_then(as_bool),
         privileged_target: targets.iter().any(|t| is_privileged(t, privileged_users)),
+        admin_target: false,
+        admin_actor: false,
         event_uuids: event.uuid().into_iter().collect(),
         level_reasons: Vec::new(),
     })
@@ -106,6 +108,12 @@ pub fn risk_level(rule_level: Level, context: &mut MfaContext) -> Level {
     if context.privileged_target {
         reasons.push("the target is a privileged user");
     }
+    if context.admin_target {
+        reasons.push("the target holds an Okta admin role");
+    }
+    if context.admin_actor {
+        reasons.push("the actor holds an Okta admin role");
+    }
     if context.is_proxy == Some(true) {
         reasons.push("the request came through a proxy");
     }
@@ -168,6 +176,18 @@ mod tests {
         let mut context = context_of(&by_admin, &privileged);
         assert_eq!(risk_level(Level::Medium, &mut context), Level::Critical);
         assert_eq!(context.level_reasons.len(), 2);
+
+        // Okta admin roles (live context) raise it as the static list does.
+        let mut context = context_of(&own, &[]);
+        context.admin_target = true;
+        assert_eq!(risk_level(Level::Medium, &mut context), Level::High);
+        assert_eq!(
+            context.level_reasons,
+            ["the target holds an Okta admin role"]
+        );
+        let mut context = context_of(&by_admin, &[]);
+        context.admin_actor = true;
+        assert_eq!(risk_level(Level::Medium, &mut context), Level::Critical);
     }
 
     #[test]

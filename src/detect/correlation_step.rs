@@ -532,6 +532,7 @@ mod tests {
             sinks: vec![SinkConfig::file("file", dir.join("alerts.jsonl"))].into(),
             dedup_window: Duration::from_secs(60),
             privileged_users: Arc::new([]),
+            live_context: None,
             forwarders: Vec::new(),
             shared: Some(shared),
             org: None,

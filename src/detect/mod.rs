@@ -26,6 +26,7 @@ pub mod event_types;
 pub mod fields;
 pub mod incident;
 mod incident_store;
+pub mod live_context;
 pub mod offline;
 pub mod placeholders;
 mod rule_event;
@@ -92,6 +93,8 @@ pub struct Detector {
     pub dedup_window: Duration,
     /// Logins or ids of users whose MFA changes rank higher (`[rules] privileged_users`).
     pub privileged_users: Arc<[String]>,
+    /// `[okta.context]`: live Okta context added to the pass's MFA alerts, within its timeout.
+    pub live_context: Option<Arc<live_context::LiveContext>>,
     /// One per forwarder, woken after alerts were queued. `notify_one` keeps a permit for a
     /// forwarder that is busy right then, so no wake-up is lost.
     pub forwarders: Vec<Arc<Notify>>,
@@ -246,8 +249,11 @@ impl Detector {
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let (mut commit, alerts, correlation, tally) = detected
+        let (mut commit, mut alerts, correlation, tally) = detected
             .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;
+        if let Some(live_context) = &self.live_context {
+            live_context.add_to(&mut alerts).await;
+        }
         let folded = self.fold_incidents(alerts).await?;
         commit.incidents = folded.records;
         commit.outbox = queue_alerts(
@@ -501,8 +507,8 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
         .collect()
 }
 
-/// Runs the rules over every event not seen before and builds what the pass commits, and its
-/// alerts (queued once folded into their incidents). With a
+/// Runs the rules over every event not seen before and builds what the pass commits, and the
+/// alerts, which the caller completes (live context, if any, then incidents) and queues. With a
 /// `correlation` (standalone) the events that matched go through the correlations now, and its
 /// timers that ran out fire; without (cluster) they become the correlation step's inputs. With
 /// `tally`, the alerts are also counted for the deliveries watched.
@@ -723,6 +729,8 @@ fn merge_reset(group: &mut Alert, other: Alert) {
         }
     }
     context.privileged_target |= other_context.privileged_target;
+    context.admin_target |= other_context.admin_target;
+    context.admin_actor |= other_context.admin_actor;
     if other_context.is_proxy == Some(true) {
         context.is_proxy = Some(true);
     }

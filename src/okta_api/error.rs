@@ -33,6 +33,14 @@ pub enum OktaApiError {
         /// The URL called.
         url: String,
     },
+    /// The resource a call is about is not in the org (404 on a call on one resource).
+    #[error("Okta has no such {what} ({said}): it may have been deleted since the event")]
+    NotFound {
+        /// What was looked up: `user`.
+        what: &'static str,
+        /// Okta's error, in one line.
+        said: String,
+    },
     /// Okta refused the request itself (400, or another 4xx), or the client refused to send it
     /// (a `next` link to another origin). The message says which.
     #[error("{0}")]

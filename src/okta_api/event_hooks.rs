@@ -205,6 +205,8 @@ impl OktaClient {
             body,
             repeatable,
             advice: HOOKS_ADVICE,
+            not_found: None,
+            single_try: false,
         })
     }
 

@@ -20,6 +20,7 @@ mod jwt;
 mod rate_limit;
 mod token;
 mod transport;
+mod users;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,6 +41,7 @@ use self::jwt::ClientKey;
 use self::rate_limit::{Budgets, InFlight, RateBudget, backoff};
 use self::token::{APP_ADVICE, AccessToken, TokenSource};
 use self::transport::{Answer, Call, Endpoint, NoAnswer, Transport};
+pub use self::users::{AssignedRole, GroupsPage, OktaUser, UserFactor, UserGroup};
 use crate::secret::Secret;
 
 /// The OAuth scopes of the calls this client makes: what each capability asks its token for.
@@ -50,6 +52,10 @@ pub mod scopes {
     pub const EVENT_HOOKS_READ: &str = "okta.eventHooks.read";
     /// Create, change, activate and verify event hooks (`okta register`, `okta rotate-secret`).
     pub const EVENT_HOOKS_MANAGE: &str = "okta.eventHooks.manage";
+    /// Read users, their factors and groups (an alert's live Okta context).
+    pub const USERS_READ: &str = "okta.users.read";
+    /// Read the admin roles assigned to users (an alert's live Okta context).
+    pub const ROLES_READ: &str = "okta.roles.read";
 }
 
 /// The most events Okta returns in one page of `/api/v1/logs` (its `limit`).
@@ -295,7 +301,9 @@ impl OktaClient {
             match failure {
                 Failure::Final(error) => return Err(error),
                 Failure::Again(error) | Failure::Backoff(error) if last => return Err(error),
-                Failure::Backoff(error) if !call.repeatable => return Err(error),
+                Failure::Backoff(error) if !call.repeatable || call.single_try => {
+                    return Err(error);
+                }
                 Failure::Again(_) => {}
                 Failure::Backoff(error) => {
                     let wait = backoff(try_number, SERVER_BACKOFF_BASE);
@@ -402,6 +410,12 @@ impl OktaClient {
                 &answer,
                 call.endpoint.scope(&call.method),
             ))),
+            StatusCode::NOT_FOUND if call.not_found.is_some() => {
+                Err(Failure::Final(OktaApiError::NotFound {
+                    what: call.not_found.unwrap_or_default(),
+                    said: okta_error(&answer),
+                }))
+            }
             _ => Err(Failure::unavailable(&answer, &call.url)
                 .unwrap_or_else(|| Failure::Final(refused_request(&answer, call.advice)))),
         }

@@ -15,6 +15,8 @@ use super::transport::Endpoint;
 pub(super) struct Budgets {
     logs: RateBudget,
     event_hooks: RateBudget,
+    users: RateBudget,
+    roles: RateBudget,
 }
 
 impl Budgets {
@@ -23,6 +25,8 @@ impl Budgets {
         Self {
             logs: RateBudget::new(share),
             event_hooks: RateBudget::new(share),
+            users: RateBudget::new(share),
+            roles: RateBudget::new(share),
         }
     }
 
@@ -33,6 +37,8 @@ impl Budgets {
             Endpoint::Token => None,
             Endpoint::Logs => Some(&self.logs),
             Endpoint::EventHooks => Some(&self.event_hooks),
+            Endpoint::Users => Some(&self.users),
+            Endpoint::Roles => Some(&self.roles),
         }
     }
 }

@@ -25,6 +25,10 @@ pub(super) enum Endpoint {
     Logs,
     /// `/api/v1/eventHooks` and its lifecycle operations (one bucket for the family).
     EventHooks,
+    /// `/api/v1/users/{id}` and its factors and groups (`okta.users.read`).
+    Users,
+    /// `/api/v1/users/{id}/roles` (`okta.roles.read`).
+    Roles,
 }
 
 impl Endpoint {
@@ -33,6 +37,8 @@ impl Endpoint {
             Self::Token => "token",
             Self::Logs => "logs",
             Self::EventHooks => "event_hooks",
+            Self::Users => "users",
+            Self::Roles => "roles",
         }
     }
 
@@ -43,6 +49,8 @@ impl Endpoint {
             Self::Logs => super::scopes::LOGS_READ,
             Self::EventHooks if method == Method::GET => super::scopes::EVENT_HOOKS_READ,
             Self::EventHooks => super::scopes::EVENT_HOOKS_MANAGE,
+            Self::Users => super::scopes::USERS_READ,
+            Self::Roles => super::scopes::ROLES_READ,
         }
     }
 }
@@ -59,6 +67,12 @@ pub(super) struct Call {
     pub repeatable: bool,
     /// What to check when Okta refuses it with a 4xx.
     pub advice: &'static str,
+    /// What a 404 means for a call on one resource (`user`): that resource is not there, rather
+    /// than `org_url` not being an Okta org.
+    pub not_found: Option<&'static str>,
+    /// Not tried again after a server error or no answer: its caller cannot wait for a backoff
+    /// (an alert's context). Rate limits and a refused token are still handled.
+    pub single_try: bool,
 }
 
 impl Call {
@@ -71,6 +85,8 @@ impl Call {
             body: None,
             repeatable: true,
             advice,
+            not_found: None,
+            single_try: false,
         }
     }
 }

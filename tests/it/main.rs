@@ -7,6 +7,7 @@ mod backends;
 mod cli;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod cluster;
+mod context;
 mod correlation;
 mod correlation_pack;
 mod dedup;

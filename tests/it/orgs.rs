@@ -63,6 +63,7 @@ fn two_org_config(data_dir: &Path) -> Config {
         hook_name: None,
         api: None,
         reconcile: Default::default(),
+        context: Default::default(),
         rules: None,
         sinks,
     };

@@ -128,6 +128,9 @@ async fn check_scopes(
     if target.reconciling() {
         needed.insert(0, scopes::LOGS_READ);
     }
+    if target.pipeline.context.enabled {
+        needed.extend([scopes::USERS_READ, scopes::ROLES_READ]);
+    }
     let mut checks = Vec::new();
     for scope in needed {
         let client = target.client(&[scope])?;

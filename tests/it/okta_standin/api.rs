@@ -24,6 +24,10 @@ pub enum Family {
     Logs,
     /// `/api/v1/eventHooks` and everything below it.
     EventHooks,
+    /// `GET /api/v1/users/{idOrLogin}`.
+    Users,
+    /// A user's factors, roles and groups (the other `/api/v1/users/...` calls).
+    UserResources,
 }
 
 /// One operation of the spec, as the stand-in serves it.

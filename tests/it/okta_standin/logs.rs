@@ -160,7 +160,7 @@ fn check_parameters(shared: &Shared, query: &[(String, String)]) {
 }
 
 /// The answer `fail_next` asked for, with Okta's body for that status.
-fn injected(status: u16) -> Answer {
+pub(super) fn injected(status: u16) -> Answer {
     let code = StatusCode::from_u16(status).expect("fail_next status is an HTTP status");
     match status {
         429 => api::too_many_requests(),

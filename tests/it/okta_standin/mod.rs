@@ -2,8 +2,9 @@
 //! org authorization server's token endpoint (`POST /oauth2/v1/token`: client credentials with a
 //! `private_key_jwt` client assertion, DPoP with the nonce flow), the System Log
 //! (`GET /api/v1/logs`: SSWS, Bearer and DPoP tokens, scopes, SCIM filters, polling and bounded
-//! queries, `link` headers, rate limits) and the Event Hooks API (`/api/v1/eventHooks`: CRUD,
-//! lifecycle, verification with a real challenge GET to the hook, a System Log event per change).
+//! queries, `link` headers, rate limits), the Event Hooks API (`/api/v1/eventHooks`: CRUD,
+//! lifecycle, verification with a real challenge GET to the hook, a System Log event per change)
+//! and the Users API calls of an alert's context (a user, its factors, roles and groups).
 //! Behaviour follows Okta's documentation as summarised in shared/okta/api/README.md sections
 //! a-d and shared/okta/README.md, not any client of it.
 //!
@@ -25,6 +26,9 @@ mod logs;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+mod users;
+#[cfg(test)]
+mod users_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,12 +50,15 @@ use tokio::sync::oneshot;
 pub use api::Family;
 pub use audit::Actor;
 pub use hooks::HookSeed;
+pub use users::{FactorSeed, UserSeed};
 
 /// Okta's documented default for `/api/v1/logs` (Workforce Identity): 120 requests a minute.
 const DEFAULT_RATE_LIMIT: u32 = 120;
 /// README §b [RLOLD]: "most other `/api/v1`" endpoints allow 1,200 a minute (Workforce); the
 /// table names no Event Hooks row, so that default applies to them.
 const DEFAULT_OTHER_RATE_LIMIT: u32 = 1200;
+/// README §b [RLOLD]: `GET /api/v1/users/{idOrLogin}` allows 2,000 a minute (Workforce).
+const DEFAULT_USER_RATE_LIMIT: u32 = 2000;
 /// Okta's rate-limit windows last 60 s (not aligned to wall-clock minutes).
 const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Request headers kept in [`Recorded::headers`] (`authorization` keeps only its scheme).
@@ -131,11 +138,11 @@ impl OktaStandIn {
             org_url: format!("http://{addr}"),
             state: Mutex::new(State::default()),
         });
-        let app = hooks::routes(
+        let app = users::routes(hooks::routes(
             Router::new()
                 .route("/oauth2/v1/token", post(auth::token))
                 .route("/api/v1/logs", get(logs::list)),
-        )
+        ))
         .fallback(not_found)
         .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -324,6 +331,9 @@ struct State {
     log: Vec<logs::Stored>,
     /// The event hooks, in creation order (the order the list answers).
     hooks: Vec<hooks::StoredHook>,
+    /// The users, by id.
+    users: HashMap<String, users::StoredUser>,
+    user_faults: users::Faults,
     buckets: HashMap<Family, Bucket>,
     failures: (usize, u16),
     delays: (usize, Duration),
@@ -341,6 +351,8 @@ impl Default for State {
             dpop_nonce: random_token(),
             log: Vec::new(),
             hooks: Vec::new(),
+            users: HashMap::new(),
+            user_faults: users::Faults::default(),
             buckets: HashMap::new(),
             failures: (0, 0),
             delays: (0, Duration::ZERO),
@@ -356,7 +368,8 @@ impl State {
         self.buckets.entry(family).or_insert_with(|| {
             let limit = match family {
                 Family::Logs => DEFAULT_RATE_LIMIT,
-                Family::EventHooks => DEFAULT_OTHER_RATE_LIMIT,
+                Family::EventHooks | Family::UserResources => DEFAULT_OTHER_RATE_LIMIT,
+                Family::Users => DEFAULT_USER_RATE_LIMIT,
             };
             Bucket::new(limit, DEFAULT_RATE_WINDOW)
         })

@@ -150,7 +150,7 @@ async fn token_request(
 }
 
 /// A Bearer token for a new RS256 app granted `scopes`.
-async fn bearer_token(okta: &OktaStandIn, scopes: &[&str]) -> String {
+pub(super) async fn bearer_token(okta: &OktaStandIn, scopes: &[&str]) -> String {
     let client = ServiceClient::register(okta, Algorithm::RS256, Some("key-1"), scopes, false);
     let answer = token_request(
         okta,
@@ -165,7 +165,7 @@ async fn bearer_token(okta: &OktaStandIn, scopes: &[&str]) -> String {
 }
 
 /// GET `url` with `Authorization: <authorization>`.
-async fn get(url: &str, authorization: &str) -> reqwest::Response {
+pub(super) async fn get(url: &str, authorization: &str) -> reqwest::Response {
     reqwest::Client::new()
         .get(url)
         .header("authorization", authorization)
@@ -219,7 +219,7 @@ fn read_example(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn assert_no_violation(okta: &OktaStandIn) {
+pub(super) fn assert_no_violation(okta: &OktaStandIn) {
     assert_eq!(okta.spec_violations(), Vec::<String>::new());
 }
 
@@ -841,7 +841,7 @@ async fn requests_outside_the_spec_are_violations() {
         );
     }
     let elsewhere = get(
-        &format!("{}/api/v1/users/me", okta.org_url()),
+        &format!("{}/api/v1/apps", okta.org_url()),
         "SSWS 00-reader-token",
     )
     .await;
@@ -871,7 +871,7 @@ async fn call(
 }
 
 /// The status and JSON body of an answer (`null` when empty).
-async fn status_and_body(answer: reqwest::Response) -> (u16, Value) {
+pub(super) async fn status_and_body(answer: reqwest::Response) -> (u16, Value) {
     let status = answer.status().as_u16();
     let text = answer.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or_default())
