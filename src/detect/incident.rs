@@ -147,6 +147,12 @@ impl IncidentState {
         }
     }
 
+    /// Whether the incident's window ended by `now_ms`: any alert from then on opens a new
+    /// incident, so the stored state is of no more use.
+    pub fn ended_by(&self, now_ms: u64, window: Duration) -> bool {
+        now_ms > self.last_seen_ms.saturating_add(window.as_millis() as u64)
+    }
+
     /// Adds `alert` as a step, or to `also` when its event is a step already; moves
     /// `first_seen` and `last_seen`.
     fn add(&mut self, alert: &Alert, event: &Value, at_ms: u64) {

@@ -5,6 +5,10 @@
 //! every replica folds into the same incident. A backend that cannot answer never holds an alert
 //! back: the alerts of that pass go out without their incident, logged and counted in
 //! `factorwatch_incidents_unavailable_total`.
+//!
+//! Standalone, each pass also sweeps the next [`SWEPT_PER_PASS`] stored incidents and removes
+//! those whose window ended, with the pass's commit; the cluster backends expire their records
+//! by themselves (Redis TTL, NATS KV `max_age`).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +26,10 @@ use super::incident::{IncidentKey, IncidentState, Routes, alert_time_ms, fold};
 /// Compare-and-set attempts on one incident before its alerts go out without it (other
 /// replicas kept writing it).
 const ATTEMPTS: usize = 5;
+
+/// Stored incidents checked for expiry per pass: bounds the read and the delete of one pass,
+/// and still goes through a million rows in about 4000 passes.
+const SWEPT_PER_PASS: usize = 256;
 
 /// Alerts folded into their incidents, ready to queue.
 #[derive(Debug, Default)]
@@ -60,6 +68,25 @@ impl Detector {
             Some(shared) => self.fold_shared(shared, groups, &mut folded).await,
         }
         Ok(folded)
+    }
+
+    /// Standalone: the keys of the next few stored incidents whose window ended by `now_ms` (or
+    /// that no longer decode), to remove with the pass. In a `[cluster]`, none: the backend
+    /// expires them.
+    pub(super) async fn expired_incidents(&self, now_ms: u64) -> Result<Vec<String>, SpoolError> {
+        if self.shared.is_some() {
+            return Ok(Vec::new());
+        }
+        let swept = self.spool.incidents_to_sweep(SWEPT_PER_PASS).await?;
+        let window = self.incident_window;
+        Ok(swept
+            .into_iter()
+            .filter(|(_, bytes)| {
+                serde_json::from_slice::<IncidentState>(bytes)
+                    .map_or(true, |state| state.ended_by(now_ms, window))
+            })
+            .map(|(key, _)| key)
+            .collect())
     }
 
     /// Standalone: the stored incidents read in one go, the new ones to store with the pass.
@@ -225,4 +252,151 @@ fn decode(key: &IncidentKey, bytes: &[u8]) -> Option<IncidentState> {
                 "a stored incident is unreadable; a new incident starts for this user");
         })
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::rfc3339;
+    use crate::detect::{RuleSet, RulesConfig, SharedRules};
+    use crate::spool::{DetectionCommit, Spool};
+
+    const HOUR_MS: u64 = 3600 * 1000;
+    /// 2026-12-01T00:00:00Z.
+    const NOW_MS: u64 = 1_764_547_200_000;
+
+    /// A stored incident about `user` whose last alert was at `last_seen_ms`.
+    fn stored(user: &str, last_seen_ms: u64) -> (String, Vec<u8>) {
+        let incident = Incident {
+            id: format!("incident-{user}"),
+            user: user.to_owned(),
+            first_seen: rfc3339(last_seen_ms),
+            last_seen: rfc3339(last_seen_ms),
+            steps: Vec::new(),
+            steps_omitted: 0,
+            also: Vec::new(),
+            also_omitted: 0,
+        };
+        let state = json!({ "incident": incident, "last_seen_ms": last_seen_ms });
+        (
+            format!("acme.okta.com:{user}"),
+            state.to_string().into_bytes(),
+        )
+    }
+
+    fn standalone_detector(spool: Arc<Spool>, incident_window: Duration) -> Detector {
+        Detector {
+            rules: SharedRules::new(RuleSet::load(&RulesConfig::default()).unwrap()),
+            spool,
+            sinks: Vec::new().into(),
+            dedup_window: Duration::from_secs(60),
+            privileged_users: Arc::new([]),
+            live_context: None,
+            forwarders: Vec::new(),
+            shared: None,
+            org: None,
+            tallies: Default::default(),
+            incident_window,
+        }
+    }
+
+    async fn stored_keys(spool: &Spool, keys: &[&str]) -> Vec<String> {
+        let keys = keys.iter().map(|key| key.to_string()).collect();
+        let found = spool.incidents(keys).await.unwrap();
+        found.into_iter().map(|(key, _)| key).collect()
+    }
+
+    #[tokio::test]
+    async fn an_incident_past_its_window_leaves_the_spool_and_a_live_one_stays() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), u64::MAX).unwrap());
+        let incidents = vec![
+            stored("gone@example.com", NOW_MS - 2 * HOUR_MS),
+            stored("live@example.com", NOW_MS - HOUR_MS / 2),
+            ("acme.okta.com:garbled@example.com".into(), b"{".to_vec()),
+        ];
+        spool
+            .complete_batches(DetectionCommit {
+                incidents,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let detector = standalone_detector(spool.clone(), Duration::from_secs(3600));
+
+        let expired = detector.expired_incidents(NOW_MS).await.unwrap();
+        spool
+            .complete_batches(DetectionCommit {
+                expired_incidents: expired,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+
+        let all = [
+            "acme.okta.com:gone@example.com",
+            "acme.okta.com:live@example.com",
+            "acme.okta.com:garbled@example.com",
+        ];
+        assert_eq!(
+            stored_keys(&spool, &all).await,
+            ["acme.okta.com:live@example.com"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_incident_the_pass_stores_again_outlives_its_expiry_in_the_same_commit() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let (key, old) = stored("back@example.com", NOW_MS - 2 * HOUR_MS);
+        let (_, reopened) = stored("back@example.com", NOW_MS);
+        let commit = DetectionCommit {
+            incidents: vec![(key.clone(), old)],
+            ..Default::default()
+        };
+        spool.complete_batches(commit).await.unwrap();
+
+        let commit = DetectionCommit {
+            incidents: vec![(key.clone(), reopened.clone())],
+            expired_incidents: vec![key.clone()],
+            ..Default::default()
+        };
+        spool.complete_batches(commit).await.unwrap();
+
+        assert_eq!(
+            spool.incidents(vec![key.clone()]).await.unwrap(),
+            [(key, reopened)]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sweep_goes_through_every_row_a_page_at_a_time_then_starts_over() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let incidents = ["a", "b", "c"].map(|user| stored(user, NOW_MS)).to_vec();
+        let commit = DetectionCommit {
+            incidents,
+            ..Default::default()
+        };
+        spool.complete_batches(commit).await.unwrap();
+
+        let mut pages = Vec::new();
+        for _ in 0..3 {
+            let page = spool.incidents_to_sweep(2).await.unwrap();
+            pages.push(page.into_iter().map(|(key, _)| key).collect::<Vec<_>>());
+        }
+
+        let keys = |users: &[&str]| -> Vec<String> {
+            users
+                .iter()
+                .map(|user| format!("acme.okta.com:{user}"))
+                .collect()
+        };
+        assert_eq!(pages, [keys(&["a", "b"]), keys(&["c"]), keys(&["a", "b"])]);
+    }
 }

@@ -256,6 +256,7 @@ impl Detector {
         }
         let folded = self.fold_incidents(alerts).await?;
         commit.incidents = folded.records;
+        commit.expired_incidents = self.expired_incidents(now).await?;
         commit.outbox = queue_alerts(
             folded.alerts,
             &folded.routes,
@@ -548,6 +549,7 @@ fn detect_batches(
             })
             .collect(),
         incidents: Vec::new(),
+        expired_incidents: Vec::new(),
     };
     (commit, alerts)
 }

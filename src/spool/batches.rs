@@ -47,6 +47,9 @@ pub struct DetectionCommit {
     pub known_networks: Vec<(String, Vec<u8>)>,
     /// Standalone: the incidents the pass's alerts changed, by key, with their new value.
     pub incidents: Vec<(String, Vec<u8>)>,
+    /// Standalone: the keys of incidents whose window ended, removed before `incidents` are
+    /// stored (so one the pass wrote again stays).
+    pub expired_incidents: Vec<String>,
 }
 
 impl Spool {
@@ -134,8 +137,8 @@ impl Spool {
         .await
     }
 
-    /// Commits the outcome of a detection pass: its batches leave and their alerts, correlation
-    /// inputs and known networks arrive, in one transaction.
+    /// Commits the outcome of a detection pass: its batches and expired incidents leave and their
+    /// alerts, correlation inputs, known networks and incidents arrive, in one transaction.
     pub async fn complete_batches(&self, commit: DetectionCommit) -> Result<(), SpoolError> {
         let DetectionCommit {
             batches: detected,
@@ -145,6 +148,7 @@ impl Spool {
             correlation_journal,
             known_networks,
             incidents,
+            expired_incidents,
         } = commit;
         let removed_bytes: Vec<u64> = detected.iter().map(|batch| batch.stored_len).collect();
         let batch_ids: Vec<u64> = detected.iter().map(|batch| batch.id).collect();
@@ -160,6 +164,7 @@ impl Spool {
             insert_outbox(txn, &staged)?;
             correlation.insert(txn)?;
             insert_known_networks(txn, &known_networks)?;
+            super::incidents::remove_incidents(txn, &expired_incidents)?;
             super::incidents::insert_incidents(txn, &incidents)
         })
         .await?;

@@ -13,7 +13,7 @@
 //! | `correlation` | `state` / `applied` | the correlation state as of its last snapshot (standalone) / the last shared step committed here (cluster) | correlation |
 //! | `correlation_journal` | sequence | what a detection pass fed the correlations since that snapshot (standalone) | replayed onto the snapshot at start |
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
-//! | `incidents` | `<okta org>:<user login>` | the user's incident as the detector folds it (JSON) | `incident` on alerts, `notify = "first"` (standalone) |
+//! | `incidents` | `<okta org>:<user login>` | the user's incident as the detector folds it (JSON) | `incident` on alerts, `notify = "first"` (standalone); deleted by a later pass once `incident_window` passed since its last alert |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
 //! | `held_batches` | (due time, Unix ms; sequence) | as `batches` | System Log events a hook could deliver, waiting out the hook's grace before detection |
 //! | `reconcile` | `cursor` / `hook_last_delivery` | the System Log `next` link after the last page stored / when the event hook last delivered (Unix ms) | where polling goes on / the silence check |
@@ -127,6 +127,9 @@ pub struct Spool {
     /// When the event hook last delivered a batch (Unix ms; 0: never), see
     /// [`Spool::last_delivery_ms`].
     last_delivery_ms: AtomicU64,
+    /// The last `incidents` key the expiry sweep checked; `None`: it starts from the first
+    /// ([`Spool::incidents_to_sweep`]).
+    incident_sweep_after: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -167,6 +170,7 @@ impl Spool {
             next_seq: AtomicU64::new(scan.next_seq),
             backlog: Backlog::new(max_backlog_bytes, scan.totals),
             last_delivery_ms: AtomicU64::new(last_delivery_ms),
+            incident_sweep_after: Mutex::new(None),
         })
     }
 
