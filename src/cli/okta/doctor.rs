@@ -352,7 +352,7 @@ fn print_report(report: &Report) {
         }
         for needed in &rule.types {
             println!(
-                "      {:<44} {}",
+                "      {:<52} {}",
                 needed.event_type,
                 route_text(needed.route)
             );
