@@ -92,6 +92,10 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
         include_str!("../../rules/mfa_fastpass_phishing_declined.yml"),
     ),
     (
+        "builtin:rules/identity_provider_created.yml",
+        include_str!("../../rules/identity_provider_created.yml"),
+    ),
+    (
         "builtin:rules/okta_event_hook_tampered.yml",
         include_str!("../../rules/okta_event_hook_tampered.yml"),
     ),
@@ -695,6 +699,7 @@ mod tests {
                 Level::High,
                 Level::High,
                 Level::High,
+                Level::High,
                 Level::Critical,
                 Level::High,
                 Level::High,
@@ -705,7 +710,8 @@ mod tests {
              for the whole org, a factor suspended, an MFA bypass, a factor updated, enrolled by \
              someone else, promoted, MFA reset by support or API, a policy rule downgraded, a \
              policy deactivated, an impersonation, a user's report, a high user risk, FastPass \
-             declining a phishing attempt, factorwatch's hook tampered with, another hook \
+             declining a phishing attempt, an identity provider added, factorwatch's hook tampered \
+             with, another hook \
              created, the daily cap near, a log stream tampered with, the hook silent: each \
              alerts on its own"
         );
@@ -1205,6 +1211,46 @@ mod tests {
         ] {
             let near = mfa_attempt(result, reason);
             assert!(rules.matching(&near).is_empty(), "{result} {reason}");
+        }
+    }
+
+    /// `event_type` by the sample admin on an identity provider, with `result`.
+    fn idp_event(event_type: &str, result: &str) -> Value {
+        let idp = samples::target_entity(
+            "0oa7idpAttackr0001d7",
+            "IdentityProvider",
+            "unknown",
+            "Partner SSO",
+        );
+        let mut event = enriched(samples::admin_event(event_type, "IdP", vec![idp]));
+        event["outcome"]["result"] = json!(result);
+        event
+    }
+
+    #[test]
+    fn an_identity_provider_created_or_activated_alerts_and_a_failure_or_an_update_do_not() {
+        let rules = builtin();
+        let title = "Okta Identity Provider Created or Activated";
+        for event_type in [
+            "system.idp.lifecycle.create",
+            "system.idp.lifecycle.activate",
+        ] {
+            assert_eq!(
+                titles(&rules, &idp_event(event_type, "SUCCESS")),
+                [(title.to_owned(), Level::High)],
+                "{event_type}"
+            );
+        }
+        let failed = idp_event("system.idp.lifecycle.create", "FAILURE");
+        assert!(rules.matching(&failed).is_empty(), "a failed create");
+        for near in [
+            "system.idp.lifecycle.update",
+            "system.idp.lifecycle.deactivate",
+        ] {
+            assert!(
+                rules.matching(&idp_event(near, "SUCCESS")).is_empty(),
+                "{near}"
+            );
         }
     }
 
