@@ -84,6 +84,18 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
         include_str!("../../rules/user_reported_suspicious_activity.yml"),
     ),
     (
+        "builtin:rules/okta_user_risk_detected.yml",
+        include_str!("../../rules/okta_user_risk_detected.yml"),
+    ),
+    (
+        "builtin:rules/mfa_fastpass_phishing_declined.yml",
+        include_str!("../../rules/mfa_fastpass_phishing_declined.yml"),
+    ),
+    (
+        "builtin:rules/identity_provider_created.yml",
+        include_str!("../../rules/identity_provider_created.yml"),
+    ),
+    (
         "builtin:rules/okta_event_hook_tampered.yml",
         include_str!("../../rules/okta_event_hook_tampered.yml"),
     ),
@@ -135,6 +147,10 @@ pub const BUILTIN_CORRELATIONS: &[(&str, &str)] = &[
     (
         "builtin:rules/correlation/mfa_push_fatigue.yml",
         include_str!("../../rules/correlation/mfa_push_fatigue.yml"),
+    ),
+    (
+        "builtin:rules/correlation/mfa_push_denials_flood.yml",
+        include_str!("../../rules/correlation/mfa_push_denials_flood.yml"),
     ),
     (
         "builtin:rules/correlation/mfa_reset_then_idp_created.yml",
@@ -681,6 +697,9 @@ mod tests {
                 Level::Medium,
                 Level::High,
                 Level::High,
+                Level::High,
+                Level::High,
+                Level::High,
                 Level::Critical,
                 Level::High,
                 Level::High,
@@ -690,15 +709,17 @@ mod tests {
             "the two MFA rules of a user, MFA off for the whole org, an authenticator weakened \
              for the whole org, a factor suspended, an MFA bypass, a factor updated, enrolled by \
              someone else, promoted, MFA reset by support or API, a policy rule downgraded, a \
-             policy deactivated, an impersonation, a user's report, factorwatch's hook tampered \
-             with, another hook created, the daily cap near, a log stream tampered with, the \
-             hook silent: each alerts on its own"
+             policy deactivated, an impersonation, a user's report, a high user risk, FastPass \
+             declining a phishing attempt, an identity provider added, factorwatch's hook tampered \
+             with, another hook \
+             created, the daily cap near, a log stream tampered with, the hook silent: each \
+             alerts on its own"
         );
         let correlations: Vec<_> = described
             .iter()
             .filter(|d| d.correlates.is_some())
             .collect();
-        assert_eq!(correlations.len(), 10);
+        assert_eq!(correlations.len(), 11);
         assert!(described.iter().all(|d| d.rule.author.is_some()));
     }
 
@@ -1125,6 +1146,141 @@ mod tests {
             let event = enriched(samples::admin_event(near, "near miss", policy()));
             assert!(rules.matching(&event).is_empty(), "{near}");
         }
+    }
+
+    const USER_RISK: &str = "Okta High User Risk Detected";
+    const FASTPASS: &str = "Okta FastPass Declined a Phishing Attempt";
+
+    /// `user.risk.detect` for `users[2]` as Identity Threat Protection writes it: Okta itself
+    /// is the actor and the risk is one string in `debugData`.
+    fn user_risk_event(risk: &str) -> Value {
+        let mut event = enriched(samples::user_event(
+            "user.risk.detect",
+            "User risk detected",
+            &samples::users()[2],
+            Initiator::SelfService,
+            Vec::new(),
+        ));
+        event["actor"] = json!({"id": "0oa1okta0SystemPr1nc", "type": "SystemPrincipal",
+            "alternateId": "system@okta.com", "displayName": "Okta System"});
+        event["debugContext"]["debugData"]["risk"] = json!(risk);
+        event
+    }
+
+    /// A user's `user.authentication.auth_via_mfa` with `result` and `reason`.
+    fn mfa_attempt(result: &str, reason: &str) -> Value {
+        let mut event = enriched(samples::user_event(
+            "user.authentication.auth_via_mfa",
+            "Authentication of user via MFA",
+            &samples::users()[1],
+            Initiator::SelfService,
+            Vec::new(),
+        ));
+        event["outcome"] = json!({"result": result, "reason": reason});
+        event
+    }
+
+    #[test]
+    fn a_high_user_risk_and_fastpass_declining_phishing_alert_and_near_misses_do_not() {
+        let rules = builtin();
+        let hijack = user_risk_event(
+            "{previousLevel=LOW, level=HIGH, detectionName=Session Influenced User Risk, \
+             reasons=Session hijacking detected, issuer=OKTA_AI}",
+        );
+        assert_eq!(
+            titles(&rules, &hijack),
+            [(USER_RISK.to_owned(), Level::High)]
+        );
+        let medium = user_risk_event(
+            "{previousLevel=LOW, level=MEDIUM, detectionName=Entity Risk, \
+             reasons=Anomalous location, issuer=OKTA_AI}",
+        );
+        assert!(rules.matching(&medium).is_empty(), "a medium risk");
+        let mut other_type = hijack.clone();
+        other_type["eventType"] = json!("user.risk.change");
+        assert!(rules.matching(&other_type).is_empty(), "user.risk.change");
+
+        let phished = mfa_attempt("FAILURE", "FastPass declined phishing attempt");
+        assert_eq!(
+            titles(&rules, &phished),
+            [(FASTPASS.to_owned(), Level::High)]
+        );
+        for (result, reason) in [
+            ("FAILURE", "INVALID_CREDENTIALS"),
+            ("SUCCESS", "FastPass declined phishing attempt"),
+        ] {
+            let near = mfa_attempt(result, reason);
+            assert!(rules.matching(&near).is_empty(), "{result} {reason}");
+        }
+    }
+
+    /// `event_type` by the sample admin on an identity provider, with `result`.
+    fn idp_event(event_type: &str, result: &str) -> Value {
+        let idp = samples::target_entity(
+            "0oa7idpAttackr0001d7",
+            "IdentityProvider",
+            "unknown",
+            "Partner SSO",
+        );
+        let mut event = enriched(samples::admin_event(event_type, "IdP", vec![idp]));
+        event["outcome"]["result"] = json!(result);
+        event
+    }
+
+    #[test]
+    fn an_identity_provider_created_or_activated_alerts_and_a_failure_or_an_update_do_not() {
+        let rules = builtin();
+        let title = "Okta Identity Provider Created or Activated";
+        for event_type in [
+            "system.idp.lifecycle.create",
+            "system.idp.lifecycle.activate",
+        ] {
+            assert_eq!(
+                titles(&rules, &idp_event(event_type, "SUCCESS")),
+                [(title.to_owned(), Level::High)],
+                "{event_type}"
+            );
+        }
+        let failed = idp_event("system.idp.lifecycle.create", "FAILURE");
+        assert!(rules.matching(&failed).is_empty(), "a failed create");
+        for near in [
+            "system.idp.lifecycle.update",
+            "system.idp.lifecycle.deactivate",
+        ] {
+            assert!(
+                rules.matching(&idp_event(near, "SUCCESS")).is_empty(),
+                "{near}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_streams_created_activated_changed_or_removed_alert_and_an_idp_change_does_not() {
+        let rules = builtin();
+        let stream = || {
+            vec![samples::target_entity(
+                "0oa1logstream0ab1d7",
+                "LogStream",
+                "unknown",
+                "Splunk Cloud",
+            )]
+        };
+        let title = "Okta Log Stream Created, Activated, Changed, Deactivated or Deleted";
+        for verb in ["create", "activate", "update", "deactivate", "delete"] {
+            let event_type = format!("system.log_stream.lifecycle.{verb}");
+            let event = enriched(samples::admin_event(&event_type, "Log stream", stream()));
+            assert_eq!(
+                titles(&rules, &event),
+                [(title.to_owned(), Level::High)],
+                "{event_type}"
+            );
+        }
+        let read = enriched(samples::admin_event(
+            "system.idp.lifecycle.update",
+            "Log stream",
+            stream(),
+        ));
+        assert!(rules.matching(&read).is_empty());
     }
 
     #[test]

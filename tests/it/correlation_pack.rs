@@ -8,6 +8,7 @@ use crate::correlation::{at, deactivate, detect, of_rule, users};
 
 const PHONE_SHARED: &str = "b0c39271-9e60-435f-a8a3-cd44bf3111dd";
 const PUSH_FATIGUE: &str = "93066c73-7506-43d1-8094-b58368c0e25b";
+const PUSH_FLOOD: &str = "dd5f6804-b376-4ecb-b9f8-1d1064c55154";
 const THEN_IDP: &str = "e0cad476-60a1-46ef-918c-955fe9ceaeca";
 const THEN_PRIVILEGE: &str = "83cb7145-f72f-4f5e-a5ad-fcf74228c990";
 const TEMPORARY_PASSWORD_THEN_RESET: &str = "c225f771-83b4-429a-a405-5557ae57d345";
@@ -137,6 +138,71 @@ fn a_success_alone_too_late_or_for_another_user_is_not_push_fatigue() {
     ];
     for (case, events) in cases {
         assert_eq!(fired(PUSH_FATIGUE, events), 0, "{case}");
+    }
+}
+
+#[test]
+fn five_denied_or_failed_pushes_of_one_user_within_ten_minutes_are_a_flood() {
+    let alice = &users()[0];
+    let denied = || own_event("user.mfa.okta_verify.deny_push", alice, "SUCCESS");
+    let timed_out = || own_event("user.authentication.auth_via_mfa", alice, "FAILURE");
+    let found = detect(vec![
+        at(0, denied()),
+        at(1, timed_out()),
+        at(2, denied()),
+        at(4, denied()),
+        at(9, timed_out()),
+    ]);
+    let alerts = of_rule(&found.alerts, PUSH_FLOOD);
+    assert_eq!(alerts.len(), 1, "{:#?}", found.alerts);
+    assert_eq!(alerts[0].rule.level, factorwatch::alert::Level::Medium);
+    let correlation = alerts[0].correlation.as_ref().unwrap();
+    assert_eq!(correlation.kind, "event_count");
+    assert_eq!(correlation.group["factorwatch.user"], alice.login);
+    assert_eq!(
+        of_rule(&found.alerts, PUSH_FATIGUE).len(),
+        0,
+        "no success: no push fatigue alert"
+    );
+}
+
+#[test]
+fn four_pushes_or_pushes_over_more_than_ten_minutes_or_of_two_users_are_not_a_flood() {
+    let [alice, bob, _] = <[SampleUser; 3]>::try_from(users()).unwrap();
+    let denied = |user| own_event("user.mfa.okta_verify.deny_push", user, "SUCCESS");
+    let passed = || own_event("user.authentication.auth_via_mfa", &alice, "SUCCESS");
+    let cases = [
+        (
+            "four denials",
+            (0..4).map(|m| at(m, denied(&alice))).collect(),
+        ),
+        (
+            "five denials over 12 minutes",
+            (0..5).map(|m| at(m * 3, denied(&alice))).collect(),
+        ),
+        (
+            "three and two of two users",
+            vec![
+                at(0, denied(&alice)),
+                at(1, denied(&bob)),
+                at(2, denied(&alice)),
+                at(3, denied(&bob)),
+                at(4, denied(&alice)),
+            ],
+        ),
+        (
+            "four denials and a success",
+            vec![
+                at(0, denied(&alice)),
+                at(1, denied(&alice)),
+                at(2, denied(&alice)),
+                at(3, denied(&alice)),
+                at(4, passed()),
+            ],
+        ),
+    ];
+    for (case, events) in cases {
+        assert_eq!(fired(PUSH_FLOOD, events), 0, "{case}");
     }
 }
 
