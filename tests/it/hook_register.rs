@@ -353,7 +353,7 @@ async fn doctor_says_whether_the_org_is_covered_and_what_to_do() {
         "{err}"
     );
     assert!(
-        out.contains("user.mfa.factor.reset_all                    NOT in the hook"),
+        out.contains("user.mfa.factor.reset_all                            NOT in the hook"),
         "{out}"
     );
     assert_documented(

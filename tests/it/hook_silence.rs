@@ -151,7 +151,7 @@ async fn a_silent_hook_alerts_once_per_episode_and_readyz_and_metrics_say_so() {
     assert!(!ok, "{out}");
     assert!(out.contains("the hook is silent: 3 event(s)"), "{out}");
     assert!(
-        out.contains("factorwatch.hook.silent                      made by the poller"),
+        out.contains("factorwatch.hook.silent                              made by the poller"),
         "{out}"
     );
     // The events themselves still alert, from the System Log.
