@@ -32,6 +32,7 @@ pub mod placeholders;
 mod rule_event;
 pub mod rules;
 mod ticks;
+mod type_dispatch;
 mod watched;
 
 use std::collections::{HashMap, HashSet};

@@ -10,7 +10,8 @@
 //! Profiled with the default rules, hashing those keys took most of rule evaluation (BENCHMARKS.md,
 //! "Detection alone"). So while the rules test fewer fields than a LogEvent has top-level
 //! properties, the event does not name its keys, and rsigma looks up only the fields the rules
-//! test. Both ways find the same candidates;
+//! test (each engine of the split by event type, `type_dispatch.rs`, chooses for its own rules).
+//! Both ways find the same candidates;
 //! only the cost differs.
 
 use std::borrow::Cow;

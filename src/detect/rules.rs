@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
-use rsigma_eval::{Engine, EvaluationResult};
+use rsigma_eval::{CompiledRule, EvaluationResult};
 use rsigma_parser::{CorrelationCondition, CorrelationRule, Level as SigmaLevel, SigmaRule};
 use serde_json::Value;
 
 use super::RulesConfig;
 use super::correlate::{self, Correlator, LoadedCorrelation};
-use super::rule_event::{FieldProbe, RuleEvent};
+use super::type_dispatch::{TypeDispatch, TypedRule};
 use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
 
@@ -198,9 +198,10 @@ impl SharedRules {
 
 /// A compiled set of detection and correlation rules.
 pub struct RuleSet {
-    engine: Engine,
-    /// How the engine finds the fields the rules test in an event: chosen from their number.
-    probe: FieldProbe,
+    /// The detection rules split by the event types they can match (built once all are loaded).
+    dispatch: TypeDispatch,
+    /// The detection rules compiled, in load order (beside `sigma_rules`).
+    compiled: Vec<CompiledRule>,
     rules: HashMap<String, RuleRef>,
     /// Detection rules that feed correlations and raise no alert of their own.
     correlation_only: HashSet<String>,
@@ -295,8 +296,8 @@ impl RuleSet {
                 .map_err(|err| located(origin, err))?;
         }
         let mut set = Self {
-            engine: Engine::new(),
-            probe: FieldProbe::ByEventKey,
+            dispatch: TypeDispatch::default(),
+            compiled: Vec::new(),
             rules: HashMap::new(),
             correlation_only: HashSet::new(),
             generated: HashSet::new(),
@@ -320,7 +321,7 @@ impl RuleSet {
         // Compile the correlations once now, so a rule rsigma refuses fails the load, not the
         // first detection pass.
         set.try_correlator()?;
-        set.probe = FieldProbe::for_field_count(set.tested_fields().len());
+        set.dispatch = set.split_by_event_type();
         Ok(set)
     }
 
@@ -329,9 +330,8 @@ impl RuleSet {
         if self.rules.contains_key(&reference.id) {
             bail!("rule id {} is defined twice", reference.id);
         }
-        self.engine
-            .add_rule(&rule)
-            .with_context(|| format!("rule {:?}", rule.title))?;
+        let compiled =
+            rsigma_eval::compile_rule(&rule).with_context(|| format!("rule {:?}", rule.title))?;
         self.described.push(RuleDescription {
             rule: reference.clone(),
             origin,
@@ -341,7 +341,24 @@ impl RuleSet {
         });
         self.rules.insert(reference.id.clone(), reference);
         self.sigma_rules.push(rule);
+        self.compiled.push(compiled);
         Ok(())
+    }
+
+    /// The detection rules split by the event types each can match.
+    fn split_by_event_type(&self) -> TypeDispatch {
+        let typed: Vec<TypedRule> = self
+            .compiled
+            .iter()
+            .zip(&self.sigma_rules)
+            .zip(self.described.iter().filter(|d| d.correlates.is_none()))
+            .map(|((compiled, rule), described)| TypedRule {
+                compiled,
+                types: super::event_types::of_rule(rule),
+                fields: &described.fields,
+            })
+            .collect();
+        TypeDispatch::build(&typed)
     }
 
     fn add_correlation(&mut self, origin: String, rule: CorrelationRule) -> anyhow::Result<()> {
@@ -468,20 +485,7 @@ impl RuleSet {
 
     /// Every detection rule that matches `event`, correlation inputs included.
     pub fn detect(&self, event: &Value) -> Vec<EvaluationResult> {
-        self.detect_probing(event, self.probe)
-    }
-
-    fn detect_probing(&self, event: &Value, probe: FieldProbe) -> Vec<EvaluationResult> {
-        self.engine.evaluate(&RuleEvent::new(event, probe))
-    }
-
-    /// The distinct event fields the detection rules test.
-    fn tested_fields(&self) -> HashSet<&str> {
-        self.described
-            .iter()
-            .filter(|described| described.correlates.is_none())
-            .flat_map(|described| described.fields.iter().map(String::as_str))
-            .collect()
+        self.dispatch.evaluate(event, None)
     }
 
     /// The rules among `detections` that raise alerts of their own.
@@ -664,6 +668,7 @@ fn rule_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rule_event::FieldProbe;
     use super::*;
     use serde_json::json;
 
@@ -1329,17 +1334,48 @@ mod tests {
     }
 
     #[test]
-    fn the_builtin_rules_test_few_enough_fields_to_probe_them_one_by_one() {
-        // Evaluation stays cheap while the rules test fewer fields than an event has top-level
-        // keys (rule_event.rs): a rule pack that crossed the line would change the probe.
-        let rules = builtin();
-        let fields = rules.tested_fields().len();
-        assert!(
-            fields < super::super::rule_event::LOG_EVENT_TOP_LEVEL_KEYS,
-            "{fields} fields: {:?}",
-            rules.tested_fields()
-        );
-        assert_eq!(rules.probe, FieldProbe::ByRuleField);
+    fn dispatching_on_the_event_type_finds_what_one_engine_finds() {
+        // The built-in pack and the SigmaHQ-style folder (prefixes, lists, rules that pin no
+        // type): every event, odd types included, matches the same rules in the same order as
+        // when one engine holds them all.
+        let sigmahq = RulesConfig {
+            paths: vec![concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rules/sigmahq_style").into()],
+            placeholders: [(
+                "helpdesk_accounts".into(),
+                vec!["helpdesk@example.com".into()],
+            )]
+            .into(),
+            ..RulesConfig::default()
+        };
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+        let mut events = crate::okta::samples::mixed_batch(&mut rng, 3_000);
+        let odd_types = [
+            json!("USER.MFA.FACTOR.DEACTIVATE"),
+            json!("event_hook.deleted"),
+            json!("Event_Hook.Deactivated"),
+            json!(["user.mfa.factor.deactivate"]),
+            json!(null),
+            json!(42),
+        ];
+        for event_type in odd_types {
+            events.push(json!({"eventType": event_type, "actor": {"type": "User"},
+                "outcome": {"result": "SUCCESS"}, "target": [{"type": "User"}]}));
+        }
+        events.push(json!({"actor": {"alternateId": "helpdesk@example.com"}}));
+        events.push(json!("not an object"));
+        let names = |results: Vec<EvaluationResult>| -> Vec<String> {
+            results.into_iter().map(|r| r.header.rule_title).collect()
+        };
+        for rules in [builtin(), RuleSet::load(&sigmahq).unwrap()] {
+            let mut matched = 0;
+            for event in &events {
+                let dispatched = names(rules.detect(event));
+                let undispatched = names(rules.dispatch.evaluate_undispatched(event));
+                assert_eq!(dispatched, undispatched, "{event}");
+                matched += usize::from(!dispatched.is_empty());
+            }
+            assert!(matched > 100, "only {matched} events matched any rule");
+        }
     }
 
     #[test]
@@ -1363,7 +1399,8 @@ mod tests {
         // Every detection, correlation inputs included: the probe picks what the engine evaluates.
         let ids = |event: &Value, probe| -> Vec<String> {
             let mut ids: Vec<_> = rules
-                .detect_probing(event, probe)
+                .dispatch
+                .evaluate(event, Some(probe))
                 .iter()
                 .map(|result| format!("{:?}/{}", result.header.rule_id, result.header.rule_title))
                 .collect();
