@@ -82,6 +82,9 @@ RUN mkdir -p /var/lib/factorwatch \
 # Listen on every interface: inside a container, 127.0.0.1 is unreachable from
 # the published port.
 ENV FACTORWATCH_LISTEN=0.0.0.0:8080
+# /metrics and the detailed /readyz, apart from the hook port, for a Prometheus on
+# the container's network; publish it (-p) only to your monitoring network.
+ENV FACTORWATCH_OPS_LISTEN=0.0.0.0:8082
 # The spool (a batch is acknowledged to Okta only after it is fsynced here) and
 # the outbox. It must outlive the container, or accepted events are lost.
 ENV FACTORWATCH_DATA_DIR=/var/lib/factorwatch
@@ -90,7 +93,7 @@ VOLUME ["/var/lib/factorwatch"]
 
 USER factorwatch:factorwatch
 
-EXPOSE 8080
+EXPOSE 8080 8082
 
 # The image has no curl or wget, so the binary checks itself: `healthcheck`
 # GETs /healthz on FACTORWATCH_LISTEN and exits non-zero unless it answers 200.

@@ -43,6 +43,8 @@ pub struct Server {
     child: Child,
     /// Its hook listener.
     pub addr: SocketAddr,
+    /// Its operational listener (`/readyz` in detail, `/metrics`); the no-op server's is `addr`.
+    ops_addr: SocketAddr,
     /// Its data directory (factorwatch) or a scratch directory (no-op): removed on drop.
     pub dir: TempDir,
 }
@@ -58,11 +60,17 @@ pub fn data_dir(dir: &Path) -> PathBuf {
     dir.join("data")
 }
 
-/// Writes the config file of a factorwatch in `dir` listening on `addr`.
-fn write_config(dir: &Path, addr: SocketAddr, spec: &FactorwatchSpec) -> anyhow::Result<PathBuf> {
+/// Writes the config file of a factorwatch in `dir` listening on `addr`, its operational
+/// listener on `ops`.
+fn write_config(
+    dir: &Path,
+    addr: SocketAddr,
+    ops: SocketAddr,
+    spec: &FactorwatchSpec,
+) -> anyhow::Result<PathBuf> {
     let admin = free_addr()?;
     let mut toml = format!(
-        "[server]\nlisten = \"{addr}\"\nadmin_listen = \"{admin}\"\n\n\
+        "[server]\nlisten = \"{addr}\"\nops_listen = \"{ops}\"\nadmin_listen = \"{admin}\"\n\n\
          [okta]\nsecrets = [\"{SECRET}\"]\n\n\
          [storage]\ndata_dir = \"{}\"\n\n\
          [delivery]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\n\n\
@@ -107,8 +115,8 @@ impl Server {
 
     /// Starts `factorwatch serve` on the directory `dir` (a restart keeps its spool).
     pub fn factorwatch_in(dir: TempDir, spec: &FactorwatchSpec) -> anyhow::Result<Self> {
-        let addr = free_addr()?;
-        let config = write_config(dir.path(), addr, spec)?;
+        let (addr, ops_addr) = (free_addr()?, free_addr()?);
+        let config = write_config(dir.path(), addr, ops_addr, spec)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -125,7 +133,12 @@ impl Server {
             .stderr(log)
             .spawn()
             .context("cannot start factorwatch serve")?;
-        let server = Self { child, addr, dir };
+        let server = Self {
+            child,
+            addr,
+            ops_addr,
+            dir,
+        };
         server.wait_ready("/healthz")?;
         Ok(server)
     }
@@ -144,7 +157,12 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start the no-op server")?;
-        let server = Self { child, addr, dir };
+        let server = Self {
+            child,
+            addr,
+            ops_addr: addr,
+            dir,
+        };
         server.wait_ready("/healthz")?;
         Ok(server)
     }
@@ -170,15 +188,15 @@ impl Server {
         )
     }
 
-    /// `/readyz` as JSON.
+    /// The detailed `/readyz` as JSON.
     pub fn readyz(&self) -> anyhow::Result<Value> {
-        let (_, body) = get(self.addr, "/readyz")?;
+        let (_, body) = get(self.ops_addr, "/readyz")?;
         Ok(serde_json::from_str(&body)?)
     }
 
     /// The value of an unlabelled metric in `/metrics` (0 when absent).
     pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let (_, body) = get(self.addr, "/metrics")?;
+        let (_, body) = get(self.ops_addr, "/metrics")?;
         Ok(body
             .lines()
             .find_map(|line| {

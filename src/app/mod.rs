@@ -25,7 +25,7 @@ use crate::config::{Config, ServerConfig};
 use crate::http::guard::Guard;
 use crate::http::serve::ServeOptions;
 use crate::http::tls::ReloadingTls;
-use crate::http::{AppState, OrgStatus, router};
+use crate::http::{AppState, OrgStatus, ops, router};
 use crate::secret::SecretSet;
 use pipeline::{Pipeline, Shared};
 pub use pipeline::{Preflight, RECONCILE_SCOPES, preflight, system_log_filter};
@@ -38,6 +38,7 @@ use workers::{Hangups, Workers, catch_hangups, maintenance, reload_on_sighup};
 pub struct Application {
     config: Config,
     listener: TcpListener,
+    ops_listener: TcpListener,
     admin_listener: Option<TcpListener>,
     tls: Option<ReloadingTls>,
     /// One per org served: the top-level org's first (when served), then each `[[okta.orgs]]`.
@@ -55,10 +56,15 @@ impl Application {
             .into_iter()
             .map(|prepared| Pipeline::open(prepared, config.storage.max_backlog_bytes))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (listener, admin_listener) = bind_listeners(&config.server).await?;
+        let Listeners {
+            hook: listener,
+            ops: ops_listener,
+            admin: admin_listener,
+        } = bind_listeners(&config.server).await?;
         pipelines.iter().for_each(Pipeline::log_ready);
         tracing::info!(
             listen = %listener.local_addr()?,
+            ops_listen = %ops_listener.local_addr()?,
             tls = tls.is_some(),
             orgs = pipelines.len(),
             "factorwatch ready"
@@ -66,6 +72,7 @@ impl Application {
         Ok(Self {
             config,
             listener,
+            ops_listener,
             admin_listener,
             tls,
             pipelines,
@@ -76,6 +83,13 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The operational listener's address (`/metrics`, the detailed `/readyz`).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_listener
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -95,8 +109,8 @@ impl Application {
         let mut workers = Workers::default();
         let grace = self.config.server.shutdown_grace;
         let serving = self.start(&mut workers)?;
-        let admin_task = serving.until(shutdown).await;
-        shutdown::stop(workers, admin_task, grace).await;
+        let side_tasks = serving.until(shutdown).await;
+        shutdown::stop(workers, side_tasks, grace).await;
         Ok(())
     }
 
@@ -118,8 +132,9 @@ impl Application {
         let state = app_state(orgs.statuses, &shutting_down);
         Ok(Serving {
             listener: self.listener,
-            app: router(state, orgs.hooks, server.request_timeout, guard),
+            app: router(state.clone(), orgs.hooks, server.request_timeout, guard),
             options,
+            ops: (self.ops_listener, ops::router(state)),
             shutting_down,
             admin: self
                 .admin_listener
@@ -130,14 +145,31 @@ impl Application {
     }
 }
 
-/// Binds the hook listener and, when enabled, the admin API's.
-async fn bind_listeners(
-    server: &ServerConfig,
-) -> anyhow::Result<(TcpListener, Option<TcpListener>)> {
-    let listener = TcpListener::bind(server.listen)
+/// The bound listeners.
+struct Listeners {
+    /// `server.listen`: the hooks, `/healthz` and a bare `/readyz`.
+    hook: TcpListener,
+    /// `server.ops_listen`: `/metrics` and the detailed `/readyz`.
+    ops: TcpListener,
+    /// `server.admin_listen`, when the admin API is enabled.
+    admin: Option<TcpListener>,
+}
+
+/// Binds the hook listener, the operational one and, when enabled, the admin API's.
+async fn bind_listeners(server: &ServerConfig) -> anyhow::Result<Listeners> {
+    let hook = TcpListener::bind(server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", server.listen))?;
-    let admin_listener = match server.admin_enabled {
+    let ops = TcpListener::bind(server.ops_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.ops_listen; another factorwatch on this host? give \
+             each its own ops port)",
+                server.ops_listen
+            )
+        })?;
+    let admin = match server.admin_enabled {
         true => Some(TcpListener::bind(server.admin_listen).await.with_context(|| {
             format!(
                 "cannot listen on {} (server.admin_listen; another factorwatch on this host? \
@@ -147,7 +179,7 @@ async fn bind_listeners(
         })?),
         false => None,
     };
-    Ok((listener, admin_listener))
+    Ok(Listeners { hook, ops, admin })
 }
 
 /// How the hook listener accepts connections; with TLS, also spawns the certificate watcher.

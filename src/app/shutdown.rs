@@ -20,12 +20,14 @@ use crate::http::serve::{ServeOptions, serve};
 pub(super) struct Serving {
     /// The hook listener.
     pub(super) listener: TcpListener,
-    /// The hook routes, `/healthz`, `/readyz` and `/metrics`.
+    /// The hook routes, `/healthz` and the bare `/readyz`.
     pub(super) app: Router,
     /// How the hook listener accepts connections.
     pub(super) options: ServeOptions,
     /// Set when shutdown starts, so `/readyz` answers 503.
     pub(super) shutting_down: Arc<AtomicBool>,
+    /// The operational listener and its routes (`/metrics`, the detailed `/readyz`).
+    pub(super) ops: (TcpListener, Router),
     /// The admin API's listener and routes, when enabled.
     pub(super) admin: Option<(TcpListener, Router)>,
     /// `server.shutdown_drain_delay`.
@@ -35,25 +37,31 @@ pub(super) struct Serving {
 }
 
 impl Serving {
-    /// Serves both listeners until `shutdown` resolves, then closes them and waits for the
-    /// requests in flight, at most `grace`. Returns the admin API's task, which still holds the
-    /// spools.
+    /// Serves every listener until `shutdown` resolves, then closes them and waits for the
+    /// requests in flight, at most `grace`. Returns the tasks of the operational listener and
+    /// the admin API, which still hold the spools.
     pub(super) async fn until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Option<JoinHandle<()>> {
+    ) -> Vec<JoinHandle<()>> {
         let Serving {
             listener,
             app,
             options,
             shutting_down,
+            ops,
             admin,
             drain_delay,
             grace,
         } = self;
         let http_done = CancellationToken::new();
         let signal = close_listeners(shutdown, shutting_down, drain_delay, http_done.clone());
-        let admin_task = admin.map(|(listener, router)| spawn_admin(listener, router, &http_done));
+        // The operational listener serves through the drain, so that Prometheus and the probes
+        // see this replica turn unready; it closes with the hook listener.
+        let side_tasks = std::iter::once(("operational listener", ops))
+            .chain(admin.map(|admin| ("admin API", admin)))
+            .map(|(name, (listener, router))| spawn_side(name, listener, router, &http_done))
+            .collect();
         let server = serve(listener, app, options, signal);
         tokio::select! {
             () = server => {}
@@ -61,12 +69,12 @@ impl Serving {
                 tracing::warn!(grace = ?grace, "requests still in flight after server.shutdown_grace; closing anyway");
             }
         }
-        admin_task
+        side_tasks
     }
 }
 
 /// Resolves once `shutdown` did and the load balancer had `drain_delay` to notice `/readyz`
-/// failing; then cancels `http_done`, which closes the admin listener too.
+/// failing; then cancels `http_done`, which closes the operational and admin listeners too.
 async fn close_listeners(
     shutdown: impl Future<Output = ()>,
     shutting_down: Arc<AtomicBool>,
@@ -83,8 +91,10 @@ async fn close_listeners(
     http_done.cancel();
 }
 
-/// Serves the admin API on `listener` until `http_done` is cancelled.
-fn spawn_admin(
+/// Serves `router` (the listener called `name` in the log) on `listener` until `http_done` is
+/// cancelled.
+fn spawn_side(
+    name: &'static str,
     listener: TcpListener,
     router: Router,
     http_done: &CancellationToken,
@@ -95,21 +105,19 @@ fn spawn_admin(
             .with_graceful_shutdown(stop)
             .await
         {
-            tracing::error!(error = %err, "admin API failed");
+            tracing::error!(error = %err, listener = name, "listener failed");
         }
     })
 }
 
-/// Stops the workers and waits for them, then for the admin API: once this returns, every
-/// spool is closed.
-pub(super) async fn stop(workers: Workers, admin_task: Option<JoinHandle<()>>, grace: Duration) {
+/// Stops the workers and waits for them, then for the operational listener and the admin API:
+/// once this returns, every spool is closed.
+pub(super) async fn stop(workers: Workers, side_tasks: Vec<JoinHandle<()>>, grace: Duration) {
     workers.stop().await;
-    // The admin API holds the spools too: wait for it (within the grace), so that every
+    // Those listeners hold the spools too: wait for them (within the grace), so that every
     // spool is closed, and can be opened again by a restart on the same data_dir, once this
     // returns. The router, holding the hooks' spools, was dropped when the server stopped.
-    if let Some(admin_task) = admin_task {
-        let _ = tokio::time::timeout(grace, admin_task).await;
-    }
+    let _ = tokio::time::timeout(grace, futures_util::future::join_all(side_tasks)).await;
     tracing::info!("stopped cleanly");
 }
 

@@ -21,6 +21,7 @@ pub async fn run(keep: bool) -> anyhow::Result<()> {
     let secret = format!("demo-{}", uuid::Uuid::new_v4());
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse()?;
+    config.server.ops_listen = "127.0.0.1:0".parse()?;
     config.storage.data_dir = data_dir.clone();
     config.okta.secrets = vec![Secret::new(secret.as_str())];
     config.log.level = "warn".into();

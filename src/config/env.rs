@@ -13,22 +13,34 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
+/// Sets `addr` from the variable `name` when it is set; `example` is the form the error shows.
+fn listen_env(name: &str, example: &str, addr: &mut std::net::SocketAddr) -> anyhow::Result<()> {
+    if let Some(value) = env_var(name) {
+        *addr = parse_listen_addr(&value)
+            .with_context(|| format!("{name}={value:?} is not an address like {example}"))?;
+    }
+    Ok(())
+}
+
 impl Config {
-    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`, `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`,
-    /// `FACTORWATCH_OKTA_SECRETS_FILE`, `FACTORWATCH_OKTA_API_TOKEN` (the `api_token` of `[okta.api]`,
-    /// replacing `client_id` credentials), `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which
-    /// also sets `cluster.mode`: `nats-kv` for a `nats://` or `tls://` URL, else `redis`).
+    /// Applies `FACTORWATCH_LISTEN`, `FACTORWATCH_OPS_LISTEN`, `FACTORWATCH_ADMIN_LISTEN`,
+    /// `FACTORWATCH_DATA_DIR`, `FACTORWATCH_OKTA_SECRETS`, `FACTORWATCH_OKTA_SECRETS_FILE`,
+    /// `FACTORWATCH_OKTA_API_TOKEN` (the `api_token` of `[okta.api]`, replacing `client_id`
+    /// credentials), `FACTORWATCH_LOG_FORMAT` and `FACTORWATCH_CLUSTER_URL` (which also sets
+    /// `cluster.mode`: `nats-kv` for a `nats://` or `tls://` URL, else `redis`).
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
-        if let Some(listen) = env_var("FACTORWATCH_LISTEN") {
-            self.server.listen = parse_listen_addr(&listen).with_context(|| {
-                format!("FACTORWATCH_LISTEN={listen:?} is not an address like 0.0.0.0:8080")
-            })?;
-        }
-        if let Some(admin) = env_var("FACTORWATCH_ADMIN_LISTEN") {
-            self.server.admin_listen = parse_listen_addr(&admin).with_context(|| {
-                format!("FACTORWATCH_ADMIN_LISTEN={admin:?} is not an address like 127.0.0.1:8081")
-            })?;
-        }
+        let server = &mut self.server;
+        listen_env("FACTORWATCH_LISTEN", "0.0.0.0:8080", &mut server.listen)?;
+        listen_env(
+            "FACTORWATCH_OPS_LISTEN",
+            "0.0.0.0:8082",
+            &mut server.ops_listen,
+        )?;
+        listen_env(
+            "FACTORWATCH_ADMIN_LISTEN",
+            "127.0.0.1:8081",
+            &mut server.admin_listen,
+        )?;
         if let Some(dir) = env_var("FACTORWATCH_DATA_DIR") {
             self.storage.data_dir = PathBuf::from(dir);
         }

@@ -1,4 +1,5 @@
-//! `[server]`: the listener, the hook endpoint, the admin API's address and the edge guards.
+//! `[server]`: the listener, the hook endpoint, the operational and admin listeners' addresses
+//! and the edge guards.
 //! The keys are documented field by field (docs/configuration.md repeats them with examples).
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,6 +27,13 @@ pub struct ServerConfig {
     /// answered 503 and logged. Okta itself gives up after 3 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Address of the operational listener: `/metrics` and the detailed `/readyz` (backlog, sinks
+    /// and their last errors, the cluster backend, the System Log poller). Kept off the hook's
+    /// `listen`, which faces the internet and answers only the hook, `/healthz` and a bare
+    /// `/readyz`. On loopback by default; for Prometheus in another pod or host, `0.0.0.0:8082`
+    /// behind a network policy (docs/security.md). Env: `FACTORWATCH_OPS_LISTEN`.
+    #[serde(deserialize_with = "listen_addr")]
+    pub ops_listen: SocketAddr,
     /// Serve the admin API (dead-letter management for `factorwatch dlq`) on `admin_listen`.
     pub admin_enabled: bool,
     /// Address of the admin API. Keep it on loopback (reach it with `docker exec` or `kubectl
@@ -59,7 +67,8 @@ pub struct ServerConfig {
     /// ignored. The source is what `allowed_sources` and `rate_limit` apply to.
     pub trusted_proxies: Vec<IpNet>,
     /// Sources (CIDRs, such as Okta's published egress ranges) allowed to call the hook; others get
-    /// 403. Empty: any source. Applies to `hook_path` only, not to `/healthz`, `/readyz`, `/metrics`.
+    /// 403. Empty: any source. Applies to `hook_path` only, not to `/healthz` and the bare `/readyz`
+    /// a load balancer checks.
     pub allowed_sources: Vec<IpNet>,
     /// Per-source rate limit on `hook_path`: over it, 429 with `Retry-After`. Unset: no limit.
     /// Okta does not retry a 4xx, so set it well above Okta's rate.
@@ -106,6 +115,7 @@ impl Default for ServerConfig {
             hook_path: "/okta/events".into(),
             max_body_bytes: 5 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
             admin_enabled: true,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
@@ -200,7 +210,7 @@ pub fn parse_listen_addr(value: &str) -> anyhow::Result<SocketAddr> {
     )
 }
 
-/// `listen` and `admin_listen` as [`parse_listen_addr`] reads them.
+/// `listen`, `ops_listen` and `admin_listen` as [`parse_listen_addr`] reads them.
 fn listen_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_listen_addr(&text).map_err(serde::de::Error::custom)

@@ -7,9 +7,12 @@
 //! | `GET`, `POST` each `okta.orgs.hook_path` | the same, for that org only (its secrets, its spool) |
 //! | each hook path with a trailing slash added (or removed) | the same as the path itself |
 //! | `GET /healthz` | the process is up |
-//! | `GET /readyz` | the spool takes writes and its backlog is under the limit, and not shutting down |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /readyz` | `{"ready": bool}`, 200 or 503: the spool takes writes and its backlog is under the limit, and not shutting down |
 //! | anything else | 404; to a caller presenting a hook's secret, the 404 names that hook's path |
+//!
+//! The hook listener faces the internet, so it says no more than a load balancer needs. The
+//! operational listener (`server.ops_listen`, [`ops`]) serves `/metrics` and the detailed
+//! `/readyz` (backlog, sinks and their last errors, cluster backend, System Log poller).
 //!
 //! Before the router: [`serve`] (connection limit, header timeout, TLS from [`tls`], HTTP/2 and
 //! HTTP/1.1). On every hook path: [`guard`] (the source from [`source`], allow-list, rate limit).
@@ -21,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod hook;
+pub mod ops;
 pub mod serve;
 pub mod source;
 pub mod tls;
@@ -29,10 +33,10 @@ pub use config::{RateLimitConfig, ServerConfig, TlsConfig, check_hook_path, pars
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -97,8 +101,8 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-/// Builds the router: each of `hooks` on its path with `guard` in front, and the operational
-/// endpoints.
+/// Builds the hook listener's router: each of `hooks` on its path with `guard` in front, and
+/// what a load balancer needs (`/healthz`, a bare `/readyz`). The rest is on [`ops::router`].
 pub fn router(
     state: AppState,
     hooks: Vec<HookState>,
@@ -106,9 +110,8 @@ pub fn router(
     guard: guard::Guard,
 ) -> Router {
     let operational = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::bare_readyz))
         .with_state(state);
     let paths: HashSet<String> = hooks.iter().map(|hook| hook.path.clone()).collect();
     let known: Arc<[HookState]> = hooks.clone().into();
@@ -153,143 +156,6 @@ fn slash_twin(path: &str) -> Option<String> {
         Some(trimmed) => Some(trimmed.to_owned()),
         None => Some(format!("{path}/")),
     }
-}
-
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
-}
-
-/// One org's readiness view: its refusal (if its spool refuses batches), and its backlog and
-/// sinks as JSON.
-fn org_readiness(org: &OrgStatus) -> (Option<String>, serde_json::Value) {
-    let backlog = org.spool.backlog();
-    // A failing sink does not make this replica unready (its alerts wait in the outbox); only a
-    // backlog at its limit does. The per-sink view says what is failing.
-    let health = org.sink_health.snapshot();
-    let names: std::collections::BTreeSet<&String> =
-        backlog.sinks.keys().chain(health.keys()).collect();
-    let sinks: serde_json::Map<String, serde_json::Value> = names
-        .into_iter()
-        .map(|name| {
-            let counts = backlog.sinks.get(name).copied().unwrap_or_default();
-            let status = health.get(name).cloned().unwrap_or_default();
-            let view = json!({
-                "pending": counts.pending,
-                "dead_letters": counts.dead,
-                "failing": status.failing,
-                "last_error": status.last_error,
-                "last_error_at": status.last_error_at,
-            });
-            (name.clone(), view)
-        })
-        .collect();
-    let refusal = backlog.refusal();
-    let mut view = json!({
-        "ready": refusal.is_none(),
-        "reason": refusal,
-        "backlog_bytes": backlog.bytes,
-        "backlog_limit_bytes": backlog.limit_bytes,
-        "pending_batches": backlog.batches,
-        "sinks": sinks,
-    });
-    if let Some(poller) = &org.reconcile {
-        view["reconcile"] = json!(poller.view());
-        // The hook's silence is reported, never a reason to be unready: it is not this
-        // replica's fault, and draining it would not bring the hook back.
-        view["hook"] = json!(poller.hook_view());
-    }
-    (refusal, view)
-}
-
-/// 200 while this replica should receive traffic, 503 with the reason otherwise. The top-level
-/// `sinks` are the top-level org's; `backlog_bytes` and `pending_batches` add up every org's;
-/// `orgs` has the view of each `[[okta.orgs]]` org. One org's full spool makes the replica
-/// unready: a load balancer then sends that org's batches to another replica.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let mut refusal = state
-        .shutting_down
-        .load(Ordering::Relaxed)
-        .then(|| "shutting down".to_owned());
-    let (mut bytes, mut batches, mut limit) = (0, 0, 0);
-    let mut top_level_sinks = json!({});
-    let mut top_level_reconcile = None;
-    let mut top_level_hook = None;
-    let mut orgs = serde_json::Map::new();
-    for org in state.orgs.iter() {
-        let (org_refusal, view) = org_readiness(org);
-        bytes += view["backlog_bytes"].as_u64().unwrap_or_default();
-        batches += view["pending_batches"].as_u64().unwrap_or_default();
-        limit = view["backlog_limit_bytes"].as_u64().unwrap_or_default();
-        match &org.org {
-            None => {
-                top_level_sinks = view["sinks"].clone();
-                top_level_reconcile = view.get("reconcile").cloned();
-                top_level_hook = view.get("hook").cloned();
-            }
-            Some(name) => {
-                orgs.insert(name.to_string(), view);
-            }
-        }
-        if refusal.is_none() {
-            refusal = org_refusal.map(|reason| match &org.org {
-                None => reason,
-                Some(name) => format!("org {name}: {reason}"),
-            });
-        }
-    }
-    let mut body = json!({
-        "ready": refusal.is_none(),
-        "reason": refusal,
-        "backlog_bytes": bytes,
-        "backlog_limit_bytes": limit,
-        "pending_batches": batches,
-        "sinks": top_level_sinks,
-        "cluster": cluster_view(&state.orgs),
-    });
-    if let Some(reconcile) = top_level_reconcile {
-        body["reconcile"] = reconcile;
-    }
-    if let Some(hook) = top_level_hook {
-        body["hook"] = hook;
-    }
-    if !orgs.is_empty() {
-        body["orgs"] = orgs.into();
-    }
-    let status = if refusal.is_none() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-/// The cluster backend as `/readyz` reports it: down when any org's last call failed.
-fn cluster_view(orgs: &[OrgStatus]) -> Option<serde_json::Value> {
-    let statuses: Vec<_> = orgs.iter().filter_map(|org| org.cluster.as_ref()).collect();
-    if statuses.is_empty() {
-        return None;
-    }
-    Some(match statuses.iter().find_map(|status| status.problem()) {
-        None => json!({"backend": "up"}),
-        Some(error) => json!({
-            "backend": "down",
-            "error": error,
-            "effect": "until the backend answers, de-duplication uses this replica's own window and correlation waits (its inputs stay in the spool)",
-        }),
-    })
-}
-
-async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    for org in state.orgs.iter() {
-        org.spool.record_gauges(org.org.as_deref());
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        state.metrics.render(),
-    )
 }
 
 /// The answer to an unknown path. A caller presenting a hook's secret (`factorwatch simulate`, an

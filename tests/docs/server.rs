@@ -8,8 +8,9 @@
 //! is `factorwatch ...`, run with the server's environment once the backlog is empty (every batch
 //! detected, every alert delivered or dead-lettered), or `curl -s URL`, whose answer's body is
 //! the output. What varies is shown as in a default setup: the hook on `127.0.0.1:8080`, the admin
-//! API on `127.0.0.1:8081`, the refusing webhook on `127.0.0.1:57317`, every time as
-//! `2026-11-27T21:34:15.647...Z`; `[..]` and `...` elide as in the offline examples.
+//! API on `127.0.0.1:8081`, the operational listener on `127.0.0.1:8082`, the refusing webhook on
+//! `127.0.0.1:57317`, every time as `2026-11-27T21:34:15.647...Z`; `[..]` and `...` elide as in
+//! the offline examples.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -143,7 +144,8 @@ struct Scenario {
     env: Vec<(String, String)>,
     /// (actual, shown) pairs of addresses.
     addresses: Vec<(String, String)>,
-    hook: String,
+    /// The operational listener (`/readyz` with the backlog).
+    ops: String,
     server: Option<Child>,
 }
 
@@ -162,27 +164,30 @@ impl Scenario {
         std::fs::write(&config, CONFIG.replace("{webhook}", &webhook)).expect("config written");
         let hook = free_address();
         let admin = free_address();
+        let ops = free_address();
         let env = [
             ("FACTORWATCH_CONFIG", config.to_str().expect("a UTF-8 path")),
             ("FACTORWATCH_OKTA_SECRETS", SECRET),
             ("FACTORWATCH_SIMULATE_SECRET", SECRET),
             ("FACTORWATCH_LISTEN", &hook),
             ("FACTORWATCH_ADMIN_LISTEN", &admin),
+            ("FACTORWATCH_OPS_LISTEN", &ops),
             ("FACTORWATCH_LOG_FORMAT", "text"),
             ("RUST_LOG", "info"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .to_vec();
         let addresses = vec![
-            (hook.clone(), "127.0.0.1:8080".to_owned()),
+            (hook, "127.0.0.1:8080".to_owned()),
             (admin, "127.0.0.1:8081".to_owned()),
+            (ops.clone(), "127.0.0.1:8082".to_owned()),
             (webhook, "127.0.0.1:57317".to_owned()),
         ];
         Scenario {
             dir,
             env,
             addresses,
-            hook,
+            ops,
             server: None,
         }
     }
@@ -273,7 +278,7 @@ impl Scenario {
 
     /// Waits until every stored batch is detected and every alert delivered or dead-lettered.
     fn wait_for_empty_backlog(&self) {
-        let url = format!("http://{}/readyz", self.hook);
+        let url = format!("http://{}/readyz", self.ops);
         let deadline = Instant::now() + PATIENCE;
         loop {
             let readiness = get(&url);

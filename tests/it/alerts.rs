@@ -266,7 +266,7 @@ async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_onc
         let sink = &ready["sinks"]["alerts-file"];
         sink["failing"] == true && sink["pending"] == queued
     };
-    wait_for_readyz(&app.client, app.addr, "queued every alert", all_queued).await;
+    wait_for_readyz(&app.client, app.ops_addr, "queued every alert", all_queued).await;
 
     std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
@@ -277,6 +277,6 @@ async fn an_alert_file_that_cannot_be_written_keeps_its_alerts_and_gets_each_onc
     expected.sort();
     assert_eq!(got, expected, "every alert, each once");
     let delivering = |ready: &Value| ready["sinks"]["alerts-file"]["failing"] == false;
-    let ready = wait_for_readyz(&app.client, app.addr, "delivered again", delivering).await;
+    let ready = wait_for_readyz(&app.client, app.ops_addr, "delivered again", delivering).await;
     assert_eq!(ready["sinks"]["alerts-file"]["dead_letters"], 0);
 }

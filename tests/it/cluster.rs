@@ -62,7 +62,7 @@ async fn a_batch_replayed_to_another_replica_raises_no_second_alert(backend: Bac
         .collect();
     assert!(fresh_uuids.iter().all(|u| alerted.contains(&u.as_str())));
     assert!(uuids.iter().all(|u| !alerted.contains(&u.as_str())));
-    let ready: Value = second.get("/readyz").await.json().await.unwrap();
+    let ready: Value = second.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["cluster"]["backend"], "up", "{ready}");
     backend.forget(&prefix).await;
 }
@@ -104,12 +104,12 @@ async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why(backe
         alerts.iter().all(|alert| alert.get("incident").is_none()),
         "{alerts:?}"
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("factorwatch_incidents_unavailable_total "),
         "{metrics}"
     );
-    let ready = app.get("/readyz").await;
+    let ready = app.ops_get("/readyz").await;
     assert_eq!(ready.status(), 200, "intake goes on without the backend");
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["cluster"]["backend"], "down", "{ready}");
@@ -128,7 +128,7 @@ async fn without_the_backend_a_replica_still_alerts_and_readiness_says_why(backe
         async || {
             let (batch, _) = batch_with_mfa(1, 0);
             assert_eq!(app.post(&batch).await.status(), 204);
-            let metrics = app.get("/metrics").await.text().await.unwrap();
+            let metrics = app.ops_get("/metrics").await.text().await.unwrap();
             match metrics.contains("factorwatch_cluster_backend_up 0") {
                 true => Ok(()),
                 false => Err(metrics),

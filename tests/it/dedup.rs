@@ -23,7 +23,7 @@ async fn a_redelivered_batch_raises_no_second_alert() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(read_alert_lines(&app.alerts_path()).len(), uuids.len());
     // The window holds each of the ten events once; the repeats claimed nothing.
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     let keys = metrics
         .lines()
         .find(|line| line.starts_with("factorwatch_dedup_window_keys "));

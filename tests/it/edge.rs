@@ -52,7 +52,7 @@ async fn verify_with(app: &TestApp, headers: &[(&str, &str)]) -> reqwest::Respon
 }
 
 async fn assert_nothing_stored(app: &TestApp) {
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["pending_batches"], 0, "{ready}");
     assert_eq!(ready["backlog_bytes"], 0, "{ready}");
 }
@@ -129,7 +129,7 @@ async fn connections_over_max_connections_are_closed_and_the_slots_come_back() {
         }
     })
     .await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("factorwatch_connections_refused_total{reason=\"max_connections\"}"),
         "{metrics}"
@@ -210,6 +210,64 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_its_own_source() {
     // The right-most untrusted address counts, whatever the client wrote to its left.
     let same = first_429(&app, |i| Some(format!("203.0.113.{i}, 192.0.2.1")), 20).await;
     assert!(same.is_some(), "192.0.2.1 is one source");
+}
+
+/// The paths a caller on the internet could try on the hook port to learn about the service.
+const OPERATIONAL_PATHS: [&str; 8] = [
+    "/metrics",
+    "/metrics/",
+    "/readyz/",
+    "/dlq",
+    "/secrets",
+    "/backfill",
+    "/debug/pprof",
+    "/",
+];
+
+#[tokio::test]
+async fn the_hook_port_answers_only_the_hook_and_what_a_load_balancer_needs() {
+    // As reported: an allow-list that does not include the caller.
+    let app = app_with(|c| c.server.allowed_sources = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let (envelope, _) = batch_with_mfa(3, 1);
+    assert_eq!(app.post(&envelope).await.status(), 403);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": true}),
+        "a bare status only"
+    );
+    for path in OPERATIONAL_PATHS {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path} on the hook port");
+        let text = response.text().await.unwrap();
+        assert!(
+            !text.contains("factorwatch_") && !text.contains("backlog") && !text.contains("sinks"),
+            "{path} on the hook port tells nothing: {text}"
+        );
+    }
+
+    // The operational listener has the detail, whatever the hook's allow-list.
+    let metrics = app.ops_get("/metrics").await;
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("factorwatch_http_requests_total"),
+        "{metrics}"
+    );
+    let detailed: Value = app.ops_get("/readyz").await.json().await.unwrap();
+    assert_eq!(detailed["ready"], true, "{detailed}");
+    assert!(
+        detailed["backlog_limit_bytes"].as_u64().unwrap() > 0,
+        "{detailed}"
+    );
+    assert!(detailed["sinks"].is_object(), "{detailed}");
+    let elsewhere = app.ops_get("/okta/events").await;
+    assert_eq!(elsewhere.status(), 404, "the hook is not on the ops port");
+    let text = elsewhere.text().await.unwrap();
+    assert!(text.contains("/healthz, /readyz and /metrics"), "{text}");
 }
 
 #[tokio::test]

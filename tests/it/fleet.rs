@@ -57,21 +57,29 @@ async fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
     Daemon(child)
 }
 
-/// A replica on `dir` and `port`, sharing the backend at `url`, logging to a file.
-async fn start_replica(dir: &Path, port: u16, url: &str) -> ChildServer {
+/// A replica on `dir`, its hook on `port` and its operational listener on `ops_port`, sharing
+/// the backend at `url`, logging to a file.
+async fn start_replica(dir: &Path, port: u16, ops_port: u16, url: &str) -> ChildServer {
     let log = dir.join("factorwatch.log");
-    ChildServer::start_logging_to(dir, port, &[("FACTORWATCH_CLUSTER_URL", url)], &log).await
+    let ops_listen = format!("127.0.0.1:{ops_port}");
+    let env = [
+        ("FACTORWATCH_CLUSTER_URL", url),
+        ("FACTORWATCH_OPS_LISTEN", &ops_listen),
+    ];
+    ChildServer::start_logging_to(dir, port, &env, &log).await
 }
 
-/// The `/readyz` answer of the replica on `port`.
-async fn readiness(client: &reqwest::Client, port: u16) -> Value {
-    readyz(client, ([127, 0, 0, 1], port).into()).await
+/// The detailed `/readyz` answer of the replica whose operational listener is on `ops_port`.
+async fn readiness(client: &reqwest::Client, ops_port: u16) -> Value {
+    readyz(client, ([127, 0, 0, 1], ops_port).into()).await
 }
 
 /// Three replicas, their load balancer and their backend.
 struct Fleet {
     dirs: Vec<TempDir>,
     ports: Vec<u16>,
+    /// Each replica's operational listener (`/readyz` with the backlog and the backend).
+    ops_ports: Vec<u16>,
     replicas: Vec<Option<ChildServer>>,
     backend: Backend,
     backend_port: u16,
@@ -91,9 +99,11 @@ impl Fleet {
         let backend_url = backend.url(backend_port);
         let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ops_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut replicas = Vec::new();
-        for (dir, port) in dirs.iter().zip(&ports) {
-            replicas.push(Some(start_replica(dir.path(), *port, &backend_url).await));
+        for (n, dir) in dirs.iter().enumerate() {
+            let replica = start_replica(dir.path(), ports[n], ops_ports[n], &backend_url).await;
+            replicas.push(Some(replica));
         }
         let haproxy_dir = TempDir::new().unwrap();
         let lb_port = free_port();
@@ -101,6 +111,7 @@ impl Fleet {
         let fleet = Fleet {
             dirs,
             ports,
+            ops_ports,
             replicas,
             backend,
             backend_port,
@@ -117,7 +128,8 @@ impl Fleet {
     /// Starts replica `n` again on its own spool and port.
     async fn restart(&mut self, n: usize) {
         let url = self.backend.url(self.backend_port);
-        let replica = start_replica(self.dirs[n].path(), self.ports[n], &url).await;
+        let (port, ops_port) = (self.ports[n], self.ops_ports[n]);
+        let replica = start_replica(self.dirs[n].path(), port, ops_port, &url).await;
         self.replicas[n] = Some(replica);
     }
 
@@ -165,8 +177,8 @@ impl Fleet {
     /// Waits until no replica holds a batch to detect or an alert to deliver.
     async fn wait_until_drained(&self) {
         let client = reqwest::Client::new();
-        for port in &self.ports {
-            wait_until_drained(&client, ([127, 0, 0, 1], *port).into()).await;
+        for ops_port in &self.ops_ports {
+            wait_until_drained(&client, ([127, 0, 0, 1], *ops_port).into()).await;
         }
     }
 
@@ -331,8 +343,8 @@ async fn a_correlation_spread_over_three_replicas_fires_once_and_waits_out_a_bac
     reset_three_users_through_three_replicas(&fleet).await;
     wait_for_single_alerts_per_replica(&fleet, 2).await;
     let client = reqwest::Client::new();
-    for port in &fleet.ports {
-        let ready = readiness(&client, *port).await;
+    for ops_port in &fleet.ops_ports {
+        let ready = readiness(&client, *ops_port).await;
         assert_eq!(ready["ready"], true, "{ready}");
         assert_eq!(ready["cluster"]["backend"], "down", "{ready}");
     }
@@ -391,10 +403,10 @@ async fn the_backend_stopped_and_started_under_load_loses_nothing(backend: Backe
     assert_one_id_per_rule_and_event(&alerts);
     // The backend is back: the replicas report it up again (a pass after it returned claimed keys).
     let client = reqwest::Client::new();
-    for port in &fleet.ports {
+    for (port, ops_port) in fleet.ports.iter().zip(&fleet.ops_ports) {
         let awaited = format!("replica {port} to see {backend:?} again");
         eventually(WAIT, &awaited, async || {
-            let ready = readiness(&client, *port).await;
+            let ready = readiness(&client, *ops_port).await;
             if ready["cluster"]["backend"] == "up" {
                 return Ok(());
             }

@@ -61,6 +61,8 @@ pub async fn eventually<T, E: Display>(
 pub struct TestApp {
     /// Bound address.
     pub addr: SocketAddr,
+    /// The operational listener's address (`/metrics`, the detailed `/readyz`).
+    pub ops_addr: SocketAddr,
     /// The admin API's address.
     pub admin_addr: Option<SocketAddr>,
     /// Full hook URL.
@@ -80,6 +82,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.storage.data_dir = data_dir.to_owned();
     config.okta.secrets = vec![Secret::new(SECRET)];
     config.log.level = "warn".into();
+    config.server.ops_listen = "127.0.0.1:0".parse().unwrap();
     config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.delivery.initial_backoff = Duration::from_millis(50);
     config.delivery.max_backoff = Duration::from_millis(200);
@@ -125,6 +128,7 @@ pub async fn spawn_app_with(config: Config, data_dir: TempDir) -> TestApp {
         .await
         .expect("app builds");
     let addr = app.local_addr();
+    let ops_addr = app.ops_addr();
     let admin_addr = app.admin_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
@@ -132,6 +136,7 @@ pub async fn spawn_app_with(config: Config, data_dir: TempDir) -> TestApp {
     }));
     TestApp {
         addr,
+        ops_addr,
         admin_addr,
         hook_url: format!("http://{addr}{}", config.server.hook_path),
         data_dir,
@@ -189,10 +194,19 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    /// GET on another endpoint.
+    /// GET on another endpoint of the hook listener.
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_from(self.addr, path).await
+    }
+
+    /// GET on the operational listener (`/metrics`, the detailed `/readyz`).
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        self.get_from(self.ops_addr, path).await
+    }
+
+    async fn get_from(&self, addr: SocketAddr, path: &str) -> reqwest::Response {
         self.client
-            .get(format!("http://{}{path}", self.addr))
+            .get(format!("http://{addr}{path}"))
             .send()
             .await
             .unwrap()
@@ -210,7 +224,7 @@ impl TestApp {
 
     /// The value of the counter `name` for `sink` in `/metrics`, 0 when it is absent.
     pub async fn sink_counter(&self, name: &str, sink: &str) -> f64 {
-        let text = self.get("/metrics").await.text().await.unwrap();
+        let text = self.ops_get("/metrics").await.text().await.unwrap();
         let prefix = format!("{name}{{sink=\"{sink}\"}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
@@ -232,7 +246,7 @@ impl TestApp {
             }
         })
         .await;
-        let ready = self.get("/readyz").await;
+        let ready = self.ops_get("/readyz").await;
         assert!(
             ready.status().is_success(),
             "a failing sink alone keeps /readyz true"
@@ -246,20 +260,23 @@ impl TestApp {
 
     /// Waits until the spool holds no batch nor undelivered alert, so "no alert" can be asserted.
     pub async fn wait_until_drained(&self) {
-        wait_until_drained(&self.client, self.addr).await;
+        wait_until_drained(&self.client, self.ops_addr).await;
     }
 }
 
-/// Waits until the server at `addr` holds no batch nor undelivered alert (its `/readyz`
-/// `backlog_bytes` is 0).
-pub async fn wait_until_drained(client: &reqwest::Client, addr: SocketAddr) {
-    wait_for_readyz(client, addr, "drained", |ready| ready["backlog_bytes"] == 0).await;
+/// Waits until the server whose operational listener is `ops_addr` holds no batch nor
+/// undelivered alert (its `/readyz` `backlog_bytes` is 0).
+pub async fn wait_until_drained(client: &reqwest::Client, ops_addr: SocketAddr) {
+    wait_for_readyz(client, ops_addr, "drained", |ready| {
+        ready["backlog_bytes"] == 0
+    })
+    .await;
 }
 
-/// The `/readyz` answer of the server at `addr`.
-pub async fn readyz(client: &reqwest::Client, addr: SocketAddr) -> Value {
+/// The detailed `/readyz` answer of the server whose operational listener is `ops_addr`.
+pub async fn readyz(client: &reqwest::Client, ops_addr: SocketAddr) -> Value {
     client
-        .get(format!("http://{addr}/readyz"))
+        .get(format!("http://{ops_addr}/readyz"))
         .send()
         .await
         .unwrap()
@@ -268,17 +285,18 @@ pub async fn readyz(client: &reqwest::Client, addr: SocketAddr) -> Value {
         .unwrap()
 }
 
-/// Polls `/readyz` of the server at `addr` until `accepts` its body, and returns that body;
-/// fails the test if that takes more than 20 s (`what` says what was awaited).
+/// Polls the detailed `/readyz` of the server whose operational listener is `ops_addr` until
+/// `accepts` its body, and returns that body; fails the test if that takes more than 20 s
+/// (`what` says what was awaited).
 pub async fn wait_for_readyz(
     client: &reqwest::Client,
-    addr: SocketAddr,
+    ops_addr: SocketAddr,
     what: &str,
     accepts: impl Fn(&Value) -> bool,
 ) -> Value {
-    let awaited = format!("{addr} {what}");
+    let awaited = format!("{ops_addr} {what}");
     eventually(Duration::from_secs(20), &awaited, async || {
-        let ready = readyz(client, addr).await;
+        let ready = readyz(client, ops_addr).await;
         if accepts(&ready) {
             Ok(ready)
         } else {
@@ -401,6 +419,8 @@ pub struct ChildServer {
     pub child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Its operational listener's address (`/metrics`, the detailed `/readyz`).
+    pub ops_addr: SocketAddr,
     /// Its hook URL.
     pub hook_url: String,
 }
@@ -421,7 +441,8 @@ impl ChildServer {
     }
 
     /// The `factorwatch serve` command these tests run: `data_dir`, `port`, the test secret, the
-    /// admin API on a free port (unless `env` names one), logs at warn; stdout discarded.
+    /// operational listener and the admin API on free ports (unless `env` names them), logs at
+    /// warn; stdout discarded. [`ops_addr_of`] reads back the operational listener's address.
     pub fn command(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_factorwatch"));
         command
@@ -429,6 +450,10 @@ impl ChildServer {
             .env_remove("FACTORWATCH_CONFIG")
             // Before `env`, which may name a port the CLI is then pointed at.
             .env("FACTORWATCH_ADMIN_LISTEN", "127.0.0.1:0")
+            .env(
+                "FACTORWATCH_OPS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             // Before `env` too: a test of secrets files sets it empty, so that only the file's
             // secrets are accepted.
             .env("FACTORWATCH_OKTA_SECRETS", SECRET)
@@ -442,11 +467,12 @@ impl ChildServer {
 
     /// As [`ChildServer::start`], with extra environment variables (such as FACTORWATCH_CONFIG).
     pub async fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> ChildServer {
-        let child = Self::command(data_dir, port, env)
+        let mut command = Self::command(data_dir, port, env);
+        let child = command
             .stderr(Stdio::piped())
             .spawn()
             .expect("factorwatch binary starts");
-        Self::started(child, port).await
+        Self::started(child, port, ops_addr_of(&command)).await
     }
 
     /// A server whose log goes to `log` instead of a pipe (for long or noisy runs, which would
@@ -462,18 +488,20 @@ impl ChildServer {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Self::command(data_dir, port, env)
+        let mut command = Self::command(data_dir, port, env);
+        let child = command
             .stderr(log)
             .spawn()
             .expect("factorwatch binary starts");
-        Self::started(child, port).await
+        Self::started(child, port, ops_addr_of(&command)).await
     }
 
-    async fn started(child: Child, port: u16) -> ChildServer {
+    async fn started(child: Child, port: u16, ops_addr: SocketAddr) -> ChildServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let server = ChildServer {
             child,
             addr,
+            ops_addr,
             hook_url: format!("http://{addr}/okta/events"),
         };
         server.wait_healthy().await;
@@ -483,6 +511,16 @@ impl ChildServer {
     async fn wait_healthy(&self) {
         wait_for_healthz(self.addr).await;
     }
+}
+
+/// The operational listener's address `command` (from [`ChildServer::command`]) gives the server.
+pub fn ops_addr_of(command: &Command) -> SocketAddr {
+    let value = command
+        .get_envs()
+        .filter(|(name, _)| *name == "FACTORWATCH_OPS_LISTEN")
+        .find_map(|(_, value)| value)
+        .expect("ChildServer::command sets FACTORWATCH_OPS_LISTEN");
+    value.to_str().unwrap().parse().unwrap()
 }
 
 /// Waits until the server at `addr` answers `/healthz`.

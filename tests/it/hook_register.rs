@@ -139,13 +139,14 @@ pub(crate) async fn okta_cli(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (bool, String, String) {
-    let listen = server.addr.to_string();
+    let (listen, ops_listen) = (server.addr.to_string(), server.ops_addr.to_string());
     let data = data.path().display().to_string();
     let mut all = vec!["okta"];
     all.extend_from_slice(args);
     let mut env = env.to_vec();
     env.extend([
         ("FACTORWATCH_LISTEN", listen.as_str()),
+        ("FACTORWATCH_OPS_LISTEN", ops_listen.as_str()),
         ("FACTORWATCH_ADMIN_LISTEN", admin_listen),
         ("FACTORWATCH_DATA_DIR", data.as_str()),
     ]);

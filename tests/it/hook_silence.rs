@@ -97,7 +97,7 @@ async fn wait_for_hook(server: &ChildServer, silent: bool) -> Value {
     let judged = |ready: &Value| {
         ready["hook"]["silent"] == silent && ready["hook"]["last_delivery"].is_string()
     };
-    let ready = wait_for_readyz(&reqwest::Client::new(), server.addr, &what, judged).await;
+    let ready = wait_for_readyz(&reqwest::Client::new(), server.ops_addr, &what, judged).await;
     assert_eq!(
         ready["ready"], true,
         "a silent hook is not the replica's fault: {ready}"
@@ -161,7 +161,13 @@ async fn a_silent_hook_alerts_once_per_episode_and_readyz_and_metrics_say_so() {
     let more = resets(2);
     org.okta.publish(more.clone());
     let counted = |ready: &Value| ready["hook"]["missed_events"].as_u64() >= Some(5);
-    wait_for_readyz(&reqwest::Client::new(), server.addr, "5 missed", counted).await;
+    wait_for_readyz(
+        &reqwest::Client::new(),
+        server.ops_addr,
+        "5 missed",
+        counted,
+    )
+    .await;
     assert_eq!(silence_alerts(&files).len(), 1, "one alert per episode");
 
     // A delivery ends the episode.
@@ -228,7 +234,7 @@ async fn deliveries_to_any_replica_keep_the_hook_from_looking_silent(backend: Ba
         deliver(&org, other, resets(1)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let standby = readyz(&reqwest::Client::new(), other.addr).await;
+    let standby = readyz(&reqwest::Client::new(), other.ops_addr).await;
     assert_eq!(
         standby["hook"]["silent"],
         Value::Null,
@@ -238,7 +244,7 @@ async fn deliveries_to_any_replica_keep_the_hook_from_looking_silent(backend: Ba
     assert!(latest.is_string(), "{standby}");
     let sees_it = |ready: &Value| ready["hook"]["last_delivery"] == latest;
     let client = reqwest::Client::new();
-    let ready = wait_for_readyz(&client, polling.addr, "the fleet's delivery", sees_it).await;
+    let ready = wait_for_readyz(&client, polling.ops_addr, "the fleet's delivery", sees_it).await;
     assert_eq!(ready["hook"]["silent"], false, "{ready}");
     assert_eq!(silence_alerts(&files), Vec::<Value>::new());
 
@@ -258,7 +264,7 @@ async fn deliveries_to_any_replica_keep_the_hook_from_looking_silent(backend: Ba
 async fn polling_and_other(replicas: &[ChildServer]) -> (&ChildServer, &ChildServer) {
     eventually(SOON, "a replica polling", async || {
         for (n, replica) in replicas.iter().enumerate() {
-            let ready = readyz(&reqwest::Client::new(), replica.addr).await;
+            let ready = readyz(&reqwest::Client::new(), replica.ops_addr).await;
             if ready["reconcile"]["state"] == "polling" {
                 return Ok((replica, &replicas[1 - n]));
             }

@@ -107,7 +107,7 @@ async fn raw_status(app: &TestApp, request: &[u8]) -> u16 {
 }
 
 async fn assert_nothing_stored(app: &TestApp) {
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["pending_batches"], 0, "{ready}");
     assert_eq!(ready["backlog_bytes"], 0, "{ready}");
 }
@@ -115,8 +115,8 @@ async fn assert_nothing_stored(app: &TestApp) {
 /// After a run: still healthy, and the detector could read every batch intake accepted.
 async fn assert_healthy(app: &TestApp) {
     assert_eq!(app.get("/healthz").await.status(), 200);
-    assert_eq!(app.get("/readyz").await.status(), 200);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(app.ops_get("/readyz").await.status(), 200);
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         !metrics.contains("factorwatch_batches_quarantined_total"),
         "a batch intake accepted could not be read by the detector"
@@ -249,7 +249,7 @@ async fn generated_huge_deep_and_numerous_bodies_are_bounded() {
     }
     app.wait_until_drained().await;
     assert_healthy(&app).await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("factorwatch_events_unreadable_total"),
         "{metrics}"

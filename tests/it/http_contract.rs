@@ -69,7 +69,7 @@ async fn delivery_is_refused_without_the_right_secret_and_nothing_is_stored() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["message"], "missing or invalid credentials");
     }
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["pending_batches"], 0);
     assert_eq!(ready["backlog_bytes"], 0);
 }
@@ -253,12 +253,12 @@ async fn malformed_json_and_non_envelopes_get_400_with_an_actionable_message() {
 async fn health_readiness_and_metrics() {
     let app = spawn_app().await;
     assert_eq!(app.get("/healthz").await.status(), 200);
-    let ready = app.get("/readyz").await;
+    let ready = app.ops_get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let (envelope, _) = batch_with_mfa(4, 1);
     assert_eq!(app.post(&envelope).await.status(), 204);
     app.wait_for_alerts(1).await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     for name in [
         "factorwatch_http_requests_total",
         "factorwatch_events_received_total",
@@ -297,7 +297,7 @@ async fn a_full_spool_answers_503_and_turns_readiness_false() {
     }
     let refused = refused.expect("the backlog limit was never enforced");
     assert!(refused.headers().contains_key("retry-after"));
-    let ready = app.get("/readyz").await;
+    let ready = app.ops_get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert!(
@@ -308,7 +308,7 @@ async fn a_full_spool_answers_503_and_turns_readiness_false() {
         "{body}"
     );
     // The metrics say why too: the backlog is at its limit, and 503s are counted.
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     let gauge = |name: &str| -> f64 {
         metrics
             .lines()

@@ -204,14 +204,14 @@ async fn each_alert_names_its_org_and_reaches_only_its_sinks() {
         "each org has its own spool"
     );
 
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true, "{ready}");
     for org in ["acme", "globex"] {
         let view = &ready["orgs"][org];
         assert_eq!(view["pending_batches"], 0, "{ready}");
         assert_eq!(view["sinks"]["alerts-file"]["failing"], false, "{ready}");
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"factorwatch_spool_pending_batches{org="globex"}"#),
         "{metrics}"

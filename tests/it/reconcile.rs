@@ -189,7 +189,7 @@ fn by_uuid(alerts: &[Value]) -> HashMap<String, Vec<&Value>> {
 
 /// The value of the metric line starting with `series` in `/metrics` (0 when absent).
 pub(crate) async fn metric(server: &ChildServer, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+    let text = reqwest::get(format!("http://{}/metrics", server.ops_addr))
         .await
         .unwrap()
         .text()
@@ -238,7 +238,13 @@ async fn what_the_hook_missed_alerts_once_from_the_system_log_and_what_it_delive
     wait_for_alerts_of(std::slice::from_ref(&alerts_file), &all, SOON).await;
     // The poller's copies wait out the grace (1 s), then meet the hook's claims.
     let read_all = |ready: &Value| ready["reconcile"]["events_read"].as_u64() >= Some(15);
-    wait_for_readyz(&reqwest::Client::new(), server.addr, "all read", read_all).await;
+    wait_for_readyz(
+        &reqwest::Client::new(),
+        server.ops_addr,
+        "all read",
+        read_all,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let alerts = read_alert_lines(&alerts_file);
     assert_eq!(
@@ -256,7 +262,7 @@ async fn what_the_hook_missed_alerts_once_from_the_system_log_and_what_it_delive
         recovered, 10.0,
         "the ten events the hook missed, and only those"
     );
-    let ready = readyz(&reqwest::Client::new(), server.addr).await;
+    let ready = readyz(&reqwest::Client::new(), server.ops_addr).await;
     assert_eq!(ready["reconcile"]["state"], "polling", "{ready}");
     assert_eq!(ready["reconcile"]["last_error"], Value::Null, "{ready}");
     assert_eq!(ready["reconcile"]["lag_seconds"], 0, "{ready}");
@@ -302,7 +308,7 @@ async fn mfa_turned_off_for_the_whole_org_alerts_through_the_poller() {
         assert!(filter.contains(wanted), "{wanted} not in {filter}");
     }
     // Neither is an event a hook could have delivered: nothing counts as recovered.
-    let ready = readyz(&reqwest::Client::new(), server.addr).await;
+    let ready = readyz(&reqwest::Client::new(), server.ops_addr).await;
     assert_eq!(ready["reconcile"]["events_read"], 2, "{ready}");
     assert_eq!(
         metric(&server, "factorwatch_okta_events_recovered_total").await,
@@ -509,7 +515,8 @@ async fn bad_credentials_a_missing_scope_and_a_wrong_org_url_each_say_what_to_fi
 
         let server = serve(data.path(), &config, &[]).await;
         let failing = |ready: &Value| ready["reconcile"]["state"] == "failing";
-        let ready = wait_for_readyz(&reqwest::Client::new(), server.addr, "failing", failing).await;
+        let ready =
+            wait_for_readyz(&reqwest::Client::new(), server.ops_addr, "failing", failing).await;
         let error = ready["reconcile"]["last_error"]
             .as_str()
             .unwrap_or_default();
@@ -555,7 +562,7 @@ async fn one_replica_polls_and_another_takes_over_when_it_dies(backend: Backend)
     let mut states = Vec::new();
     for replica in &replicas {
         states.push(
-            readyz(&reqwest::Client::new(), replica.addr).await["reconcile"]["state"].clone(),
+            readyz(&reqwest::Client::new(), replica.ops_addr).await["reconcile"]["state"].clone(),
         );
     }
     let polling = states
@@ -575,7 +582,7 @@ async fn one_replica_polls_and_another_takes_over_when_it_dies(backend: Backend)
     let takes_over = |ready: &Value| ready["reconcile"]["state"] == "polling";
     wait_for_readyz(
         &reqwest::Client::new(),
-        replicas[0].addr,
+        replicas[0].ops_addr,
         "polling",
         takes_over,
     )

@@ -105,7 +105,7 @@ impl Rotation {
 
     /// The `/metrics` text.
     async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.server.addr);
+        let url = format!("http://{}/metrics", self.server.ops_addr);
         self.client
             .get(url)
             .send()

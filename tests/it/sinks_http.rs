@@ -160,7 +160,7 @@ async fn failing_endpoints_are_retried_and_refusals_dead_lettered() {
         "retries carry the same id"
     );
     app.wait_until_drained().await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("factorwatch_delivery_failures_total{sink=\"flaky\"}"),
         "{metrics}"
@@ -171,7 +171,7 @@ async fn failing_endpoints_are_retried_and_refusals_dead_lettered() {
     );
     // A 400 is final: one attempt, then the dead-letter table.
     assert_eq!(refusing.requests.lock().unwrap().len(), 1);
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["backlog_bytes"], 0);
     let flaky = &ready["sinks"]["flaky"];
     assert_eq!(flaky["failing"], false, "recovered: {ready}");
@@ -247,7 +247,7 @@ async fn a_redirect_is_not_taken_for_a_delivery() {
     let (batch, _) = batch_with_mfa(2, 1);
     assert_eq!(app.post(&batch).await.status(), 204);
     app.wait_until_drained().await;
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.ops_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["sinks"]["moved"]["dead_letters"], 1, "{ready}");
     let error = ready["sinks"]["moved"]["last_error"].as_str().unwrap();
     assert!(error.contains("302"), "{error}");

@@ -9,7 +9,7 @@ use super::{Target, types_by_route};
 use crate::admin::Selection;
 use crate::admin::secrets::SecretsView;
 use crate::cli::admin_client::AdminClient;
-use crate::cli::healthcheck::local_request;
+use crate::cli::healthcheck::{Listener, local_request};
 use crate::hook_lifecycle::coverage::{Route, RuleCoverage, rule_coverage};
 use crate::hook_lifecycle::{duplicates, find_hook};
 use crate::okta_api::{EventHook, OktaApiError, OktaClient, scopes};
@@ -239,12 +239,12 @@ fn check_coverage(rules: &[RuleCoverage], hook_read: bool, problems: &mut Vec<St
     }
 }
 
-/// The poller's view in the running service's `/readyz`.
+/// The poller's view in the running service's detailed `/readyz` (on `server.ops_listen`).
 async fn poller_state(target: &Target, problems: &mut Vec<String>) -> Value {
     if !target.reconciling() {
         return Value::String("off ([okta.reconcile] enabled = false)".into());
     }
-    let answer = match local_request(&target.config, "/readyz").await {
+    let answer = match local_request(&target.config, Listener::Ops, "/readyz").await {
         Ok((_, response)) => response.json::<Value>().await.ok(),
         Err(err) => {
             problems.push(format!(
