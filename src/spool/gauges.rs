@@ -5,14 +5,32 @@ use super::{BacklogSnapshot, Spool, WindowSize};
 use crate::telemetry::metrics::{
     DEAD_LETTER_PENDING, DEDUP_WINDOW_KEYS, DEDUP_WINDOW_SEGMENTS, OUTBOX_PENDING,
     SPOOL_BACKLOG_BYTES, SPOOL_BACKLOG_LIMIT_BYTES, SPOOL_PENDING_BATCHES, SPOOL_WRITABLE,
+    STORAGE_AVAILABLE_BYTES, STORAGE_CAPACITY_BYTES,
 };
 use crate::telemetry::org_labels;
 
 impl Spool {
-    /// Publishes this spool's gauges, as `org`'s: its backlog and its de-duplication window.
+    /// Publishes this spool's gauges, as `org`'s: its backlog, its de-duplication window and
+    /// the room left on its disk.
     pub fn record_gauges(&self, org: Option<&str>) {
         record_backlog(&self.backlog(), org);
         record_window(self.window_size(), org);
+        record_disk(&self.path, org);
+    }
+}
+
+/// Publishes the free and total bytes of the filesystem holding `path`. The backlog limit
+/// guards against a dead sink, not against other files filling the disk: this shows both.
+fn record_disk(path: &std::path::Path, org: Option<&str>) {
+    match fs4::statvfs(path) {
+        Ok(stats) => {
+            let labels = org_labels(org, &[]);
+            metrics::gauge!(STORAGE_AVAILABLE_BYTES, labels.clone())
+                .set(stats.available_space() as f64);
+            metrics::gauge!(STORAGE_CAPACITY_BYTES, labels).set(stats.total_space() as f64);
+        }
+        // Not worth a warning every 10 s: the spool's own writes report a failing disk.
+        Err(err) => tracing::debug!(org, error = %err, "cannot read the spool's filesystem size"),
     }
 }
 

@@ -39,6 +39,10 @@ pub const SPOOL_BACKLOG_LIMIT_BYTES: &str = "factorwatch_spool_backlog_limit_byt
 pub const SPOOL_PENDING_BATCHES: &str = "factorwatch_spool_pending_batches";
 /// Gauge: 1 if the spool's last commit succeeded, else 0. Label: `org`.
 pub const SPOOL_WRITABLE: &str = "factorwatch_spool_writable";
+/// Gauge: bytes free to this process on the filesystem of the spool. Label: `org`.
+pub const STORAGE_AVAILABLE_BYTES: &str = "factorwatch_storage_available_bytes";
+/// Gauge: size in bytes of the filesystem of the spool. Label: `org`.
+pub const STORAGE_CAPACITY_BYTES: &str = "factorwatch_storage_capacity_bytes";
 /// Gauge: alerts waiting in a sink's outbox. Labels: `sink`, `org`.
 pub const OUTBOX_PENDING: &str = "factorwatch_outbox_pending";
 /// Gauge: alerts in a sink's dead-letter table. Labels: `sink`, `org`.

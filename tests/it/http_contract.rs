@@ -270,6 +270,21 @@ async fn health_readiness_and_metrics() {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     assert!(metrics.contains("status=\"204\""));
+    // The room left on the spool's disk, as `df` would show it.
+    let gauge = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} ")));
+        let value = line
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or_else(|| panic!("{name}"));
+        value.parse().unwrap()
+    };
+    let (free, size) = (
+        gauge("factorwatch_storage_available_bytes"),
+        gauge("factorwatch_storage_capacity_bytes"),
+    );
+    let df = fs4::statvfs(app.data_dir.path()).unwrap();
+    assert!(0.0 < free && free <= size, "{free} of {size}");
+    assert_eq!(size, df.total_space() as f64);
     assert_eq!(app.get("/no/such/path").await.status(), 404);
 }
 

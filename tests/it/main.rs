@@ -34,6 +34,7 @@ mod incident;
 #[allow(dead_code)]
 #[path = "../docs/markdown.rs"]
 mod markdown;
+mod monitoring;
 mod okta_standin;
 mod orgs;
 mod receiver;
