@@ -2,9 +2,9 @@
 # Makes the README's test command work on a fresh Debian or Ubuntu machine. It installs (if missing)
 # from the distribution's packages NATS, Redis, RabbitMQ and Mosquitto (which
 # scripts/local-services.sh then starts if they are not listening) and HAProxy (which the fleet test
-# starts itself in front of three replicas, with a redis-server of its own) and Prometheus (whose
+# starts itself in front of three replicas, with a redis-server of its own), Prometheus (whose
 # promtool checks deploy/monitoring/, and whose server the monitoring test starts itself, scraping
-# a factorwatch); then it installs (if
+# a factorwatch) and Alertmanager (which the alertmanager sink's tests start); then it installs (if
 # missing) and starts (if not listening) the servers the Kafka and SQS sink tests need:
 #   - tansu, a Kafka-API broker, on 127.0.0.1:19092 (in-memory storage)
 #   - moto, an SQS-API server, on 127.0.0.1:15000
@@ -39,7 +39,8 @@ install_packages() {
 }
 
 install_packages nats-server nats-server redis-server redis-server rabbitmq-server rabbitmq-server \
-    mosquitto mosquitto haproxy haproxy promtool prometheus
+    mosquitto mosquitto haproxy haproxy promtool prometheus \
+    prometheus-alertmanager prometheus-alertmanager
 scripts/local-services.sh
 
 KAFKA_PORT=19092

@@ -75,6 +75,8 @@ pub enum SinkKind {
     Kafka(super::kafka::KafkaConfig),
     /// Send each alert as one message to an Amazon SQS queue (FIFO queues de-duplicate on the alert id).
     Sqs(super::sqs::SqsConfig),
+    /// Post each alert to Prometheus Alertmanager's v2 API, labelled for its routes and silences.
+    Alertmanager(super::alertmanager::AlertmanagerConfig),
 }
 
 impl SinkConfig {
@@ -128,6 +130,7 @@ impl SinkConfig {
             SinkKind::Redis(redis) => redis.validate(),
             SinkKind::Kafka(kafka) => kafka.validate(),
             SinkKind::Sqs(sqs) => sqs.validate(),
+            SinkKind::Alertmanager(alertmanager) => alertmanager.validate(),
         }
     }
 }

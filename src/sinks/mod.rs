@@ -40,6 +40,7 @@ macro_rules! not_built {
     };
 }
 
+pub mod alertmanager;
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod config;
@@ -178,6 +179,10 @@ pub fn build(config: &SinkConfig) -> anyhow::Result<Arc<dyn Sink>> {
         SinkKind::Sqs(sqs) => Arc::new(SqsSink::new(&config.name, sqs)?),
         #[cfg(not(feature = "sqs"))]
         SinkKind::Sqs(never) => match *never {},
+        SinkKind::Alertmanager(alertmanager) => Arc::new(alertmanager::AlertmanagerSink::new(
+            &config.name,
+            alertmanager,
+        )?),
     })
 }
 

@@ -44,6 +44,7 @@ mod reload;
 mod rules_sigmahq;
 mod secrets;
 mod secrets_reload;
+mod sinks_alertmanager;
 #[cfg(all(feature = "amqp", feature = "mqtt"))]
 mod sinks_amqp_mqtt;
 #[cfg(all(feature = "nats", feature = "redis"))]
