@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, AlertFormat};
 use crate::clock::{now_ms, wait_for_work};
 use crate::sinks::{Delivery, DeliveryError, Sink};
 use crate::spool::{OutboxEntry, Spool};
@@ -190,6 +190,8 @@ impl RetryPolicy {
 pub struct Forwarder {
     /// The destination.
     pub sink: Arc<dyn Sink>,
+    /// The document it is sent (`format`).
+    pub format: AlertFormat,
     /// Where its outbox lives.
     pub spool: Arc<Spool>,
     /// Retry and dead-letter policy.
@@ -288,13 +290,15 @@ impl Forwarder {
                 }
             }
         }
-        let deliveries: Vec<Delivery> = readable
+        let payloads: Vec<_> = readable
             .iter()
             .zip(&alerts)
-            .map(|(entry, alert)| Delivery {
-                payload: entry.record.alert.get(),
-                alert,
-            })
+            .map(|(entry, alert)| self.format.render(entry.record.alert.get(), alert))
+            .collect();
+        let deliveries: Vec<Delivery> = payloads
+            .iter()
+            .zip(&alerts)
+            .map(|(payload, alert)| Delivery { payload, alert })
             .collect();
         let outcome = if deliveries.is_empty() {
             Ok(())

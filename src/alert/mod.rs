@@ -13,11 +13,15 @@ use uuid::Uuid;
 use crate::okta::event::{LogEvent, scalar_text};
 use crate::okta::{Delivery, Origin};
 
+mod attack;
 mod context;
+mod format;
 mod incident;
+pub mod ocsf;
 mod okta_context;
 
 pub use context::{InitiatedBy, MfaContext};
+pub use format::AlertFormat;
 pub use incident::{Incident, IncidentAlert, IncidentStep, MAX_ALSO, MAX_STEPS, incident_id};
 pub use okta_context::{ActorContext, FactorLeft, FailedLookup, OktaContext, TargetContext};
 

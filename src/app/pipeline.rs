@@ -319,9 +319,11 @@ impl Pipeline {
                 .run(wakes.detector.clone(), stop)
                 .instrument(span.clone())
         });
-        for (sink, wake) in self.sinks.iter().zip(&wakes.forwarders) {
+        let formats = self.config.sinks.iter().map(|config| config.format);
+        for ((sink, format), wake) in self.sinks.iter().zip(formats).zip(&wakes.forwarders) {
             let forwarder = Forwarder {
                 sink: sink.clone(),
+                format,
                 spool: self.spool.clone(),
                 policy: RetryPolicy(shared.config.delivery.clone()),
                 health: health.clone(),

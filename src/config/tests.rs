@@ -590,6 +590,28 @@ fn incident_window_and_notify_are_checked_with_what_to_do() {
 }
 
 #[test]
+fn format_is_read_and_refused_where_a_sink_writes_its_own_message() {
+    let ocsf =
+        Config::from_toml("[[sinks]]\nname='f'\ntype='file'\npath='a'\nformat='ocsf'\n").unwrap();
+    ocsf.validate().unwrap();
+    assert_eq!(ocsf.sinks[0].format, crate::alert::AlertFormat::Ocsf);
+    let slack = "[[sinks]]\nname='s'\ntype='slack'\nwebhook_url='https://hooks.slack.com/x'\n\
+                 format='ocsf'\n";
+    let err = format!(
+        "{:#}",
+        Config::from_toml(slack).unwrap().validate().unwrap_err()
+    );
+    assert!(
+        err.contains("sink \"s\"") && err.contains("writes its own message"),
+        "{err}"
+    );
+    let err = Config::from_toml("[[sinks]]\nname='f'\ntype='file'\npath='a'\nformat='cef'\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("factorwatch") && err.contains("ocsf"), "{err}");
+}
+
+#[test]
 fn live_context_needs_the_api_of_its_org() {
     let top = Config::from_toml("[okta.context]\nenabled = true\n").unwrap();
     let err = format!("{:#}", top.validate().unwrap_err());

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{Alert, Level};
+use crate::alert::{Alert, AlertFormat, Level};
 
 /// One `[[sinks]]` block: where alerts go, and which alerts go there. `type` selects the kind;
 /// the keys of each kind are documented in docs/sinks.md.
@@ -29,6 +29,11 @@ pub struct SinkConfig {
     /// every alert.
     #[serde(default, skip_serializing_if = "NotifyPolicy::is_every")]
     pub notify: NotifyPolicy,
+    /// The document delivered: `factorwatch` (the default, docs/alerts.md) or `ocsf` (an OCSF
+    /// Detection Finding). For the sinks that carry the alert document; `slack`, `pagerduty` and
+    /// `alertmanager` write their own messages.
+    #[serde(default, skip_serializing_if = "AlertFormat::is_factorwatch")]
+    pub format: AlertFormat,
     /// The destination and its own keys.
     #[serde(flatten)]
     pub kind: SinkKind,
@@ -93,6 +98,7 @@ impl SinkConfig {
             rules: Vec::new(),
             tags: Vec::new(),
             notify: NotifyPolicy::Every,
+            format: AlertFormat::Factorwatch,
             kind,
         }
     }
@@ -119,6 +125,17 @@ impl SinkConfig {
             bail!(
                 "notify = \"first\" is for the sinks people are paged by; a file sink keeps every \
                  alert (remove notify, or set it on a webhook, chat or broker sink)"
+            );
+        }
+        let own_message = matches!(
+            self.kind,
+            SinkKind::Slack(_) | SinkKind::PagerDuty(_) | SinkKind::Alertmanager(_)
+        );
+        if own_message && !self.format.is_factorwatch() {
+            bail!(
+                "format = {:?}: this sink writes its own message (a chat text, a page, an \
+                 Alertmanager alert); set format on a file, webhook or broker sink",
+                serde_json::to_value(self.format).unwrap_or_default()
             );
         }
         match &self.kind {

@@ -17,6 +17,8 @@ mod edge;
 mod faults;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod fleet;
+#[cfg(all(feature = "nats", feature = "redis"))]
+mod formats;
 mod helpers;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod hook_guard;

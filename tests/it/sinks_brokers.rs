@@ -24,7 +24,7 @@ use crate::helpers::{
     TestApp, batch_with_mfa, config_with, eventually, spawn_app_with, spawn_app_with_sinks, unique,
 };
 
-const NATS_URL: &str = "nats://127.0.0.1:4222";
+pub(crate) const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Nothing listens on port 1: connecting is refused at once.
 const CLOSED_NATS_URL: &str = "nats://127.0.0.1:1";
@@ -32,11 +32,11 @@ const CLOSED_REDIS_URL: &str = "redis://127.0.0.1:1";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The JetStream stream of one test.
-fn stream_name(run: &str) -> String {
+pub(crate) fn stream_name(run: &str) -> String {
     format!("FACTORWATCH_TEST_{run}")
 }
 
-fn nats_config(url: &str, run: &str) -> NatsConfig {
+pub(crate) fn nats_config(url: &str, run: &str) -> NatsConfig {
     NatsConfig {
         url: ServerUrl::new(url),
         subject: NameTemplate::new(&format!("factorwatch.test.{run}.{{level}}.{{rule_id}}")),
@@ -122,7 +122,7 @@ pub(crate) async fn jetstream() -> jetstream::Context {
 }
 
 /// Reads every message of `stream` with a pull consumer, waiting until there are `count`.
-async fn read_stream(stream_name: &str, count: usize) -> Vec<Received> {
+pub(crate) async fn read_stream(stream_name: &str, count: usize) -> Vec<Received> {
     let context = jetstream().await;
     let appeared = format!("stream {stream_name} to appear");
     let stream = eventually(WAIT, &appeared, async || {

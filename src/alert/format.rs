@@ -1,0 +1,60 @@
+//! The documents an alert can be delivered as (a sink's `format`).
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Alert, ocsf};
+
+/// What a sink delivers: factorwatch's alert document (docs/alerts.md) or a standard schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertFormat {
+    /// The alert as docs/alerts.md describes it, byte for byte as stored.
+    #[default]
+    Factorwatch,
+    /// An OCSF Detection Finding (class 2004, OCSF [`ocsf::OCSF_VERSION`]).
+    Ocsf,
+}
+
+impl AlertFormat {
+    /// True for the default, which a configuration need not spell out.
+    pub fn is_factorwatch(&self) -> bool {
+        *self == AlertFormat::Factorwatch
+    }
+
+    /// The document for `alert`, whose stored JSON is `stored`: `stored` itself for the
+    /// factorwatch format, so the default costs nothing.
+    pub fn render<'a>(&self, stored: &'a str, alert: &Alert) -> Cow<'a, str> {
+        match self {
+            AlertFormat::Factorwatch => Cow::Borrowed(stored),
+            AlertFormat::Ocsf => Cow::Owned(ocsf::detection_finding(alert).to_string()),
+        }
+    }
+}
+
+/// What the standard formats have no field for, kept whole under their custom namespace
+/// (`unmapped.factorwatch` in OCSF, `factorwatch` in ECS), so nothing of the alert is lost.
+pub(super) fn kept_whole(alert: &Alert) -> serde_json::Value {
+    let mut kept = serde_json::json!({
+        "alert_id": alert.id,
+        "level": alert.level.as_str(),
+        "rule_level": alert.rule.level.as_str(),
+        "source": alert.source,
+    });
+    let parts = [
+        ("org", serde_json::to_value(&alert.org)),
+        ("incident", serde_json::to_value(&alert.incident)),
+        ("context", serde_json::to_value(&alert.context)),
+        ("okta_context", serde_json::to_value(&alert.okta_context)),
+        ("correlation", serde_json::to_value(&alert.correlation)),
+    ];
+    for (key, value) in parts {
+        if let Ok(value) = value
+            && !value.is_null()
+        {
+            kept[key] = value;
+        }
+    }
+    kept
+}
