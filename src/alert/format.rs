@@ -1,10 +1,11 @@
-//! The documents an alert can be delivered as (a sink's `format`).
+//! The documents an alert can be delivered as (a sink's `format`): factorwatch's own, OCSF or
+//! ECS.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Alert, ocsf};
+use super::{Alert, ecs, ocsf};
 
 /// What a sink delivers: factorwatch's alert document (docs/alerts.md) or a standard schema.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -15,6 +16,9 @@ pub enum AlertFormat {
     Factorwatch,
     /// An OCSF Detection Finding (class 2004, OCSF [`ocsf::OCSF_VERSION`]).
     Ocsf,
+    /// An Elastic Common Schema document (ECS [`ecs::ECS_VERSION`]), as Elastic's detection
+    /// alerts and its Okta integration lay out their fields.
+    Ecs,
 }
 
 impl AlertFormat {
@@ -29,6 +33,7 @@ impl AlertFormat {
         match self {
             AlertFormat::Factorwatch => Cow::Borrowed(stored),
             AlertFormat::Ocsf => Cow::Owned(ocsf::detection_finding(alert).to_string()),
+            AlertFormat::Ecs => Cow::Owned(ecs::document(alert).to_string()),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::okta::{Delivery, Origin};
 
 mod attack;
 mod context;
+pub mod ecs;
 mod format;
 mod incident;
 pub mod ocsf;

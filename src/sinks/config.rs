@@ -29,8 +29,8 @@ pub struct SinkConfig {
     /// every alert.
     #[serde(default, skip_serializing_if = "NotifyPolicy::is_every")]
     pub notify: NotifyPolicy,
-    /// The document delivered: `factorwatch` (the default, docs/alerts.md) or `ocsf` (an OCSF
-    /// Detection Finding). For the sinks that carry the alert document; `slack`, `pagerduty` and
+    /// The document delivered: `factorwatch` (the default, docs/alerts.md), `ocsf` (an OCSF
+    /// Detection Finding) or `ecs` (an Elastic Common Schema document). For the sinks that carry the alert document; `slack`, `pagerduty` and
     /// `alertmanager` write their own messages.
     #[serde(default, skip_serializing_if = "AlertFormat::is_factorwatch")]
     pub format: AlertFormat,
