@@ -9,6 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::attack::{AttackMapping, parent_technique};
+use super::format::Place;
 use super::{Alert, Level, Principal};
 
 /// The ECS version the documents follow (`ecs.version`).
@@ -186,28 +187,21 @@ fn source(alert: &Alert, raw: &Value) -> Option<Value> {
     if let Some(domain) = security["domain"].as_str() {
         source["domain"] = domain.into();
     }
-    if let Some(place) = raw["client"]["geographicalContext"].as_object() {
-        source["geo"] = geo(place);
+    if let Some(place) = Place::of(raw) {
+        source["geo"] = geo(&place);
     }
     Some(source)
 }
 
-/// Okta's `geographicalContext` as ECS `geo`.
-fn geo(place: &Map<String, Value>) -> Value {
-    let mut geo = Map::new();
-    let names = [
-        ("city", "city_name"),
-        ("state", "region_name"),
-        ("country", "country_name"),
-        ("postalCode", "postal_code"),
-    ];
-    for (okta, ecs) in names {
-        if let Some(value) = place.get(okta).and_then(Value::as_str) {
-            geo.insert(ecs.into(), value.into());
-        }
-    }
-    let point = &place.get("geolocation");
-    if let Some((lat, lon)) = point.and_then(|p| Some((p["lat"].as_f64()?, p["lon"].as_f64()?))) {
+/// The request's place as ECS `geo`.
+fn geo(place: &Place) -> Value {
+    let mut geo = place.named(|okta| match okta {
+        "city" => "city_name",
+        "state" => "region_name",
+        "country" => "country_name",
+        _ => "postal_code",
+    });
+    if let Some((lat, lon)) = place.point {
         geo.insert("location".into(), json!({"lat": lat, "lon": lon}));
     }
     geo.into()

@@ -63,3 +63,37 @@ pub(super) fn kept_whole(alert: &Alert) -> serde_json::Value {
     }
     kept
 }
+
+/// Where a request came from, as Okta's `client.geographicalContext` of the raw event says.
+pub(super) struct Place<'a> {
+    /// (Okta's key, its value): `city`, `state`, `country`, `postalCode`, as far as given.
+    pub names: Vec<(&'static str, &'a str)>,
+    /// `geolocation` (latitude, longitude), when given.
+    pub point: Option<(f64, f64)>,
+}
+
+impl<'a> Place<'a> {
+    /// The place of the raw Okta event `raw`; `None` when it has no geographical context.
+    pub fn of(raw: &'a serde_json::Value) -> Option<Self> {
+        let geo = raw["client"]["geographicalContext"].as_object()?;
+        let names = ["city", "state", "country", "postalCode"]
+            .into_iter()
+            .filter_map(|key| Some((key, geo.get(key)?.as_str()?)))
+            .collect();
+        let point = geo
+            .get("geolocation")
+            .and_then(|p| Some((p["lat"].as_f64()?, p["lon"].as_f64()?)));
+        Some(Place { names, point })
+    }
+
+    /// The names as a JSON object, each of Okta's keys renamed by `rename`.
+    pub fn named(
+        &self,
+        rename: impl Fn(&str) -> &'static str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        self.names
+            .iter()
+            .map(|(key, value)| (rename(key).to_owned(), (*value).into()))
+            .collect()
+    }
+}

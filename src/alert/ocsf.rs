@@ -7,9 +7,10 @@
 //! What OCSF has no place for (the level, the context, the incident's steps) is kept under
 //! `unmapped.factorwatch`. The finding's `uid` is the alert id, so consumers de-duplicate on it.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::attack::{AttackMapping, parent_technique};
+use super::format::Place;
 use super::{Alert, Level, Principal};
 use crate::clock::parse_rfc3339_ms;
 
@@ -218,8 +219,8 @@ fn evidence(alert: &Alert, raw: &Value) -> Value {
 fn src_endpoint(alert: &Alert, raw: &Value) -> Option<Value> {
     let ip = alert.client.ip_address.as_deref()?;
     let mut endpoint = json!({"ip": ip});
-    if let Some(geo) = raw["client"]["geographicalContext"].as_object() {
-        endpoint["location"] = location(geo);
+    if let Some(place) = Place::of(raw) {
+        endpoint["location"] = location(&place);
     }
     let security = &raw["securityContext"];
     if let Some(number) = security["asNumber"].as_u64() {
@@ -235,25 +236,17 @@ fn src_endpoint(alert: &Alert, raw: &Value) -> Option<Value> {
     Some(endpoint)
 }
 
-/// Okta's `geographicalContext` as an OCSF location.
-fn location(geo: &Map<String, Value>) -> Value {
-    let mut location = Map::new();
-    let text = [
-        ("city", "city"),
-        ("state", "region"),
-        ("country", "country"),
-        ("postalCode", "postal_code"),
-    ];
-    for (okta, ocsf) in text {
-        if let Some(value) = geo.get(okta).and_then(Value::as_str) {
-            location.insert(ocsf.into(), value.into());
-        }
-    }
-    let point = geo.get("geolocation");
-    for (okta, ocsf) in [("lat", "lat"), ("lon", "long")] {
-        if let Some(value) = point.and_then(|p| p.get(okta)).and_then(Value::as_f64) {
-            location.insert(ocsf.into(), value.into());
-        }
+/// The request's place as an OCSF location.
+fn location(place: &Place) -> Value {
+    let mut location = place.named(|okta| match okta {
+        "state" => "region",
+        "postalCode" => "postal_code",
+        "city" => "city",
+        _ => "country",
+    });
+    if let Some((lat, long)) = place.point {
+        location.insert("lat".into(), lat.into());
+        location.insert("long".into(), long.into());
     }
     location.into()
 }
