@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, ClusterError, SharedState};
+// A build without Redis and NATS has no backend kind to match on.
+#[cfg(any(feature = "redis", feature = "nats"))]
+use super::Backend;
+use super::{ClusterError, SharedState};
 
 /// The record's key (under the org's key prefix).
 const LEASE_KEY: &str = "reconcile-lease";

@@ -2,13 +2,12 @@
 //! Redis and NATS on loopback, or a server of the test's own that it may stop and start.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use factorwatch::cluster::{ClusterConfig, ClusterMode};
 use factorwatch::config::ServerUrl;
 
-use crate::helpers::eventually;
+use crate::daemons::{Daemon, system_binary, wait_for_port};
 
 /// A shared backend of `[cluster]`.
 #[derive(Debug, Clone, Copy)]
@@ -95,34 +94,6 @@ impl Backend {
         wait_for_port(port).await;
         Daemon(child)
     }
-}
-
-/// The path of a Debian binary that may sit in /usr/sbin, which a non-root PATH may lack.
-pub fn system_binary(name: &str) -> String {
-    ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
-        .iter()
-        .map(|dir| format!("{dir}/{name}"))
-        .find(|path| Path::new(path).exists())
-        .unwrap_or_else(|| name.to_owned())
-}
-
-/// A process the test started, killed when dropped.
-pub struct Daemon(pub Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until something listens on `port` of loopback.
-pub async fn wait_for_port(port: u16) {
-    let awaited = format!("something to listen on {port}");
-    eventually(Duration::from_secs(60), &awaited, async || {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
-    })
-    .await;
 }
 
 /// Runs each named async test function (taking a [`Backend`]) once per backend: a module per

@@ -16,7 +16,8 @@ use tempfile::TempDir;
 
 use factorwatch::okta::samples::{self, Initiator};
 
-use crate::backends::{Backend, Daemon, on_each_backend, system_binary, wait_for_port};
+use crate::backends::{Backend, on_each_backend};
+use crate::daemons::{Daemon, system_binary, wait_for_port};
 use crate::helpers::{
     ChildServer, assert_one_id_per_rule_and_event, batch_with_mfa, envelope, eventually, free_port,
     post_envelope, read_alert_lines, readyz, start_load, wait_for_alerts_of, wait_until_drained,

@@ -10,6 +10,7 @@ mod cluster;
 mod context;
 mod correlation;
 mod correlation_pack;
+mod daemons;
 mod dedup;
 mod dlq;
 mod durability;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::backends::{Daemon, system_binary, wait_for_port};
+use crate::daemons::{Daemon, system_binary, wait_for_port};
 use crate::helpers::{ChildServer, batch_with_mfa, eventually, free_port, post_envelope};
 
 const RULES: &str = "deploy/monitoring/factorwatch-alerts.yml";

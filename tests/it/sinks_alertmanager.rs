@@ -14,7 +14,7 @@ use factorwatch::sinks::alertmanager::AlertmanagerConfig;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::backends::{Daemon, system_binary, wait_for_port};
+use crate::daemons::{Daemon, system_binary, wait_for_port};
 use crate::helpers::{TestApp, envelope, eventually, free_port, spawn_app_with_sinks};
 use crate::receiver::Receiver;
 
