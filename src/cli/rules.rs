@@ -1,7 +1,10 @@
 //! `factorwatch rules check` and `factorwatch rules test`: the printing around the offline
 //! evaluation in [`crate::detect::offline`].
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
@@ -9,13 +12,14 @@ use serde_json::Value;
 use super::status_line::StatusLine;
 use super::time_arg::TimeArg;
 use crate::Config;
+use crate::alert::Alert;
 use crate::app::{RECONCILE_SCOPES, system_log_filter};
 use crate::clock::now_ms;
 use crate::config::PipelineConfig;
-use crate::detect::offline::{alerts_per_rule, detect_events_via, load_rules};
+use crate::detect::offline::{OfflineDetector, alerts_per_rule, load_rules};
 use crate::detect::{RuleSet, RulesConfig};
 use crate::okta::Delivery;
-use crate::okta::export::read_log_events;
+use crate::okta::export::for_each_log_event;
 use crate::okta_api::{MAX_LOGS_PAGE, OktaClient};
 use crate::reconcile::backfill::{Window, WindowReader};
 
@@ -101,18 +105,19 @@ pub async fn test(options: TestOptions, config: Option<&Path>) -> anyhow::Result
     match source {
         EventSource::File(path) => {
             let (rules, privileged) = load(rules_config(config)?)?;
-            let events = read_log_events(&path)?;
-            print_detection(&rules, &privileged, events, Delivery::EventHook);
+            let mut run = Run::new(&rules, &privileged, Delivery::EventHook, true);
+            for_each_log_event(&path, |event| run.push(event))?;
+            run.finish()
         }
         EventSource::Okta { since, until, org } => {
             let pipeline = okta_pipeline(config, org.as_deref())?;
             let (rules, privileged) = load(pipeline.rules.clone())?;
             let until = until.unwrap_or(TimeArg { ms: now_ms() });
-            let events = read_system_log(&pipeline, &rules, since, until).await?;
-            print_detection(&rules, &privileged, events, Delivery::SystemLog);
+            let mut run = Run::new(&rules, &privileged, Delivery::SystemLog, false);
+            read_system_log(&pipeline, &rules, since, until, |event| run.push(event)).await?;
+            run.finish()
         }
     }
-    Ok(())
 }
 
 /// The org `--okta` reads, from the configuration `--config` names.
@@ -130,14 +135,15 @@ fn okta_pipeline(config: Option<&Path>, org: Option<&str>) -> anyhow::Result<Pip
     Ok(pipeline)
 }
 
-/// The events of `pipeline`'s System Log from `since` to `until` that `rules` can match, with
-/// progress on stderr.
+/// Hands `each` the events of `pipeline`'s System Log from `since` to `until` that `rules` can
+/// match, page by page, with progress on stderr.
 async fn read_system_log(
     pipeline: &PipelineConfig,
     rules: &RuleSet,
     since: TimeArg,
     until: TimeArg,
-) -> anyhow::Result<Vec<Value>> {
+    mut each: impl FnMut(Value),
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         since.ms < until.ms,
         "--since {} is not before --until {}",
@@ -164,39 +170,123 @@ async fn read_system_log(
     };
     let mut reader = WindowReader::new(client, window, filter, MAX_LOGS_PAGE);
     let mut status = StatusLine::stderr();
-    let mut events = Vec::new();
-    let mut pages = 0;
+    let (mut events, mut pages) = (0, 0);
     while let Some(page) = reader.next_page().await {
         for event in page?.events {
-            events.push(serde_json::from_str(event.get())?);
+            each(serde_json::from_str(event.get())?);
+            events += 1;
         }
         pages += 1;
-        status.show(&format!("read {} events in {pages} pages", events.len()));
+        status.show(&format!("read {events} events in {pages} pages"));
     }
     status.finish();
-    Ok(events)
+    Ok(())
 }
 
-/// Runs `rules` over `events` and prints the alerts on stdout, the summary on stderr.
-fn print_detection(
-    rules: &RuleSet,
-    privileged_users: &[String],
-    events: Vec<Value>,
-    via: Delivery,
-) {
-    let count = events.len();
-    let detected = detect_events_via(rules, privileged_users, events, via);
-    for alert in &detected.alerts {
-        println!("{}", alert.to_json());
+/// One `rules test` run: the events in, the alerts out on stdout as they are raised, progress
+/// and the summary per rule on stderr.
+struct Run<'a> {
+    detector: OfflineDetector<'a>,
+    printer: Printer,
+    events: u64,
+    /// Progress on stderr, at most once a second, when shown at all.
+    progress: Option<(StatusLine, Instant, Instant)>,
+}
+
+impl<'a> Run<'a> {
+    fn new(rules: &'a RuleSet, privileged: &'a [String], via: Delivery, progress: bool) -> Self {
+        let now = Instant::now();
+        Run {
+            detector: OfflineDetector::new(rules, privileged, via),
+            printer: Printer {
+                out: std::io::BufWriter::new(std::io::stdout().lock()),
+                failed: None,
+                per_rule: alerts_per_rule(rules, &[]),
+                alerts: 0,
+            },
+            events: 0,
+            progress: progress.then(|| (StatusLine::stderr(), now, now)),
+        }
     }
-    eprintln!("{count} events, {} alerts", detected.alerts.len());
-    for (title, matches) in alerts_per_rule(rules, &detected.alerts) {
-        eprintln!("{matches:>8}  {title}");
+
+    /// Detects `event` and prints the alerts it lets go.
+    fn push(&mut self, event: Value) {
+        self.events += 1;
+        self.printer.print(self.detector.push(event));
+        self.show_progress();
     }
-    for alert in &detected.pending {
-        eprintln!(
-            "pending: {} for {} (its window had not run out by the last event)",
-            alert.rule.title, alert.id
-        );
+
+    /// Every second: events read, alerts raised, the rate.
+    fn show_progress(&mut self) {
+        let Some((status, started, shown)) = &mut self.progress else {
+            return;
+        };
+        if shown.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *shown = Instant::now();
+        let rate = self.events as f64 / started.elapsed().as_secs_f64();
+        status.show(&format!(
+            "read {} events, {} alerts ({rate:.0} events/s)",
+            self.events, self.printer.alerts
+        ));
+    }
+
+    /// Prints the alerts still held, then the summary on stderr.
+    fn finish(mut self) -> anyhow::Result<()> {
+        if let Some((status, _, _)) = &mut self.progress {
+            status.finish();
+        }
+        let detected = self.detector.finish();
+        self.printer.print(detected.alerts);
+        let Printer {
+            per_rule, alerts, ..
+        } = self
+            .printer
+            .flush()
+            .context("cannot write the alerts to stdout")?;
+        eprintln!("{} events, {alerts} alerts", self.events);
+        for (title, matches) in per_rule {
+            eprintln!("{matches:>8}  {title}");
+        }
+        for alert in &detected.pending {
+            eprintln!(
+                "pending: {} for {} (its window had not run out by the last event)",
+                alert.rule.title, alert.id
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes alerts to stdout as JSON lines and counts them per rule.
+struct Printer {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    /// The first failed write (a closed pipe): nothing more is written, and the run fails.
+    failed: Option<std::io::Error>,
+    /// Alerts per rule title, every rule that can raise one listed.
+    per_rule: BTreeMap<String, usize>,
+    alerts: u64,
+}
+
+impl Printer {
+    fn print(&mut self, alerts: Vec<Alert>) {
+        for alert in alerts {
+            self.alerts += 1;
+            *self.per_rule.entry(alert.rule.title.clone()).or_default() += 1;
+            if self.failed.is_none()
+                && let Err(err) = writeln!(self.out, "{}", alert.to_json())
+            {
+                self.failed = Some(err);
+            }
+        }
+    }
+
+    /// Flushes stdout; fails if a write did.
+    fn flush(mut self) -> std::io::Result<Self> {
+        match self.failed.take() {
+            Some(err) => Err(err),
+            None => self.out.flush().map(|()| self),
+        }
     }
 }
