@@ -96,9 +96,14 @@ async fn detailed_readyz(State(state): State<AppState>) -> Response {
 }
 
 /// The hook listener's readiness, for a load balancer: the same verdict as the detailed one,
-/// `{"ready": bool}` and nothing else, as anyone on the internet can ask it.
+/// `{"ready": bool}` and nothing else, as anyone on the internet can ask it. It builds no view:
+/// only each org's backlog is read.
 pub(super) async fn bare_readyz(State(state): State<AppState>) -> Response {
-    let (ready, _) = readiness(&state);
+    let refusals = state
+        .orgs
+        .iter()
+        .map(|org| (org, org.spool.backlog().refusal()));
+    let ready = replica_refusal(&state, refusals).is_none();
     (ready_status(ready), axum::Json(json!({ "ready": ready }))).into_response()
 }
 
@@ -110,20 +115,42 @@ fn ready_status(ready: bool) -> StatusCode {
     }
 }
 
-/// Whether this replica should receive traffic, and the detailed view. One org's full spool
+/// Why this replica should not receive traffic, given each org's own refusal: it is shutting
+/// down, or an org's spool refuses batches (the first such org, named). One org's full spool
 /// makes the replica unready: a load balancer then sends that org's batches to another replica.
+fn replica_refusal<'a>(
+    state: &AppState,
+    mut org_refusals: impl Iterator<Item = (&'a OrgStatus, Option<String>)>,
+) -> Option<String> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Some("shutting down".to_owned());
+    }
+    org_refusals.find_map(|(org, refusal)| {
+        refusal.map(|reason| match &org.org {
+            None => reason,
+            Some(name) => format!("org {name}: {reason}"),
+        })
+    })
+}
+
+/// Whether this replica should receive traffic, and the detailed view, from one look at each
+/// org.
 fn readiness(state: &AppState) -> (bool, serde_json::Value) {
-    let mut refusal = state
-        .shutting_down
-        .load(Ordering::Relaxed)
-        .then(|| "shutting down".to_owned());
+    let looks: Vec<_> = state
+        .orgs
+        .iter()
+        .map(|org| (org, org_readiness(org)))
+        .collect();
+    let refusals = looks
+        .iter()
+        .map(|(org, (refusal, _))| (*org, refusal.clone()));
+    let refusal = replica_refusal(state, refusals);
     let (mut bytes, mut batches, mut limit) = (0, 0, 0);
     let mut top_level_sinks = json!({});
     let mut top_level_reconcile = None;
     let mut top_level_hook = None;
     let mut orgs = serde_json::Map::new();
-    for org in state.orgs.iter() {
-        let (org_refusal, view) = org_readiness(org);
+    for (org, (_, view)) in looks {
         bytes += view["backlog_bytes"].as_u64().unwrap_or_default();
         batches += view["pending_batches"].as_u64().unwrap_or_default();
         limit = view["backlog_limit_bytes"].as_u64().unwrap_or_default();
@@ -136,12 +163,6 @@ fn readiness(state: &AppState) -> (bool, serde_json::Value) {
             Some(name) => {
                 orgs.insert(name.to_string(), view);
             }
-        }
-        if refusal.is_none() {
-            refusal = org_refusal.map(|reason| match &org.org {
-                None => reason,
-                Some(name) => format!("org {name}: {reason}"),
-            });
         }
     }
     let mut body = json!({
