@@ -160,26 +160,32 @@ async fn bind_listeners(server: &ServerConfig) -> anyhow::Result<Listeners> {
     let hook = TcpListener::bind(server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", server.listen))?;
-    let ops = TcpListener::bind(server.ops_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (server.ops_listen; another factorwatch on this host? give \
-             each its own ops port)",
-                server.ops_listen
-            )
-        })?;
+    let ops = bind_beside(
+        server.ops_listen,
+        "ops_listen",
+        "give each its own ops port",
+    )
+    .await?;
     let admin = match server.admin_enabled {
-        true => Some(TcpListener::bind(server.admin_listen).await.with_context(|| {
-            format!(
-                "cannot listen on {} (server.admin_listen; another factorwatch on this host? \
-                 give each its own admin port, or set server.admin_enabled = false)",
-                server.admin_listen
+        true => Some(
+            bind_beside(
+                server.admin_listen,
+                "admin_listen",
+                "give each its own admin port, or set server.admin_enabled = false",
             )
-        })?),
+            .await?,
+        ),
         false => None,
     };
     Ok(Listeners { hook, ops, admin })
+}
+
+/// Binds a listener beside the hook's (`server.<key>`): taken, it is most often another
+/// factorwatch on the host, which `fix` says how to part from this one.
+async fn bind_beside(addr: SocketAddr, key: &str, fix: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (server.{key}; another factorwatch on this host? {fix})")
+    })
 }
 
 /// How the hook listener accepts connections; with TLS, also spawns the certificate watcher.
