@@ -125,12 +125,13 @@ fn threat(tags: &[String]) -> Option<Value> {
     }
     let mut threat = json!({"framework": "MITRE ATT&CK"});
     if !mapping.techniques.is_empty() {
-        let mut parents: Vec<&str> = mapping
-            .techniques
-            .iter()
-            .map(|id| parent_technique(id))
-            .collect();
-        parents.dedup();
+        // Each technique once, though several of its sub-techniques are tagged, in any order.
+        let mut parents: Vec<&str> = Vec::new();
+        for parent in mapping.techniques.iter().map(|id| parent_technique(id)) {
+            if !parents.contains(&parent) {
+                parents.push(parent);
+            }
+        }
         threat["technique"] = json!({"id": parents});
         let subtechniques: Vec<&String> = mapping
             .techniques
@@ -249,4 +250,26 @@ fn okta(alert: &Alert, raw: &Value) -> Value {
         },
         "org": alert.okta.org,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_technique_is_listed_once_beside_its_sub_techniques() {
+        let tags = [
+            "attack.t1556.006",
+            "attack.t1078.004",
+            "attack.t1556.009",
+            "attack.t1556",
+        ]
+        .map(String::from);
+        let threat = threat(&tags).unwrap();
+        assert_eq!(threat["technique"]["id"], json!(["T1556", "T1078"]));
+        assert_eq!(
+            threat["technique"]["subtechnique"]["id"],
+            json!(["T1556.006", "T1078.004", "T1556.009"])
+        );
+    }
 }
