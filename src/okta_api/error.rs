@@ -45,6 +45,18 @@ pub enum OktaApiError {
     /// (a `next` link to another origin). The message says which.
     #[error("{0}")]
     BadRequest(String),
+    /// Okta refused a lifecycle change because of the user's status (400): suspend needs an
+    /// `ACTIVE` user, unsuspend a `SUSPENDED` one. Often already done: a suspend of a user
+    /// someone else suspended meanwhile. The message has Okta's error.
+    #[error("{0}")]
+    Conflict(String),
+    /// `GET /api/v1/users/me` named no user (Okta answers 404 or 400): an API Services app acts
+    /// as itself, not as an admin; only an API token acts as a user (the admin who made it).
+    #[error(
+        "Okta names no user behind these credentials ({0}): an API Services app acts as itself; \
+         only an api_token acts as a user (its admin)"
+    )]
+    NoUserContext(String),
     /// Still rate-limited after the retries.
     #[error(
         "Okta's rate limit is used up (resets in {}s): lower the polling rate or \

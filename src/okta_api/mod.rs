@@ -1,7 +1,9 @@
 //! The Okta Management API client: authentication (an API Services app with a signed client
 //! assertion and, when the app demands it, DPoP; or a legacy SSWS token), the rate-limit
-//! budget, retries, the System Log call (`GET /api/v1/logs`) and the Event Hooks calls
-//! (`/api/v1/eventHooks`, in [`event_hooks`]).
+//! budget, retries, the System Log call (`GET /api/v1/logs`), the Event Hooks calls
+//! (`/api/v1/eventHooks`, in [`event_hooks`]), the Users API reads of an alert's context, the
+//! responder's user actions (suspend, sessions, risk, in [`user_actions`]) and the Shared
+//! Signals receiver calls (providers and the SET push, in [`ssf`]).
 //!
 //! Layer 1, beside [`okta`](crate::okta) and independent of it: the wire types this client
 //! needs stay here. What it returns is Okta's bytes ([`LogPage::events`] holds each LogEvent
@@ -18,8 +20,10 @@ mod event_hooks;
 mod headers;
 mod jwt;
 mod rate_limit;
+mod ssf;
 mod token;
 mod transport;
+mod user_actions;
 mod users;
 
 use std::sync::Arc;
@@ -39,9 +43,11 @@ pub use self::event_hooks::{EventHook, HookDefinition};
 use self::headers::{RateLimitHeaders, auth_param, next_link};
 use self::jwt::ClientKey;
 use self::rate_limit::{Budgets, InFlight, RateBudget, backoff};
+pub use self::ssf::{ProviderSettings, SecurityEventsProvider};
 use self::token::{APP_ADVICE, AccessToken, TokenSource};
 use self::transport::{Answer, Call, Endpoint, NoAnswer, Transport};
-pub use self::users::{AssignedRole, GroupsPage, OktaUser, UserFactor, UserGroup};
+pub use self::user_actions::{RiskLevel, UserRisk, risk_reason};
+pub use self::users::{AssignedRole, GroupsPage, OktaUser, UserFactor, UserGroup, UserProfile};
 use crate::secret::Secret;
 
 /// The OAuth scopes of the calls this client makes: what each capability asks its token for.
@@ -56,6 +62,16 @@ pub mod scopes {
     pub const USERS_READ: &str = "okta.users.read";
     /// Read the admin roles assigned to users (an alert's live Okta context).
     pub const ROLES_READ: &str = "okta.roles.read";
+    /// Suspend and unsuspend users, clear their sessions (the responder's actions).
+    pub const USERS_MANAGE: &str = "okta.users.manage";
+    /// Read a user's risk level (Identity Threat Protection).
+    pub const USER_RISK_READ: &str = "okta.userRisk.read";
+    /// Set a user's risk level (the responder's escalation to Identity Threat Protection).
+    pub const USER_RISK_MANAGE: &str = "okta.userRisk.manage";
+    /// Register a Shared Signals transmitter (a security events provider) with the org.
+    pub const SECURITY_EVENTS_PROVIDERS_MANAGE: &str = "okta.securityEventsProviders.manage";
+    /// List the org's security events providers.
+    pub const SECURITY_EVENTS_PROVIDERS_READ: &str = "okta.securityEventsProviders.read";
 }
 
 /// The most events Okta returns in one page of `/api/v1/logs` (its `limit`).
@@ -380,7 +396,11 @@ impl OktaClient {
             Some(budget) => Some(self.take_budget(budget).await),
             None => None,
         };
-        let (headers, used) = self.authorization(&call.method, &call.url).await?;
+        let (headers, used) = if call.endpoint.authenticated() {
+            self.authorization(&call.method, &call.url).await?
+        } else {
+            (HeaderMap::new(), None)
+        };
         let mut request = inner
             .transport
             .http
@@ -389,7 +409,7 @@ impl OktaClient {
             .headers(headers);
         if let Some(body) = &call.body {
             request = request
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, call.endpoint.media_type())
                 .body(body.clone());
         }
         let answer = inner
@@ -402,6 +422,9 @@ impl OktaClient {
                 RateLimitHeaders::read(&answer.headers, SystemTime::now()),
                 answer.received,
             );
+        }
+        if let Some(error) = refusal(call.endpoint, &answer) {
+            return Err(Failure::Final(error));
         }
         match answer.status {
             status if status.is_success() => read(&call.url, &answer),
@@ -502,6 +525,18 @@ fn page(url: &Url, answer: &Answer) -> Result<LogPage, Failure> {
         next: next_link(&answer.headers, url),
         bytes: answer.body.len(),
     })
+}
+
+/// A 4xx that an endpoint explains better than [`refused_request`] can: a lifecycle change the
+/// user's status does not allow, a SET Okta refused (its own error body).
+fn refusal(endpoint: Endpoint, answer: &Answer) -> Option<OktaApiError> {
+    match (endpoint, answer.status) {
+        (Endpoint::UserLifecycle, StatusCode::BAD_REQUEST) => {
+            Some(user_actions::status_refused(answer))
+        }
+        (Endpoint::SecurityEvents, StatusCode::BAD_REQUEST) => Some(ssf::set_refused(answer)),
+        _ => None,
+    }
 }
 
 /// Another 4xx: the request itself is wrong; `advice` says what to check.

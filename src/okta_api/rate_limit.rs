@@ -17,6 +17,10 @@ pub(super) struct Budgets {
     event_hooks: RateBudget,
     users: RateBudget,
     roles: RateBudget,
+    /// A user's lifecycle, sessions and risk (the responder's writes).
+    user_actions: RateBudget,
+    security_events_providers: RateBudget,
+    security_events: RateBudget,
 }
 
 impl Budgets {
@@ -27,6 +31,9 @@ impl Budgets {
             event_hooks: RateBudget::new(share),
             users: RateBudget::new(share),
             roles: RateBudget::new(share),
+            user_actions: RateBudget::new(share),
+            security_events_providers: RateBudget::new(share),
+            security_events: RateBudget::new(share),
         }
     }
 
@@ -39,6 +46,11 @@ impl Budgets {
             Endpoint::EventHooks => Some(&self.event_hooks),
             Endpoint::Users => Some(&self.users),
             Endpoint::Roles => Some(&self.roles),
+            Endpoint::UserLifecycle | Endpoint::UserSessions | Endpoint::UserRisk => {
+                Some(&self.user_actions)
+            }
+            Endpoint::SecurityEventsProviders => Some(&self.security_events_providers),
+            Endpoint::SecurityEvents => Some(&self.security_events),
         }
     }
 }

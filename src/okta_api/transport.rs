@@ -29,6 +29,17 @@ pub(super) enum Endpoint {
     Users,
     /// `/api/v1/users/{id}/roles` (`okta.roles.read`).
     Roles,
+    /// `POST /api/v1/users/{id}/lifecycle/suspend` and `unsuspend` (`okta.users.manage`).
+    UserLifecycle,
+    /// `DELETE /api/v1/users/{userId}/sessions` (`okta.users.manage`).
+    UserSessions,
+    /// `/api/v1/users/{userId}/risk`: GET (`okta.userRisk.read`), PUT (`okta.userRisk.manage`).
+    UserRisk,
+    /// `/api/v1/security-events-providers`: GET (`.read`), POST (`.manage`).
+    SecurityEventsProviders,
+    /// `POST /security/api/v1/security-events`: a transmitter's SET push, without Okta
+    /// credentials (the spec's `security: []`; the SET's signature authenticates it).
+    SecurityEvents,
 }
 
 impl Endpoint {
@@ -39,6 +50,11 @@ impl Endpoint {
             Self::EventHooks => "event_hooks",
             Self::Users => "users",
             Self::Roles => "roles",
+            Self::UserLifecycle => "user_lifecycle",
+            Self::UserSessions => "user_sessions",
+            Self::UserRisk => "user_risk",
+            Self::SecurityEventsProviders => "security_events_providers",
+            Self::SecurityEvents => "security_events",
         }
     }
 
@@ -51,6 +67,28 @@ impl Endpoint {
             Self::EventHooks => super::scopes::EVENT_HOOKS_MANAGE,
             Self::Users => super::scopes::USERS_READ,
             Self::Roles => super::scopes::ROLES_READ,
+            Self::UserLifecycle | Self::UserSessions => super::scopes::USERS_MANAGE,
+            Self::UserRisk if method == Method::GET => super::scopes::USER_RISK_READ,
+            Self::UserRisk => super::scopes::USER_RISK_MANAGE,
+            Self::SecurityEventsProviders if method == Method::GET => {
+                super::scopes::SECURITY_EVENTS_PROVIDERS_READ
+            }
+            Self::SecurityEventsProviders => super::scopes::SECURITY_EVENTS_PROVIDERS_MANAGE,
+            Self::SecurityEvents => "",
+        }
+    }
+
+    /// Whether requests carry the client's credentials: all but the SET push, which Okta
+    /// authenticates by the SET's signature alone (sending a token there would only spread it).
+    pub(super) fn authenticated(self) -> bool {
+        !matches!(self, Self::SecurityEvents)
+    }
+
+    /// The `Content-Type` of a request body: JSON, or a compact JWT for the SET push (RFC 8417).
+    pub(super) fn media_type(self) -> &'static str {
+        match self {
+            Self::SecurityEvents => "application/secevent+jwt",
+            _ => "application/json",
         }
     }
 }
@@ -61,7 +99,7 @@ pub(super) struct Call {
     pub endpoint: Endpoint,
     pub method: Method,
     pub url: reqwest::Url,
-    /// A JSON body.
+    /// A body, of the endpoint's [`Endpoint::media_type`].
     pub body: Option<Vec<u8>>,
     /// Whether sending it twice does no harm (not a create).
     pub repeatable: bool,
@@ -78,11 +116,23 @@ pub(super) struct Call {
 impl Call {
     /// A `GET`: repeatable, no body.
     pub(super) fn get(endpoint: Endpoint, url: reqwest::Url, advice: &'static str) -> Self {
+        Self::new(endpoint, Method::GET, url, None, advice)
+    }
+
+    /// A `method` call with an optional `body`, repeatable and retried (429 waited out, server
+    /// errors backed off): set [`Call::repeatable`] to false for a create.
+    pub(super) fn new(
+        endpoint: Endpoint,
+        method: Method,
+        url: reqwest::Url,
+        body: Option<Vec<u8>>,
+        advice: &'static str,
+    ) -> Self {
         Self {
             endpoint,
-            method: Method::GET,
+            method,
             url,
-            body: None,
+            body,
             repeatable: true,
             advice,
             not_found: None,

@@ -28,6 +28,20 @@ pub struct OktaUser {
     /// The user type (`type.id`, `oty…`), when Okta sends one.
     #[serde(default, rename = "type")]
     pub user_type: Option<UserTypeRef>,
+    /// The profile's login and email, when Okta sends them.
+    #[serde(default)]
+    pub profile: Option<UserProfile>,
+}
+
+/// `profile` of a user (the members factorwatch reads).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct UserProfile {
+    /// The login (`alice@acme.example`).
+    #[serde(default)]
+    pub login: Option<String>,
+    /// The primary email.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// `type` of a user: the id of its user type.

@@ -38,6 +38,7 @@ mod incident;
 #[path = "../docs/markdown.rs"]
 mod markdown;
 mod monitoring;
+mod okta_actions;
 mod okta_standin;
 mod orgs;
 mod receiver;

@@ -28,6 +28,13 @@ pub enum Family {
     Users,
     /// A user's factors, roles and groups (the other `/api/v1/users/...` calls).
     UserResources,
+    /// The writes on a user and its risk: lifecycle, sessions, `/risk` (README §b: "most other
+    /// `/api/v1`" endpoints, 1,200 a minute).
+    UserActions,
+    /// `/api/v1/security-events-providers`.
+    SecurityEventsProviders,
+    /// `POST /security/api/v1/security-events` (the SET push).
+    SecurityEvents,
 }
 
 /// One operation of the spec, as the stand-in serves it.

@@ -4,9 +4,11 @@
 //! (`GET /api/v1/logs`: SSWS, Bearer and DPoP tokens, scopes, SCIM filters, polling and bounded
 //! queries, `link` headers, rate limits), the Event Hooks API (`/api/v1/eventHooks`: CRUD,
 //! lifecycle, verification with a real challenge GET to the hook, a System Log event per change)
-//! and the Users API calls of an alert's context (a user, its factors, roles and groups).
+//! the Users API calls of an alert's context (a user, its factors, roles and groups), the
+//! responder's writes (suspend, unsuspend, clear sessions, user risk) and the Shared Signals
+//! receiver (security events providers, and the SET push verified with the provider's JWKS).
 //! Behaviour follows Okta's documentation as summarised in shared/okta/api/README.md sections
-//! a-d and shared/okta/README.md, not any client of it.
+//! a-f and shared/okta/README.md, not any client of it.
 //!
 //! Every request and answer is checked against Okta's OpenAPI spec (tests/okta-api); what does
 //! not fit is listed by [`OktaStandIn::spec_violations`], which tests assert empty. Benches can
@@ -24,8 +26,14 @@ mod filter;
 mod hooks;
 mod logs;
 pub mod spec;
+mod ssf;
+#[cfg(test)]
+mod ssf_tests;
 #[cfg(test)]
 mod tests;
+mod user_actions;
+#[cfg(test)]
+mod user_actions_tests;
 mod users;
 #[cfg(test)]
 mod users_tests;
@@ -50,6 +58,7 @@ use tokio::sync::oneshot;
 pub use api::Family;
 pub use audit::Actor;
 pub use hooks::HookSeed;
+pub use ssf::Transmitter;
 pub use users::{FactorSeed, UserSeed};
 
 /// Okta's documented default for `/api/v1/logs` (Workforce Identity): 120 requests a minute.
@@ -138,11 +147,11 @@ impl OktaStandIn {
             org_url: format!("http://{addr}"),
             state: Mutex::new(State::default()),
         });
-        let app = users::routes(hooks::routes(
+        let app = ssf::routes(user_actions::routes(users::routes(hooks::routes(
             Router::new()
                 .route("/oauth2/v1/token", post(auth::token))
                 .route("/api/v1/logs", get(logs::list)),
-        ))
+        ))))
         .fallback(not_found)
         .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -210,6 +219,20 @@ impl OktaStandIn {
     /// with one gets 401.
     pub fn expire_tokens(&self) {
         self.shared.lock().access_tokens.clear();
+    }
+
+    /// Revokes the SSWS API token `token`: every later call with it gets 401 E0000011.
+    pub fn revoke_api_token(&self, token: &str) {
+        self.shared.lock().api_tokens.remove(&digest(token));
+    }
+
+    /// Deactivates the service app `client_id`: its token requests get `invalid_client`. Every
+    /// access token issued so far expires as well (the stand-in does not tell one app's tokens
+    /// from another's); other apps just get new ones.
+    pub fn revoke_service_app(&self, client_id: &str) {
+        let mut state = self.shared.lock();
+        state.apps.remove(client_id);
+        state.access_tokens.clear();
     }
 
     /// Appends events to the System Log; persistence order is call order (and order within the
@@ -334,6 +357,14 @@ struct State {
     /// The users, by id.
     users: HashMap<String, users::StoredUser>,
     user_faults: users::Faults,
+    /// The next answers of the responder's operations that fail, and with which status.
+    action_failures: (usize, u16),
+    /// The security events providers, in creation order.
+    providers: Vec<Value>,
+    /// Every SET accepted: `{"header": …, "claims": …}`, in arrival order.
+    security_events: Vec<Value>,
+    /// The `jti`s of the SETs accepted (a repeated one is accepted and ignored).
+    security_event_jtis: HashSet<String>,
     buckets: HashMap<Family, Bucket>,
     failures: (usize, u16),
     delays: (usize, Duration),
@@ -353,6 +384,10 @@ impl Default for State {
             hooks: Vec::new(),
             users: HashMap::new(),
             user_faults: users::Faults::default(),
+            action_failures: (0, 0),
+            providers: Vec::new(),
+            security_events: Vec::new(),
+            security_event_jtis: HashSet::new(),
             buckets: HashMap::new(),
             failures: (0, 0),
             delays: (0, Duration::ZERO),
@@ -368,7 +403,11 @@ impl State {
         self.buckets.entry(family).or_insert_with(|| {
             let limit = match family {
                 Family::Logs => DEFAULT_RATE_LIMIT,
-                Family::EventHooks | Family::UserResources => DEFAULT_OTHER_RATE_LIMIT,
+                Family::EventHooks
+                | Family::UserResources
+                | Family::UserActions
+                | Family::SecurityEventsProviders
+                | Family::SecurityEvents => DEFAULT_OTHER_RATE_LIMIT,
                 Family::Users => DEFAULT_USER_RATE_LIMIT,
             };
             Bucket::new(limit, DEFAULT_RATE_WINDOW)

@@ -8,6 +8,11 @@
 //! Buckets (README §b [RLOLD]): `GET /api/v1/users/{idOrLogin}` 2,000 a minute, the rest 1,200.
 //! Tests can make the whole Users API slow ([`OktaStandIn::delay_users`]) or down
 //! ([`OktaStandIn::fail_users`]).
+//!
+//! getUser also takes `me`: the admin an SSWS token acts as. For an OAuth service app, which
+//! acts as no user, it answers 404 E0000007 (the spec lists 404 for getUser; neither the spec
+//! nor shared/okta says what Okta answers there, and a client must treat both 400 and 404 as
+//! "no user"). The responder's writes on users are in [`super::user_actions`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use serde_json::{Value, json};
 
 use super::api::{Family, Operation};
 use super::audit;
+use super::auth::Principal;
 use super::logs::injected;
 use super::spec::Spec;
 use super::{Answer, OktaStandIn, Shared, decode_pairs, okta_id};
@@ -78,6 +84,8 @@ pub struct UserSeed {
     pub roles: Vec<String>,
     /// The names of its groups, in order.
     pub groups: Vec<String>,
+    /// Its active Okta sessions (what clearUserSessions ends).
+    pub sessions: u32,
 }
 
 impl UserSeed {
@@ -89,6 +97,7 @@ impl UserSeed {
             factors: Vec::new(),
             roles: Vec::new(),
             groups: Vec::new(),
+            sessions: 1,
         }
     }
 }
@@ -115,13 +124,33 @@ impl FactorSeed {
     }
 }
 
-/// A seeded user with the ids the org gave its factors, roles and groups.
+/// A seeded user with the ids the org gave its factors, roles and groups, and what the
+/// responder's writes change: `seed.status`, `seed.sessions`, the risk.
 pub(super) struct StoredUser {
-    seed: UserSeed,
+    pub(super) seed: UserSeed,
     created: String,
     factor_ids: Vec<String>,
     role_ids: Vec<String>,
     group_ids: Vec<String>,
+    /// The risk level and reason an admin set (`NONE` while `None`).
+    pub(super) risk: Option<(String, String)>,
+    /// Whether a clearUserSessions revoked its OAuth tokens too.
+    pub(super) oauth_tokens_revoked: bool,
+}
+
+impl StoredUser {
+    fn new(seed: UserSeed) -> Self {
+        let ids = |prefix: &str, n: usize| (0..n).map(|_| okta_id(prefix)).collect();
+        StoredUser {
+            created: audit::now(),
+            factor_ids: ids("ufs", seed.factors.len()),
+            role_ids: ids("irb", seed.roles.len()),
+            group_ids: ids("00g", seed.groups.len()),
+            seed,
+            risk: None,
+            oauth_tokens_revoked: false,
+        }
+    }
 }
 
 /// The Users API's faults: every answer after `delay`; `down` answers that status instead.
@@ -134,14 +163,7 @@ pub(super) struct Faults {
 impl OktaStandIn {
     /// Adds a user to the org (replacing one with the same id).
     pub fn add_user(&self, seed: UserSeed) {
-        let ids = |prefix: &str, n: usize| (0..n).map(|_| okta_id(prefix)).collect();
-        let stored = StoredUser {
-            created: audit::now(),
-            factor_ids: ids("ufs", seed.factors.len()),
-            role_ids: ids("irb", seed.roles.len()),
-            group_ids: ids("00g", seed.groups.len()),
-            seed,
-        };
+        let stored = StoredUser::new(seed);
         let mut state = self.shared.lock();
         state.users.insert(stored.seed.user.id.clone(), stored);
     }
@@ -238,8 +260,20 @@ async fn serve(
         (true, Some(status)) => injected(status),
         _ => match operation.authorize(shared, headers, uri.path(), quota) {
             Err(answer) => answer,
-            Ok(_) => {
-                let state = shared.lock();
+            Ok(caller) => {
+                let mut state = shared.lock();
+                let id = match (id, &caller.principal) {
+                    ("me", Principal::Admin { user, .. }) => {
+                        // Okta always knows the token's admin: seeded on first use if the test
+                        // did not add it.
+                        state
+                            .users
+                            .entry(user.id.clone())
+                            .or_insert_with(|| StoredUser::new(UserSeed::active(user)));
+                        user.id.as_str()
+                    }
+                    _ => id,
+                };
                 match find(&state.users, id) {
                     Some(user) => Answer::json(StatusCode::OK, view(&shared.org_url, user)),
                     None => not_found(id),
@@ -251,7 +285,7 @@ async fn serve(
 }
 
 /// The user `id` names: its id or its login (getUser takes either).
-fn find<'a>(
+pub(super) fn find<'a>(
     users: &'a std::collections::HashMap<String, StoredUser>,
     id: &str,
 ) -> Option<&'a StoredUser> {
@@ -273,7 +307,7 @@ fn check_parameters(shared: &Shared, operation: &Operation, uri: &Uri) {
 }
 
 /// 404 E0000007, Okta's answer for a user it does not know.
-fn not_found(id: &str) -> Answer {
+pub(super) fn not_found(id: &str) -> Answer {
     Answer::okta_error(
         StatusCode::NOT_FOUND,
         "E0000007",
@@ -281,7 +315,7 @@ fn not_found(id: &str) -> Answer {
     )
 }
 
-fn user_href(org_url: &str, user: &StoredUser) -> String {
+pub(super) fn user_href(org_url: &str, user: &StoredUser) -> String {
     format!("{org_url}/api/v1/users/{}", user.seed.user.id)
 }
 
