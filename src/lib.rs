@@ -23,6 +23,7 @@
 //! | 4 | [`detect`] | the detector (`[rules]`): split, de-duplicate, enrich, run Sigma detection and correlation rules, queue alerts per sink |
 //! | 4 | [`forward`] | the per-sink delivery loop (`[delivery]`): backoff, retry, dead-letter |
 //! | 4 | [`reconcile`] | `[okta.reconcile]`: one System Log poller per org, its pages stored with their cursor, the hook's grace, the polling lease of a cluster, the hook's silence |
+//! | 4 | [`respond`] | `[[responses]]`: acting on alerts through Okta (risk, sessions, suspension, Shared Signals events) behind dry-run, `never` lists, caps and a ledger |
 //! | 5 | [`http`] | `[server]`: the accept loop (connection limit, header timeout, TLS, HTTP/2), the guard (source, allow-list, rate limit), the hook endpoint of each org, `/healthz`, `/readyz`, `/metrics` |
 //! | 5 | [`admin`] | the admin API (dead letters, backfill), which the `dlq` and `backfill` commands call |
 //! | 5 | [`hook_lifecycle`] | the event hook through Okta's API: the event types the rules need and how each arrives, what registering would change, the verification challenge played against factorwatch itself |
@@ -47,6 +48,7 @@ pub mod http;
 pub mod okta;
 pub mod okta_api;
 pub mod reconcile;
+pub mod respond;
 pub mod secret;
 pub mod sinks;
 pub mod spool;

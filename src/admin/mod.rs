@@ -14,11 +14,15 @@
 //! | `POST /backfill?org=` | read a window of the System Log through detection ([`backfill`]) |
 //! | `GET /secrets?org=` | the secrets the org's hook accepts: source, fingerprint, last use ([`secrets`]) |
 //! | `POST /secrets/reload?org=` | read them again (the secrets file) and swap them in |
+//! | `GET /responses?org=` | the responses configured and every action recorded ([`responses`]) |
+//! | `POST /responses/undo?org=&id=` | reverse an executed action (risk level back, unsuspend) |
+//! | `POST /responses/approve?org=&id=` | let an action held by `max_per_hour` run now |
 //!
 //! Each org has its own spool, so a request is about one org: `org` names a `[[okta.orgs]]`
 //! org; without it, the top-level org.
 
 pub mod backfill;
+pub mod responses;
 pub mod secrets;
 
 use std::path::PathBuf;
@@ -61,8 +65,10 @@ pub struct AdminOrg {
     pub secrets: Arc<HookSecrets>,
     /// Reading a window of its System Log through detection; `None` without `[okta.api]`.
     pub backfill: Option<Backfill>,
-    /// Each configured sink and the wake-up of its forwarder.
+    /// Each configured sink (and each response's outbox) and the wake-up of its forwarder.
     pub sinks: Vec<(String, Arc<Notify>)>,
+    /// Its responses, for `responses list`, `undo` and `approve`.
+    pub responders: Vec<Arc<crate::respond::Responder>>,
 }
 
 impl AdminState {
@@ -135,7 +141,7 @@ pub struct Selection {
     pub org: Option<String>,
     /// Only this sink's.
     pub sink: Option<String>,
-    /// Only this alert's.
+    /// Only this alert's (an action's, for `/responses/undo` and `/responses/approve`).
     pub id: Option<String>,
     /// Purge everything when no filter is given.
     #[serde(default)]
@@ -183,6 +189,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/backfill", post(backfill::backfill))
         .route("/secrets", get(secrets::list))
         .route("/secrets/reload", post(secrets::reload))
+        .route("/responses", get(responses::list))
+        .route("/responses/undo", post(responses::undo))
+        .route("/responses/approve", post(responses::approve))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }

@@ -20,11 +20,13 @@ mod format;
 mod incident;
 pub mod ocsf;
 mod okta_context;
+mod response;
 
 pub use context::{InitiatedBy, MfaContext};
 pub use format::AlertFormat;
 pub use incident::{Incident, IncidentAlert, IncidentStep, MAX_ALSO, MAX_STEPS, incident_id};
 pub use okta_context::{ActorContext, FactorLeft, FailedLookup, OktaContext, TargetContext};
+pub use response::{ActionOutcome, ActionRecord, action_id};
 
 /// Namespace of alert ids (UUIDv5): fixed forever, so ids stay stable across versions and replicas.
 const ALERT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7d3c_8f52_1a4e_4b0c_9e2f_6a1d_5c8b_3f70);
@@ -92,6 +94,10 @@ pub struct Alert {
     /// to it since its last delivery (repeats of a rule it was already sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<u64>,
+    /// On the copy of an alert that reports a response's action (`[[responses]]`): what was
+    /// done about the alert, or why nothing was. Absent on alerts themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ActionRecord>,
     /// When factorwatch stored the batch (RFC 3339, UTC).
     pub received_at: String,
     /// How the event came: `event_hook` (pushed by Okta) or `system_log` (read from the System
@@ -318,6 +324,7 @@ impl Alert {
             correlation: None,
             incident: None,
             suppressed: None,
+            response: None,
             okta: OktaRef {
                 org: matched.origin.org.clone(),
                 hook_id: matched.origin.hook_id.clone(),
@@ -366,6 +373,7 @@ impl Alert {
             correlation: None,
             incident: None,
             suppressed: None,
+            response: None,
             received_at: now,
             source: Delivery::EventHook,
             arrival_delay_ms: None,

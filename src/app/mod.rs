@@ -43,6 +43,8 @@ pub struct Application {
     tls: Option<ReloadingTls>,
     /// One per org served: the top-level org's first (when served), then each `[[okta.orgs]]`.
     pipelines: Vec<Pipeline>,
+    /// The JSON documents the hook listener publishes (`[ssf]`'s JWKS).
+    published: Vec<(String, serde_json::Value)>,
     hangups: Hangups,
 }
 
@@ -51,7 +53,11 @@ impl Application {
     /// before anything runs if any part is misconfigured.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let hangups = catch_hangups();
-        let Preflight { pipelines, tls } = preflight(&config)?;
+        let Preflight {
+            pipelines,
+            tls,
+            published,
+        } = preflight(&config)?;
         let pipelines = pipelines
             .into_iter()
             .map(|prepared| Pipeline::open(prepared, config.storage.max_backlog_bytes))
@@ -76,6 +82,7 @@ impl Application {
             admin_listener,
             tls,
             pipelines,
+            published,
             hangups,
         })
     }
@@ -132,7 +139,8 @@ impl Application {
         let state = app_state(orgs.statuses, &shutting_down);
         Ok(Serving {
             listener: self.listener,
-            app: router(state.clone(), orgs.hooks, server.request_timeout, guard),
+            app: router(state.clone(), orgs.hooks, server.request_timeout, guard)
+                .merge(crate::http::published(self.published)),
             options,
             ops: (self.ops_listener, ops::router(state)),
             shutting_down,

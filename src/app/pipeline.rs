@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::workers::{OrgReload, Workers, record_rules_loaded};
 use crate::admin::AdminOrg;
+use crate::alert::AlertFormat;
 use crate::cluster::SharedState;
 use crate::config::{Config, PipelineConfig, ServerConfig, SinkConfig};
 use crate::detect::event_types::TypePattern;
@@ -23,6 +24,9 @@ use crate::http::{HookState, OrgStatus};
 use crate::okta_api::OktaClient;
 use crate::reconcile::backfill::Backfill;
 use crate::reconcile::{ALWAYS_READ_PREFIX, FilterSource, OWN_EVENT_PREFIX, Poller, PollerStatus};
+use crate::respond::act::SsfSender;
+use crate::respond::ssf::SetSigner;
+use crate::respond::{Responder, ResponderParts, ResponseConfig};
 use crate::secret::{HookSecrets, SourcedSecret};
 use crate::sinks::{self, Sink};
 use crate::spool::Spool;
@@ -36,6 +40,9 @@ pub struct Preflight {
     pub(super) pipelines: Vec<PreparedPipeline>,
     /// The listener's certificate, when `[server.tls]` is set.
     pub(super) tls: Option<ReloadingTls>,
+    /// The documents the hook listener publishes (path, JSON): with `[ssf]`, the JWKS and the
+    /// SSF transmitter metadata Okta's receiver reads.
+    pub(super) published: Vec<(String, serde_json::Value)>,
 }
 
 /// One org's configuration with its secrets read, its rules loaded, its sinks built, and its Okta
@@ -47,6 +54,10 @@ pub(super) struct PreparedPipeline {
     sinks: Vec<Arc<dyn Sink>>,
     okta: Option<OktaClient>,
     live_context: Option<Arc<LiveContext>>,
+    /// Each response with its own Okta client (asking for the scopes its actions need).
+    responses: Vec<(ResponseConfig, OktaClient)>,
+    /// The SSF signer, when a response pushes Security Event Tokens.
+    ssf: Option<Arc<SsfSender>>,
 }
 
 /// Runs every check `serve` runs before it listens, and keeps what they built for it.
@@ -64,8 +75,30 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
         .map(ReloadingTls::new)
         .transpose()
         .context("server.tls")?;
-    Ok(Preflight { pipelines, tls })
+    let published = ssf_documents(config)?;
+    Ok(Preflight {
+        pipelines,
+        tls,
+        published,
+    })
 }
+
+/// With `[ssf]`: the public keys at `jwks_path` and the transmitter metadata at
+/// `/.well-known/ssf-configuration`, which Okta's SSF receiver fetches.
+fn ssf_documents(config: &Config) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let Some(ssf) = &config.ssf else {
+        return Ok(Vec::new());
+    };
+    let signer = SetSigner::load(&ssf.signing_key_file, ssf.key_id.clone()).context("ssf")?;
+    let metadata = crate::respond::ssf::ssf_configuration(&ssf.issuer, &ssf.jwks_url());
+    Ok(vec![
+        (ssf.jwks_path.clone(), signer.jwks()),
+        (SSF_CONFIGURATION_PATH.to_owned(), metadata),
+    ])
+}
+
+/// Where an SSF transmitter publishes its metadata (the SSF specification's well-known path).
+pub const SSF_CONFIGURATION_PATH: &str = "/.well-known/ssf-configuration";
 
 impl PreparedPipeline {
     /// Reads the org's secrets, loads its rules and builds its sinks; errors name the org.
@@ -83,6 +116,8 @@ impl PreparedPipeline {
             .map_err(scope)?;
         let okta = api_client(&config).map_err(scope)?;
         let live_context = live_context(&config).map_err(scope)?;
+        let responses = response_clients(&config).map_err(scope)?;
+        let ssf = ssf_sender(&config).map_err(scope)?;
         Ok(Self {
             config,
             secrets,
@@ -90,8 +125,43 @@ impl PreparedPipeline {
             sinks,
             okta,
             live_context,
+            responses,
+            ssf,
         })
     }
+}
+
+/// Each response of an org with a client of its own, whose token asks for that response's
+/// scopes only: a scope granted for reconciliation but not for acting costs nothing else.
+fn response_clients(config: &PipelineConfig) -> anyhow::Result<Vec<(ResponseConfig, OktaClient)>> {
+    let org = config.org.as_deref().unwrap_or_default();
+    config
+        .responses
+        .iter()
+        .map(|response| {
+            let api = config.api.as_ref().context("responses need [okta.api]")?;
+            let client = OktaClient::new(api, &response.scopes(), org)
+                .with_context(|| format!("responses: {:?}: okta.api", response.name))?;
+            Ok((response.clone(), client))
+        })
+        .collect()
+}
+
+/// The SSF sender of an org whose responses push Security Event Tokens: `[ssf]`'s key (read
+/// now, so a bad key fails `check-config`), its issuer, the org's URL as the audience.
+fn ssf_sender(config: &PipelineConfig) -> anyhow::Result<Option<Arc<SsfSender>>> {
+    let (Some(ssf), Some(api)) = (&config.ssf, &config.api) else {
+        return Ok(None);
+    };
+    if !config.responses.iter().any(ResponseConfig::uses_ssf) {
+        return Ok(None);
+    }
+    let signer = SetSigner::load(&ssf.signing_key_file, ssf.key_id.clone()).context("ssf")?;
+    Ok(Some(Arc::new(SsfSender {
+        signer,
+        issuer: ssf.issuer.clone(),
+        audience: api.org_url.clone(),
+    })))
 }
 
 /// The Okta API client of an org with `[okta.api]`, for its System Log poller and `backfill`
@@ -141,6 +211,10 @@ pub(super) struct Pipeline {
     live_context: Option<Arc<LiveContext>>,
     /// What its detector counts for `backfill`.
     tallies: Arc<Tallies>,
+    /// Its responses and their clients, made responders at the start.
+    responses: Vec<(ResponseConfig, OktaClient)>,
+    /// The SSF signer of its `ssf_*` actions.
+    ssf: Option<Arc<SsfSender>>,
 }
 
 /// What a running pipeline hands to the HTTP server, the admin API and the shared workers.
@@ -224,6 +298,8 @@ impl Pipeline {
             sinks,
             okta,
             live_context,
+            responses,
+            ssf,
         } = prepared;
         let org: Option<Arc<str>> = config.org.as_deref().map(Arc::from);
         let scope = |err| config.scoped(err);
@@ -232,7 +308,7 @@ impl Pipeline {
             .context("cannot open the spool")
             .map_err(scope)?;
         sinks::prepare_all(&config.sinks);
-        warn_about_stranded_alerts(&spool, &config.sinks);
+        warn_about_stranded_alerts(&spool, &config.sinks, &config.responses);
         let secrets = HookSecrets::new(org.clone(), config.secrets.clone(), &secrets);
         Ok(Self {
             org,
@@ -244,6 +320,8 @@ impl Pipeline {
             live_context,
             config,
             tallies: Arc::default(),
+            responses,
+            ssf,
         })
     }
 
@@ -264,12 +342,13 @@ impl Pipeline {
     /// the admin API and the SIGHUP handler need of this org.
     fn start(self, shared: &Shared<'_>, workers: &mut Workers) -> anyhow::Result<Started> {
         let auth_header = self.auth_header()?;
-        let wakes = Wakes::new(self.sinks.len());
         let cluster = SharedState::new(&self.config.cluster, shared.replica).map(Arc::new);
+        let responders = self.responders(cluster.clone());
+        let wakes = Wakes::new(self.sinks.len() + responders.len());
         let cluster_status = cluster.as_ref().map(|state| state.status.clone());
         let health = SinkHealth::for_org(self.org.clone());
         let reconcile = self.spawn_poller(workers, &wakes, cluster.clone());
-        self.spawn_workers(shared, workers, &wakes, cluster, &health);
+        self.spawn_workers(shared, workers, &wakes, cluster, &health, &responders);
         Ok(Started {
             hook: self.hook_state(&shared.config.server, auth_header, wakes.detector.clone()),
             status: OrgStatus {
@@ -279,7 +358,7 @@ impl Pipeline {
                 cluster: cluster_status,
                 reconcile,
             },
-            admin: self.admin_org(wakes),
+            admin: self.admin_org(wakes, responders),
             reload: OrgReload {
                 org: self.org,
                 rules: self.rules,
@@ -299,7 +378,27 @@ impl Pipeline {
         })
     }
 
-    /// Spawns the detector and one forwarder per sink into `workers`.
+    /// The org's responses, running: each a sink of the delivery loop.
+    fn responders(&self, cluster: Option<Arc<SharedState>>) -> Vec<Arc<Responder>> {
+        let org_url = self.config.api.as_ref().map(|api| api.org_url.clone());
+        let sinks: Arc<[SinkConfig]> = self.config.sinks.clone().into();
+        self.responses
+            .iter()
+            .map(|(config, okta)| {
+                let parts = ResponderParts {
+                    okta: okta.clone(),
+                    org_url: org_url.clone().unwrap_or_default(),
+                    ssf: self.ssf.clone(),
+                    spool: self.spool.clone(),
+                    sinks: sinks.clone(),
+                    cluster: cluster.clone(),
+                };
+                Arc::new(Responder::new(config.clone(), parts))
+            })
+            .collect()
+    }
+
+    /// Spawns the detector and one forwarder per sink and per response into `workers`.
     fn spawn_workers(
         &self,
         shared: &Shared<'_>,
@@ -307,6 +406,7 @@ impl Pipeline {
         wakes: &Wakes,
         cluster: Option<Arc<SharedState>>,
         health: &SinkHealth,
+        responders: &[Arc<Responder>],
     ) {
         // Every log line of this org's workers names the org; the top-level org's stay as they were.
         let span = match &self.org {
@@ -320,9 +420,14 @@ impl Pipeline {
                 .instrument(span.clone())
         });
         let formats = self.config.sinks.iter().map(|config| config.format);
-        for ((sink, format), wake) in self.sinks.iter().zip(formats).zip(&wakes.forwarders) {
+        // A responder reads the alert itself; it is handed factorwatch's document.
+        let responding = responders
+            .iter()
+            .map(|r| (r.clone() as Arc<dyn Sink>, AlertFormat::Factorwatch));
+        let destinations = self.sinks.iter().cloned().zip(formats).chain(responding);
+        for ((sink, format), wake) in destinations.zip(&wakes.forwarders) {
             let forwarder = Forwarder {
-                sink: sink.clone(),
+                sink,
                 format,
                 spool: self.spool.clone(),
                 policy: RetryPolicy(shared.config.delivery.clone()),
@@ -389,6 +494,12 @@ impl Pipeline {
             rules: self.rules.clone(),
             spool: self.spool.clone(),
             sinks: self.config.sinks.clone().into(),
+            responses: self
+                .config
+                .responses
+                .iter()
+                .map(|response| (response.outbox(), response.when.clone()))
+                .collect(),
             dedup_window: self.config.rules.dedup_window,
             privileged_users: self.config.rules.privileged_users.clone().into(),
             live_context: self.live_context.clone(),
@@ -421,7 +532,7 @@ impl Pipeline {
 
     /// The org's dead letters and sinks, each with its forwarder's wake-up, its backfill and its
     /// secrets, for the admin API.
-    fn admin_org(&self, wakes: Wakes) -> AdminOrg {
+    fn admin_org(&self, wakes: Wakes, responders: Vec<Arc<Responder>>) -> AdminOrg {
         AdminOrg {
             org: self.config.org.clone(),
             spool: self.spool.clone(),
@@ -431,8 +542,10 @@ impl Pipeline {
                 .sinks
                 .iter()
                 .map(|s| s.name().to_owned())
+                .chain(responders.iter().map(|r| r.name().to_owned()))
                 .zip(wakes.forwarders)
                 .collect(),
+            responders,
         }
     }
 }
@@ -446,9 +559,15 @@ pub fn system_log_filter(rules: &RuleSet) -> Option<String> {
 }
 
 /// Alerts queued for a sink that is no longer configured would wait forever: say so at start.
-fn warn_about_stranded_alerts(spool: &Spool, configured: &[SinkConfig]) {
+fn warn_about_stranded_alerts(
+    spool: &Spool,
+    configured: &[SinkConfig],
+    responses: &[ResponseConfig],
+) {
     for (sink, counts) in spool.backlog().sinks {
-        if counts.pending > 0 && !configured.iter().any(|s| s.name() == sink) {
+        let known = configured.iter().any(|s| s.name() == sink)
+            || responses.iter().any(|r| r.outbox() == sink);
+        if counts.pending > 0 && !known {
             tracing::warn!(
                 spool = %spool.path().display(),
                 sink = %sink,

@@ -12,7 +12,8 @@
 //! | `sinks test` | [`sinks`] | the outcome of a test alert per sink |
 //! | `dlq list`, `dlq replay`, `dlq purge` | [`dlq`] | the admin API's answers |
 //! | `healthcheck` | [`healthcheck`] | nothing (the exit status) |
-//! | `okta register`, `okta doctor`, `okta rotate-secret` | [`okta`] | the hook's plan and each step; whether the org is covered and what to do; the rotation's steps |
+//! | `okta register`, `okta doctor`, `okta rotate-secret`, `okta register-ssf` | [`okta`] | the hook's plan and each step; whether the org is covered and what to do; the rotation's steps; the SSF provider's plan |
+//! | `responses list`, `responses undo`, `responses approve` | [`responses`] | the responses configured and their actions; the action undone or approved |
 
 mod admin_client;
 pub mod backfill;
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod dlq;
 pub mod healthcheck;
 pub mod okta;
+pub mod responses;
 pub mod rules;
 pub mod simulate;
 pub mod sinks;
@@ -109,6 +111,12 @@ enum Command {
         /// The `[[okta.orgs]]` org (default: the top-level org).
         #[arg(long)]
         org: Option<String>,
+    },
+    /// What the responses (`[[responses]]`) did in Okta, and undoing or approving an action
+    /// (through the running service's admin API).
+    Responses {
+        #[command(subcommand)]
+        command: responses::ResponsesCommand,
     },
     /// Exit 0 if the receiver at the configured address answers /healthz (for container health checks).
     Healthcheck,
@@ -249,6 +257,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => {
             let config = Config::load(config_path)?;
             dlq::run(&config, command).await
+        }
+        Command::Responses { command } => {
+            let config = Config::load(config_path)?;
+            responses::run(&config, command).await
         }
     }
 }

@@ -27,10 +27,12 @@ pub use crate::forward::DeliveryConfig;
 pub use crate::http::{RateLimitConfig, ServerConfig, TlsConfig};
 pub use crate::okta_api::OktaApiConfig;
 pub use crate::reconcile::ReconcileConfig;
+pub use crate::respond::{ResponseConfig, SsfConfig};
 pub use crate::sinks::{NotifyPolicy, SinkConfig, SinkKind};
 pub use crate::spool::StorageConfig;
 pub use crate::telemetry::{LogConfig, LogFormat};
 
+use crate::respond::check_responses;
 use crate::sinks::check_sinks;
 use orgs::check_auth;
 use pipeline::sinks_or_default;
@@ -55,6 +57,14 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// State shared with other replicas behind the same load balancer.
     pub cluster: ClusterConfig,
+    /// What to do in Okta about the alerts of the top-level org (docs/responses.md). Empty:
+    /// nothing; each response is dry-run unless it says `mode = "enforce"`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub responses: Vec<ResponseConfig>,
+    /// factorwatch as a Shared Signals transmitter: the key that signs the Security Event Tokens
+    /// of `ssf_*` actions, and where its public keys are served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssf: Option<SsfConfig>,
 }
 
 impl Config {
@@ -112,6 +122,24 @@ impl Config {
         self.storage.validate()?;
         self.log.validate()?;
         check_sinks("sinks", &self.sinks)?;
+        if let Some(ssf) = &self.ssf {
+            ssf.validate()?;
+            let hook_paths = std::iter::once(&self.server.hook_path)
+                .chain(self.okta.orgs.iter().map(|org| &org.hook_path));
+            for path in hook_paths {
+                anyhow::ensure!(
+                    *path != ssf.jwks_path,
+                    "ssf.jwks_path {:?} is also a hook path; give the keys a path of their own",
+                    ssf.jwks_path
+                );
+            }
+        }
+        check_responses(
+            "responses",
+            &self.responses,
+            self.okta.api.is_some(),
+            self.ssf.is_some(),
+        )?;
         self.rules.validate("rules")?;
         self.validate_orgs()
     }

@@ -127,6 +127,11 @@ pub struct OrgConfig {
     /// receive this org's alerts.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// What to do in this org's Okta about its alerts (`[[okta.orgs.responses]]`, the keys of
+    /// `[[responses]]`), through `[okta.orgs.api]`. The top-level `[[responses]]` never act on
+    /// this org.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub responses: Vec<crate::respond::ResponseConfig>,
 }
 
 impl Config {
@@ -165,6 +170,12 @@ impl Config {
             check_hook_name(&key, org.hook_name.as_deref())?;
             check_api(&key, org.api.as_ref(), &org.reconcile, &org.context)?;
             check_sinks(&format!("{key}: sinks"), &org.sinks)?;
+            crate::respond::check_responses(
+                &format!("{key}: responses"),
+                &org.responses,
+                org.api.is_some(),
+                self.ssf.is_some(),
+            )?;
             if let Some(rules) = &org.rules {
                 rules.validate(&format!("{key}: rules"))?;
             }

@@ -9,6 +9,7 @@ use crate::detect::placeholders::{
 };
 use crate::okta_api::OktaApiConfig;
 use crate::reconcile::ReconcileConfig;
+use crate::respond::{ResponseConfig, SsfConfig};
 use crate::secret::{SecretSource, SecretSources};
 
 /// One org's pipeline with every default resolved: what the application builds a hook, a spool,
@@ -45,6 +46,10 @@ pub struct PipelineConfig {
     pub reconcile: ReconcileConfig,
     /// Its live Okta context on MFA alerts.
     pub context: OktaContextConfig,
+    /// What it does in Okta about its alerts.
+    pub responses: Vec<ResponseConfig>,
+    /// `[ssf]`, shared by every org: the key of the `ssf_*` actions.
+    pub ssf: Option<SsfConfig>,
 }
 
 impl PipelineConfig {
@@ -116,6 +121,8 @@ impl Config {
                 api: self.okta.api.clone(),
                 reconcile: self.okta.reconcile.clone(),
                 context: self.okta.context.clone(),
+                responses: self.responses.clone(),
+                ssf: self.ssf.clone(),
             });
         let orgs = self.okta.orgs.iter().map(|org| {
             let data_dir = self.org_data_dir(&org.name);
@@ -147,6 +154,8 @@ impl Config {
                 api: org.api.clone(),
                 reconcile: org.reconcile.clone(),
                 context: org.context.clone(),
+                responses: org.responses.clone(),
+                ssf: self.ssf.clone(),
             }
         });
         top_level.into_iter().chain(orgs).collect()

@@ -635,3 +635,48 @@ fn live_context_needs_the_api_of_its_org() {
         std::time::Duration::from_millis(500)
     );
 }
+
+#[test]
+fn responses_and_ssf_parse_per_org_and_are_checked_against_what_they_need() {
+    let toml = r#"
+        [okta]
+        secrets = ["s"]
+        [okta.api]
+        org_url = "https://acme.okta.com"
+        api_token = "t"
+        [ssf]
+        issuer = "https://factorwatch.acme.example"
+        signing_key_file = "/etc/factorwatch/ssf.pem"
+        [[responses]]
+        name = "contain-takeover"
+        when = { levels = ["critical"], rules = ["r1"] }
+        actions = ["raise_risk", "clear_sessions", "ssf_session_revoked"]
+        mode = "enforce"
+        never = ["breakglass@acme.example", "group:Okta-Break-Glass"]
+        [[okta.orgs]]
+        name = "globex"
+        hook_path = "/okta/globex"
+        secrets = ["g"]
+        [[okta.orgs.responses]]
+        name = "watch"
+        actions = ["suspend_user"]
+        "#;
+    let config = Config::from_toml(toml).unwrap();
+    let err = config.validate().unwrap_err();
+    assert!(
+        format!("{err:#}").contains("okta.orgs \"globex\": responses"),
+        "an org's response needs the org's own [okta.orgs.api]: {err:#}"
+    );
+    let mut config = config;
+    config.okta.orgs[0].responses.clear();
+    config.validate().unwrap();
+    let pipelines = config.pipelines();
+    assert_eq!(pipelines[0].responses[0].name, "contain-takeover");
+    assert!(
+        pipelines[1].responses.is_empty(),
+        "the top level's never act on an org"
+    );
+    config.server.hook_path = "/.well-known/jwks.json".into();
+    let err = config.validate().unwrap_err();
+    assert!(err.to_string().contains("also a hook path"), "{err}");
+}

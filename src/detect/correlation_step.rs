@@ -411,7 +411,14 @@ impl Detector {
         let org = self.org.as_deref();
         self.commit_step(CorrelationCommit {
             consumed_through: step.consumed_through,
-            outbox: queue_alerts(folded.alerts, &folded.routes, &self.sinks, org, now),
+            outbox: queue_alerts(
+                folded.alerts,
+                &folded.routes,
+                &self.sinks,
+                &self.responses,
+                org,
+                now,
+            ),
             applied_token: Some(step.token),
         })
         .await
@@ -530,6 +537,7 @@ mod tests {
             rules: SharedRules::new(RuleSet::load(&RulesConfig::default()).unwrap()),
             spool,
             sinks: vec![SinkConfig::file("file", dir.join("alerts.jsonl"))].into(),
+            responses: Vec::new().into(),
             dedup_window: Duration::from_secs(60),
             privileged_users: Arc::new([]),
             live_context: None,

@@ -294,6 +294,7 @@ mod tests {
             rules: SharedRules::new(RuleSet::load(&RulesConfig::default()).unwrap()),
             spool,
             sinks: Vec::new().into(),
+            responses: Vec::new().into(),
             dedup_window: Duration::from_secs(60),
             privileged_users: Arc::new([]),
             live_context: None,

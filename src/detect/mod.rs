@@ -52,7 +52,7 @@ use crate::cluster::{Claim, SharedState};
 use crate::okta::event::single_line;
 use crate::okta::hook_eligible::is_hook_eligible;
 use crate::okta::{Delivery, Envelope, LogEvent, Origin};
-use crate::sinks::SinkConfig;
+use crate::sinks::{AlertFilter, SinkConfig};
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use crate::telemetry::metrics::{
     ALERTS_SUPPRESSED_TOTAL, ALERTS_TOTAL, BATCHES_QUARANTINED_TOTAL,
@@ -90,6 +90,9 @@ pub struct Detector {
     pub spool: Arc<Spool>,
     /// The sinks, whose filters decide which alerts each one is queued.
     pub sinks: Arc<[SinkConfig]>,
+    /// The responses (`[[responses]]`): each one's outbox name and its `when`. An alert they
+    /// accept is queued for them as for a sink, in the same transaction.
+    pub responses: Arc<[(String, AlertFilter)]>,
     /// How long an event key is remembered.
     pub dedup_window: Duration,
     /// Logins or ids of users whose MFA changes rank higher (`[rules] privileged_users`).
@@ -262,6 +265,7 @@ impl Detector {
             folded.alerts,
             &folded.routes,
             &self.sinks,
+            &self.responses,
             self.org.as_deref(),
             now,
         );
@@ -746,6 +750,7 @@ fn queue_alerts(
     alerts: Vec<Alert>,
     routes: &[Routes],
     sinks: &[SinkConfig],
+    responses: &[(String, AlertFilter)],
     org: Option<&str>,
     now: u64,
 ) -> Vec<(String, OutboxRecord)> {
@@ -759,6 +764,7 @@ fn queue_alerts(
                 &alert,
                 routes.get(at).unwrap_or(&no_routes),
                 sinks,
+                responses,
                 org,
                 now,
             )
@@ -767,15 +773,30 @@ fn queue_alerts(
 }
 
 /// One outbox row for each sink whose filter accepts `alert`, unless its route holds it back
-/// (counted); a sink told of held-back repeats gets the alert with `suppressed`.
+/// (counted); a sink told of held-back repeats gets the alert with `suppressed`. Then one for
+/// each response whose `when` accepts it: a response sees every alert, repeats included (its
+/// ledger settles each action once per user and hour).
 fn outbox_rows(
     alert: &Alert,
     routes: &Routes,
     sinks: &[SinkConfig],
+    responses: &[(String, AlertFilter)],
     org: Option<&str>,
     now: u64,
 ) -> Vec<(String, OutboxRecord)> {
     let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
+    let row = |json: Box<RawValue>| OutboxRecord {
+        alert_id: alert.id.clone(),
+        created_at_ms: now,
+        attempts: 0,
+        next_attempt_at_ms: now,
+        last_error: None,
+        alert: json,
+    };
+    let responded = responses
+        .iter()
+        .filter(|(_, when)| when.accepts(alert))
+        .map(|(outbox, _)| (outbox.clone(), row(json.clone())));
     sinks
         .iter()
         .filter(|sink| sink.accepts(alert))
@@ -795,16 +816,9 @@ fn outbox_rows(
                 }
                 _ => json.clone(),
             };
-            let record = OutboxRecord {
-                alert_id: alert.id.clone(),
-                created_at_ms: now,
-                attempts: 0,
-                next_attempt_at_ms: now,
-                last_error: None,
-                alert: json,
-            };
-            Some((sink.name.clone(), record))
+            Some((sink.name.clone(), row(json)))
         })
+        .chain(responded)
         .collect()
 }
 

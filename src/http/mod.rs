@@ -8,6 +8,7 @@
 //! | each hook path with a trailing slash added (or removed) | the same as the path itself |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | `{"ready": bool}`, 200 or 503: the spool takes writes and its backlog is under the limit, and not shutting down |
+//! | `GET ssf.jwks_path`, `GET /.well-known/ssf-configuration` | with `[ssf]`: the public keys of the Security Event Tokens and the transmitter metadata ([`published`]) |
 //! | anything else | 404; to a caller presenting a hook's secret, the 404 names that hook's path |
 //!
 //! The hook listener faces the internet, so it says no more than a load balancer needs. The
@@ -131,6 +132,24 @@ pub fn router(
         .layer(CatchPanicLayer::new())
         // Request spans at debug level; refusals are already logged once, with their reason.
         .layer(TraceLayer::new_for_http().on_failure(()))
+}
+
+/// The JSON documents served as they are on the hook listener (path, document): with `[ssf]`,
+/// the JWKS Okta's SSF receiver verifies factorwatch's Security Event Tokens with, and the
+/// transmitter metadata. Public by design: they hold public keys only.
+pub fn published(documents: Vec<(String, serde_json::Value)>) -> Router {
+    documents
+        .into_iter()
+        .fold(Router::new(), |router, (path, document)| {
+            let document = Arc::new(document);
+            router.route(
+                &path,
+                get(move || {
+                    let document = document.clone();
+                    async move { axum::Json(document.as_ref().clone()) }
+                }),
+            )
+        })
 }
 
 /// One org's hook path: the verification GET and the delivery POST, behind `guard`. The path

@@ -39,6 +39,53 @@ pub struct SinkConfig {
     pub kind: SinkKind,
 }
 
+/// Which alerts a response takes (its `when`): the filter language of `[[sinks]]`, plus a list
+/// of exact levels. Every key left empty accepts any alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFilter {
+    /// Only alerts of this level or above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<Level>,
+    /// Only alerts of one of these levels (`["critical"]`). Empty: any level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<Level>,
+    /// Only alerts of these rule ids. Empty: every rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Only alerts whose rule has at least one of these tags. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl AlertFilter {
+    /// True when `alert` passes every key of the filter.
+    pub fn accepts(&self, alert: &Alert) -> bool {
+        passes(alert, self.min_level, &self.levels, &self.rules, &self.tags)
+    }
+
+    /// True when nothing narrows it: every alert passes.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The filter language shared by sinks and responses: the alert's level (after risk
+/// adjustment) against `min_level` and `levels`, its rule against `rules` and `tags`.
+fn passes(
+    alert: &Alert,
+    min_level: Option<Level>,
+    levels: &[Level],
+    rules: &[String],
+    tags: &[String],
+) -> bool {
+    let rule = &alert.rule;
+    min_level.is_none_or(|min| alert.level >= min)
+        && (levels.is_empty() || levels.contains(&alert.level))
+        && (rules.is_empty() || rules.contains(&rule.id))
+        && (tags.is_empty() || rule.tags.iter().any(|tag| tags.contains(tag)))
+}
+
 /// Which of an incident's alerts a sink is sent (`notify`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,10 +160,7 @@ impl SinkConfig {
 
     /// True when this sink wants `alert` (its level, after risk adjustment, and its rule).
     pub fn accepts(&self, alert: &Alert) -> bool {
-        let rule = &alert.rule;
-        self.min_level.is_none_or(|min| alert.level >= min)
-            && (self.rules.is_empty() || self.rules.contains(&rule.id))
-            && (self.tags.is_empty() || rule.tags.iter().any(|tag| self.tags.contains(tag)))
+        passes(alert, self.min_level, &[], &self.rules, &self.tags)
     }
 
     /// Checks this block's keys without connecting anywhere; errors name the key at fault.

@@ -77,7 +77,7 @@ use crate::brokers::ConnectError;
 
 #[cfg(feature = "amqp")]
 pub use amqp::AmqpSink;
-pub use config::{NotifyPolicy, SinkConfig, SinkKind, check_sinks};
+pub use config::{AlertFilter, NotifyPolicy, SinkConfig, SinkKind, check_sinks};
 pub use file::FileSink;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;

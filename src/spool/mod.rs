@@ -17,11 +17,12 @@
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
 //! | `held_batches` | (due time, Unix ms; sequence) | as `batches` | System Log events a hook could deliver, waiting out the hook's grace before detection |
 //! | `reconcile` | `cursor` / `hook_last_delivery` | the System Log `next` link after the last page stored / when the event hook last delivered (Unix ms) | where polling goes on / the silence check |
+//! | `responses` | action id (UUIDv5 of alert, response, action) | the action's record (JSON) | what a response did about an alert; written with its reports to the sinks |
 //!
 //! The tables are defined below; each file holds the reads and writes of its tables:
 //! [`batches`] (`batches`, `quarantine`, `known_networks`, and the detection commit),
 //! [`outbox`], [`dead_letters`], [`correlation`] (`correlation_inputs`, `correlation`,
-//! `correlation_journal`), [`incidents`] (`incidents`), [`system_log`] (`held_batches`, `reconcile`).
+//! `correlation_journal`), [`incidents`] (`incidents`), [`system_log`] (`held_batches`, `reconcile`), [`responses`] (`responses`).
 //!
 //! # On-disk layout: `seen/`
 //! Each event key (its hash), the batch that claimed it, and until when: an active log and
@@ -57,6 +58,7 @@ mod gauges;
 mod handle;
 mod incidents;
 mod outbox;
+mod responses;
 mod store;
 mod system_log;
 mod window;
@@ -107,6 +109,9 @@ const RECONCILE: TableDefinition<&str, &[u8]> = TableDefinition::new("reconcile"
 const KNOWN_NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_networks");
 /// Standalone: each target user's incident, as the detector folds it (see [`incidents`]).
 const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
+
+/// The responses' ledger: each action's record by its id (see [`responses`]).
+const RESPONSES: TableDefinition<&str, &[u8]> = TableDefinition::new("responses");
 
 /// File name of the database inside `data_dir`.
 pub const SPOOL_FILE: &str = "spool.redb";
@@ -222,6 +227,7 @@ fn create_tables(db: &Database) -> Result<(), SpoolError> {
     txn.open_table(INCIDENTS)?;
     txn.open_table(HELD_BATCHES)?;
     txn.open_table(RECONCILE)?;
+    txn.open_table(RESPONSES)?;
     // The window moved to seen.redb; an older spool's copy only takes space. Dropping it means a
     // redelivery straddling the upgrade alerts again, with the same alert id.
     if txn.delete_table(LEGACY_SEEN)? | txn.delete_table(LEGACY_SEEN_BY_EXPIRY)? {

@@ -134,6 +134,9 @@ pub const RECONCILE_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
 /// Gauge: 1 on the replica that holds an org's polling lease (or a standalone poller), else 0.
 /// Label: `org`.
 pub const RECONCILE_LEASE_HELD: &str = "factorwatch_reconcile_lease_held";
+/// Counter: actions of the responses, by `response`, `action` and `outcome` (`executed`,
+/// `dry_run`, `skipped`, `held`, `failed`).
+pub const RESPONSE_ACTIONS_TOTAL: &str = "factorwatch_response_actions_total";
 /// Gauge: 1 while the event hook is silent (the System Log shows events it should have delivered
 /// and it delivered nothing for `silence_after`), else 0; set by the replica that polls, 0 on
 /// the others. Label: `org`.

@@ -45,6 +45,7 @@ mod receiver;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod reconcile;
 mod reload;
+mod responses;
 mod rules_sigmahq;
 mod secrets;
 mod secrets_reload;

@@ -55,6 +55,7 @@ const GLOBEX: Org = Org {
 fn two_org_config(data_dir: &Path) -> Config {
     let mut config = test_config(data_dir);
     let org = |org: &Org, sinks: Vec<SinkConfig>| OrgConfig {
+        responses: Vec::new(),
         name: org.name.into(),
         hook_path: org.path.into(),
         auth_header: org.header.into(),

@@ -4,6 +4,7 @@
 
 pub mod doctor;
 pub mod register;
+pub mod register_ssf;
 pub mod rotate;
 
 use std::path::Path;
@@ -64,6 +65,20 @@ pub enum OktaCommand {
         #[arg(long)]
         finish: bool,
     },
+    /// Register factorwatch with the org's Shared Signals receiver as a Security Events
+    /// Provider (`[ssf]` issuer and JWKS address), for the `ssf_*` response actions. Prints
+    /// the plan; registers only with --apply.
+    RegisterSsf {
+        /// The `[[okta.orgs]]` org (default: the top-level org).
+        #[arg(long)]
+        org: Option<String>,
+        /// The provider's name in Okta.
+        #[arg(long, default_value = "factorwatch")]
+        name: String,
+        /// Register it (without: print what would be done).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 /// Runs an `okta` subcommand with the configuration at `config`.
@@ -92,6 +107,10 @@ pub async fn run(config: Option<&Path>, command: OktaCommand) -> anyhow::Result<
             let target = Target::load(config, org.as_deref())?;
             let options = rotate::Options { name, wait, finish };
             rotate::run(&target, options).await
+        }
+        OktaCommand::RegisterSsf { org, name, apply } => {
+            let target = Target::load(config, org.as_deref())?;
+            register_ssf::run(&target, register_ssf::Options { name, apply }).await
         }
     }
 }

@@ -1,0 +1,55 @@
+//! `responses`: the ledger of what the responses did, one row per alert, response and action
+//! (keyed by the action's deterministic id), each an opaque JSON document the responder writes.
+//! A row and the outbox rows that report it to the sinks are written in one transaction, so an
+//! action recorded is an action reported. The ledger grows only with actions, which each
+//! response's `max_per_hour` bounds; `responses list` reads it.
+
+use redb::ReadableTable;
+
+use super::outbox::{insert_outbox, staged_sizes};
+use super::{OutboxRecord, RESPONSES, Spool, SpoolError};
+
+impl Spool {
+    /// The ledger row of the action `id`, if it was recorded.
+    pub async fn response_action(&self, id: String) -> Result<Option<Vec<u8>>, SpoolError> {
+        self.read(move |txn| {
+            let table = txn.open_table(RESPONSES)?;
+            Ok(table.get(id.as_str())?.map(|value| value.value().to_vec()))
+        })
+        .await
+    }
+
+    /// Every ledger row, by id.
+    pub async fn response_actions(&self) -> Result<Vec<(String, Vec<u8>)>, SpoolError> {
+        self.read(move |txn| {
+            let table = txn.open_table(RESPONSES)?;
+            let mut rows = Vec::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                rows.push((key.value().to_owned(), value.value().to_vec()));
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Records (or updates) the action `id` and queues `reports` (its report to each sink) in
+    /// one durable transaction.
+    pub async fn record_response_action(
+        &self,
+        id: String,
+        record: Vec<u8>,
+        reports: Vec<(String, OutboxRecord)>,
+    ) -> Result<(), SpoolError> {
+        let staged = self.stage_outbox(reports);
+        let added = staged_sizes(&staged);
+        self.write(move |txn| {
+            txn.open_table(RESPONSES)?
+                .insert(id.as_str(), record.as_slice())?;
+            insert_outbox(txn, &staged)
+        })
+        .await?;
+        self.count_outbox_added(added);
+        Ok(())
+    }
+}
