@@ -23,6 +23,7 @@ pub mod act;
 pub mod cap;
 pub mod config;
 pub mod guard;
+pub mod recent;
 pub mod ssf;
 
 use std::sync::Arc;
@@ -43,6 +44,9 @@ use guard::Profile;
 
 /// How long, in a `[cluster]`, an action's claim keeps other replicas from taking it again.
 const CLAIM_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// How long the ledger keeps an action's record: `responses list` and `undo` reach back this
+/// far, and an alert replayed after it (a dead letter kept a month) would act again.
+const LEDGER_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// One response, running: its config, its Okta client, its cap, where it records and reports.
 pub struct Responder {
@@ -57,8 +61,12 @@ pub struct Responder {
     sinks: Arc<[SinkConfig]>,
     cluster: Option<Arc<SharedState>>,
     cap: cap::Cap,
-    /// The cap counted what the ledger held, once after the start.
+    /// What it executed within the hour, by action and user.
+    recent: recent::Recent,
+    /// The cap and `recent` were filled from the ledger, once after the start.
     seeded: OnceCell<()>,
+    /// When the ledger was last pruned (Unix ms).
+    pruned_at: std::sync::atomic::AtomicU64,
     /// The user factorwatch's API token acts as (none for an OAuth app), looked up once.
     own_id: OnceCell<Option<String>>,
 }
@@ -109,7 +117,9 @@ impl Responder {
             spool: parts.spool,
             sinks: parts.sinks,
             cluster: parts.cluster,
+            recent: recent::Recent::default(),
             seeded: OnceCell::new(),
+            pruned_at: std::sync::atomic::AtomicU64::new(0),
             own_id: OnceCell::new(),
         }
     }
@@ -127,7 +137,8 @@ impl Responder {
         if alert.response.is_some() {
             return Ok(());
         }
-        self.seed_cap().await?;
+        self.seed().await?;
+        self.prune_hourly().await?;
         let mut profile = None;
         let mut failures = Vec::new();
         for &action in &self.config.actions {
@@ -182,11 +193,8 @@ impl Responder {
         if let Some(reason) = guard::refusal(&self.config, profile, own_id.as_deref()) {
             return Ok(record.settle(ActionOutcome::Skipped, &reason));
         }
-        if let Some(earlier) = self.done_to_user_within_hour(action, &profile.id).await? {
-            let reason = format!(
-                "already done to this user within the hour (action {})",
-                earlier.id
-            );
+        if let Some(earlier) = self.recent.earlier(action.as_str(), &profile.id, now_ms()) {
+            let reason = format!("already done to this user within the hour (action {earlier})");
             return Ok(record.settle(ActionOutcome::Skipped, &reason));
         }
         if !self.claim(id).await? {
@@ -229,10 +237,18 @@ impl Responder {
             Ok(Effect::Changed { before, note }) => {
                 let mut record = record.settle(ActionOutcome::Executed, &note);
                 record.before = before;
+                self.remember(&record);
                 Ok(record)
             }
             Ok(Effect::Unchanged(note)) => Ok(record.settle(ActionOutcome::Skipped, &note)),
             Err(err) => self.failed(record, err),
+        }
+    }
+
+    /// Notes an executed action in `recent`.
+    fn remember(&self, record: &ActionRecord) {
+        if let Some(user) = &record.target_id {
+            self.recent.note(&record.action, user, &record.id, now_ms());
         }
     }
 
@@ -289,20 +305,23 @@ impl Responder {
         })
     }
 
-    /// Counts into the cap the actions of the last hour the ledger holds (once per start).
-    async fn seed_cap(&self) -> Result<(), DeliveryError> {
+    /// Fills the cap and `recent` from this response's records in the ledger (once per start).
+    async fn seed(&self) -> Result<(), DeliveryError> {
         self.seeded
             .get_or_try_init(|| async {
-                let since = now_ms().saturating_sub(cap::HOUR.as_millis() as u64);
-                let taken = self
-                    .records()
-                    .await?
-                    .into_iter()
+                let records = self.records().await?;
+                let own: Vec<&ActionRecord> = records
+                    .iter()
                     .filter(|r| r.response == self.config.name)
+                    .collect();
+                let since = now_ms().saturating_sub(cap::HOUR.as_millis() as u64);
+                let taken = own
+                    .iter()
                     .filter(|r| r.outcome == ActionOutcome::Executed)
-                    .filter_map(|r| Some((r.id, parse_rfc3339_ms(&r.at)? as u64)))
+                    .filter_map(|r| Some((r.id.clone(), parse_rfc3339_ms(&r.at)? as u64)))
                     .filter(|(_, at)| *at > since);
                 self.cap.seed(taken);
+                self.recent.seed(own);
                 Ok::<(), SpoolError>(())
             })
             .await
@@ -310,26 +329,33 @@ impl Responder {
             .map_err(spool_error)
     }
 
-    /// An executed action of this response on `user` within the last hour, if any.
-    async fn done_to_user_within_hour(
-        &self,
-        action: Action,
-        user: &str,
-    ) -> Result<Option<ActionRecord>, DeliveryError> {
-        let since = now_ms().saturating_sub(cap::HOUR.as_millis() as u64) as i64;
-        Ok(self
+    /// At most once an hour, removes this response's records older than the retention.
+    async fn prune_hourly(&self) -> Result<(), DeliveryError> {
+        use std::sync::atomic::Ordering;
+        let now = now_ms();
+        let last = self.pruned_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < cap::HOUR.as_millis() as u64 {
+            return Ok(());
+        }
+        self.pruned_at.store(now, Ordering::Relaxed);
+        let cutoff = now.saturating_sub(LEDGER_RETENTION_MS) as i64;
+        let old: Vec<String> = self
             .records()
             .await
             .map_err(spool_error)?
             .into_iter()
-            .find(|r| {
-                r.response == self.config.name
-                    && r.action == action.as_str()
-                    && r.outcome == ActionOutcome::Executed
-                    && r.undone_at.is_none()
-                    && r.target_id.as_deref() == Some(user)
-                    && parse_rfc3339_ms(&r.at).is_some_and(|at| at > since)
-            }))
+            .filter(|r| r.response == self.config.name)
+            .filter(|r| parse_rfc3339_ms(&r.at).is_some_and(|at| at < cutoff))
+            .map(|r| r.id)
+            .collect();
+        if !old.is_empty() {
+            tracing::info!(response = %self.config.name, removed = old.len(), "response ledger pruned");
+            self.spool
+                .remove_response_actions(old)
+                .await
+                .map_err(spool_error)?;
+        }
+        Ok(())
     }
 
     fn blank_record(&self, alert: &Alert, action: Action, id: &str) -> ActionRecord {
@@ -449,6 +475,7 @@ impl Responder {
         let note = act::undo(&self.okta, action, &user, record.before.as_deref()).await?;
         record.undone_at = Some(rfc3339(now_ms()));
         record.reason = format!("{}; undone: {note}", record.reason);
+        self.recent.forget(&record.id);
         self.record_alone(&record).await?;
         Ok(record)
     }
@@ -484,6 +511,7 @@ impl Responder {
                         &format!("approved by a person past max_per_hour; {note}"),
                     );
                     done.before = before;
+                    self.remember(&done);
                     done
                 }
                 Effect::Unchanged(note) => record.settle(ActionOutcome::Skipped, &note),

@@ -1,8 +1,8 @@
 //! `responses`: the ledger of what the responses did, one row per alert, response and action
 //! (keyed by the action's deterministic id), each an opaque JSON document the responder writes.
 //! A row and the outbox rows that report it to the sinks are written in one transaction, so an
-//! action recorded is an action reported. The ledger grows only with actions, which each
-//! response's `max_per_hour` bounds; `responses list` reads it.
+//! action recorded is an action reported. Each responder removes its rows after their
+//! retention (30 days); `responses list` reads the rest.
 
 use redb::ReadableTable;
 
@@ -51,5 +51,17 @@ impl Spool {
         .await?;
         self.count_outbox_added(added);
         Ok(())
+    }
+
+    /// Removes the ledger rows `ids` (pruned past their retention).
+    pub async fn remove_response_actions(&self, ids: Vec<String>) -> Result<(), SpoolError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(RESPONSES)?;
+            for id in &ids {
+                table.remove(id.as_str())?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
