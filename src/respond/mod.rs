@@ -184,6 +184,9 @@ impl Responder {
         if profile.is_none() {
             match Profile::read(&self.okta, &target).await {
                 Ok(read) => *profile = Some(read),
+                Err(err @ OktaApiError::NotFound { .. }) => {
+                    return Ok(record.settle(ActionOutcome::Skipped, &err.to_string()));
+                }
                 Err(err) => return self.failed(record, err),
             }
         }

@@ -1,7 +1,7 @@
 //! Responses (`[[responses]]`) against the Okta stand-in: an MFA reset of a privileged user by
 //! an admin raises the user's risk and ends their sessions in enforce mode, reported to the
-//! sinks and listed by `responses list`; dry-run calls nothing that changes Okta; `never` and
-//! admins are skipped with the reason; the cap holds under a mass reset and a person approves a
+//! sinks and listed by `responses list`; dry-run calls nothing that changes Okta; `never`,
+//! admins and users Okta no longer has are skipped with the reason; the cap holds under a mass reset and a person approves a
 //! held action; the same alert acts once, across a restart too; 429 and 500 are retried; a
 //! revoked token dead-letters the alert with a clear reason; undo reverses what can be.
 
@@ -253,12 +253,12 @@ async fn never_users_admins_and_the_tokens_own_admin_are_skipped_with_the_reason
         plain.login.to_uppercase()
     ));
     let app = app(&okta, vec![guarded]).await;
-    let events: Vec<Value> = [vip, admin, plain, token_admin]
-        .into_iter()
-        .map(reset)
-        .collect();
+    // A user deleted from Okta since the event.
+    let ghost = &many_users(1)[0];
+    let targets = [vip, admin, plain, token_admin, ghost];
+    let events: Vec<Value> = targets.into_iter().map(reset).collect();
     assert_eq!(app.post(&envelope(events)).await.status(), 204);
-    let reports = reports(&app, 8).await;
+    let reports = reports(&app, 10).await;
 
     let reason_for = |user: &SampleUser| {
         let mut reasons: Vec<String> = reports
@@ -277,6 +277,7 @@ async fn never_users_admins_and_the_tokens_own_admin_are_skipped_with_the_reason
     assert!(reason_for(admin).contains("act_on_admins"));
     assert!(reason_for(plain).contains("is listed"));
     assert!(reason_for(token_admin).contains("API token acts as"));
+    assert!(reason_for(ghost).contains("no such user"));
     assert_eq!(writes(&okta), Vec::<String>::new());
 }
 
