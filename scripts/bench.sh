@@ -33,6 +33,9 @@ timeout 2700 cargo bench --locked --bench load -- long --events "$LONG_EVENTS" -
 echo "== System Log poller: a day of System Log at Okta's ceiling, $RUNS runs"
 timeout 1200 cargo bench --locked --bench load -- poller --runs "$RUNS" --out "$OUT"
 
+echo "== responses: POST of an MFA reset to the action in the Okta stand-in, $RUNS runs"
+timeout 900 cargo bench --locked --bench load -- responses --runs "$RUNS" --out "$OUT"
+
 echo "== detection alone (criterion)"
 timeout 600 cargo bench --locked --bench detection 2>&1 | tee "$OUT/detection.txt"
 
@@ -41,4 +44,4 @@ python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib
 mkdir -p docs/bench
 python3 scripts/plot-latency.py "$OUT/latency.csv" docs/bench/latency.png
 
-echo "== done: $OUT/summary.md, $OUT/long.json, $OUT/poller-summary.md, $OUT/detection.txt, docs/bench/latency.png"
+echo "== done: $OUT/summary.md, $OUT/long.json, $OUT/poller-summary.md, $OUT/responses-summary.md, $OUT/detection.txt, docs/bench/latency.png"

@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- all [--runs 3]      # every scenario, medians over the runs
 //! cargo bench --bench load -- long [--events N]   # RSS over ten million events
 //! cargo bench --bench load -- poller [--runs 3]   # the System Log poller against the Okta stand-in
+//! cargo bench --bench load -- responses [--runs 3]  # POST of an MFA reset to the action in Okta
 //! ```
 //!
 //! A plain `cargo bench` runs this binary with no mode: it then only says how to run it, so the
@@ -21,6 +22,7 @@
 //! | `e2e` | reading alerts back from the file sink and from JetStream |
 //! | `okta_standin` | the Okta stand-in of the integration tests (tests/it/okta_standin) |
 //! | `poller` | the System Log poller's catch-up and steady state, and its baseline client |
+//! | `responses` | POST of an MFA reset to the response's actions in the stand-in, and its baseline client |
 //! | `scenarios` | one function per measurement |
 //! | `report` | rows, medians, Markdown and CSV |
 
@@ -35,6 +37,7 @@ mod okta_standin;
 mod payload;
 mod poller;
 mod report;
+mod responses;
 mod scenarios;
 mod server;
 
@@ -131,6 +134,23 @@ enum Mode {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Responses (issue 24): from the hook's POST of an MFA reset to the executed actions in the
+    /// Okta stand-in (risk raised, sessions cleared), beside a plain client making the same six
+    /// Okta calls.
+    Responses {
+        /// Repetitions; the report holds the median of each figure.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// MFA resets per run, one user each.
+        #[arg(long, default_value_t = responses::DEFAULT_EVENTS)]
+        events: usize,
+        /// Resets per second (open loop).
+        #[arg(long, default_value_t = responses::DEFAULT_RATE)]
+        rate: f64,
+        /// Where responses.json and responses-summary.md go.
+        #[arg(long, default_value = "target/bench-results")]
+        out: PathBuf,
+    },
     /// The no-op baseline server (started by `all` as a child process).
     #[command(hide = true)]
     NoopServer {
@@ -183,6 +203,12 @@ fn main() -> anyhow::Result<()> {
                 let steady = Duration::from_secs(steady_secs);
                 poller_phase(runs, events, steady, &Phases(only), &out).await
             }
+            Mode::Responses {
+                runs,
+                events,
+                rate,
+                out,
+            } => responses_phase(runs, events, rate, &out).await,
             Mode::NoopServer { .. } => unreachable!("handled above"),
         }
     })
@@ -341,6 +367,27 @@ async fn poller_phase(
         progress!("run {run} done; results so far in {}", out.display());
     }
     print!("{}", report::poller_markdown(&rows));
+    Ok(())
+}
+
+async fn responses_phase(
+    runs: usize,
+    events: usize,
+    rate: f64,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        events > 0 && rate > 0.0,
+        "--events and --rate must be positive"
+    );
+    let mut rows = Vec::new();
+    for run in 1..=runs {
+        rows.push(machine_row(run, runs));
+        rows.extend(responses::run(run, events, rate).await?);
+        responses::write(out, &rows)?;
+        progress!("run {run} done; results so far in {}", out.display());
+    }
+    print!("{}", responses::markdown(&rows));
     Ok(())
 }
 

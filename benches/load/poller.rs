@@ -34,7 +34,7 @@ use crate::e2e::{self, Seen, Sent};
 use crate::okta_standin::{OktaStandIn, Recorded};
 use crate::progress;
 use crate::report::Row;
-use crate::server::{self, FactorwatchSpec, ProcStats, Server, SinkSpec};
+use crate::server::{self, ProcStats, Server};
 
 /// Okta's ceiling: System Log events per org and day.
 pub const DAY_EVENTS: usize = 400_000;
@@ -406,18 +406,7 @@ impl Watched {
     /// Starts factorwatch with `extra` config and a file sink, and the reader matching its
     /// alerts with `sent`.
     fn start(extra: String, sent: Sent) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("factorwatch-poller-")
-            .tempdir_in(server::scratch_root())?;
-        let alert_file = server::data_dir(dir.path()).join("alerts.jsonl");
-        let spec = FactorwatchSpec {
-            sinks: vec![SinkSpec::File {
-                name: "alerts".into(),
-                path: alert_file.clone(),
-                min_level: None,
-            }],
-            extra,
-        };
+        let (dir, alert_file, spec) = server::with_alert_file("factorwatch-poller-", extra)?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = e2e::tail_file(alert_file, sent.clone(), stop.clone());
         let server = Server::factorwatch_in(dir, &spec)?;

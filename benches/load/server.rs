@@ -234,6 +234,27 @@ fn factorwatch_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_factorwatch")))
 }
 
+/// A fresh directory (named `prefix`...) under [`scratch_root`], the alert file of its data
+/// directory, and the spec of a factorwatch writing every alert there with `extra` config.
+pub fn with_alert_file(
+    prefix: &str,
+    extra: String,
+) -> anyhow::Result<(TempDir, PathBuf, FactorwatchSpec)> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(scratch_root())?;
+    let alert_file = data_dir(dir.path()).join("alerts.jsonl");
+    let spec = FactorwatchSpec {
+        sinks: vec![SinkSpec::File {
+            name: "alerts".into(),
+            path: alert_file.clone(),
+            min_level: None,
+        }],
+        extra,
+    };
+    Ok((dir, alert_file, spec))
+}
+
 /// Where temporary server directories go: under the target directory, on the same disk as a real
 /// build's data would be, and never in a tmpfs (which would make fsync free).
 pub fn scratch_root() -> PathBuf {
