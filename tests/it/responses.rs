@@ -128,7 +128,16 @@ async fn enforce_raises_risk_and_ends_sessions_then_undo_restores_the_risk() {
     let users = samples::users();
     let target = &users[0];
     let okta = org(std::slice::from_ref(target)).await;
-    let app = app(&okta, vec![contain("")]).await;
+    // The issue's case: a privileged user's MFA reset by an admin from a network new to them,
+    // which raises the alert to critical; the response takes critical alerts only.
+    let critical = response(&format!(
+        "name = \"contain\"\nmode = \"enforce\"\nactions = [\"raise_risk\", \"clear_sessions\"]\n\
+         when = {{ levels = [\"critical\"], rules = [\"{FACTOR_DEACTIVATED}\"] }}\n"
+    ));
+    let data_dir = TempDir::new().unwrap();
+    let mut config = config_for(data_dir.path(), &okta, vec![critical]);
+    config.rules.privileged_users = vec![target.login.clone()];
+    let app = spawn_app_with(config, data_dir).await;
 
     let event = reset(target);
     let posted = Instant::now();
@@ -151,6 +160,11 @@ async fn enforce_raises_risk_and_ends_sessions_then_undo_restores_the_risk() {
         last_write.duration_since(posted)
     );
 
+    let answered: Vec<&Value> = reports.iter().map(|r| &r["level"]).collect();
+    assert!(
+        answered.iter().all(|level| *level == "critical"),
+        "{answered:?}"
+    );
     let risk = outcome_of(&reports, "raise_risk");
     assert_eq!(risk["outcome"], "executed", "{risk:#}");
     assert_eq!(risk["before"], "NONE");
