@@ -29,7 +29,7 @@ use crate::http::{AppState, OrgStatus, ops, router};
 use crate::secret::SecretSet;
 use pipeline::{Pipeline, Shared};
 pub use pipeline::{Preflight, RECONCILE_SCOPES, preflight, system_log_filter};
-pub use probe::{ContextProbe, OktaProbe, probe_context, probe_okta};
+pub use probe::{OktaProbe, ScopeProbe, probe_okta, probe_scopes};
 use shutdown::Serving;
 pub use shutdown::shutdown_signal;
 use workers::{Hangups, Workers, catch_hangups, maintenance, reload_on_sighup};

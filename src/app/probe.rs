@@ -47,37 +47,55 @@ pub async fn probe_okta(config: &Config) -> anyhow::Result<Vec<OktaProbe>> {
     Ok(probes)
 }
 
-/// What the live check found for one org with `[okta.context] enabled`.
+/// What the live check found for one use of the API beyond reconciliation: live context, or a
+/// response, each asking for its own scopes.
 #[derive(Debug)]
-pub struct ContextProbe {
+pub struct ScopeProbe {
     /// `the top-level org` or `okta.orgs "acme"`.
     pub org: String,
     /// The org URL.
     pub org_url: String,
-    /// Whether Okta grants the app a token with the context's scopes; `None` for an API token,
-    /// whose admin's role decides (there is no scope to ask for).
+    /// What needs the scopes: `live context`, `response "contain-takeover"`.
+    pub purpose: String,
+    /// The scopes it asks for.
+    pub scopes: Vec<&'static str>,
+    /// Whether Okta grants the app a token with those scopes; `None` for an API token, whose
+    /// admin's role decides (there is no scope to ask for).
     pub outcome: Option<Result<(), OktaApiError>>,
 }
 
-/// Asks Okta for a token with the context's scopes (`okta.users.read`, `okta.roles.read`) for
-/// each org with `[okta.context] enabled`, as its detector would at its first MFA alert.
-pub async fn probe_context(config: &Config) -> Vec<ContextProbe> {
+/// Asks Okta for a token with the scopes of each use beyond reconciliation, as the service
+/// would at its first alert: live context (`okta.users.read`, `okta.roles.read`) for each org
+/// with `[okta.context] enabled`, and each response's (`ResponseConfig::scopes`).
+pub async fn probe_scopes(config: &Config) -> Vec<ScopeProbe> {
     let mut probes = Vec::new();
     for pipeline in config.pipelines() {
-        let Some(api) = pipeline.api.as_ref().filter(|_| pipeline.context.enabled) else {
+        let Some(api) = pipeline.api.as_ref() else {
             continue;
         };
-        let org = pipeline.org.as_deref().unwrap_or_default();
-        let outcome = match OktaClient::new(api, CONTEXT_SCOPES, org) {
-            Ok(client) if client.uses_oauth() => Some(client.check_credentials().await),
-            Ok(_) => None,
-            Err(err) => Some(Err(err)),
-        };
-        probes.push(ContextProbe {
-            org: pipeline.label(),
-            org_url: api.org_url.clone(),
-            outcome,
-        });
+        let context = pipeline
+            .context
+            .enabled
+            .then(|| ("live context".to_owned(), CONTEXT_SCOPES.to_vec()));
+        let responses = pipeline
+            .responses
+            .iter()
+            .map(|r| (format!("response {:?}", r.name), r.scopes()));
+        for (purpose, scopes) in context.into_iter().chain(responses) {
+            let org = pipeline.org.as_deref().unwrap_or_default();
+            let outcome = match OktaClient::new(api, &scopes, org) {
+                Ok(client) if client.uses_oauth() => Some(client.check_credentials().await),
+                Ok(_) => None,
+                Err(err) => Some(Err(err)),
+            };
+            probes.push(ScopeProbe {
+                org: pipeline.label(),
+                org_url: api.org_url.clone(),
+                purpose,
+                scopes,
+                outcome,
+            });
+        }
     }
     probes
 }

@@ -11,7 +11,7 @@ use crate::config::Config;
 /// Loads the configuration at `path` (or the defaults and environment), runs [`app::preflight`]
 /// on it (the secret, every org's rules and sinks, the TLS files, the Okta API keys) and
 /// [`app::probe_okta`] (each org that reconciles reads its System Log once) and
-/// [`app::probe_context`] (each org with live context gets a token with its scopes), prints it
+/// [`app::probe_scopes`] (live context and each response get a token with their scopes), prints it
 /// as TOML on stdout and the verdict on stderr.
 pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(path)?;
@@ -36,29 +36,31 @@ pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
             }
         }
     }
-    for probe in app::probe_context(&config).await {
+    for probe in app::probe_scopes(&config).await {
+        let scopes = probe.scopes.join(" ");
         match &probe.outcome {
             Some(Ok(())) => eprintln!(
-                "{}: the app may read users and roles of {} for live context",
-                probe.org, probe.org_url
+                "{}: the app is granted {scopes} in {} for {}",
+                probe.org, probe.org_url, probe.purpose
             ),
             None => eprintln!(
-                "{}: live context through an API token: its admin's role decides what it may \
-                 read (not checked)",
-                probe.org
+                "{}: {} through an API token: its admin's role decides what it may do (not \
+                 checked; it needs the rights of {scopes})",
+                probe.org, probe.purpose
             ),
             Some(Err(err)) => {
                 failed += 1;
                 eprintln!(
-                    "{}: cannot look up live context in {}: {err}",
-                    probe.org, probe.org_url
+                    "{}: cannot get a token for {} in {}: {err}",
+                    probe.org, probe.purpose, probe.org_url
                 );
             }
         }
     }
     if failed > 0 {
         bail!(
-            "{failed} check(s) of the Okta API failed: the System Log or live context (see above)"
+            "{failed} check(s) of the Okta API failed: the System Log, live context or a \
+             response (see above)"
         );
     }
     eprintln!("configuration is valid");

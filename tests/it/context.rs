@@ -252,7 +252,7 @@ async fn a_scope_not_granted_is_named_in_the_alert_and_by_check_config() {
     let (ok, _, stderr) = run_cli(&["check-config"], &config_file, &[]).await;
     assert!(!ok, "{stderr}");
     assert!(
-        stderr.contains("the top-level org: cannot look up live context in")
+        stderr.contains("the top-level org: cannot get a token for live context in")
             && stderr.contains("not granted okta.users.read okta.roles.read"),
         "{stderr}"
     );

@@ -608,3 +608,46 @@ async fn a_session_revoked_token_okta_verifies_against_the_published_keys() {
         okta.spec_violations()
     );
 }
+
+#[tokio::test]
+async fn check_config_names_a_scope_a_response_is_not_granted() {
+    let okta = org(&[]).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let client_id = "0oaresponsesnomanage";
+    let granted = ["okta.users.read", "okta.roles.read"];
+    okta.add_service_app(client_id, &key.public_key_pem(), None, &granted, false);
+    let data_dir = TempDir::new().unwrap();
+    let key_file = data_dir.path().join("okta.pem");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let config_file = data_dir.path().join("factorwatch.toml");
+    let toml = format!(
+        "[storage]\ndata_dir = {dir:?}\n[okta]\nsecrets = [\"s\"]\n[okta.api]\norg_url = {url:?}\n\
+         client_id = {client_id:?}\nprivate_key_file = {key:?}\n\
+         [[responses]]\nname = \"contain\"\nactions = [\"suspend_user\"]\n",
+        dir = data_dir.path().join("spool"),
+        url = okta.org_url(),
+        key = key_file,
+    );
+    std::fs::write(&config_file, toml).unwrap();
+    let (ok, _, stderr) = run_cli(&["check-config"], &config_file, &[]).await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("cannot get a token for response \"contain\"")
+            && stderr.contains("okta.users.manage"),
+        "{stderr}"
+    );
+
+    okta.add_service_app(
+        client_id,
+        &key.public_key_pem(),
+        None,
+        &["okta.users.read", "okta.roles.read", "okta.users.manage"],
+        false,
+    );
+    let (ok, _, stderr) = run_cli(&["check-config"], &config_file, &[]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("is granted okta.users.read okta.roles.read okta.users.manage"),
+        "{stderr}"
+    );
+}
