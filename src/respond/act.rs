@@ -43,9 +43,13 @@ pub fn call_of(action: Action, profile: &Profile, org_url: &str) -> String {
             format!("DELETE /api/v1/users/{user}/sessions?oauthTokens=true")
         }
         Action::SuspendUser => format!("POST /api/v1/users/{user}/lifecycle/suspend"),
-        Action::SsfSessionRevoked => format!(
-            "POST {}/security/api/v1/security-events (CAEP session-revoked for {})",
+        Action::SsfSessionRevoked | Action::SsfUserRiskChange => format!(
+            "POST {}/security/api/v1/security-events ({} for {})",
             org_url.trim_end_matches('/'),
+            match action {
+                Action::SsfUserRiskChange => "Okta user-risk-change to high",
+                _ => "CAEP session-revoked",
+            },
             profile.email.as_deref().unwrap_or(user)
         ),
     }
@@ -58,6 +62,9 @@ pub fn describe(action: Action) -> &'static str {
         Action::ClearSessions => "end the user's Okta sessions and revoke their OAuth tokens",
         Action::SuspendUser => "suspend the user",
         Action::SsfSessionRevoked => "push a CAEP session-revoked event to Okta's SSF receiver",
+        Action::SsfUserRiskChange => {
+            "push a user-risk-change event (to high) to Okta's SSF receiver"
+        }
     }
 }
 
@@ -92,10 +99,10 @@ pub async fn execute(
             })
         }
         Action::SuspendUser => suspend(okta, profile).await,
-        Action::SsfSessionRevoked => {
-            let ssf =
-                ssf.ok_or_else(|| OktaApiError::Config("ssf_session_revoked needs [ssf]".into()))?;
-            push_session_revoked(okta, ssf, profile, why, action_id).await
+        Action::SsfSessionRevoked | Action::SsfUserRiskChange => {
+            let ssf = ssf
+                .ok_or_else(|| OktaApiError::Config(format!("{} needs [ssf]", action.as_str())))?;
+            push_signal(okta, ssf, action, profile, why, action_id).await
         }
     }
 }
@@ -119,9 +126,12 @@ async fn suspend(okta: &OktaClient, profile: &Profile) -> Result<Effect, OktaApi
     }
 }
 
-async fn push_session_revoked(
+/// Pushes the Security Event Token of `action` about `profile` (named by email) to Okta's SSF
+/// receiver. The user-risk change reads the user's risk first, for `previous_level`.
+async fn push_signal(
     okta: &OktaClient,
     ssf: &SsfSender,
+    action: Action,
     profile: &Profile,
     why: &str,
     action_id: &str,
@@ -129,23 +139,32 @@ async fn push_session_revoked(
     let email = profile.email.as_deref().ok_or_else(|| {
         OktaApiError::BadResponse("the user has no email or login to name in the event".into())
     })?;
-    let now = (crate::clock::now_ms() / 1000) as i64;
-    let claims = SetClaims::session_revoked(
-        &ssf.issuer,
-        &ssf.audience,
-        &SetSubject::email(email),
-        now,
-        why,
-    )
-    .with_jti(action_id.to_owned());
+    let (subject, now) = (
+        SetSubject::email(email),
+        (crate::clock::now_ms() / 1000) as i64,
+    );
+    let (issuer, audience) = (ssf.issuer.as_str(), ssf.audience.as_str());
+    let (claims, event) = match action {
+        Action::SsfUserRiskChange => {
+            let previous = okta.get_user_risk(&profile.id).await?.risk_level;
+            let claims = SetClaims::user_risk_change(
+                issuer, audience, &subject, now, &previous, "high", why,
+            );
+            (claims, "user-risk-change (to high)")
+        }
+        _ => {
+            let claims = SetClaims::session_revoked(issuer, audience, &subject, now, why);
+            (claims, "session-revoked")
+        }
+    };
     let token = ssf
         .signer
-        .sign(&claims)
+        .sign(&claims.with_jti(action_id.to_owned()))
         .map_err(|err| OktaApiError::Key(err.to_string()))?;
     okta.push_security_event_token(&token).await?;
     Ok(Effect::Changed {
         before: None,
-        note: format!("session-revoked event for {email} accepted by Okta"),
+        note: format!("{event} event for {email} accepted by Okta"),
     })
 }
 
@@ -157,6 +176,10 @@ pub fn irreversible(action: Action) -> Option<&'static str> {
         Action::SsfSessionRevoked => {
             Some("a session-revoked event cannot be taken back; the user signs in again")
         }
+        Action::SsfUserRiskChange => Some(
+            "a risk event cannot be taken back; lower the user's risk in the Admin Console (or \
+             use raise_risk, whose undo restores the level)",
+        ),
     }
 }
 
@@ -187,8 +210,8 @@ pub async fn undo(
             okta.unsuspend_user(user_id).await?;
             Ok("user unsuspended".into())
         }
-        Action::ClearSessions | Action::SsfSessionRevoked => Err(OktaApiError::BadRequest(
-            irreversible(action).unwrap_or_default().into(),
-        )),
+        Action::ClearSessions | Action::SsfSessionRevoked | Action::SsfUserRiskChange => Err(
+            OktaApiError::BadRequest(irreversible(action).unwrap_or_default().into()),
+        ),
     }
 }

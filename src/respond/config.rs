@@ -30,7 +30,7 @@ pub struct ResponseConfig {
     #[serde(default)]
     pub when: AlertFilter,
     /// What it does, in order, to the alert's target user: `raise_risk`, `clear_sessions`,
-    /// `suspend_user`, `ssf_session_revoked`.
+    /// `suspend_user`, `ssf_session_revoked`, `ssf_user_risk_change`.
     pub actions: Vec<Action>,
     /// `dry-run` (the default): record and report what would be done, call nothing that
     /// changes Okta. `enforce`: act.
@@ -67,6 +67,9 @@ pub enum Action {
     SuspendUser,
     /// Push a CAEP session-revoked Security Event Token to Okta's SSF receiver (needs `[ssf]`).
     SsfSessionRevoked,
+    /// Push an Okta user-risk-change Security Event Token (its risk to high) to Okta's SSF
+    /// receiver, whose Identity Threat Protection policies act on it (needs `[ssf]`).
+    SsfUserRiskChange,
 }
 
 impl Action {
@@ -77,6 +80,7 @@ impl Action {
             Self::ClearSessions => "clear_sessions",
             Self::SuspendUser => "suspend_user",
             Self::SsfSessionRevoked => "ssf_session_revoked",
+            Self::SsfUserRiskChange => "ssf_user_risk_change",
         }
     }
 
@@ -87,6 +91,7 @@ impl Action {
             Self::ClearSessions,
             Self::SuspendUser,
             Self::SsfSessionRevoked,
+            Self::SsfUserRiskChange,
         ]
         .into_iter()
         .find(|action| action.as_str() == name)
@@ -98,8 +103,9 @@ impl Action {
         match self {
             Self::RaiseRisk => &[scopes::USER_RISK_READ, scopes::USER_RISK_MANAGE],
             Self::ClearSessions | Self::SuspendUser => &[scopes::USERS_MANAGE],
-            // A SET is pushed without Okta credentials.
+            // A SET is pushed without Okta credentials; the risk change names the level before.
             Self::SsfSessionRevoked => &[],
+            Self::SsfUserRiskChange => &[scopes::USER_RISK_READ],
         }
     }
 }
@@ -146,7 +152,9 @@ impl ResponseConfig {
 
     /// True when one of its actions pushes a Shared Signals event.
     pub fn uses_ssf(&self) -> bool {
-        self.actions.contains(&Action::SsfSessionRevoked)
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::SsfSessionRevoked | Action::SsfUserRiskChange))
     }
 
     /// Checks the block without calling anything; errors name the key at fault.
@@ -164,7 +172,7 @@ impl ResponseConfig {
         ensure!(
             !self.actions.is_empty(),
             "actions is empty: list what to do (raise_risk, clear_sessions, suspend_user, \
-             ssf_session_revoked)"
+             ssf_session_revoked, ssf_user_risk_change)"
         );
         for (at, action) in self.actions.iter().enumerate() {
             ensure!(
@@ -216,7 +224,7 @@ pub fn check_responses(
         }
         if response.uses_ssf() && !has_ssf {
             return Err(scope(anyhow::anyhow!(
-                "ssf_session_revoked signs a Security Event Token: set [ssf] issuer and \
+                "the ssf_* actions sign Security Event Tokens: set [ssf] issuer and \
                  signing_key_file"
             )));
         }

@@ -517,7 +517,7 @@ async fn a_revoked_token_dead_letters_the_alert_with_what_to_do() {
 }
 
 #[tokio::test]
-async fn a_session_revoked_token_okta_verifies_against_the_published_keys() {
+async fn signals_okta_verifies_against_the_published_keys() {
     let users = samples::users();
     let target = &users[0];
     let okta = org(std::slice::from_ref(target)).await;
@@ -526,6 +526,7 @@ async fn a_session_revoked_token_okta_verifies_against_the_published_keys() {
         &[
             "okta.users.read",
             "okta.roles.read",
+            "okta.userRisk.read",
             "okta.securityEventsProviders.read",
             "okta.securityEventsProviders.manage",
         ],
@@ -565,7 +566,8 @@ async fn a_session_revoked_token_okta_verifies_against_the_published_keys() {
     config.okta.secrets = test.okta.secrets;
     config.rules.builtin_correlations = false;
     config.responses = vec![response(&format!(
-        "name = \"signal\"\nmode = \"enforce\"\nactions = [\"ssf_session_revoked\"]\n\
+        "name = \"signal\"\nmode = \"enforce\"\n\
+         actions = [\"ssf_session_revoked\", \"ssf_user_risk_change\"]\n\
          when = {{ rules = [\"{FACTOR_DEACTIVATED}\"] }}\n"
     ))];
     let app = spawn_app_with(config, data_dir).await;
@@ -590,18 +592,33 @@ async fn a_session_revoked_token_okta_verifies_against_the_published_keys() {
     assert!(jwks["keys"][0].get("d").is_none(), "public keys only");
 
     assert_eq!(app.post(&envelope(vec![reset(target)])).await.status(), 204);
-    let reports = reports(&app, 1).await;
-    let record = &reports[0]["response"];
-    assert_eq!(record["outcome"], "executed", "{record:#}");
-    // The stand-in fetched factorwatch's JWKS and verified the token's signature with it.
+    let reports = reports(&app, 2).await;
+    for report in &reports {
+        assert_eq!(report["response"]["outcome"], "executed", "{report:#}");
+    }
+    // The stand-in fetched factorwatch's JWKS and verified each token's signature with it.
     let received = okta.received_security_events();
-    assert_eq!(received.len(), 1);
-    let claims = &received[0];
-    assert_eq!(claims["iss"], issuer.as_str());
-    assert_eq!(claims["jti"], record["id"]);
-    let event =
-        &claims["events"]["https://schemas.openid.net/secevent/caep/event-type/session-revoked"];
-    assert_eq!(event["subject"]["user"]["email"], target.login.as_str());
+    assert_eq!(received.len(), 2);
+    let event_of = |uri: &str| {
+        let claims = received
+            .iter()
+            .find(|c| c["events"].get(uri).is_some())
+            .unwrap_or_else(|| panic!("no {uri} event: {received:#?}"));
+        assert_eq!(claims["iss"], issuer.as_str());
+        let jti = claims["jti"].as_str().unwrap();
+        assert!(reports.iter().any(|r| r["response"]["id"] == jti), "{jti}");
+        claims["events"][uri].clone()
+    };
+    let revoked = event_of("https://schemas.openid.net/secevent/caep/event-type/session-revoked");
+    assert_eq!(revoked["subject"]["user"]["email"], target.login.as_str());
+    let risk = event_of("https://schemas.okta.com/secevent/okta/event-type/user-risk-change");
+    assert_eq!(
+        (
+            risk["previous_level"].as_str(),
+            risk["current_level"].as_str()
+        ),
+        (Some("none"), Some("high"))
+    );
     assert!(
         okta.spec_violations().is_empty(),
         "{:?}",
