@@ -36,6 +36,9 @@ timeout 1200 cargo bench --locked --bench load -- poller --runs "$RUNS" --out "$
 echo "== responses: POST of an MFA reset to the action in the Okta stand-in, $RUNS runs"
 timeout 900 cargo bench --locked --bench load -- responses --runs "$RUNS" --out "$OUT"
 
+echo "== mixes (issue 23): end to end on a mass reset and an org of 400,000 users, memory with a million users, $RUNS runs"
+timeout 3600 cargo bench --locked --bench load -- mixes --runs "$RUNS" --out "$OUT"
+
 echo "== detection alone (criterion)"
 timeout 600 cargo bench --locked --bench detection 2>&1 | tee "$OUT/detection.txt"
 
@@ -44,4 +47,4 @@ python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib
 mkdir -p docs/bench
 python3 scripts/plot-latency.py "$OUT/latency.csv" docs/bench/latency.png
 
-echo "== done: $OUT/summary.md, $OUT/long.json, $OUT/poller-summary.md, $OUT/responses-summary.md, $OUT/detection.txt, docs/bench/latency.png"
+echo "== done: $OUT/summary.md, $OUT/long.json, $OUT/poller-summary.md, $OUT/responses-summary.md, $OUT/mixes-summary.md, $OUT/detection.txt, docs/bench/latency.png"

@@ -7,6 +7,7 @@
 //! cargo bench --bench load -- long [--events N]   # RSS over ten million events
 //! cargo bench --bench load -- poller [--runs 3]   # the System Log poller against the Okta stand-in
 //! cargo bench --bench load -- responses [--runs 3]  # POST of an MFA reset to the action in Okta
+//! cargo bench --bench load -- mixes [--runs 3]    # end to end on a mass reset and an org (issue 23)
 //! ```
 //!
 //! A plain `cargo bench` runs this binary with no mode: it then only says how to run it, so the
@@ -15,7 +16,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `payload` | Okta-shaped envelopes of 1, 10 and 50 events, unique ids rewritten per request |
+//! | `payload` | Okta-shaped envelopes of 1, 10 and 50 events, unique ids rewritten per request; the mass-reset and org mixes, users rewritten per event |
 //! | `client` | keep-alive HTTP/1.1 connections, open-loop and closed-loop pacing, HDR histograms |
 //! | `server` | the servers as child processes; `/proc` figures; the no-op server |
 //! | `disk` | the fdatasync baseline |
@@ -24,11 +25,13 @@
 //! | `poller` | the System Log poller's catch-up and steady state, and its baseline client |
 //! | `responses` | POST of an MFA reset to the response's actions in the stand-in, and its baseline client |
 //! | `scenarios` | one function per measurement |
+//! | `mixes` | end-to-end and acknowledged throughput on the mass-reset and org mixes, the generator check, memory with a million users (issue 23) |
 //! | `report` | rows, medians, Markdown and CSV |
 
 mod client;
 mod disk;
 mod e2e;
+mod mixes;
 // Cargo builds benches with `cfg(test)` but without the test harness, so the stand-in's own unit
 // tests compile here without their `#[test]` functions, and some of their imports go unused.
 #[allow(unused_imports)]
@@ -151,6 +154,32 @@ enum Mode {
         #[arg(long, default_value = "target/bench-results")]
         out: PathBuf,
     },
+    /// What users feel (issue 23): acknowledged and end-to-end throughput (first request to the
+    /// last alert in the file) on a mass reset by one admin and on an org of 400,000 users, the
+    /// generator check against the no-op handler, and memory with a million distinct users.
+    Mixes {
+        /// Repetitions of the generator check and the two mixes; the report holds medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds of each saturation drive.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Where mixes.json, mixes-summary.md and mixes-rss.csv go.
+        #[arg(long, default_value = "target/bench-results")]
+        out: PathBuf,
+        /// Events (and distinct users) of the memory phase; 0 leaves it out.
+        #[arg(long, default_value_t = mixes::MEMORY_USERS)]
+        memory_events: u64,
+        /// Events per second of the memory phase; 0: 80% of the org mix's end-to-end rate.
+        #[arg(long, default_value_t = 0.0)]
+        memory_rate: f64,
+        /// Only these phases (comma-separated: generator, mass-reset, org, memory).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Each phase waits (at most 5 min) for the 1-minute load average to fall below this.
+        #[arg(long, default_value_t = mixes::QUIET_LOAD)]
+        quiet_load: f64,
+    },
     /// The no-op baseline server (started by `all` as a child process).
     #[command(hide = true)]
     NoopServer {
@@ -209,6 +238,26 @@ fn main() -> anyhow::Result<()> {
                 rate,
                 out,
             } => responses_phase(runs, events, rate, &out).await,
+            Mode::Mixes {
+                runs,
+                secs,
+                out,
+                memory_events,
+                memory_rate,
+                only,
+                quiet_load,
+            } => {
+                mixes::run(mixes::Options {
+                    runs,
+                    secs,
+                    out,
+                    memory_rate,
+                    memory_events,
+                    only,
+                    quiet_load,
+                })
+                .await
+            }
             Mode::NoopServer { .. } => unreachable!("handled above"),
         }
     })

@@ -12,7 +12,7 @@ use crate::client::{self, Drive, OnSent, Outcome, Pace, Target};
 use crate::e2e::{self, Sent};
 use crate::payload::Payloads;
 use crate::report::Row;
-use crate::server::{self, FactorwatchSpec, ProcStats, Server, SinkSpec};
+use crate::server::{self, FactorwatchSpec, ProcStats, Sampler, Server, SinkSpec};
 use crate::{disk, progress};
 
 /// Connections of a closed-loop drive, as `wrk -c32` in the reference figures.
@@ -166,36 +166,6 @@ pub async fn saturation(
     Ok(row)
 }
 
-/// Samples a process's `/proc` figures every `every` until stopped.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(Duration, ProcStats)>>,
-}
-
-impl Sampler {
-    fn start(pid: u32, every: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut samples = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok(stats) = ProcStats::read(pid) {
-                    samples.push((started.elapsed(), stats));
-                }
-                std::thread::sleep(every);
-            }
-            samples
-        });
-        Self { stop, thread }
-    }
-
-    fn finish(self) -> Vec<(Duration, ProcStats)> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
-    }
-}
-
 /// Median RSS in MiB over the second half of `samples`.
 fn steady_rss_mib(samples: &[(Duration, ProcStats)]) -> f64 {
     let mut rss: Vec<u64> = samples[samples.len() / 2..]
@@ -219,11 +189,15 @@ pub async fn rate(
     let batch = 10;
     let interval = Duration::from_secs_f64(batch as f64 / rate);
     let drive = Drive::new(Pace::Open { interval }, OPEN_CONNECTIONS, duration);
-    let sampler = Sampler::start(server.pid(), Duration::from_millis(100));
+    let sampler = Sampler::start(server.pid(), Duration::from_millis(100), || ());
     let before = ProcStats::read(server.pid())?;
     let outcome = client::run(&drive, &target(&server), payloads, None).await?;
     let after = ProcStats::read(server.pid())?;
-    let samples = sampler.finish();
+    let samples: Vec<(Duration, ProcStats)> = sampler
+        .finish()
+        .into_iter()
+        .map(|(at, (), stats)| (at, stats))
+        .collect();
     let mut row = Row::new(run, "rate", kind.name(), batch, label);
     outcome_into(&mut row, &outcome);
     process_into(&mut row, before, after, drive.acked.load(Ordering::Relaxed));

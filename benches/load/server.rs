@@ -6,6 +6,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -232,6 +234,39 @@ fn factorwatch_binary() -> PathBuf {
     std::env::var_os("FACTORWATCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_factorwatch")))
+}
+
+/// Samples a process's `/proc` figures every `every`, each with what `extra` reads at the same
+/// moment (such as the events acknowledged so far), until stopped.
+pub struct Sampler<T> {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Duration, T, ProcStats)>>,
+}
+
+impl<T: Send + 'static> Sampler<T> {
+    /// Starts sampling the process `pid`.
+    pub fn start(pid: u32, every: Duration, extra: impl Fn() -> T + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(stats) = ProcStats::read(pid) {
+                    samples.push((started.elapsed(), extra(), stats));
+                }
+                std::thread::sleep(every);
+            }
+            samples
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops sampling; every sample, oldest first.
+    pub fn finish(self) -> Vec<(Duration, T, ProcStats)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 /// A fresh directory (named `prefix`...) under [`scratch_root`], the alert file of its data
