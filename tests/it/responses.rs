@@ -367,6 +367,16 @@ fn responder(
     spool: std::sync::Arc<Spool>,
     config: ResponseConfig,
 ) -> Responder {
+    replica(okta, spool, config, None)
+}
+
+/// A responder of a replica sharing `cluster` with the others.
+fn replica(
+    okta: &OktaStandIn,
+    spool: std::sync::Arc<Spool>,
+    config: ResponseConfig,
+    cluster: Option<std::sync::Arc<factorwatch::cluster::SharedState>>,
+) -> Responder {
     let api: OktaApiConfig =
         serde_json::from_value(json!({"org_url": okta.org_url(), "api_token": API_TOKEN})).unwrap();
     let parts = ResponderParts {
@@ -375,7 +385,7 @@ fn responder(
         ssf: None,
         spool,
         sinks: Vec::new().into(),
-        cluster: None,
+        cluster,
     };
     Responder::new(config, parts)
 }
@@ -667,4 +677,78 @@ async fn check_config_names_a_scope_a_response_is_not_granted() {
         stderr.contains("is granted okta.users.read okta.roles.read okta.users.manage"),
         "{stderr}"
     );
+}
+
+/// Two replicas sharing a Redis backend (`[cluster] mode = "redis"`), each on its own spool: the
+/// same alert delivered to both acts once, and `max_per_hour` counts the actions of both.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn replicas_act_once_per_alert_and_share_the_cap() {
+    use factorwatch::cluster::{ClusterConfig, ClusterMode, SharedState};
+    use factorwatch::config::ServerUrl;
+    let victims = many_users(5);
+    let okta = org(&victims).await;
+    let cluster = ClusterConfig {
+        mode: ClusterMode::Redis,
+        url: Some(ServerUrl::new("redis://127.0.0.1:6379")),
+        key_prefix: Some(format!("{}:", crate::helpers::unique("responses"))),
+    };
+    let capped = response(&format!(
+        "name = \"suspend\"\nmode = \"enforce\"\nactions = [\"suspend_user\"]\nmax_per_hour = 2\n\
+         when = {{ rules = [\"{FACTOR_DEACTIVATED}\"] }}\n"
+    ));
+    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
+    let replicas: Vec<Responder> = dirs
+        .iter()
+        .zip(["replica-a", "replica-b"])
+        .map(|(dir, name)| {
+            let spool = std::sync::Arc::new(Spool::open(dir.path(), u64::MAX).unwrap());
+            let shared = SharedState::new(&cluster, name).map(std::sync::Arc::new);
+            replica(&okta, spool, capped.clone(), shared)
+        })
+        .collect();
+
+    // The first victim's alert reaches both replicas at once.
+    let (alert, payload) = alert_on(&victims[0]).await;
+    let delivery = Delivery {
+        payload: &payload,
+        alert: &alert,
+    };
+    let (a, b) = tokio::join!(replicas[0].publish(delivery), replicas[1].publish(delivery));
+    a.unwrap();
+    b.unwrap();
+    let suspends = |okta: &OktaStandIn| {
+        okta.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/lifecycle/suspend"))
+            .count()
+    };
+    assert_eq!(suspends(&okta), 1, "one replica acts");
+
+    // Four more victims, two to each replica: the cap of 2 an hour is shared, so one more acts.
+    for (at, victim) in victims[1..].iter().enumerate() {
+        let (alert, payload) = alert_on(victim).await;
+        let delivery = Delivery {
+            payload: &payload,
+            alert: &alert,
+        };
+        replicas[at % 2].publish(delivery).await.unwrap();
+    }
+    assert_eq!(suspends(&okta), 2, "max_per_hour counts both replicas");
+    let mut held = 0;
+    for replica in &replicas {
+        let records = replica.records().await.unwrap();
+        held += records
+            .iter()
+            .filter(|r| r.outcome.as_str() == "held")
+            .count();
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.outcome.as_str() == "skipped")
+                .all(|r| r.reason.contains("another replica")),
+            "{records:#?}"
+        );
+    }
+    assert_eq!(held, 3);
 }
