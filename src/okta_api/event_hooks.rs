@@ -148,7 +148,7 @@ impl HookDefinition {
 impl OktaClient {
     /// Every event hook of the org (`GET /api/v1/eventHooks`; Okta does not page it).
     pub async fn list_event_hooks(&self) -> Result<Vec<EventHook>, OktaApiError> {
-        let url = self.hooks_url(&[])?;
+        let url = self.api_url(HOOKS_PATH, &[])?;
         let call = Call::get(Endpoint::EventHooks, url, HOOKS_ADVICE);
         self.call(&call, read_json).await
     }
@@ -201,26 +201,13 @@ impl OktaClient {
         Ok(Call {
             endpoint: Endpoint::EventHooks,
             method,
-            url: self.hooks_url(segments)?,
+            url: self.api_url(HOOKS_PATH, segments)?,
             body,
             repeatable,
             advice: HOOKS_ADVICE,
             not_found: None,
             single_try: false,
         })
-    }
-
-    /// `org_url` + the collection's path + `segments`, each escaped.
-    fn hooks_url(&self, segments: &[&str]) -> Result<reqwest::Url, OktaApiError> {
-        let mut url = self
-            .inner
-            .org_url
-            .join(HOOKS_PATH)
-            .map_err(super::invalid_org_url)?;
-        url.path_segments_mut()
-            .map_err(|()| OktaApiError::Config("org_url cannot have a path".into()))?
-            .extend(segments);
-        Ok(url)
     }
 }
 

@@ -338,6 +338,16 @@ impl OktaClient {
         }
     }
 
+    /// `org_url` + `path` + `segments`, each segment escaped: the URL of every call but the
+    /// System Log's.
+    fn api_url(&self, path: &str, segments: &[&str]) -> Result<Url, OktaApiError> {
+        let mut url = self.inner.org_url.join(path).map_err(invalid_org_url)?;
+        url.path_segments_mut()
+            .map_err(|()| OktaApiError::Config("org_url cannot have a path".into()))?
+            .extend(segments);
+        Ok(url)
+    }
+
     /// The URL of `request`, with its query.
     fn logs_url(&self, request: &LogsRequest) -> Result<Url, OktaApiError> {
         let (range, filter, limit) = match request {

@@ -57,7 +57,7 @@ impl OktaClient {
     /// [`OktaApiError::BadRequest`] naming Okta's `err`, its description and what to check.
     /// 429 and server errors are retried (Okta ignores a `jti` it has already taken).
     pub async fn push_security_event_token(&self, set: &str) -> Result<(), OktaApiError> {
-        let url = self.ssf_url(EVENTS_PATH, &[])?;
+        let url = self.api_url(EVENTS_PATH, &[])?;
         let call = Call::new(
             Endpoint::SecurityEvents,
             Method::POST,
@@ -84,7 +84,7 @@ impl OktaClient {
             "settings": {"issuer": issuer, "jwks_url": jwks_url},
         });
         let body = serde_json::to_vec(&body).expect("a JSON value serializes");
-        let url = self.ssf_url(PROVIDERS_PATH, &[])?;
+        let url = self.api_url(PROVIDERS_PATH, &[])?;
         let mut call = Call::new(
             Endpoint::SecurityEventsProviders,
             Method::POST,
@@ -101,22 +101,9 @@ impl OktaClient {
     pub async fn list_security_events_providers(
         &self,
     ) -> Result<Vec<SecurityEventsProvider>, OktaApiError> {
-        let url = self.ssf_url(PROVIDERS_PATH, &[])?;
+        let url = self.api_url(PROVIDERS_PATH, &[])?;
         let call = Call::get(Endpoint::SecurityEventsProviders, url, PROVIDERS_ADVICE);
         self.call(&call, read_json).await
-    }
-
-    /// `org_url` + `path` + `segments`, each escaped.
-    fn ssf_url(&self, path: &str, segments: &[&str]) -> Result<reqwest::Url, OktaApiError> {
-        let mut url = self
-            .inner
-            .org_url
-            .join(path)
-            .map_err(super::invalid_org_url)?;
-        url.path_segments_mut()
-            .map_err(|()| OktaApiError::Config("org_url cannot have a path".into()))?
-            .extend(segments);
-        Ok(url)
     }
 }
 

@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::transport::{Answer, Call, Endpoint};
-use super::users::OktaUser;
+use super::users::{OktaUser, USERS_PATH, read_user_json};
 use super::{Failure, OktaApiError, OktaClient};
 
 /// What to check when Okta refuses a user action with a 4xx.
@@ -94,7 +94,7 @@ impl OktaClient {
     /// `GET /api/v1/users/{userId}/risk`: the user's risk level. Needs `okta.userRisk.read`.
     pub async fn get_user_risk(&self, user_id: &str) -> Result<UserRisk, OktaApiError> {
         let call = self.user_action(Endpoint::UserRisk, Method::GET, user_id, &["risk"], None)?;
-        self.call(&call, read_json).await
+        self.call(&call, read_user_json).await
     }
 
     /// `PUT /api/v1/users/{userId}/risk`: sets the user's risk `level` (Okta answers 201 the
@@ -120,7 +120,7 @@ impl OktaClient {
             &["risk"],
             Some(body),
         )?;
-        self.call(&call, read_json).await
+        self.call(&call, read_user_json).await
     }
 
     /// `DELETE /api/v1/users/{userId}/sessions?oauthTokens=…`: ends the user's Okta sessions
@@ -163,7 +163,7 @@ impl OktaClient {
     /// user: [`OktaApiError::NoUserContext`]. Needs `okta.users.read`.
     pub async fn current_user(&self) -> Result<OktaUser, OktaApiError> {
         let call = self.user_action(Endpoint::Users, Method::GET, "me", &[], None)?;
-        self.call(&call, read_json)
+        self.call(&call, read_user_json)
             .await
             .map_err(|error| match error {
                 OktaApiError::NotFound { said, .. } => OktaApiError::NoUserContext(said),
@@ -192,15 +192,10 @@ impl OktaClient {
         segments: &[&str],
         body: Option<Vec<u8>>,
     ) -> Result<Call, OktaApiError> {
-        let mut url = self
-            .inner
-            .org_url
-            .join("api/v1/users")
-            .map_err(super::invalid_org_url)?;
-        url.path_segments_mut()
-            .map_err(|()| OktaApiError::Config("org_url cannot have a path".into()))?
-            .push(user_id)
-            .extend(segments);
+        let path: Vec<&str> = std::iter::once(user_id)
+            .chain(segments.iter().copied())
+            .collect();
+        let url = self.api_url(USERS_PATH, &path)?;
         let advice = match endpoint {
             Endpoint::UserRisk => RISK_ADVICE,
             _ => ACTIONS_ADVICE,
@@ -218,18 +213,6 @@ pub(super) fn status_refused(answer: &Answer) -> OktaApiError {
          user, unsuspend a SUSPENDED one; check the user's status in Okta",
         super::okta_error(answer)
     ))
-}
-
-/// A 2xx answer read as `T`.
-fn read_json<T: serde::de::DeserializeOwned>(
-    _url: &reqwest::Url,
-    answer: &Answer,
-) -> Result<T, Failure> {
-    serde_json::from_slice(&answer.body).map_err(|err| {
-        Failure::Final(OktaApiError::BadResponse(format!(
-            "the Users API answer is not what the API documents ({err})"
-        )))
-    })
 }
 
 /// A 2xx answer whose body, if any, says nothing (200 of a lifecycle call, 204).

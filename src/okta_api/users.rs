@@ -15,6 +15,8 @@ use super::headers::next_link;
 use super::transport::{Answer, Call, Endpoint};
 use super::{Failure, OktaApiError, OktaClient};
 
+/// The Users API collection, below `org_url`.
+pub(super) const USERS_PATH: &str = "api/v1/users";
 /// What to check when Okta refuses a user lookup with a 4xx.
 const USERS_ADVICE: &str = "check the user id the event named";
 
@@ -139,15 +141,9 @@ impl OktaClient {
         user_id: &str,
         sub: Option<&str>,
     ) -> Result<Call, OktaApiError> {
-        let mut url = self
-            .inner
-            .org_url
-            .join("api/v1/users")
-            .map_err(super::invalid_org_url)?;
-        url.path_segments_mut()
-            .map_err(|()| OktaApiError::Config("org_url cannot have a path".into()))?
-            .push(user_id)
-            .extend(sub);
+        let mut segments = vec![user_id];
+        segments.extend(sub);
+        let url = self.api_url(USERS_PATH, &segments)?;
         let mut call = Call::get(endpoint, url, USERS_ADVICE);
         call.not_found = Some("user");
         // An alert waits for these: a server error is reported, not backed off.
@@ -157,7 +153,7 @@ impl OktaClient {
 }
 
 /// A 2xx answer of the Users API read as `T`.
-fn read_user_json<T: serde::de::DeserializeOwned>(
+pub(super) fn read_user_json<T: serde::de::DeserializeOwned>(
     _url: &reqwest::Url,
     answer: &Answer,
 ) -> Result<T, Failure> {
