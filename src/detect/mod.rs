@@ -785,14 +785,7 @@ fn outbox_rows(
     now: u64,
 ) -> Vec<(String, OutboxRecord)> {
     let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
-    let row = |json: Box<RawValue>| OutboxRecord {
-        alert_id: alert.id.clone(),
-        created_at_ms: now,
-        attempts: 0,
-        next_attempt_at_ms: now,
-        last_error: None,
-        alert: json,
-    };
+    let row = |json: Box<RawValue>| OutboxRecord::new(&alert.id, now, json);
     let responded = responses
         .iter()
         .filter(|(_, when)| when.accepts(alert))

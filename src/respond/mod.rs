@@ -431,14 +431,7 @@ impl Responder {
                 )
             })
             .map(|sink| {
-                let row = OutboxRecord {
-                    alert_id: report.id.clone(),
-                    created_at_ms: now,
-                    attempts: 0,
-                    next_attempt_at_ms: now,
-                    last_error: None,
-                    alert: json.clone(),
-                };
+                let row = OutboxRecord::new(&report.id, now, json.clone());
                 (sink.name.clone(), row)
             })
             .collect()

@@ -25,6 +25,21 @@ pub struct OutboxRecord {
     pub alert: Box<RawValue>,
 }
 
+impl OutboxRecord {
+    /// A new row for the alert `alert_id` (its document `alert`) raised at `now_ms`: no attempt
+    /// yet, due at once.
+    pub fn new(alert_id: &str, now_ms: u64, alert: Box<RawValue>) -> Self {
+        Self {
+            alert_id: alert_id.to_owned(),
+            created_at_ms: now_ms,
+            attempts: 0,
+            next_attempt_at_ms: now_ms,
+            last_error: None,
+            alert,
+        }
+    }
+}
+
 /// An outbox or dead-letter row with its key.
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
