@@ -5,9 +5,9 @@
 use std::time::SystemTime;
 
 use axum::http::StatusCode;
-use axum::http::header::{HeaderMap, HeaderName};
+use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderName};
 use axum::response::Response;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::spec::Spec;
 use super::{Answer, Quota, Shared, auth};
@@ -121,6 +121,59 @@ impl Operation {
             )),
         }
     }
+}
+
+impl Operation {
+    /// The JSON body of a request to the operation. A Content-Type other than JSON, and a body
+    /// that does not fit the spec's request schema, are violations (client bugs); a body that
+    /// is not JSON at all is Okta's 400 E0000003. What Okta validates beyond the schema is the
+    /// caller's.
+    pub(super) fn json_body(
+        &self,
+        shared: &Shared,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Value, Answer> {
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !content_type.starts_with("application/json") {
+            shared.violation(format!(
+                "{}: Content-Type {content_type:?} is not application/json",
+                self.id
+            ));
+        }
+        let Ok(sent) = serde_json::from_slice::<Value>(body) else {
+            shared.violation(format!("{}: the body is not JSON", self.id));
+            return Err(Answer::okta_error(
+                StatusCode::BAD_REQUEST,
+                "E0000003",
+                "The request body was not well-formed.",
+            ));
+        };
+        let spec = Spec::get();
+        let schema = spec.request_schema(self.template, &self.method.to_ascii_lowercase());
+        for violation in spec.validate_request(schema, &sent) {
+            shared.violation(format!("{} request {violation}", self.id));
+        }
+        Ok(sent)
+    }
+}
+
+/// 400 E0000001, Okta's answer to a `resource` it does not validate, one `errorCauses` entry
+/// per cause.
+pub(super) fn validation_failed(resource: &str, causes: &[&str]) -> Answer {
+    let mut answer = Answer::okta_error(
+        StatusCode::BAD_REQUEST,
+        "E0000001",
+        &format!("Api validation failed: {resource}"),
+    );
+    answer.body["errorCauses"] = causes
+        .iter()
+        .map(|cause| json!({"errorSummary": cause}))
+        .collect();
+    answer
 }
 
 /// Adds the `X-Rate-Limit-*` headers every answer carries (`Date` is added by the server).

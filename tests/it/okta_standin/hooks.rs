@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::header::{CONTENT_TYPE, HeaderMap};
+use axum::http::header::HeaderMap;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -22,11 +22,10 @@ use factorwatch::okta::hook_eligible::is_hook_eligible;
 use factorwatch::okta::samples;
 use serde_json::{Value, json};
 
-use super::api::{Family, Operation};
+use super::api::{Family, Operation, validation_failed};
 use super::audit::{self, Actor, Change};
 use super::auth::Caller;
 use super::challenge::{self, Target};
-use super::spec::Spec;
 use super::{Answer, OktaStandIn, Quota, Shared, State as OrgState, okta_id};
 
 /// The collection's path.
@@ -328,9 +327,10 @@ async fn delete(
     serve(&shared, &DELETE, &uri, &headers, Some(id), |call| {
         call.with_hook(|state, index| {
             if state.hooks[index].hook["status"] == "ACTIVE" {
-                return validation_failed(&[
-                    "Only an INACTIVE event hook can be deleted: deactivate it first.",
-                ]);
+                return validation_failed(
+                    "eventHook",
+                    &["Only an INACTIVE event hook can be deleted: deactivate it first."],
+                );
             }
             let removed = state.hooks.remove(index);
             state.append_log(call.event("deleted", &removed, true));
@@ -414,10 +414,13 @@ async fn verify_hook(call: &Call<'_>, id: &str) -> Answer {
             None => call.hook_answer(state, index),
             // shared/okta/README.md §1: "the verify API fails with 400 E0000001"; the cause names
             // the hook like Okta's "Hook '<name>' execution failed" [KB].
-            Some(why) => validation_failed(&[&format!(
-                "Unable to verify event hook. Hook '{}' execution failed: {why}",
-                state.hooks[index].name()
-            )]),
+            Some(why) => validation_failed(
+                "eventHook",
+                &[&format!(
+                    "Unable to verify event hook. Hook '{}' execution failed: {why}",
+                    state.hooks[index].name()
+                )],
+            ),
         }
     })
 }
@@ -430,33 +433,11 @@ fn accepted_body(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Value, Answer> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/json") {
-        shared.violation(format!(
-            "{}: Content-Type {content_type:?} is not application/json",
-            operation.id
-        ));
-    }
-    let Ok(hook) = serde_json::from_slice::<Value>(body) else {
-        shared.violation(format!("{}: the body is not JSON", operation.id));
-        return Err(Answer::okta_error(
-            StatusCode::BAD_REQUEST,
-            "E0000003",
-            "The request body was not well-formed.",
-        ));
-    };
-    let spec = Spec::get();
-    let schema = spec.request_schema(operation.template, &operation.method.to_ascii_lowercase());
-    for violation in spec.validate_request(schema, &hook) {
-        shared.violation(format!("{} request {violation}", operation.id));
-    }
+    let hook = operation.json_body(shared, headers, body)?;
     let problems = problems(&hook);
     if !problems.is_empty() {
         let problems: Vec<&str> = problems.iter().map(String::as_str).collect();
-        return Err(validation_failed(&problems));
+        return Err(validation_failed("eventHook", &problems));
     }
     Ok(hook)
 }
@@ -604,20 +585,6 @@ fn not_found(id: &str) -> Answer {
         "E0000007",
         &format!("Not found: Resource not found: {id} (EventHook)"),
     )
-}
-
-/// 400 E0000001 with one `errorCauses` entry per problem.
-fn validation_failed(causes: &[&str]) -> Answer {
-    let mut answer = Answer::okta_error(
-        StatusCode::BAD_REQUEST,
-        "E0000001",
-        "Api validation failed: eventHook",
-    );
-    answer.body["errorCauses"] = causes
-        .iter()
-        .map(|cause| json!({"errorSummary": cause}))
-        .collect();
-    answer
 }
 
 /// A hook to seed with [`OktaStandIn::add_event_hook`], as an org would already have it.

@@ -30,7 +30,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
-use super::api::{Family, Operation};
+use super::api::{Family, Operation, validation_failed};
 use super::spec::Spec;
 use super::user_actions::{soon, take_quota};
 use super::{Answer, OktaStandIn, Shared, okta_id};
@@ -130,44 +130,31 @@ async fn create(
 /// is a client bug: a violation) and as Okta validates it (400 E0000001). Registered by a
 /// well-known URL, its issuer and JWKS URL are read from that document now.
 async fn provider(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, Answer> {
-    let content_type = header(headers, CONTENT_TYPE.as_str());
-    if !content_type.starts_with("application/json") {
-        shared.violation(format!(
-            "{}: Content-Type {content_type:?} is not application/json",
-            CREATE.id
-        ));
-    }
-    let Ok(sent) = serde_json::from_slice::<Value>(body) else {
-        shared.violation(format!("{}: the body is not JSON", CREATE.id));
-        return Err(Answer::okta_error(
-            StatusCode::BAD_REQUEST,
-            "E0000003",
-            "The request body was not well-formed.",
-        ));
-    };
-    let spec = Spec::get();
-    for violation in spec.validate_request(spec.request_schema(PROVIDERS, "post"), &sent) {
-        shared.violation(format!("{} request {violation}", CREATE.id));
-    }
+    let sent = CREATE.json_body(shared, headers, body)?;
     let text = |value: &Value| value.as_str().unwrap_or_default().trim().to_owned();
     let name = text(&sent["name"]);
     let kind = text(&sent["type"]);
     if name.is_empty() || name.chars().count() > 100 || kind.is_empty() {
         return Err(validation_failed(
-            "name: at most 100 characters, not blank; type: not blank.",
+            "securityEventsProvider",
+            &["name: at most 100 characters, not blank; type: not blank."],
         ));
     }
     let settings = &sent["settings"];
     let well_known = settings["well_known_url"].as_str().map(str::to_owned);
     let (issuer, jwks_url) = match &well_known {
-        Some(url) => ssf_configuration(url)
-            .await
-            .map_err(|why| validation_failed(&format!("settings.well_known_url: {why}")))?,
+        Some(url) => ssf_configuration(url).await.map_err(|why| {
+            validation_failed(
+                "securityEventsProvider",
+                &[&format!("settings.well_known_url: {why}")],
+            )
+        })?,
         None => (text(&settings["issuer"]), text(&settings["jwks_url"])),
     };
     if issuer.is_empty() || reqwest::Url::parse(&jwks_url).is_err() {
         return Err(validation_failed(
-            "settings: a well_known_url, or an issuer and a jwks_url.",
+            "securityEventsProvider",
+            &["settings: a well_known_url, or an issuer and a jwks_url."],
         ));
     }
     let id = okta_id("sse");
@@ -217,16 +204,6 @@ async fn fetch_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, Stri
         .json::<T>()
         .await
         .map_err(|e| format!("{url} did not answer usable JSON: {e}"))
-}
-
-fn validation_failed(cause: &str) -> Answer {
-    let mut answer = Answer::okta_error(
-        StatusCode::BAD_REQUEST,
-        "E0000001",
-        "Api validation failed: securityEventsProvider",
-    );
-    answer.body["errorCauses"] = json!([{"errorSummary": cause}]);
-    answer
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {

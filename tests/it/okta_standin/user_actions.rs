@@ -20,13 +20,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::header::{CONTENT_TYPE, HeaderMap};
+use axum::http::header::HeaderMap;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::api::{Family, Operation};
+use super::api::{Family, Operation, validation_failed};
 use super::logs::injected;
 use super::spec::Spec;
 use super::users::{StoredUser, find, not_found, user_href};
@@ -263,7 +263,7 @@ async fn unsuspend(
 /// `from` → `to`, 200 without a body; from any other status, 400 with `refusal` as the cause.
 fn change_status(user: &mut StoredUser, from: &str, to: &str, refusal: &str) -> Answer {
     if user.seed.status != from {
-        return validation_failed(&[refusal]);
+        return validation_failed("user", &[refusal]);
     }
     user.seed.status = to.to_owned();
     if to == "SUSPENDED" {
@@ -331,44 +331,30 @@ fn risk_request(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(String, String), Answer> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/json") {
-        shared.violation(format!(
-            "upsertUserRisk: Content-Type {content_type:?} is not application/json"
-        ));
-    }
-    let Ok(sent) = serde_json::from_slice::<Value>(body) else {
-        shared.violation("upsertUserRisk: the body is not JSON".to_owned());
-        return Err(Answer::okta_error(
-            StatusCode::BAD_REQUEST,
-            "E0000003",
-            "The request body was not well-formed.",
-        ));
-    };
-    let spec = Spec::get();
-    let schema = spec.request_schema(PUT_RISK.template, "put");
-    for violation in spec.validate_request(schema, &sent) {
-        shared.violation(format!("upsertUserRisk request {violation}"));
-    }
+    let sent = PUT_RISK.json_body(shared, headers, body)?;
     let level = sent["riskLevel"].as_str().unwrap_or_default();
     if !RISK_LEVELS.contains(&level) {
-        return Err(validation_failed(&[
-            "riskLevel: must be one of HIGH, MEDIUM, LOW.",
-        ]));
+        return Err(validation_failed(
+            "user",
+            &["riskLevel: must be one of HIGH, MEDIUM, LOW."],
+        ));
     }
     let reason = match &sent["riskReason"] {
         Value::Null => DEFAULT_RISK_REASON,
         Value::String(reason) => reason,
-        _ => return Err(validation_failed(&["riskReason: must be a string."])),
+        _ => {
+            return Err(validation_failed(
+                "user",
+                &["riskReason: must be a string."],
+            ));
+        }
     };
     let pattern = regex::Regex::new(RISK_REASON_PATTERN).expect("the spec's pattern");
     if reason.chars().count() > MAX_RISK_REASON || !pattern.is_match(reason) {
-        return Err(validation_failed(&[
-            "riskReason: at most 500 letters, digits, spaces, hyphens, commas and periods.",
-        ]));
+        return Err(validation_failed(
+            "user",
+            &["riskReason: at most 500 letters, digits, spaces, hyphens, commas and periods."],
+        ));
     }
     Ok((level.to_owned(), reason.to_owned()))
 }
@@ -384,18 +370,4 @@ fn risk_view(org_url: &str, user: &StoredUser) -> Value {
         Some((level, reason)) => json!({"riskLevel": level, "reason": reason, "_links": links}),
         None => json!({"riskLevel": "NONE", "_links": links}),
     }
-}
-
-/// 400 E0000001 with `causes`.
-fn validation_failed(causes: &[&str]) -> Answer {
-    let mut answer = Answer::okta_error(
-        StatusCode::BAD_REQUEST,
-        "E0000001",
-        "Api validation failed: user",
-    );
-    answer.body["errorCauses"] = causes
-        .iter()
-        .map(|cause| json!({"errorSummary": cause}))
-        .collect();
-    answer
 }
