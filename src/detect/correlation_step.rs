@@ -3,13 +3,15 @@
 //! that ran out. Standalone, the detector correlates inside its pass instead, with the state in
 //! the spool; [`LiveCorrelation`] and [`CorrelationLoop`] serve both.
 //!
-//! Standalone, a pass does not store the whole state (in a bulk reset it is hundreds of KiB,
+//! Standalone, a pass does not store the whole state (with a window per user it is tens of MiB,
 //! and there is a pass every few milliseconds): it appends what it fed the correlations to a
-//! journal ([`JournalEntry`]) in the commit that consumes its batches, and stores a new snapshot
-//! of the state, emptying the journal, once the journal since the last one outweighs it. So the
-//! state costs at most about twice the journal's bytes on disk, and a restart restores the
-//! snapshot and replays the journal onto it, timers included: nothing is counted twice and no
-//! timer fires twice.
+//! journal ([`JournalEntry`]), one compressed row per pass, in the commit that consumes its
+//! batches, and stores a new snapshot of the state (compressed too), emptying the journal, once
+//! the journal since the last one outweighs it or holds [`MAX_JOURNAL_ENTRIES`]. So the state
+//! costs at most about twice the journal's bytes on disk, and a restart restores the snapshot and
+//! replays the journal onto it, timers included: nothing is counted twice and no timer fires
+//! twice. A pass's entries compress far better together than the state does (they are events
+//! of a kind), which is what makes snapshots rare under a mass reset.
 //!
 //! The state lives in Redis ([`SharedState`]), so that the events of one attacker spread over
 //! every replica meet in one window and exactly one replica raises the alert. The step loads the
@@ -35,7 +37,7 @@ use crate::clock::now_ms;
 use crate::cluster::{AppliedStep, ClusterError, SharedCorrelation, SharedState};
 use crate::okta::LogEvent;
 use crate::okta::envelope::Origin;
-use crate::spool::{CorrelationCommit, SpoolError, StoredCorrelation};
+use crate::spool::{CorrelationCommit, SpoolError, StoredCorrelation, compressed};
 use crate::telemetry::metrics::{CLUSTER_CORRELATION_CONFLICTS_TOTAL, CORRELATION_OPEN_STATE};
 
 /// Inputs taken per step: bounds memory and the size of one commit.
@@ -46,8 +48,14 @@ const INPUTS_PER_STEP: usize = 512;
 const MAX_CONFLICTS: usize = 16;
 
 /// Least journal (bytes) a standalone detector keeps before it takes a snapshot, however small
-/// the state: a quiet org's state of a few hundred bytes is not rewritten for every reset.
-const MIN_JOURNAL_BYTES: usize = 1024 * 1024;
+/// the state: a quiet org's state of a few hundred bytes is not rewritten for every reset
+/// (256 KiB of compressed journal is a few thousand resets).
+const MIN_JOURNAL_BYTES: usize = 256 * 1024;
+
+/// Most journal entries a standalone detector keeps before it takes a snapshot, however large
+/// the state: bounds what a restart replays (each entry is an event run through the rules and
+/// the correlations again).
+const MAX_JOURNAL_ENTRIES: usize = 100_000;
 
 /// How long correlation waits before trying an unreachable cluster backend again.
 const BACKEND_RETRY: Duration = Duration::from_secs(1);
@@ -163,6 +171,8 @@ pub(super) struct LiveCorrelation {
     token: Option<String>,
     /// Standalone: bytes of journal stored since the last snapshot.
     journal_bytes: usize,
+    /// Standalone: journal entries stored since the last snapshot.
+    journal_entries: usize,
     /// Standalone: the size of the last snapshot.
     snapshot_bytes: usize,
 }
@@ -177,7 +187,7 @@ impl LiveCorrelation {
     ) -> Self {
         let mut correlator = rules.correlator();
         if let Some(stored) = stored
-            && let Err(err) = correlator.restore(stored)
+            && let Err(err) = restore(&mut correlator, stored)
         {
             tracing::warn!(
                 error = format!("{err:#}"),
@@ -189,6 +199,7 @@ impl LiveCorrelation {
             correlator,
             token,
             journal_bytes: 0,
+            journal_entries: 0,
             snapshot_bytes: stored.map_or(0, <[u8]>::len),
         }
     }
@@ -201,36 +212,54 @@ impl LiveCorrelation {
         stored: StoredCorrelation,
     ) -> Self {
         let mut live = Self::restored(rules, stored.snapshot.as_deref(), None);
-        for (at, bytes) in stored.journal.iter().enumerate() {
-            live.journal_bytes += bytes.len();
-            match serde_json::from_slice(bytes) {
-                Ok(JournalEntry::Input(input)) => {
-                    correlate_input(pass, input, &mut live.correlator);
-                }
-                Ok(JournalEntry::TimersFired { now_secs }) => {
-                    live.correlator.expired(now_secs);
-                }
-                Err(err) => {
-                    tracing::error!(entry = at, error = %err, "a correlation journal entry is unreadable; skipped");
-                }
+        for (row, stored) in stored.journal.iter().enumerate() {
+            live.journal_bytes += stored.len();
+            let Some(entries) = compressed::decode(stored) else {
+                tracing::error!(row, "a correlation journal row is damaged; skipped");
+                continue;
+            };
+            for entry in entries.split(|&byte| byte == b'\n') {
+                live.journal_entries += 1;
+                live.replay(pass, row, entry);
             }
         }
         live
     }
 
-    /// What a standalone pass that made the changes `journal` stores: `(None, journal)`, or,
-    /// once the journal since the last snapshot would outweigh that snapshot (and
-    /// [`MIN_JOURNAL_BYTES`]), `(Some(snapshot), [])`.
+    /// Applies one journal entry (of journal row `row`) to the state.
+    fn replay(&mut self, pass: &Pass<'_>, row: usize, entry: &[u8]) {
+        match serde_json::from_slice(entry) {
+            Ok(JournalEntry::Input(input)) => {
+                correlate_input(pass, input, &mut self.correlator);
+            }
+            Ok(JournalEntry::TimersFired { now_secs }) => {
+                self.correlator.expired(now_secs);
+            }
+            Err(err) => {
+                tracing::error!(row, error = %err, "a correlation journal entry is unreadable; skipped");
+            }
+        }
+    }
+
+    /// What a standalone pass that made the changes `journal` stores: `(None, [row])`, its
+    /// entries in one compressed row, or, once the journal since the last snapshot would outweigh
+    /// that snapshot (and [`MIN_JOURNAL_BYTES`]) or hold [`MAX_JOURNAL_ENTRIES`],
+    /// `(Some(snapshot), [])`, the snapshot compressed.
     pub(super) fn record(&mut self, journal: Vec<Vec<u8>>) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
         if journal.is_empty() {
             return (None, journal);
         }
-        self.journal_bytes += journal.iter().map(Vec::len).sum::<usize>();
-        if self.journal_bytes < self.snapshot_bytes.max(MIN_JOURNAL_BYTES) {
-            return (None, journal);
+        let row = compressed::encode(&journal.join(&b'\n'));
+        self.journal_bytes += row.len();
+        self.journal_entries += journal.len();
+        if self.journal_bytes < self.snapshot_bytes.max(MIN_JOURNAL_BYTES)
+            && self.journal_entries < MAX_JOURNAL_ENTRIES
+        {
+            return (None, vec![row]);
         }
-        let snapshot = self.correlator.save();
+        let snapshot = compressed::encode(&self.correlator.save());
         self.journal_bytes = 0;
+        self.journal_entries = 0;
         self.snapshot_bytes = snapshot.len();
         (Some(snapshot), Vec::new())
     }
@@ -475,6 +504,14 @@ fn correlate_inputs(
     alerts
 }
 
+/// Continues `correlator` from a stored state: a standalone snapshot (compressed) or the
+/// cluster's (as it came).
+fn restore(correlator: &mut Correlator, stored: &[u8]) -> anyhow::Result<()> {
+    let state = compressed::decode(stored)
+        .ok_or_else(|| anyhow::anyhow!("stored correlation state is damaged"))?;
+    correlator.restore(&state)
+}
+
 /// The correlation alerts of one input.
 fn correlate_input(
     pass: &Pass<'_>,
@@ -688,7 +725,7 @@ mod tests {
         let mut live = LiveCorrelation::restored(rules.clone(), None, None);
 
         // Enough passes for the journal to outgrow MIN_JOURNAL_BYTES, then some more.
-        let snapshots = journaled_passes(&spool, &pass, &mut live, 60, 10).await;
+        let snapshots = journaled_passes(&spool, &pass, &mut live, 60, 50).await;
         assert!(snapshots >= 1, "no snapshot in 60 passes");
         assert!(
             live.correlator.has_expired(i64::MAX),

@@ -10,8 +10,8 @@
 //! | `quarantine` | batch id | as `batches` | a stored batch the detector could not read; kept for a person to look at |
 //! | `outbox` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert not yet delivered to that sink |
 //! | `correlation_inputs` | sequence | an event that matched a rule, as the correlation step reads it | detected, not yet correlated |
-//! | `correlation` | `state` / `applied` | the correlation state as of its last snapshot (standalone) / the last shared step committed here (cluster) | correlation |
-//! | `correlation_journal` | sequence | what a detection pass fed the correlations since that snapshot (standalone) | replayed onto the snapshot at start |
+//! | `correlation` | `state` / `applied` | the correlation state as of its last snapshot, LZ4-compressed ([`compressed`]) (standalone) / the last shared step committed here (cluster) | correlation |
+//! | `correlation_journal` | sequence | what a detection pass fed the correlations since that snapshot, one row per pass: its entries as JSON lines, LZ4-compressed (standalone) | replayed onto the snapshot at start |
 //! | `known_networks` | user login | the networks they signed in from | `factorwatch.new_ip` / `new_asn` |
 //! | `incidents` | `<okta org>:<user login>` | the user's incident as the detector folds it (JSON) | `incident` on alerts, `notify = "first"` (standalone); deleted by a later pass once `incident_window` passed since its last alert |
 //! | `dead_letters` | (sink name, sequence) | [`OutboxRecord`] as JSON | alert the sink refused or that ran out of attempts |
@@ -49,6 +49,7 @@
 mod backlog;
 mod batch_format;
 mod batches;
+pub mod compressed;
 mod config;
 mod correlation;
 mod dead_letters;
