@@ -44,6 +44,15 @@ pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
 /// this within one timespan; a rule counting higher sets `rsigma.max_group_entries` itself.
 const MAX_GROUP_ENTRIES: usize = 1_000;
 
+/// Most groups (users, actors, phones: whatever it groups by) one correlation remembers
+/// (rsigma's `max_state_entries`; its default is 100,000). Each group's window is in memory and
+/// in every snapshot, so with a window per user the state grew with the users seen within the
+/// longest timespan: about 500 MiB after a million users (BENCHMARKS.md). At the cap, rsigma
+/// first drops what has left its timespan, then the least recently active tenth of the groups:
+/// a correlation can then miss a sequence that began in a group quiet for longest, never raise
+/// one that did not happen. Single-event alerts are never affected.
+pub const MAX_GROUPS_PER_CORRELATION: usize = 20_000;
+
 /// Most absence timers open at once. Each holds the alert it will raise (a few KiB), and the
 /// whole state is saved in every snapshot, so a flood of distinct users (a mass reset) must not
 /// grow it without bound; past this, new timers are refused with a warning and a metric.
@@ -147,6 +156,7 @@ impl Windowed {
             // the same admin raise a second alert, not every reset after the third.
             action_on_match: CorrelationAction::Reset,
             max_group_entries: Some(MAX_GROUP_ENTRIES),
+            max_state_entries: MAX_GROUPS_PER_CORRELATION,
             suppress: engine_suppress_ticks(&inputs),
             ..CorrelationConfig::default()
         });
@@ -553,6 +563,35 @@ mod tests {
     /// The built-in "One Actor Reset the MFA of Several Users".
     const RESET_MANY_USERS: &str = "9a4f1c7e-2b6d-4f0a-8e3c-1d5b7a9c2e41";
 
+    /// Feeds `correlator` the `n`th reset (one a millisecond) of `user`'s factor by the admin,
+    /// enriched and matched as the detector does; returns the alerts that fire.
+    fn admin_resets(
+        rules: &RuleSet,
+        correlator: &mut Correlator,
+        history: &mut NetworkHistory,
+        user: &samples::SampleUser,
+        n: usize,
+    ) -> Vec<Alert> {
+        let tx = format!("tx-{n}");
+        let mut event =
+            samples::mfa_factor_deactivate(user, "OKTA_VERIFY_PUSH", Initiator::Admin, &tx);
+        // One event a millisecond, whatever the machine's speed: the tie-breaking clock
+        // remembers each millisecond fed, up to its bound, so a state saved after events
+        // crowded into fewer milliseconds would be smaller only by chance.
+        event["published"] = crate::clock::rfc3339(1_764_000_000_000 + n as u64).into();
+        enrich(&mut event, history);
+        let detections = rules.detect(&event);
+        let published_ms = LogEvent(&event).published_ms().unwrap_or(0);
+        let at = EventTime {
+            published_ms,
+            received_ms: published_ms,
+        };
+        correlator.observe(&event, &detections, at, &|rule| Alert {
+            rule: rule.clone(),
+            ..Alert::test_alert()
+        })
+    }
+
     #[test]
     fn a_bulk_reset_keeps_the_saved_state_bounded_and_still_correlates() {
         let rules = RuleSet::load(&RulesConfig::default()).unwrap();
@@ -560,24 +599,7 @@ mod tests {
         let mut history = NetworkHistory::new(HashMap::new());
         let users = samples::users();
         let mut observe = |correlator: &mut Correlator, user: &samples::SampleUser, n: usize| {
-            let tx = format!("tx-{n}");
-            let mut event =
-                samples::mfa_factor_deactivate(user, "OKTA_VERIFY_PUSH", Initiator::Admin, &tx);
-            // One event a millisecond, whatever the machine's speed: the tie-breaking clock
-            // remembers each millisecond fed, up to its bound, so a state saved after events
-            // crowded into fewer milliseconds would be smaller only by chance.
-            event["published"] = crate::clock::rfc3339(1_764_000_000_000 + n as u64).into();
-            enrich(&mut event, &mut history);
-            let detections = rules.detect(&event);
-            let published_ms = LogEvent(&event).published_ms().unwrap_or(0);
-            let at = EventTime {
-                published_ms,
-                received_ms: published_ms,
-            };
-            correlator.observe(&event, &detections, at, &|rule| Alert {
-                rule: rule.clone(),
-                ..Alert::test_alert()
-            })
+            admin_resets(&rules, correlator, &mut history, user, n)
         };
         // One admin resets the same user's factor over and over: none of the windows fires.
         let mut saved = Vec::new();
@@ -599,5 +621,40 @@ mod tests {
             .collect();
         assert_eq!(fired.len(), 1, "{fired:#?}");
         assert_eq!(fired[0].rule.id, RESET_MANY_USERS);
+    }
+
+    #[test]
+    fn a_mass_reset_of_more_users_than_a_correlation_remembers_stays_bounded_and_correlates() {
+        let rules = RuleSet::load(&RulesConfig::default()).unwrap();
+        let mut correlator = rules.correlator();
+        let mut history = NetworkHistory::new(HashMap::new());
+        let resets = MAX_GROUPS_PER_CORRELATION + MAX_GROUPS_PER_CORRELATION / 4;
+        let mut many_users = Vec::new();
+        for n in 0..resets {
+            let user = samples::SampleUser::new(
+                &format!("00u{n:017}"),
+                &format!("user{n}@example.com"),
+                &format!("User {n}"),
+            );
+            let fired = admin_resets(&rules, &mut correlator, &mut history, &user, n);
+            if fired.iter().any(|alert| alert.rule.id == RESET_MANY_USERS) {
+                many_users.push(n);
+            }
+        }
+        let groups: Vec<usize> = correlator
+            .windowed
+            .iter()
+            .map(|windowed| windowed.engine.state_count())
+            .collect();
+        // The correlations grouped by user were at the cap, and none went past it.
+        let most = groups.iter().copied().max().unwrap_or(0);
+        assert!(
+            (MAX_GROUPS_PER_CORRELATION * 9 / 10..=MAX_GROUPS_PER_CORRELATION).contains(&most),
+            "groups per correlation after {resets} users: {groups:?}"
+        );
+        // The one admin's group is the most active: it is never the one dropped, and the
+        // many-users correlation kept firing to the end (every third reset).
+        assert!(many_users.len() >= resets / 3 - 1, "{}", many_users.len());
+        assert!(many_users.last().is_some_and(|&n| n >= resets - 3));
     }
 }
