@@ -21,7 +21,7 @@ const TIME_BYTES: usize = 8;
 /// The stored value of a body received at `received_at_ms`.
 pub(super) fn encode(received_at_ms: u64, body: &[u8]) -> Vec<u8> {
     let mut value = received_at_ms.to_le_bytes().to_vec();
-    value.extend_from_slice(&compressed::encode(body));
+    compressed::append(&mut value, body);
     value
 }
 

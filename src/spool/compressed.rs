@@ -16,10 +16,16 @@ const LZ4_MAX_RATIO: usize = 255;
 
 /// `value` as stored: the marker, its length, the block.
 pub fn encode(value: &[u8]) -> Vec<u8> {
-    let mut stored = Vec::with_capacity(1 + 4 + value.len() / 2);
-    stored.push(LZ4);
-    stored.extend_from_slice(&lz4_flex::compress_prepend_size(value));
+    let mut stored = Vec::new();
+    append(&mut stored, value);
     stored
+}
+
+/// Appends `value` as stored to `out`, after what a caller put first (a batch's arrival time),
+/// without a copy of its own.
+pub fn append(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(LZ4);
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(value));
 }
 
 /// A stored value read back: decompressed when it is marked, as it is when it is not (an earlier
