@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use crate::client::{self, Drive, OnSent, Pace, Target};
 use crate::payload::{Order, Payloads};
 use crate::progress;
-use crate::report::{Medians, Row};
+use crate::report::{Medians, Row, format_thousands};
 use crate::scenarios::{self, CLOSED_CONNECTIONS, Kind, OPEN_CONNECTIONS};
 use crate::server::{self, ProcStats, Sampler, Server};
 
@@ -672,22 +672,10 @@ fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
 
 fn cell(value: Option<f64>, decimals: usize) -> String {
     match value {
-        Some(v) if v.is_finite() && decimals == 0 => thousands(v.round() as i64),
+        Some(v) if v.is_finite() && decimals == 0 => format_thousands(v.round() as i64),
         Some(v) if v.is_finite() => format!("{v:.decimals$}"),
         _ => "–".to_owned(),
     }
-}
-
-fn thousands(value: i64) -> String {
-    let digits = value.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    if value < 0 { format!("-{out}") } else { out }
 }
 
 fn percent(a: Option<f64>, b: Option<f64>) -> String {

@@ -122,7 +122,8 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
     }
 }
 
-fn format_thousands(value: i64) -> String {
+/// `1234567` as `1,234,567`.
+pub fn format_thousands(value: i64) -> String {
     let digits = value.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
