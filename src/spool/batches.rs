@@ -3,7 +3,7 @@
 //! ([`DetectionCommit`]), or to `quarantine` when it cannot be read. The detector's known networks
 //! (`known_networks`) are read here and written with that commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
@@ -102,10 +102,28 @@ impl Spool {
         limit: usize,
         max_bytes: u64,
     ) -> Result<Vec<StoredBatch>, SpoolError> {
+        self.pending_batches_except(limit, max_bytes, HashSet::new())
+            .await
+    }
+
+    /// The oldest batches not yet detected, as [`Spool::pending_batches`], leaving out
+    /// `in_flight`: those of a pass being committed while the next one is detected. A set, not a
+    /// cursor: ids are handed out before their batch is written, so a lower id can appear after a
+    /// higher one.
+    pub async fn pending_batches_except(
+        &self,
+        limit: usize,
+        max_bytes: u64,
+        in_flight: HashSet<u64>,
+    ) -> Result<Vec<StoredBatch>, SpoolError> {
         self.read(move |txn| {
             let table = txn.open_table(BATCHES)?;
             let (mut batches, mut bytes) = (Vec::new(), 0);
-            for row in table.iter()?.take(limit) {
+            let rows = table.iter()?.filter(|row| {
+                row.as_ref()
+                    .map_or(true, |(id, _)| !in_flight.contains(&id.value()))
+            });
+            for row in rows.take(limit) {
                 if bytes >= max_bytes {
                     break;
                 }
@@ -211,4 +229,25 @@ fn insert_known_networks(
         networks.insert(user.as_str(), value.as_slice())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pass_in_flight_is_left_out_and_the_batches_after_it_are_taken_in_order() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..5u64 {
+            ids.push(spool.append_batch(n, b"{}").await.unwrap());
+        }
+        let in_flight: HashSet<u64> = [ids[0], ids[2]].into();
+        let next = spool.pending_batches_except(2, u64::MAX, in_flight).await;
+        let next: Vec<u64> = next.unwrap().iter().map(|batch| batch.id).collect();
+        assert_eq!(next, [ids[1], ids[3]], "the oldest two not in flight");
+        let all = spool.pending_batches(10, u64::MAX).await.unwrap();
+        assert_eq!(all.len(), 5, "leaving a batch out does not remove it");
+    }
 }
