@@ -255,7 +255,7 @@ fn decode(key: &IncidentKey, bytes: &[u8]) -> Option<IncidentState> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -289,7 +289,11 @@ mod tests {
         )
     }
 
-    fn standalone_detector(spool: Arc<Spool>, incident_window: Duration) -> Detector {
+    /// A detector on `spool` with the built-in rules and nothing else configured.
+    pub(in crate::detect) fn standalone_detector(
+        spool: Arc<Spool>,
+        incident_window: Duration,
+    ) -> Detector {
         Detector {
             rules: SharedRules::new(RuleSet::load(&RulesConfig::default()).unwrap()),
             spool,

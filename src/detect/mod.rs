@@ -8,7 +8,8 @@
 //! changed in the correlation state (journal entries, now and then a snapshot; see
 //! [`correlation_step`]). The new event keys are claimed in the de-duplication window while the
 //! rules run, before that commit. A pass with no batches still runs when a correlation timer
-//! has run out.
+//! has run out. Under a backlog the commit of one pass and the detection of the next overlap
+//! ([`pipeline`]).
 //!
 //! With several replicas (`[cluster] mode = "redis"` or `"nats-kv"`) the correlation state lives
 //! in the shared backend: the pass then stores the events that matched as correlation inputs
@@ -28,6 +29,7 @@ pub mod incident;
 mod incident_store;
 pub mod live_context;
 pub mod offline;
+mod pipeline;
 pub mod placeholders;
 mod rule_event;
 pub mod rules;
@@ -66,6 +68,7 @@ use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorr
 use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
 use incident::{Route, Routes};
+use pipeline::{Detected, InFlight};
 pub use rules::{RuleSet, SharedRules};
 pub use ticks::EventTime;
 use watched::PassTally;
@@ -150,28 +153,6 @@ impl Detector {
         let _ = correlation.await;
     }
 
-    async fn detect_loop(
-        &self,
-        intake: Arc<Notify>,
-        detected: Option<Arc<Notify>>,
-        shutdown: CancellationToken,
-    ) {
-        let mut inline = CorrelationLoop::default();
-        loop {
-            match self.pass(&mut inline).await {
-                Ok(0) => {}
-                Ok(_) => {
-                    detected.iter().for_each(|wake| wake.notify_one());
-                    continue;
-                }
-                Err(err) => tracing::error!(error = %err, "detection pass failed; retrying in 1 s"),
-            }
-            if !wait_for_work(&intake, IDLE_PASS_INTERVAL, &shutdown).await {
-                return;
-            }
-        }
-    }
-
     async fn correlate_loop(self: Arc<Self>, detected: Arc<Notify>, shutdown: CancellationToken) {
         let mut state = CorrelationLoop::default();
         loop {
@@ -188,18 +169,28 @@ impl Detector {
         }
     }
 
-    /// Detects the oldest pending batches; returns how many were processed. Standalone,
-    /// `inline` holds the correlator between passes; it is left empty when a pass fails, so the
-    /// next one starts again from the state the spool holds.
-    async fn pass(&self, inline: &mut CorrelationLoop) -> Result<usize, SpoolError> {
+    /// Detects the oldest pending batches not `in_flight`: parses them, claims their new keys,
+    /// runs the rules and (standalone) the correlations; [`Detector::commit_pass`] stores the
+    /// outcome. `None` when there is nothing to do, or when the correlation state must be
+    /// restored from the spool while a pass is in flight (it waits for that commit).
+    /// Standalone, `inline` holds the correlator between passes; it is left empty when a pass
+    /// fails, so the next one starts again from the state the spool holds.
+    async fn detect_pass(
+        &self,
+        inline: &mut CorrelationLoop,
+        in_flight: &InFlight,
+    ) -> Result<Option<Detected>, SpoolError> {
         let batches = self
             .spool
-            .pending_batches(BATCHES_PER_PASS, BYTES_PER_PASS)
+            .pending_batches_except(BATCHES_PER_PASS, BYTES_PER_PASS, in_flight.batches.clone())
             .await?;
         let rules = self.rules.current();
         let now = now_ms();
         let correlation = match self.shared {
-            None => Some(self.inline_correlation(&rules, inline).await?),
+            None => match self.inline_correlation(&rules, inline, in_flight).await? {
+                Some(live) => Some(live),
+                None => return Ok(None),
+            },
             Some(_) => None,
         };
         let timers_due = correlation
@@ -207,7 +198,7 @@ impl Detector {
             .is_some_and(|live| live.correlator.has_expired(secs(now)));
         if batches.is_empty() && !timers_due {
             inline.keep(correlation);
-            return Ok(0);
+            return Ok(None);
         }
         let count = batches.len();
         let (parsed, unreadable) = tokio::task::spawn_blocking(move || parse_batches(batches))
@@ -225,7 +216,7 @@ impl Detector {
             .collect();
         let mut seen = self.spool.already_seen(keys, now).await?;
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
-        let history = self.network_history(&parsed).await?;
+        let history = self.network_history(&parsed, in_flight).await?;
         let privileged = self.privileged_users.clone();
         let org = self.org.clone();
         let claims = fresh_keys(&parsed, &seen);
@@ -253,33 +244,19 @@ impl Detector {
         let (claimed, detected) =
             tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
         claimed?;
-        let (mut commit, mut alerts, correlation, tally) = detected
+        let (commit, alerts, correlation, tally) = detected
             .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;
-        if let Some(live_context) = &self.live_context {
-            live_context.add_to(&mut alerts).await;
-        }
-        let folded = self.fold_incidents(alerts).await?;
-        commit.incidents = folded.records;
-        commit.expired_incidents = self.expired_incidents(now).await?;
-        commit.outbox = queue_alerts(
-            folded.alerts,
-            &folded.routes,
-            &self.sinks,
-            &self.responses,
-            self.org.as_deref(),
-            now,
-        );
-        let queued = !commit.outbox.is_empty();
-        self.spool.complete_batches(commit).await?;
-        tally.commit(&self.tallies);
         if let Some(live) = &correlation {
             metrics::gauge!(CORRELATION_OPEN_STATE).set(live.correlator.open_state() as f64);
         }
         inline.keep(correlation);
-        if queued {
-            self.wake_forwarders();
-        }
-        Ok(count)
+        Ok(Some(Detected {
+            batches: count,
+            now,
+            commit,
+            alerts,
+            tally,
+        }))
     }
 
     /// The standalone correlator for `rules`: the previous pass's, or one restored from the
@@ -288,9 +265,14 @@ impl Detector {
         &self,
         rules: &Arc<RuleSet>,
         inline: &mut CorrelationLoop,
-    ) -> Result<LiveCorrelation, SpoolError> {
+        in_flight: &InFlight,
+    ) -> Result<Option<LiveCorrelation>, SpoolError> {
         if let Some(live) = inline.take_for(rules) {
-            return Ok(live);
+            return Ok(Some(live));
+        }
+        if !in_flight.is_empty() {
+            // The spool does not hold the pass in flight yet: restore once it does.
+            return Ok(None);
         }
         let stored = self.spool.correlation_state().await?;
         let (rules, privileged, org) = (
@@ -305,7 +287,7 @@ impl Detector {
                 org: org.as_deref(),
                 now: now_ms(),
             };
-            LiveCorrelation::replayed(&pass, rules.clone(), stored)
+            Some(LiveCorrelation::replayed(&pass, rules.clone(), stored))
         })
         .await
         .map_err(|err| SpoolError::storage(format!("correlation replay task failed: {err}"), err))
@@ -347,8 +329,13 @@ impl Detector {
         }
     }
 
-    /// The stored networks of the users who sign in in `parsed`.
-    async fn network_history(&self, parsed: &[ParsedBatch]) -> Result<NetworkHistory, SpoolError> {
+    /// The known networks of the users who sign in in `parsed`: those stored, and those the
+    /// pass `in_flight` changed.
+    async fn network_history(
+        &self,
+        parsed: &[ParsedBatch],
+        in_flight: &InFlight,
+    ) -> Result<NetworkHistory, SpoolError> {
         let users: HashSet<String> = parsed
             .iter()
             .flat_map(|batch| &batch.events)
@@ -357,10 +344,11 @@ impl Detector {
         if users.is_empty() {
             return Ok(NetworkHistory::default());
         }
-        let stored = self
+        let mut stored = self
             .spool
-            .known_networks(users.into_iter().collect())
+            .known_networks(users.iter().cloned().collect())
             .await?;
+        in_flight.overlay_networks(&users, &mut stored);
         let known = stored
             .into_iter()
             .filter_map(|(user, bytes)| {

@@ -66,7 +66,7 @@ mod window;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, TableDefinition};
@@ -191,6 +191,12 @@ impl Spool {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A number that grows with every batch appended (the next batch id): unchanged between two
+    /// looks, nothing arrived in between.
+    pub fn batches_appended(&self) -> u64 {
+        self.next_batch_id.load(Ordering::Relaxed)
     }
 
     /// Current backlog and health, for `/readyz` and `/metrics`.
