@@ -46,6 +46,9 @@ pub(super) struct Detected {
 /// What the pass detected while another is committed must know of that one.
 #[derive(Default)]
 pub(super) struct InFlight {
+    /// Whether a pass is being committed (perhaps one without batches, which only fired
+    /// correlation timers).
+    committing: bool,
     /// Its batches, not to be taken again.
     pub batches: HashSet<u64>,
     /// The known networks it changed, by user.
@@ -59,6 +62,7 @@ impl InFlight {
             return Self::default();
         };
         Self {
+            committing: true,
             batches: detected.commit.batches.iter().map(|b| b.id).collect(),
             networks: detected.commit.known_networks.iter().cloned().collect(),
         }
@@ -66,7 +70,7 @@ impl InFlight {
 
     /// True when no pass is being committed.
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
+        !self.committing
     }
 
     /// Replaces what `stored` holds of `users` by what the pass in flight changed.
