@@ -17,6 +17,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rsigma_eval::correlation::compile_correlation;
@@ -57,6 +58,9 @@ pub const MAX_GROUPS_PER_CORRELATION: usize = 20_000;
 /// whole state is saved in every snapshot, so a flood of distinct users (a mass reset) must not
 /// grow it without bound; past this, new timers are refused with a warning and a metric.
 const MAX_OPEN_TIMERS: usize = 10_000;
+
+/// How often refused absence timers are logged, at most.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 
 /// Bumped when the stored state changes shape; older state is then discarded with a warning.
 /// Version 1 kept rsigma's windows in seconds: its timers are kept, its windows dropped.
@@ -127,6 +131,8 @@ pub struct Correlator {
     ties: Ties,
     /// The longest timespan of the correlations, in milliseconds.
     horizon_ms: i64,
+    /// Absence timers refused, and when that was last logged.
+    refusals: Refusals,
 }
 
 impl std::fmt::Debug for Correlator {
@@ -260,6 +266,7 @@ impl Correlator {
             timers: BTreeMap::new(),
             ties: Ties::default(),
             horizon_ms: i64::try_from(horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            refusals: Refusals::default(),
         })
     }
 
@@ -382,7 +389,9 @@ impl Correlator {
                 }
                 continue;
             }
-            open_unless_open(&mut self.timers, key, loaded, at, build);
+            if !open_unless_open(&mut self.timers, key, loaded, at, build) {
+                self.refusals.refused(&loaded.rule.title, self.timers.len());
+            }
         }
     }
 
@@ -430,29 +439,60 @@ struct Opening {
     time: EventTime,
 }
 
-/// Opens the timer `key` of `loaded` unless it is open already, or too many are.
+/// Opens the timer `key` of `loaded` unless it is open already, or too many are; false when
+/// it was refused for that.
 fn open_unless_open(
     timers: &mut BTreeMap<TimerKey, OpenTimer>,
     key: TimerKey,
     loaded: &LoadedCorrelation,
     at: Opening,
     build: &dyn Fn(&RuleRef) -> Alert,
-) {
+) -> bool {
     let open = timers.len();
     let Entry::Vacant(vacant) = timers.entry(key) else {
-        return;
+        return true;
     };
     if open >= MAX_OPEN_TIMERS {
-        metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
-        tracing::warn!(
-            rule = %loaded.rule.title,
-            open,
-            "too many absence timers open; this one is not opened (the single-event alert still goes out)"
-        );
-        return;
+        return false;
     }
     let timer = open_timer(loaded, &vacant.key().1, at, build);
     vacant.insert(timer);
+    true
+}
+
+/// Absence timers refused at [`MAX_OPEN_TIMERS`]: each is counted, and logged at most once a
+/// [`REFUSALS_LOGGED_EVERY`]. A mass reset refuses one per event past the cap; a warning each
+/// flooded the log with a hundred thousand lines and cost more than the rules.
+#[derive(Default)]
+struct Refusals {
+    /// Refused since the last warning.
+    unlogged: u64,
+    /// When the last warning was logged.
+    logged_at: Option<Instant>,
+}
+
+impl Refusals {
+    /// Counts a timer of `rule` refused with `open` timers open; warns if none was logged lately.
+    fn refused(&mut self, rule: &str, open: usize) {
+        metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < REFUSALS_LOGGED_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            rule,
+            open,
+            refused = self.unlogged,
+            "too many absence timers open; new ones are not opened (their single-event alerts \
+             still go out); `refused` counts those since the last such warning, \
+             factorwatch_correlation_timers_refused_total all of them"
+        );
+        self.unlogged = 0;
+        self.logged_at = Some(Instant::now());
+    }
 }
 
 /// A timer for `loaded` and group `group`, opened by an event `at`. It runs from the later of the
@@ -656,5 +696,34 @@ mod tests {
         // many-users correlation kept firing to the end (every third reset).
         assert!(many_users.len() >= resets / 3 - 1, "{}", many_users.len());
         assert!(many_users.last().is_some_and(|&n| n >= resets - 3));
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn refused_timers_are_logged_once_then_counted_until_a_minute_has_passed() {
+        let mut refusals = Refusals::default();
+        refusals.refused("rule", MAX_OPEN_TIMERS);
+        assert_eq!(refusals.unlogged, 0, "the first refusal is logged at once");
+        let first_logged = refusals.logged_at.expect("logged");
+        for _ in 0..1_000 {
+            refusals.refused("rule", MAX_OPEN_TIMERS);
+        }
+        assert_eq!(
+            refusals.unlogged, 1_000,
+            "those within a minute wait for the next warning"
+        );
+        assert_eq!(refusals.logged_at, Some(first_logged));
+
+        refusals.logged_at = Some(first_logged - REFUSALS_LOGGED_EVERY);
+        refusals.refused("rule", MAX_OPEN_TIMERS);
+        assert_eq!(
+            refusals.unlogged, 0,
+            "a minute on, the count is logged and starts again"
+        );
+        assert!(refusals.logged_at > Some(first_logged));
     }
 }
