@@ -385,6 +385,7 @@ async fn drive_mix(
     let detected_end = server.metric("factorwatch_events_detected_total")?;
     let timers_refused = server.metric("factorwatch_correlation_timers_refused_total")?;
     let open_state = server.metric("factorwatch_correlation_open_state")?;
+    let stages = detection_stages(&server)?;
     let samples = in_seconds(sampler.finish());
     drop(server);
 
@@ -394,6 +395,10 @@ async fn drive_mix(
     let expected = pending.expected.load(Ordering::Relaxed);
     let matched = pending.matched.load(Ordering::Relaxed);
     let mut row = Row::new(run, "mixes", "factorwatch", BATCH, name);
+    for (stage, seconds, passes) in stages {
+        row.set(&format!("stage_{stage}_s"), seconds)
+            .set(&format!("stage_{stage}_passes"), passes);
+    }
     row.set("loadavg_1m", load)
         .set("events_acked", events as f64)
         .set("failed", outcome.failed as f64)
@@ -577,6 +582,21 @@ async fn memory(users: u64, rate: f64, load: f64, out: &Path) -> anyhow::Result<
         mib(end.hwm_kib)
     );
     Ok(row)
+}
+
+/// The stages of a detection pass (`factorwatch_detection_stage_seconds`): each one's name,
+/// seconds in all, and how many passes went through it. Where a pass spends its time, and
+/// whether detection or its commit is the longer while they overlap.
+fn detection_stages(server: &Server) -> anyhow::Result<Vec<(&'static str, f64, f64)>> {
+    let series = |stage: &str, part: &str| {
+        server.metric(&format!(
+            "factorwatch_detection_stage_seconds_{part}{{stage=\"{stage}\"}}"
+        ))
+    };
+    ["read", "rules", "claim", "prepare", "store"]
+        .into_iter()
+        .map(|stage| Ok((stage, series(stage, "sum")?, series(stage, "count")?)))
+        .collect()
 }
 
 /// factorwatch's `/metrics` lines that say how much state it holds (for the record).

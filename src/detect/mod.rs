@@ -39,7 +39,7 @@ mod watched;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rsigma_eval::EvaluationResult;
 use serde_json::Value;
@@ -68,7 +68,7 @@ use correlation_step::{CorrelationInput, CorrelationLoop, JournalEntry, LiveCorr
 use enrich::{KnownNetworks, NetworkHistory};
 use event_head::EventHead;
 use incident::{Route, Routes};
-use pipeline::{Detected, InFlight};
+use pipeline::{Detected, InFlight, Stage};
 pub use rules::{RuleSet, SharedRules};
 pub use ticks::EventTime;
 use watched::PassTally;
@@ -180,6 +180,7 @@ impl Detector {
         inline: &mut CorrelationLoop,
         in_flight: &InFlight,
     ) -> Result<Option<Detected>, SpoolError> {
+        let started = Instant::now();
         let batches = self
             .spool
             .pending_batches_except(BATCHES_PER_PASS, BYTES_PER_PASS, in_flight.batches.clone())
@@ -226,6 +227,7 @@ impl Detector {
             false => PassTally::default(),
         };
         let seen_until_ms = now + self.dedup_window.as_millis() as u64;
+        Stage::Read.record(started);
         let detection = tokio::task::spawn_blocking(move || {
             let mut correlation = correlation;
             let pass = Pass {
@@ -241,8 +243,10 @@ impl Detector {
         });
         // The keys are claimed while the rules run; the claim is durable before the batches
         // leave the spool, so a crash in between finds them claimed by the same batches.
-        let (claimed, detected) =
-            tokio::join!(self.spool.claim_seen(claims, seen_until_ms), detection);
+        let (claimed, detected) = tokio::join!(
+            Stage::Claim.time(self.spool.claim_seen(claims, seen_until_ms)),
+            Stage::Rules.time(detection)
+        );
         claimed?;
         let (commit, alerts, correlation, tally) = detected
             .map_err(|err| SpoolError::storage(format!("detector task failed: {err}"), err))?;

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -24,6 +25,7 @@ use tracing::Instrument;
 use crate::alert::Alert;
 use crate::clock::wait_for_work;
 use crate::spool::{DetectionCommit, SpoolError};
+use crate::telemetry::metrics::DETECTION_STAGE_SECONDS;
 
 use super::correlation_step::CorrelationLoop;
 use super::watched::PassTally;
@@ -41,6 +43,49 @@ pub(super) struct Detected {
     pub alerts: Vec<Alert>,
     /// Its deliveries watched through detection, counted once it is committed.
     pub tally: PassTally,
+}
+
+/// A stage of a detection pass, timed in `factorwatch_detection_stage_seconds`: where a pass
+/// spends its time, and what the detection of one pass waits for (docs/operations.md).
+#[derive(Clone, Copy)]
+pub(super) enum Stage {
+    /// Taking the oldest batches, splitting them into events, the de-duplication lookups and
+    /// the known networks.
+    Read,
+    /// The rules and the correlations.
+    Rules,
+    /// Storing the pass's new event keys (beside the rules).
+    Claim,
+    /// Live context, incidents and outbox rows.
+    Prepare,
+    /// The spool transaction that queues the alerts and removes the batches.
+    Store,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Rules => "rules",
+            Stage::Claim => "claim",
+            Stage::Prepare => "prepare",
+            Stage::Store => "store",
+        }
+    }
+
+    /// Records the time since `started` as this stage's.
+    pub fn record(self, started: Instant) {
+        metrics::histogram!(DETECTION_STAGE_SECONDS, "stage" => self.label())
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Awaits `work`, timed as this stage.
+    pub async fn time<T>(self, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let outcome = work.await;
+        self.record(started);
+        outcome
+    }
 }
 
 /// What the pass detected while another is committed must know of that one.
@@ -200,6 +245,7 @@ impl Detector {
             mut alerts,
             tally,
         } = pass;
+        let started = Instant::now();
         if let Some(live_context) = &self.live_context {
             live_context.add_to(&mut alerts).await;
         }
@@ -215,7 +261,10 @@ impl Detector {
             now,
         );
         let queued = !commit.outbox.is_empty();
-        self.spool.complete_batches(commit).await?;
+        Stage::Prepare.record(started);
+        Stage::Store
+            .time(self.spool.complete_batches(commit))
+            .await?;
         tally.commit(&self.tallies);
         if queued {
             self.wake_forwarders();

@@ -73,6 +73,9 @@ pub const ALERTS_SUPPRESSED_TOTAL: &str = "factorwatch_alerts_suppressed_total";
 /// Counter: alerts sent without their incident because the cluster backend did not answer.
 /// Label: `org`.
 pub const INCIDENTS_UNAVAILABLE_TOTAL: &str = "factorwatch_incidents_unavailable_total";
+/// Histogram: seconds each stage of a detection pass took. Label: `stage` (`read`, `rules`,
+/// `claim`, `prepare`, `store`).
+pub const DETECTION_STAGE_SECONDS: &str = "factorwatch_detection_stage_seconds";
 /// Gauge: correlation windows and absence timers open. No labels.
 pub const CORRELATION_OPEN_STATE: &str = "factorwatch_correlation_open_state";
 /// Counter: absence timers not opened because the most that may be open were. No labels.

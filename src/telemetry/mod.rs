@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
 use self::metrics::{
-    ACK_LATENCY_SECONDS, OKTA_API_REQUEST_DURATION_SECONDS, SPOOL_COMMIT_GROUP_SIZE,
+    ACK_LATENCY_SECONDS, DETECTION_STAGE_SECONDS, OKTA_API_REQUEST_DURATION_SECONDS,
+    SPOOL_COMMIT_GROUP_SIZE,
 };
 
 /// `[log]`: logging.
@@ -82,22 +83,29 @@ pub fn init_logging(config: &LogConfig) {
     };
 }
 
+/// Buckets of the histograms of local work (an answer to Okta, a stage of detection): half a
+/// millisecond to 2.5 s.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(ACK_LATENCY_SECONDS.into()),
-                    &[
-                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                    ],
-                )
+                .set_buckets_for_metric(Matcher::Full(ACK_LATENCY_SECONDS.into()), &LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(SPOOL_COMMIT_GROUP_SIZE.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(DETECTION_STAGE_SECONDS.into()),
+                        &LATENCY_BUCKETS,
                     )
                 })
                 .and_then(|b| {
