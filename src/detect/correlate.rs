@@ -56,7 +56,7 @@ pub const MAX_GROUPS_PER_CORRELATION: usize = 20_000;
 
 /// Most absence timers open at once. Each holds the alert it will raise (a few KiB), and the
 /// whole state is saved in every snapshot, so a flood of distinct users (a mass reset) must not
-/// grow it without bound; past this, new timers are refused with a warning and a metric.
+/// grow it without bound; past this, new timers are refused and counted ([`Refusals`]).
 const MAX_OPEN_TIMERS: usize = 10_000;
 
 /// How often refused absence timers are logged, at most.
@@ -462,7 +462,7 @@ fn open_unless_open(
 
 /// Absence timers refused at [`MAX_OPEN_TIMERS`]: each is counted, and logged at most once a
 /// [`REFUSALS_LOGGED_EVERY`]. A mass reset refuses one per event past the cap; a warning each
-/// flooded the log with a hundred thousand lines and cost more than the rules.
+/// put a line per reset in the log (BENCHMARKS.md, "Where a pass spends its time").
 #[derive(Default)]
 struct Refusals {
     /// Refused since the last warning.
