@@ -426,6 +426,13 @@ impl Alert {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an alert always serializes")
     }
+
+    /// The alert as one line of JSON, ready to store in an outbox row. Serialized once and
+    /// wrapped as it is: `RawValue::from_string` would parse the whole alert again to check JSON
+    /// that serde_json itself just wrote.
+    pub fn to_raw_json(&self) -> Box<RawValue> {
+        serde_json::value::to_raw_value(self).expect("an alert always serializes")
+    }
 }
 
 fn principal(value: &Value) -> Principal {

@@ -776,7 +776,7 @@ fn outbox_rows(
     org: Option<&str>,
     now: u64,
 ) -> Vec<(String, OutboxRecord)> {
-    let json = RawValue::from_string(alert.to_json()).expect("an alert serializes to valid JSON");
+    let json = alert.to_raw_json();
     let row = |json: Box<RawValue>| OutboxRecord::new(&alert.id, now, json);
     let responded = responses
         .iter()
@@ -797,7 +797,7 @@ fn outbox_rows(
                         suppressed: Some(*suppressed),
                         ..alert.clone()
                     };
-                    RawValue::from_string(told.to_json()).expect("an alert serializes")
+                    told.to_raw_json()
                 }
                 _ => json.clone(),
             };

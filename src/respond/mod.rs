@@ -28,7 +28,6 @@ pub mod ssf;
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::alert::{ActionOutcome, ActionRecord, Alert, action_id};
@@ -419,7 +418,7 @@ impl Responder {
             suppressed: None,
             ..alert.clone()
         };
-        let json = RawValue::from_string(report.to_json()).expect("an alert serializes");
+        let json = report.to_raw_json();
         let now = now_ms();
         self.sinks
             .iter()
