@@ -21,7 +21,7 @@ use crate::spool::SpoolError;
 use crate::telemetry::metrics::INCIDENTS_UNAVAILABLE_TOTAL;
 
 use super::Detector;
-use super::incident::{IncidentKey, IncidentState, Routes, alert_time_ms, fold};
+use super::incident::{IncidentKey, IncidentState, Routes, alert_time_ms, fold, incident_view};
 
 /// Compare-and-set attempts on one incident before its alerts go out without it (other
 /// replicas kept writing it).
@@ -221,7 +221,7 @@ impl Detector {
 fn by_incident(alerts: &[Alert]) -> BTreeMap<IncidentKey, Members> {
     let mut groups: BTreeMap<IncidentKey, Members> = BTreeMap::new();
     for (at, alert) in alerts.iter().enumerate() {
-        let event: Value = serde_json::from_str(alert.raw_event.get()).unwrap_or(Value::Null);
+        let event = incident_view(&alert.raw_event);
         if let Some(key) = IncidentKey::of(alert, &event) {
             groups.entry(key).or_default().push((at, event));
         }
