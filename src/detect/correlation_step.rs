@@ -30,6 +30,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::correlate::Correlator;
+use super::enrich::NAMESPACE;
 use super::ticks::EventTime;
 use super::{Detector, Pass, RuleSet, queue_alerts, secs};
 use crate::alert::{Alert, Matched};
@@ -63,8 +64,14 @@ const BACKEND_RETRY: Duration = Duration::from_secs(1);
 /// An event that matched a rule, as detection saw it, stored for the correlation step.
 #[derive(Clone, Serialize, Deserialize)]
 pub(super) struct CorrelationInput {
-    /// The event with its `factorwatch.*` fields.
-    event: Box<RawValue>,
+    /// What enrichment added to the event (its `factorwatch` object): the event the rules saw is
+    /// `raw` with it. Only that part is stored beside `raw`, not the whole event again, which
+    /// halves what a mass reset journals and how often it takes a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    added: Option<Box<RawValue>>,
+    /// As earlier versions stored it: the whole event with its `factorwatch.*` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<Box<RawValue>>,
     /// Its exact JSON as Okta sent it.
     raw: Box<RawValue>,
     /// Its de-duplication key.
@@ -105,9 +112,13 @@ impl InputTime {
 impl CorrelationInput {
     /// `matched`, placed at `time`.
     fn new(matched: &Matched<'_>, time: EventTime) -> Self {
+        let added =
+            matched.event.0.get(NAMESPACE).map(|added| {
+                serde_json::value::to_raw_value(added).expect("a JSON value serializes")
+            });
         CorrelationInput {
-            event: serde_json::value::to_raw_value(matched.event.0)
-                .expect("a JSON value serializes"),
+            added,
+            event: None,
             raw: matched.raw.to_owned(),
             key: matched.key.to_owned(),
             origin: matched.origin.clone(),
@@ -121,6 +132,17 @@ impl CorrelationInput {
     pub(super) fn encode(matched: &Matched<'_>, time: EventTime) -> Vec<u8> {
         let input = Self::new(matched, time);
         serde_json::to_vec(&input).expect("a correlation input serializes")
+    }
+
+    /// The event as the rules saw it: `raw` with what enrichment added (`Null` if unreadable).
+    fn tree(&self) -> Value {
+        let stored = self.event.as_deref().unwrap_or(&self.raw);
+        let mut tree: Value = serde_json::from_str(stored.get()).unwrap_or(Value::Null);
+        if let (Some(added), Value::Object(map)) = (&self.added, &mut tree) {
+            let added = serde_json::from_str(added.get()).unwrap_or(Value::Null);
+            map.insert(NAMESPACE.to_owned(), added);
+        }
+        tree
     }
 
     fn decode(seq: u64, bytes: &[u8]) -> Option<Self> {
@@ -518,7 +540,7 @@ fn correlate_input(
     input: CorrelationInput,
     correlator: &mut Correlator,
 ) -> Vec<Alert> {
-    let event: Value = serde_json::from_str(input.event.get()).unwrap_or(Value::Null);
+    let event = input.tree();
     // Detections are computed again with the rules in force now: after a reload, the
     // correlations and the rules they refer to agree.
     let detections = pass.rules.detect(&event);
@@ -691,6 +713,42 @@ mod tests {
                 received_ms: 1_764_547_200_000,
             }
         );
+    }
+
+    #[test]
+    fn an_input_reads_back_as_the_event_the_rules_saw_in_either_stored_form() {
+        let mut event = samples::mfa_factor_deactivate(
+            &samples::users()[0],
+            "OKTA_VERIFY_PUSH",
+            Initiator::Admin,
+            "tx-1",
+        );
+        let raw = serde_json::value::to_raw_value(&event).unwrap();
+        enrich(&mut event, &mut NetworkHistory::default());
+        let origin = Origin::default();
+        let matched = Matched {
+            event: LogEvent(&event),
+            raw: &raw,
+            key: "uuid-1",
+            origin: &origin,
+            delivery_id: None,
+            received_at: "2026-12-01T00:00:00Z",
+        };
+        let time = EventTime {
+            published_ms: 1_764_547_200_000,
+            received_ms: 1_764_547_200_000,
+        };
+        let encoded = CorrelationInput::encode(&matched, time);
+        assert_eq!(CorrelationInput::decode(1, &encoded).unwrap().tree(), event);
+
+        // Earlier versions stored the whole event instead of what enrichment added.
+        let mut stored: Value = serde_json::from_slice(&encoded).unwrap();
+        assert_eq!(stored.get("event"), None, "the event is not stored twice");
+        let fields = stored.as_object_mut().unwrap();
+        fields.remove("added");
+        fields.insert("event".into(), event.clone());
+        let legacy = CorrelationInput::decode(1, &serde_json::to_vec(&stored).unwrap()).unwrap();
+        assert_eq!(legacy.tree(), event);
     }
 
     /// The state as JSON, to compare two correlators.
