@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::enrich;
 use crate::okta::LogEvent;
-use crate::okta::event::dedup_key;
+use crate::okta::event::{FromObject, dedup_key};
 
 /// The top-level fields [`dedup_key`] and [`enrich::session_user`] read; every other field is
 /// skipped without being built. A field that is `null` reads as absent, as it does in a tree.
@@ -72,15 +72,12 @@ impl EventHead {
 }
 
 /// The head fields of `raw` as a tree; `None` where reading them alone could differ from
-/// reading the whole tree: a value that is not an object (a struct reads an array by position)
-/// or a repeated key (a tree keeps the last, a struct refuses). Those read the whole tree.
+/// reading the whole tree: a value that is not an object ([`FromObject`]) or a repeated key (a
+/// tree keeps the last, a struct refuses). Those read the whole tree.
 fn head_tree(raw: &str) -> Option<Value> {
-    if !raw.trim_start().starts_with('{') {
-        return None;
-    }
-    serde_json::from_str::<HeadFields>(raw)
+    serde_json::from_str::<FromObject<HeadFields>>(raw)
         .ok()
-        .map(HeadFields::into_tree)
+        .map(|FromObject(fields)| fields.into_tree())
 }
 
 /// The whole tree of `raw`, or `null` when it cannot be built (nested past the parser's limit,

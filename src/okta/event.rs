@@ -5,6 +5,10 @@
 //! says string (`version`, `postalCode`) read as their decimal text, `null` and missing are the same,
 //! and nothing is ever rejected for a field we did not expect.
 
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -46,6 +50,29 @@ impl<'a> LogEvent<'a> {
         self.get("target")
             .and_then(Value::as_array)
             .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// `T` read only from a JSON object. serde reads a struct from an array too, by position, where
+/// a tree's paths find nothing; so a typed view of a few fields (read without building the whole
+/// tree) refuses anything but an object, and its caller reads the whole tree instead.
+pub struct FromObject<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for FromObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectOnly(PhantomData))
+            .map(FromObject)
     }
 }
 
