@@ -102,12 +102,14 @@ struct OpenTimer {
 /// A timer's identity: the absence rule's id and the values of its group-by fields.
 type TimerKey = (String, Vec<Option<String>>);
 
-/// Everything stored between passes.
+/// Everything stored between passes. `Timers` is `Vec<OpenTimer>` as read, and the live timers
+/// by reference as saved: each holds a whole alert, and a mass reset keeps thousands open, so a
+/// snapshot does not copy them first.
 #[derive(Serialize, Deserialize)]
-struct StoredState {
+struct StoredState<Timers = Vec<OpenTimer>> {
     version: u32,
     windows: CorrelationSnapshot,
-    timers: Vec<OpenTimer>,
+    timers: Timers,
     #[serde(default)]
     ties: Ties,
 }
@@ -275,7 +277,7 @@ impl Correlator {
         let state = StoredState {
             version: STATE_VERSION,
             windows: self.windows(),
-            timers: self.timers.values().cloned().collect(),
+            timers: self.timers.values().collect::<Vec<_>>(),
             ties: self.ties.clone(),
         };
         serde_json::to_vec(&state).expect("correlation state serializes")

@@ -7,8 +7,9 @@
 //! and there is a pass every few milliseconds): it appends what it fed the correlations to a
 //! journal ([`JournalEntry`]), one compressed row per pass, in the commit that consumes its
 //! batches, and stores a new snapshot of the state (compressed too), emptying the journal, once
-//! the journal since the last one outweighs it or holds [`MAX_JOURNAL_ENTRIES`]. So the state
-//! costs at most about twice the journal's bytes on disk, and a restart restores the snapshot and
+//! the journal since the last one outweighs it [`JOURNAL_PER_SNAPSHOT`] times or holds
+//! [`MAX_JOURNAL_ENTRIES`]. So the state costs at most that many times the snapshot's bytes on
+//! disk, plus the snapshot, and a restart restores the snapshot and
 //! replays the journal onto it, timers included: nothing is counted twice and no timer fires
 //! twice. A pass's entries compress far better together than the state does (they are events
 //! of a kind), which is what makes snapshots rare under a mass reset.
@@ -52,6 +53,14 @@ const MAX_CONFLICTS: usize = 16;
 /// the state: a quiet org's state of a few hundred bytes is not rewritten for every reset
 /// (256 KiB of compressed journal is a few thousand resets).
 const MIN_JOURNAL_BYTES: usize = 256 * 1024;
+
+/// How many times its own size a snapshot's journal grows before the next snapshot. A snapshot
+/// serializes every window and open timer the correlations hold and holds up the pass that
+/// takes it; the journal holds only what each pass fed them. Taken as soon as the journal
+/// outweighed it once, snapshots were among the largest costs of detection under load
+/// (BENCHMARKS.md). Four keeps the state at most five snapshots' size on disk, and what a
+/// restart replays stays bounded by [`MAX_JOURNAL_ENTRIES`].
+const JOURNAL_PER_SNAPSHOT: usize = 4;
 
 /// Most journal entries a standalone detector keeps before it takes a snapshot, however large
 /// the state: bounds what a restart replays (each entry is an event run through the rules and
@@ -234,6 +243,15 @@ impl LiveCorrelation {
         stored: StoredCorrelation,
     ) -> Self {
         let mut live = Self::restored(rules, stored.snapshot.as_deref(), None);
+        if stored.journal.is_empty() {
+            return live;
+        }
+        // Up to MAX_JOURNAL_ENTRIES events through the rules again: say why detection waits.
+        let started = Instant::now();
+        tracing::info!(
+            rows = stored.journal.len(),
+            "replaying the correlation journal onto the last snapshot before detection resumes"
+        );
         for (row, stored) in stored.journal.iter().enumerate() {
             live.journal_bytes += stored.len();
             let Some(entries) = compressed::decode(stored) else {
@@ -245,6 +263,11 @@ impl LiveCorrelation {
                 live.replay(pass, row, entry);
             }
         }
+        tracing::info!(
+            entries = live.journal_entries,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "correlation state restored"
+        );
         live
     }
 
@@ -265,7 +288,8 @@ impl LiveCorrelation {
 
     /// What a standalone pass that made the changes `journal` stores: `(None, [row])`, its
     /// entries in one compressed row, or, once the journal since the last snapshot would outweigh
-    /// that snapshot (and [`MIN_JOURNAL_BYTES`]) or hold [`MAX_JOURNAL_ENTRIES`],
+    /// that snapshot [`JOURNAL_PER_SNAPSHOT`] times (and [`MIN_JOURNAL_BYTES`]) or hold
+    /// [`MAX_JOURNAL_ENTRIES`],
     /// `(Some(snapshot), [])`, the snapshot compressed.
     pub(super) fn record(&mut self, journal: Vec<Vec<u8>>) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
         if journal.is_empty() {
@@ -274,7 +298,7 @@ impl LiveCorrelation {
         let row = compressed::encode(&journal.join(&b'\n'));
         self.journal_bytes += row.len();
         self.journal_entries += journal.len();
-        if self.journal_bytes < self.snapshot_bytes.max(MIN_JOURNAL_BYTES)
+        if self.journal_bytes < journal_allowance(self.snapshot_bytes)
             && self.journal_entries < MAX_JOURNAL_ENTRIES
         {
             return (None, vec![row]);
@@ -285,6 +309,11 @@ impl LiveCorrelation {
         self.snapshot_bytes = snapshot.len();
         (Some(snapshot), Vec::new())
     }
+}
+
+/// How many bytes of journal may follow a snapshot of `snapshot_bytes` before the next one.
+fn journal_allowance(snapshot_bytes: usize) -> usize {
+    (JOURNAL_PER_SNAPSHOT * snapshot_bytes).max(MIN_JOURNAL_BYTES)
 }
 
 /// What the correlation keeps between two steps (or two detection passes, standalone).
@@ -808,7 +837,7 @@ mod tests {
             "the last passes are in the journal"
         );
         assert!(
-            journal_bytes < snapshot_bytes.max(MIN_JOURNAL_BYTES),
+            journal_bytes < journal_allowance(snapshot_bytes),
             "the journal ({journal_bytes} bytes) outgrew the snapshot ({snapshot_bytes} bytes) \
              without a new one"
         );
