@@ -32,7 +32,9 @@ use serde_json::Value;
 
 use super::ticks::{EventTime, Ties, engine_suppress_ticks, in_ticks};
 use crate::alert::{Alert, CorrelationInfo, RuleRef};
-use crate::telemetry::metrics::CORRELATION_TIMERS_REFUSED_TOTAL;
+use crate::telemetry::metrics::{
+    CORRELATION_GROUP_CAP_REACHED_TOTAL, CORRELATION_TIMERS_REFUSED_TOTAL,
+};
 
 /// The custom attribute that makes a `temporal_ordered` rule fire on absence.
 pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
@@ -56,11 +58,12 @@ pub const MAX_GROUPS_PER_CORRELATION: usize = 20_000;
 
 /// Most absence timers open at once. Each holds the alert it will raise (a few KiB), and the
 /// whole state is saved in every snapshot, so a flood of distinct users (a mass reset) must not
-/// grow it without bound; past this, new timers are refused and counted ([`Refusals`]).
+/// grow it without bound; past this, new timers are refused and counted ([`Throttled`]).
 const MAX_OPEN_TIMERS: usize = 10_000;
 
-/// How often refused absence timers are logged, at most.
-const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(60);
+/// How often a warning that can repeat with every event (refused timers, a correlation at its
+/// cap of groups) is logged, at most.
+const WARNED_EVERY: Duration = Duration::from_secs(60);
 
 /// Bumped when the stored state changes shape; older state is then discarded with a warning.
 /// Version 1 kept rsigma's windows in seconds: its timers are kept, its windows dropped.
@@ -134,7 +137,9 @@ pub struct Correlator {
     /// The longest timespan of the correlations, in milliseconds.
     horizon_ms: i64,
     /// Absence timers refused, and when that was last logged.
-    refusals: Refusals,
+    refusals: Throttled,
+    /// Times a correlation was fed at its cap of groups, and when that was last logged.
+    at_cap: Throttled,
 }
 
 impl std::fmt::Debug for Correlator {
@@ -199,6 +204,7 @@ impl Windowed {
         detections: &[EvaluationResult],
         tick: i64,
         build: &dyn Fn(&RuleRef) -> Alert,
+        at_cap: &mut Throttled,
     ) -> Vec<Alert> {
         let grouped: Vec<EvaluationResult> = detections
             .iter()
@@ -208,7 +214,11 @@ impl Windowed {
         if grouped.is_empty() {
             return Vec::new();
         }
+        let full = self.engine.state_count() >= MAX_GROUPS_PER_CORRELATION;
         let results = self.engine.process_with_detections(event, grouped, tick);
+        if full {
+            self.reached_cap(at_cap);
+        }
         let parsed = &self.loaded.parsed;
         results
             .iter()
@@ -228,6 +238,25 @@ impl Windowed {
                 alert
             })
             .collect()
+    }
+
+    /// Counts, and now and then logs, that this correlation was fed at its cap of groups: rsigma
+    /// then dropped the groups past their timespan and, were it still at the cap, the tenth quiet
+    /// longest. rsigma's own warning, at every such drop, is filtered out (`telemetry`).
+    fn reached_cap(&self, at_cap: &mut Throttled) {
+        metrics::counter!(CORRELATION_GROUP_CAP_REACHED_TOTAL).increment(1);
+        if let Some(times) = at_cap.warning_due() {
+            tracing::warn!(
+                rule = self.loaded.rule.title,
+                cap = MAX_GROUPS_PER_CORRELATION,
+                times,
+                "a correlation reached the most groups it remembers; the groups past its \
+                 timespan, then the tenth quiet longest, were dropped, and a sequence that began \
+                 in one of them cannot complete (single-event alerts are unaffected); `times` \
+                 counts this since the last such warning, \
+                 factorwatch_correlation_group_cap_reached_total all of them"
+            );
+        }
     }
 
     /// True when `detection` is of a rule this correlation refers to and `event` has a value
@@ -268,7 +297,8 @@ impl Correlator {
             timers: BTreeMap::new(),
             ties: Ties::default(),
             horizon_ms: i64::try_from(horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-            refusals: Refusals::default(),
+            refusals: Throttled::default(),
+            at_cap: Throttled::default(),
         })
     }
 
@@ -343,10 +373,11 @@ impl Correlator {
     ) -> Vec<Alert> {
         let json = JsonEvent::borrow(event);
         let tick = self.ties.tick(time.published_ms, self.horizon_ms);
+        let at_cap = &mut self.at_cap;
         let alerts = self
             .windowed
             .iter_mut()
-            .flat_map(|windowed| windowed.observe(&json, detections, tick, build))
+            .flat_map(|windowed| windowed.observe(&json, detections, tick, build, at_cap))
             .collect();
         self.observe_absences(&json, detections, Opening { tick, time }, build);
         alerts
@@ -392,7 +423,17 @@ impl Correlator {
                 continue;
             }
             if !open_unless_open(&mut self.timers, key, loaded, at, build) {
-                self.refusals.refused(&loaded.rule.title, self.timers.len());
+                metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
+                if let Some(refused) = self.refusals.warning_due() {
+                    tracing::warn!(
+                        rule = loaded.rule.title,
+                        open = self.timers.len(),
+                        refused,
+                        "too many absence timers open; new ones are not opened (their \
+                         single-event alerts still go out); `refused` counts those since the last \
+                         such warning, factorwatch_correlation_timers_refused_total all of them"
+                    );
+                }
             }
         }
     }
@@ -462,38 +503,28 @@ fn open_unless_open(
     true
 }
 
-/// Absence timers refused at [`MAX_OPEN_TIMERS`]: each is counted, and logged at most once a
-/// [`REFUSALS_LOGGED_EVERY`]. A mass reset refuses one per event past the cap; a warning each
-/// put a line per reset in the log (BENCHMARKS.md, "Where a pass spends its time").
+/// A warning that can come with every event (a mass reset refuses a timer, or meets a
+/// correlation at its cap, once per event): logged at most once a [`WARNED_EVERY`], with how many
+/// times it happened since. A warning each time put a line per reset in the log (BENCHMARKS.md,
+/// "Where a pass spends its time").
 #[derive(Default)]
-struct Refusals {
-    /// Refused since the last warning.
+struct Throttled {
+    /// Times it happened since the last warning.
     unlogged: u64,
     /// When the last warning was logged.
     logged_at: Option<Instant>,
 }
 
-impl Refusals {
-    /// Counts a timer of `rule` refused with `open` timers open; warns if none was logged lately.
-    fn refused(&mut self, rule: &str, open: usize) {
-        metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
+impl Throttled {
+    /// Counts one more time; returns how many times there were since the last warning when a
+    /// warning is due now.
+    fn warning_due(&mut self) -> Option<u64> {
         self.unlogged += 1;
-        if self
-            .logged_at
-            .is_some_and(|at| at.elapsed() < REFUSALS_LOGGED_EVERY)
-        {
-            return;
+        if (self.logged_at).is_some_and(|at| at.elapsed() < WARNED_EVERY) {
+            return None;
         }
-        tracing::warn!(
-            rule,
-            open,
-            refused = self.unlogged,
-            "too many absence timers open; new ones are not opened (their single-event alerts \
-             still go out); `refused` counts those since the last such warning, \
-             factorwatch_correlation_timers_refused_total all of them"
-        );
-        self.unlogged = 0;
         self.logged_at = Some(Instant::now());
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -698,34 +729,41 @@ mod tests {
         // many-users correlation kept firing to the end (every third reset).
         assert!(many_users.len() >= resets / 3 - 1, "{}", many_users.len());
         assert!(many_users.last().is_some_and(|&n| n >= resets - 3));
+        // Reaching the cap was warned of once (the test runs within a minute) and counted after.
+        assert!(correlator.at_cap.logged_at.is_some());
+        assert!(correlator.at_cap.unlogged > 0);
     }
 }
 
 #[cfg(test)]
-mod refusal_tests {
+mod throttle_tests {
     use super::*;
 
     #[test]
-    fn refused_timers_are_logged_once_then_counted_until_a_minute_has_passed() {
-        let mut refusals = Refusals::default();
-        refusals.refused("rule", MAX_OPEN_TIMERS);
-        assert_eq!(refusals.unlogged, 0, "the first refusal is logged at once");
-        let first_logged = refusals.logged_at.expect("logged");
+    fn a_repeated_warning_is_logged_once_then_counted_until_a_minute_has_passed() {
+        let mut throttled = Throttled::default();
+        assert_eq!(
+            throttled.warning_due(),
+            Some(1),
+            "the first time is logged at once"
+        );
+        let first_logged = throttled.logged_at.expect("logged");
         for _ in 0..1_000 {
-            refusals.refused("rule", MAX_OPEN_TIMERS);
+            assert_eq!(throttled.warning_due(), None);
         }
         assert_eq!(
-            refusals.unlogged, 1_000,
+            throttled.unlogged, 1_000,
             "those within a minute wait for the next warning"
         );
-        assert_eq!(refusals.logged_at, Some(first_logged));
+        assert_eq!(throttled.logged_at, Some(first_logged));
 
-        refusals.logged_at = Some(first_logged - REFUSALS_LOGGED_EVERY);
-        refusals.refused("rule", MAX_OPEN_TIMERS);
+        throttled.logged_at = Some(first_logged - WARNED_EVERY);
         assert_eq!(
-            refusals.unlogged, 0,
+            throttled.warning_due(),
+            Some(1_001),
             "a minute on, the count is logged and starts again"
         );
-        assert!(refusals.logged_at > Some(first_logged));
+        assert_eq!(throttled.unlogged, 0);
+        assert!(throttled.logged_at > Some(first_logged));
     }
 }

@@ -80,6 +80,11 @@ pub const DETECTION_STAGE_SECONDS: &str = "factorwatch_detection_stage_seconds";
 pub const CORRELATION_OPEN_STATE: &str = "factorwatch_correlation_open_state";
 /// Counter: absence timers not opened because the most that may be open were. No labels.
 pub const CORRELATION_TIMERS_REFUSED_TOTAL: &str = "factorwatch_correlation_timers_refused_total";
+/// Counter: events fed to a correlation that already held the most groups it remembers (rsigma
+/// then drops the groups past their timespan and, if still at the cap, the tenth quiet longest).
+/// No labels.
+pub const CORRELATION_GROUP_CAP_REACHED_TOTAL: &str =
+    "factorwatch_correlation_group_cap_reached_total";
 /// Counter: correlation steps that found the shared state written by another replica first.
 /// No labels.
 pub const CLUSTER_CORRELATION_CONFLICTS_TOTAL: &str =

@@ -67,9 +67,16 @@ pub fn init_logging(config: &LogConfig) {
     let quiet_returns = "lapin::returned_messages=error"
         .parse()
         .expect("a valid tracing directive");
+    // rsigma warns each time a correlation at its cap of groups drops some, which a mass reset
+    // makes several times a second, and names a setting factorwatch does not expose; factorwatch
+    // counts those itself and warns at most once a minute (detect::correlate).
+    let quiet_cap = "rsigma_eval::correlation_engine=error"
+        .parse()
+        .expect("a valid tracing directive");
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.level.as_str()))
-        .add_directive(quiet_returns);
+        .add_directive(quiet_returns)
+        .add_directive(quiet_cap);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
