@@ -3,7 +3,7 @@
 //! The alerts are built by the same code the detector uses (context, levels, grouping,
 //! de-duplication on uuid).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -112,8 +112,9 @@ pub struct OfflineDetector<'a> {
     /// The keys of the events read within [`DEDUP_HORIZON_MS`], and the same keys by time.
     seen: HashSet<String>,
     seen_by_time: BTreeMap<i64, Vec<String>>,
-    /// Alerts raised and not yet let go, with the time they were raised at.
-    held: Vec<(i64, Alert)>,
+    /// Alerts raised and not yet let go, with the time they were raised at, oldest first. A
+    /// queue: an export of a mass reset holds thousands at once and lets one go per event.
+    held: VecDeque<(i64, Alert)>,
     clock_ms: i64,
 }
 
@@ -134,7 +135,7 @@ impl<'a> OfflineDetector<'a> {
             history: NetworkHistory::default(),
             seen: HashSet::new(),
             seen_by_time: BTreeMap::new(),
-            held: Vec::new(),
+            held: VecDeque::new(),
             clock_ms: i64::MIN,
         }
     }
@@ -193,8 +194,10 @@ impl<'a> OfflineDetector<'a> {
 
     /// The held alerts raised before `before`, grouped, in order.
     fn let_go(&mut self, before: i64) -> Vec<Alert> {
-        let count = self.held.iter().take_while(|(at, _)| *at < before).count();
-        let gone = self.held.drain(..count).map(|(_, alert)| alert).collect();
+        let mut gone = Vec::new();
+        while let Some((_, alert)) = self.held.pop_front_if(|(at, _)| *at < before) {
+            gone.push(alert);
+        }
         group_factor_resets(gone)
     }
 
