@@ -7,12 +7,10 @@
 //! - [`Envelope::parse`] runs later, in the detector, on the stored bytes, and keeps each event's
 //!   raw JSON verbatim so alerts can carry it with unknown fields intact.
 
-use std::marker::PhantomData;
-
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use super::event::object_only;
 
 /// Why a body is not an acceptable envelope. The message is meant for the person who sent it.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +46,7 @@ pub struct EnvelopeCheck<'a> {
     source: Option<&'a RawValue>,
     #[serde(default, borrow, rename = "eventId")]
     event_id: Option<&'a RawValue>,
-    #[serde(borrow, deserialize_with = "object")]
+    #[serde(borrow, deserialize_with = "object_only")]
     data: CheckData<'a>,
 }
 
@@ -58,27 +56,11 @@ struct CheckData<'a> {
     events: Vec<&'a RawValue>,
 }
 
-/// Deserializes a struct from a JSON object only. serde's derived structs also accept an array of
-/// their fields in order (`[[[]]]` would pass as an envelope with no events), which Okta never sends.
-fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
-    struct ObjectVisitor<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            T::deserialize(MapAccessDeserializer::new(map))
-        }
-    }
-    deserializer.deserialize_map(ObjectVisitor(PhantomData))
-}
-
 impl<'a> EnvelopeCheck<'a> {
     /// Validates the whole body as JSON and its envelope shape, without building the events.
     pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let check = object(&mut deserializer)?;
+        let check = object_only(&mut deserializer)?;
         deserializer.end()?;
         Ok(check)
     }
