@@ -17,7 +17,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use rsigma_eval::correlation::compile_correlation;
@@ -30,6 +30,7 @@ use rsigma_parser::{CorrelationRule, CorrelationType, SigmaRule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::throttled::{CorrelationWarnings, Throttled};
 use super::ticks::{EventTime, Ties, engine_suppress_ticks, in_ticks};
 use crate::alert::{Alert, CorrelationInfo, RuleRef};
 use crate::telemetry::metrics::{
@@ -60,10 +61,6 @@ pub const MAX_GROUPS_PER_CORRELATION: usize = 20_000;
 /// whole state is saved in every snapshot, so a flood of distinct users (a mass reset) must not
 /// grow it without bound; past this, new timers are refused and counted ([`Throttled`]).
 const MAX_OPEN_TIMERS: usize = 10_000;
-
-/// How often a warning that can repeat with every event (refused timers, a correlation at its
-/// cap of groups) is logged, at most.
-const WARNED_EVERY: Duration = Duration::from_secs(60);
 
 /// Bumped when the stored state changes shape; older state is then discarded with a warning.
 /// Version 1 kept rsigma's windows in seconds: its timers are kept, its windows dropped.
@@ -136,10 +133,9 @@ pub struct Correlator {
     ties: Ties,
     /// The longest timespan of the correlations, in milliseconds.
     horizon_ms: i64,
-    /// Absence timers refused, and when that was last logged.
-    refusals: Throttled,
-    /// Times a correlation was fed at its cap of groups, and when that was last logged.
-    at_cap: Throttled,
+    /// Refused timers and correlations at their cap, warned of at most once a minute by every
+    /// correlator of the rule set together.
+    warnings: Arc<CorrelationWarnings>,
 }
 
 impl std::fmt::Debug for Correlator {
@@ -204,7 +200,7 @@ impl Windowed {
         detections: &[EvaluationResult],
         tick: i64,
         build: &dyn Fn(&RuleRef) -> Alert,
-        at_cap: &mut Throttled,
+        at_cap: &Throttled,
     ) -> Vec<Alert> {
         let grouped: Vec<EvaluationResult> = detections
             .iter()
@@ -243,7 +239,7 @@ impl Windowed {
     /// Counts, and now and then logs, that this correlation was fed at its cap of groups: rsigma
     /// then dropped the groups past their timespan and, were it still at the cap, the tenth quiet
     /// longest. rsigma's own warning, at every such drop, is filtered out (`telemetry`).
-    fn reached_cap(&self, at_cap: &mut Throttled) {
+    fn reached_cap(&self, at_cap: &Throttled) {
         metrics::counter!(CORRELATION_GROUP_CAP_REACHED_TOTAL).increment(1);
         if let Some(times) = at_cap.warning_due() {
             tracing::warn!(
@@ -274,10 +270,12 @@ impl Windowed {
 }
 
 impl Correlator {
-    /// A correlator with empty state for `correlations`, which refer to `detection_rules`.
-    pub fn new(
+    /// A correlator with empty state for `correlations`, which refer to `detection_rules`; it
+    /// warns through `warnings`, which the other correlators of the same rules share.
+    pub(super) fn new(
         detection_rules: &[SigmaRule],
         correlations: &[LoadedCorrelation],
+        warnings: Arc<CorrelationWarnings>,
     ) -> anyhow::Result<Self> {
         let (absences, windowed): (Vec<_>, Vec<_>) = correlations
             .iter()
@@ -297,8 +295,7 @@ impl Correlator {
             timers: BTreeMap::new(),
             ties: Ties::default(),
             horizon_ms: i64::try_from(horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-            refusals: Throttled::default(),
-            at_cap: Throttled::default(),
+            warnings,
         })
     }
 
@@ -373,7 +370,7 @@ impl Correlator {
     ) -> Vec<Alert> {
         let json = JsonEvent::borrow(event);
         let tick = self.ties.tick(time.published_ms, self.horizon_ms);
-        let at_cap = &mut self.at_cap;
+        let at_cap = &self.warnings.at_cap;
         let alerts = self
             .windowed
             .iter_mut()
@@ -423,18 +420,23 @@ impl Correlator {
                 continue;
             }
             if !open_unless_open(&mut self.timers, key, loaded, at, build) {
-                metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
-                if let Some(refused) = self.refusals.warning_due() {
-                    tracing::warn!(
-                        rule = loaded.rule.title,
-                        open = self.timers.len(),
-                        refused,
-                        "too many absence timers open; new ones are not opened (their \
-                         single-event alerts still go out); `refused` counts those since the last \
-                         such warning, factorwatch_correlation_timers_refused_total all of them"
-                    );
-                }
+                self.refused_timer(loaded);
             }
+        }
+    }
+
+    /// Counts, and now and then logs, that a timer of `loaded` was refused: too many are open.
+    fn refused_timer(&self, loaded: &LoadedCorrelation) {
+        metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
+        if let Some(refused) = self.warnings.refused_timers.warning_due() {
+            tracing::warn!(
+                rule = loaded.rule.title,
+                open = self.timers.len(),
+                refused,
+                "too many absence timers open; new ones are not opened (their single-event \
+                 alerts still go out); `refused` counts those since the last such warning, \
+                 factorwatch_correlation_timers_refused_total all of them"
+            );
         }
     }
 
@@ -501,31 +503,6 @@ fn open_unless_open(
     let timer = open_timer(loaded, &vacant.key().1, at, build);
     vacant.insert(timer);
     true
-}
-
-/// A warning that can come with every event (a mass reset refuses a timer, or meets a
-/// correlation at its cap, once per event): logged at most once a [`WARNED_EVERY`], with how many
-/// times it happened since. A warning each time put a line per reset in the log (BENCHMARKS.md,
-/// "Where a pass spends its time").
-#[derive(Default)]
-struct Throttled {
-    /// Times it happened since the last warning.
-    unlogged: u64,
-    /// When the last warning was logged.
-    logged_at: Option<Instant>,
-}
-
-impl Throttled {
-    /// Counts one more time; returns how many times there were since the last warning when a
-    /// warning is due now.
-    fn warning_due(&mut self) -> Option<u64> {
-        self.unlogged += 1;
-        if (self.logged_at).is_some_and(|at| at.elapsed() < WARNED_EVERY) {
-            return None;
-        }
-        self.logged_at = Some(Instant::now());
-        Some(std::mem::take(&mut self.unlogged))
-    }
 }
 
 /// A timer for `loaded` and group `group`, opened by an event `at`. It runs from the later of the
@@ -730,40 +707,12 @@ mod tests {
         assert!(many_users.len() >= resets / 3 - 1, "{}", many_users.len());
         assert!(many_users.last().is_some_and(|&n| n >= resets - 3));
         // Reaching the cap was warned of once (the test runs within a minute) and counted after.
-        assert!(correlator.at_cap.logged_at.is_some());
-        assert!(correlator.at_cap.unlogged > 0);
-    }
-}
-
-#[cfg(test)]
-mod throttle_tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_warning_is_logged_once_then_counted_until_a_minute_has_passed() {
-        let mut throttled = Throttled::default();
-        assert_eq!(
-            throttled.warning_due(),
-            Some(1),
-            "the first time is logged at once"
-        );
-        let first_logged = throttled.logged_at.expect("logged");
-        for _ in 0..1_000 {
-            assert_eq!(throttled.warning_due(), None);
-        }
-        assert_eq!(
-            throttled.unlogged, 1_000,
-            "those within a minute wait for the next warning"
-        );
-        assert_eq!(throttled.logged_at, Some(first_logged));
-
-        throttled.logged_at = Some(first_logged - WARNED_EVERY);
-        assert_eq!(
-            throttled.warning_due(),
-            Some(1_001),
-            "a minute on, the count is logged and starts again"
-        );
-        assert_eq!(throttled.unlogged, 0);
-        assert!(throttled.logged_at > Some(first_logged));
+        let (unlogged, logged) = correlator.warnings.at_cap.unlogged();
+        assert!(logged && unlogged > 0);
+        // A fleet's correlation step builds a new correlator of the same rules whenever another
+        // replica wrote last: it counts on, and does not warn again within the minute.
+        let next_step = rules.correlator();
+        assert_eq!(next_step.warnings.at_cap.warning_due(), None);
+        assert_eq!(correlator.warnings.at_cap.unlogged(), (unlogged + 1, true));
     }
 }

@@ -33,6 +33,7 @@ mod pipeline;
 pub mod placeholders;
 mod rule_event;
 pub mod rules;
+mod throttled;
 mod ticks;
 mod type_dispatch;
 mod watched;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::RulesConfig;
 use super::correlate::{self, Correlator, LoadedCorrelation};
+use super::throttled::CorrelationWarnings;
 use super::type_dispatch::{TypeDispatch, TypedRule};
 use super::{fields, placeholders};
 use crate::alert::{Level, RuleRef};
@@ -211,6 +212,8 @@ pub struct RuleSet {
     sigma_rules: Vec<SigmaRule>,
     correlations: Vec<LoadedCorrelation>,
     described: Vec<RuleDescription>,
+    /// The correlations' repeating warnings, shared by every [`Correlator`] of this set.
+    warnings: Arc<CorrelationWarnings>,
 }
 
 /// What `rules check` shows of one loaded rule.
@@ -304,6 +307,7 @@ impl RuleSet {
             sigma_rules: Vec::new(),
             correlations: Vec::new(),
             described: Vec::new(),
+            warnings: Arc::default(),
         };
         for (origin, rule) in parsed.rules {
             set.add_detection(origin.clone(), rule)
@@ -453,7 +457,11 @@ impl RuleSet {
     }
 
     fn try_correlator(&self) -> anyhow::Result<Correlator> {
-        Correlator::new(&self.sigma_rules, &self.correlations)
+        Correlator::new(
+            &self.sigma_rules,
+            &self.correlations,
+            Arc::clone(&self.warnings),
+        )
     }
 
     /// The event types these rules can match, correlations' inputs included: what the System Log
