@@ -204,6 +204,32 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// A failed test shows each replica's log and whether it still runs: the logs are in
+    /// directories deleted right after.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (n, (dir, replica)) in self.dirs.iter().zip(&mut self.replicas).enumerate() {
+            let state = match replica.as_mut().map(|r| r.child.try_wait()) {
+                None => "stopped by the test".to_owned(),
+                Some(Ok(None)) => "running".to_owned(),
+                Some(Ok(Some(status))) => format!("exited: {status}"),
+                Some(Err(err)) => format!("unknown: {err}"),
+            };
+            let log = std::fs::read_to_string(dir.path().join("factorwatch.log"))
+                .unwrap_or_else(|err| format!("(no log: {err})"));
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "replica {n} (port {}, ops port {}), {state}; the end of its log:",
+                self.ports[n], self.ops_ports[n]
+            );
+            tail.iter().rev().for_each(|line| eprintln!("  {line}"));
+        }
+    }
+}
+
 /// One admin resets the MFA of three users, one delivery each: round robin sends each delivery
 /// to another replica.
 async fn reset_three_users_through_three_replicas(fleet: &Fleet) {
