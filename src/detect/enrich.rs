@@ -137,9 +137,15 @@ fn normalise_phone(raw: &str) -> Option<String> {
 
 /// The user whose networks a successful `user.session.start` teaches us, if `event` is one.
 pub fn session_user(event: &LogEvent<'_>) -> Option<String> {
-    let is_session = event.event_type().as_deref() == Some("user.session.start")
-        && event.text("outcome.result").as_deref() == Some("SUCCESS");
-    is_session.then(|| subject_user(event)).flatten()
+    is_successful_sign_in(event)
+        .then(|| subject_user(event))
+        .flatten()
+}
+
+/// True for a `user.session.start` whose outcome is `SUCCESS`: the events that teach networks.
+pub fn is_successful_sign_in(event: &LogEvent<'_>) -> bool {
+    event.event_type().as_deref() == Some("user.session.start")
+        && event.text("outcome.result").as_deref() == Some("SUCCESS")
 }
 
 /// The networks one user has signed in from, most recent last.

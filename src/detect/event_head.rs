@@ -9,6 +9,7 @@
 //! (BENCHMARKS.md, "Latest changes", 5.).
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::enrich;
@@ -17,31 +18,43 @@ use crate::okta::event::{FromObject, dedup_key};
 
 /// The top-level fields [`dedup_key`] and [`enrich::session_user`] read; every other field is
 /// skipped without being built. A field that is `null` reads as absent, as it does in a tree.
+/// `actor` and `target` stay raw JSON, borrowed from the event: only a successful sign-in reads
+/// them, and most events are something else.
 #[derive(Deserialize)]
-struct HeadFields {
+struct HeadFields<'a> {
     uuid: Option<Value>,
     #[serde(rename = "eventType")]
     event_type: Option<Value>,
     outcome: Option<Value>,
-    actor: Option<Value>,
-    target: Option<Value>,
+    #[serde(borrow)]
+    actor: Option<&'a RawValue>,
+    #[serde(borrow)]
+    target: Option<&'a RawValue>,
 }
 
-impl HeadFields {
-    /// The fields as a small tree, so the same [`LogEvent`] accessors read them.
-    fn into_tree(self) -> Value {
+impl HeadFields<'_> {
+    /// The fields as a small tree, so the same [`LogEvent`] accessors read them: `actor` and
+    /// `target` built only for a successful sign-in. `None` when one of them cannot be built as
+    /// a tree (see [`whole_tree`]).
+    fn into_tree(self) -> Option<Value> {
         let fields = [
             ("uuid", self.uuid),
             ("eventType", self.event_type),
             ("outcome", self.outcome),
-            ("actor", self.actor),
-            ("target", self.target),
         ];
         let map: Map<String, Value> = fields
             .into_iter()
             .filter_map(|(name, value)| Some((name.to_owned(), value?)))
             .collect();
-        Value::Object(map)
+        let mut tree = Value::Object(map);
+        if enrich::is_successful_sign_in(&LogEvent(&tree)) {
+            for (name, raw) in [("actor", self.actor), ("target", self.target)] {
+                if let Some(raw) = raw {
+                    tree[name] = serde_json::from_str(raw.get()).ok()?;
+                }
+            }
+        }
+        Some(tree)
     }
 }
 
@@ -75,9 +88,8 @@ impl EventHead {
 /// reading the whole tree: a value that is not an object ([`FromObject`]) or a repeated key (a
 /// tree keeps the last, a struct refuses). Those read the whole tree.
 fn head_tree(raw: &str) -> Option<Value> {
-    serde_json::from_str::<FromObject<HeadFields>>(raw)
-        .ok()
-        .map(|FromObject(fields)| fields.into_tree())
+    let FromObject(fields) = serde_json::from_str::<FromObject<HeadFields>>(raw).ok()?;
+    fields.into_tree()
 }
 
 /// The whole tree of `raw`, or `null` when it cannot be built (nested past the parser's limit,
@@ -106,6 +118,10 @@ mod tests {
         let cases = [
             session,
             reset,
+            // A sign-in whose target is a user: the target, not the actor, signed in.
+            r#"{"uuid":"s-3","eventType":"user.session.start","outcome":{"result":"SUCCESS"},"actor":{"type":"User","alternateId":"ann"},"target":[{"type":"User","alternateId":"carl@example.com"}]}"#,
+            // A sign-in with no actor to name.
+            r#"{"uuid":"s-4","eventType":"user.session.start","outcome":{"result":"SUCCESS"},"actor":null}"#,
             // A failed sign-in teaches nothing.
             r#"{"uuid":"s-2","eventType":"user.session.start","outcome":{"result":"FAILURE"},"actor":{"type":"User","alternateId":"x"}}"#,
             // No uuid: the key is the hash of the exact bytes.
@@ -146,6 +162,20 @@ mod tests {
         );
         assert_eq!(EventHead::read(&deep).key, "u");
         assert_eq!(whole_tree(&deep), Value::Null);
+        // Nor is an actor built unless the event is a successful sign-in, which needs it.
+        let deep_actor = format!(
+            r#"{{"uuid":"r","eventType":"user.mfa.factor.deactivate","actor":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(EventHead::read(&deep_actor).key, "r");
+        // A sign-in's actor is built: nested as deep, it cannot be, and the event is keyed by
+        // its bytes, as its whole tree would be.
+        let deep_sign_in = deep_actor
+            .replace("user.mfa.factor.deactivate", "user.session.start")
+            .replace(r#""actor""#, r#""outcome":{"result":"SUCCESS"},"actor""#);
+        let head = EventHead::read(&deep_sign_in);
+        assert!(head.key.starts_with("sha256:"), "{head:?}");
         // An array nested as deep has no head to read: keyed by its bytes, as before.
         let array = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert!(EventHead::read(&array).key.starts_with("sha256:"));
