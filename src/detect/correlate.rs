@@ -33,9 +33,6 @@ use serde_json::Value;
 use super::throttled::{CorrelationWarnings, Throttled};
 use super::ticks::{EventTime, Ties, engine_suppress_ticks, in_ticks};
 use crate::alert::{Alert, CorrelationInfo, RuleRef};
-use crate::telemetry::metrics::{
-    CORRELATION_GROUP_CAP_REACHED_TOTAL, CORRELATION_TIMERS_REFUSED_TOTAL,
-};
 
 /// The custom attribute that makes a `temporal_ordered` rule fire on absence.
 pub const ABSENCE_ATTRIBUTE: &str = "factorwatch.absence";
@@ -240,7 +237,6 @@ impl Windowed {
     /// then dropped the groups past their timespan and, were it still at the cap, the tenth quiet
     /// longest. rsigma's own warning, at every such drop, is filtered out (`telemetry`).
     fn reached_cap(&self, at_cap: &Throttled) {
-        metrics::counter!(CORRELATION_GROUP_CAP_REACHED_TOTAL).increment(1);
         if let Some(times) = at_cap.warning_due() {
             tracing::warn!(
                 rule = self.loaded.rule.title,
@@ -427,7 +423,6 @@ impl Correlator {
 
     /// Counts, and now and then logs, that a timer of `loaded` was refused: too many are open.
     fn refused_timer(&self, loaded: &LoadedCorrelation) {
-        metrics::counter!(CORRELATION_TIMERS_REFUSED_TOTAL).increment(1);
         if let Some(refused) = self.warnings.refused_timers.warning_due() {
             tracing::warn!(
                 rule = loaded.rule.title,

@@ -1,5 +1,5 @@
-//! Warnings that can come with every event, logged at most once a [`WARNED_EVERY`] with how many
-//! times they happened since.
+//! Warnings that can come with every event: each time counted in a metric, and logged at most
+//! once a [`WARNED_EVERY`] with how many times they happened since.
 //!
 //! A mass reset refuses an absence timer, or meets a correlation at its cap of groups, once per
 //! event; a warning each time put a line per reset in the log (BENCHMARKS.md, "Where a pass spends
@@ -10,11 +10,15 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::telemetry::metrics::{
+    CORRELATION_GROUP_CAP_REACHED_TOTAL, CORRELATION_TIMERS_REFUSED_TOTAL,
+};
+
 /// How often a warning that can repeat with every event is logged, at most.
 pub(super) const WARNED_EVERY: Duration = Duration::from_secs(60);
 
 /// The repeating warnings of the correlations of one rule set.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct CorrelationWarnings {
     /// Absence timers refused because too many were open.
     pub refused_timers: Throttled,
@@ -22,9 +26,20 @@ pub(super) struct CorrelationWarnings {
     pub at_cap: Throttled,
 }
 
-/// One repeating warning: how many times it happened since it was last logged, and when that was.
-#[derive(Debug, Default)]
+impl Default for CorrelationWarnings {
+    fn default() -> Self {
+        Self {
+            refused_timers: Throttled::counted_in(CORRELATION_TIMERS_REFUSED_TOTAL),
+            at_cap: Throttled::counted_in(CORRELATION_GROUP_CAP_REACHED_TOTAL),
+        }
+    }
+}
+
+/// One repeating warning: the counter every time goes to, how many times it happened since it
+/// was last logged, and when that was.
+#[derive(Debug)]
 pub(super) struct Throttled {
+    metric: &'static str,
     state: Mutex<Unlogged>,
 }
 
@@ -35,9 +50,18 @@ struct Unlogged {
 }
 
 impl Throttled {
-    /// Counts one more time; returns how many times there were since the last warning when a
-    /// warning is due now.
+    /// A warning whose every time is counted in the counter `metric`.
+    fn counted_in(metric: &'static str) -> Self {
+        Self {
+            metric,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Counts one more time (in the metric too); returns how many times there were since the
+    /// last warning when a warning is due now.
     pub fn warning_due(&self) -> Option<u64> {
+        metrics::counter!(self.metric).increment(1);
         self.warning_due_at(Instant::now())
     }
 
@@ -66,7 +90,7 @@ mod tests {
 
     #[test]
     fn a_repeated_warning_is_logged_once_then_counted_until_a_minute_has_passed() {
-        let throttled = Throttled::default();
+        let throttled = Throttled::counted_in(CORRELATION_TIMERS_REFUSED_TOTAL);
         let start = Instant::now();
         assert_eq!(
             throttled.warning_due_at(start),

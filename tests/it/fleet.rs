@@ -61,13 +61,18 @@ async fn start_haproxy(dir: &Path, port: u16, replicas: &[u16]) -> Daemon {
 /// A replica on `dir`, its hook on `port` and its operational listener on `ops_port`, sharing
 /// the backend at `url`, logging to a file.
 async fn start_replica(dir: &Path, port: u16, ops_port: u16, url: &str) -> ChildServer {
-    let log = dir.join("factorwatch.log");
+    let log = replica_log(dir);
     let ops_listen = format!("127.0.0.1:{ops_port}");
     let env = [
         ("FACTORWATCH_CLUSTER_URL", url),
         ("FACTORWATCH_OPS_LISTEN", &ops_listen),
     ];
     ChildServer::start_logging_to(dir, port, &env, &log).await
+}
+
+/// Where the replica on `dir` logs.
+fn replica_log(dir: &Path) -> PathBuf {
+    dir.join("factorwatch.log")
 }
 
 /// The detailed `/readyz` answer of the replica whose operational listener is on `ops_port`.
@@ -218,7 +223,7 @@ impl Drop for Fleet {
                 Some(Ok(Some(status))) => format!("exited: {status}"),
                 Some(Err(err)) => format!("unknown: {err}"),
             };
-            let log = std::fs::read_to_string(dir.path().join("factorwatch.log"))
+            let log = std::fs::read_to_string(replica_log(dir.path()))
                 .unwrap_or_else(|err| format!("(no log: {err})"));
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
