@@ -65,6 +65,8 @@ pub(super) struct EventHead {
     pub key: String,
     /// The user whose networks the event teaches, for a successful sign-in.
     pub session_user: Option<String>,
+    /// `eventType`, when it is a string (what the rules are dispatched on).
+    pub event_type: Option<String>,
 }
 
 impl EventHead {
@@ -80,6 +82,10 @@ impl EventHead {
         Self {
             key: dedup_key(&event, raw),
             session_user: enrich::session_user(&event),
+            event_type: tree
+                .get("eventType")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         }
     }
 }
@@ -129,6 +135,7 @@ mod tests {
             // Numbers where strings are expected, nulls, a target that is not a list.
             r#"{"uuid":42,"eventType":"user.session.start","outcome":{"result":"SUCCESS"},"actor":{"type":"User","alternateId":7},"target":null}"#,
             r#"{"uuid":null,"target":{"type":"User"}}"#,
+            r#"{"uuid":"n","eventType":["user.session.start"]}"#,
             // A repeated key: the tree keeps the last one.
             r#"{"uuid":"first","uuid":"second"}"#,
             // Not an object at all.
@@ -145,6 +152,12 @@ mod tests {
             Some("ann@example.com")
         );
         assert_eq!(EventHead::read(reset).key, "r-1");
+        assert_eq!(
+            EventHead::read(reset).event_type.as_deref(),
+            Some("user.mfa.factor.reset_all")
+        );
+        // A type that is not a string is none: every rule meets such an event.
+        assert_eq!(EventHead::read(r#"{"eventType":7}"#).event_type, None);
         assert_eq!(
             EventHead::read(r#"{"uuid":"first","uuid":"second"}"#).key,
             "second"

@@ -124,6 +124,17 @@ struct ParsedEvent {
     raw: Box<RawValue>,
     key: String,
     session_user: Option<String>,
+    event_type: Option<String>,
+}
+
+impl ParsedEvent {
+    /// Whether the pass must build this event's tree: when some rule can match its type, or when
+    /// it is a sign-in, which teaches its user's networks whatever the rules. Any other event
+    /// (most of an org's sign-ons, sign-outs and policy evaluations, against the built-in pack)
+    /// raises nothing and feeds no correlation, and its tree would be built for nothing.
+    fn needs_rules(&self, rules: &RuleSet) -> bool {
+        self.session_user.is_some() || rules.can_match(self.event_type.as_deref())
+    }
 }
 
 /// A batch split into events.
@@ -399,11 +410,16 @@ fn parse_batches(batches: Vec<StoredBatch>) -> (Vec<ParsedBatch>, Vec<StoredBatc
 
 fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
     let raw = single_line(raw);
-    let EventHead { key, session_user } = EventHead::read(raw.get());
+    let EventHead {
+        key,
+        session_user,
+        event_type,
+    } = EventHead::read(raw.get());
     ParsedEvent {
         raw,
         key,
         session_user,
+        event_type,
     }
 }
 
@@ -604,9 +620,12 @@ impl Found {
                 metrics::counter!(DUPLICATE_EVENTS_TOTAL).increment(1);
                 continue;
             }
+            self.count_recovered(&origin, event.event_type.as_deref());
+            if !event.needs_rules(pass.rules) {
+                continue;
+            }
             // Built here, one event at a time, and dropped after its rules ran (event_head).
             let mut tree = event_tree(&event.raw);
-            self.count_recovered(&origin, LogEvent(&tree));
             enrich::enrich(&mut tree, history);
             let matched = Matched {
                 event: LogEvent(&tree),
@@ -623,10 +642,8 @@ impl Found {
 
     /// Counts an event the System Log brought that a hook could have delivered and did not (it
     /// is new here, and the poller held it for `grace` first, see `reconcile`).
-    fn count_recovered(&mut self, origin: &Origin, event: LogEvent<'_>) {
-        let eligible = event
-            .event_type()
-            .is_some_and(|event_type| is_hook_eligible(&event_type));
+    fn count_recovered(&mut self, origin: &Origin, event_type: Option<&str>) {
+        let eligible = event_type.is_some_and(is_hook_eligible);
         if origin.via == Delivery::SystemLog && eligible {
             self.recovered += 1;
         }

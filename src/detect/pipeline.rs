@@ -282,6 +282,7 @@ mod tests {
     use super::*;
     use crate::clock::now_ms;
     use crate::detect::incident_store::tests::standalone_detector;
+    use crate::detect::{RuleSet, RulesConfig, SharedRules};
     use crate::okta::samples::{self, Initiator};
     use crate::spool::Spool;
 
@@ -355,5 +356,58 @@ mod tests {
         );
         let stored = spool.known_networks(vec![alice.login.clone()]).await;
         assert_eq!(stored.unwrap().len(), 1, "Alice's networks are stored");
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_no_rule_can_match_still_teaches_its_network() {
+        // Only the reset rule: nothing matches a sign-in or a password reset, so the pass builds
+        // neither's tree; the sign-in must still teach Alice's network.
+        let dir = tempfile::TempDir::new().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), u64::MAX).unwrap());
+        let mut detector = standalone_detector(spool.clone(), Duration::from_secs(3600));
+        let reset_rule = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/rules/mfa_factor_deactivated.yml"
+        );
+        let rules = RuleSet::load(&RulesConfig {
+            builtin: false,
+            builtin_correlations: false,
+            paths: vec![reset_rule.into()],
+            ..RulesConfig::default()
+        });
+        detector.rules = SharedRules::new(rules.unwrap());
+        let [alice, bob, carol, ..] = &samples::users()[..] else {
+            unreachable!("four sample users")
+        };
+        let sign_in = samples::session_start(alice, "198.51.100.7");
+        let password_reset = samples::password_reset(bob, Initiator::Admin);
+        assert!(
+            !detector
+                .rules
+                .current()
+                .can_match(Some("user.session.start"))
+        );
+        deliver(
+            &spool,
+            vec![
+                sign_in,
+                password_reset,
+                samples::mfa_factor_deactivate(carol, "SMS", Initiator::Admin, "tx-c"),
+            ],
+        )
+        .await;
+        let detector = Arc::new(detector);
+        let mut inline = CorrelationLoop::default();
+        let nothing_in_flight = InFlight::default();
+        let pass = detector.detect_pass(&mut inline, &nothing_in_flight);
+        let pass = pass.await.unwrap().expect("a pass");
+        assert_eq!(titles(&pass.alerts), [RESET]);
+        let learned: Vec<&str> = pass
+            .commit
+            .known_networks
+            .iter()
+            .map(|(user, _)| user.as_str())
+            .collect();
+        assert_eq!(learned, [alice.login.as_str()]);
     }
 }

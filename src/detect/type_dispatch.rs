@@ -52,8 +52,12 @@ impl Slot {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.engine.rule_count() == 0
+    }
+
     fn evaluate(&self, event: &Value, probe: Option<FieldProbe>) -> Vec<EvaluationResult> {
-        if self.engine.rule_count() == 0 {
+        if self.is_empty() {
             return Vec::new();
         }
         self.engine
@@ -165,6 +169,16 @@ impl TypeDispatch {
             results.sort_by_key(|result| self.position.get(result_key(result)).copied());
         }
         results
+    }
+
+    /// Whether some rule can match an event whose `eventType` is `event_type` (`None`: absent or
+    /// not a string, which every rule meets). False only when none can: a pass then skips the
+    /// event's tree and its rules altogether.
+    pub(super) fn can_match(&self, event_type: Option<&str>) -> bool {
+        match event_type {
+            None => !self.all.is_empty(),
+            Some(event_type) => !self.untyped.is_empty() || self.typed_slot(event_type).is_some(),
+        }
     }
 
     /// Every rule evaluated in one engine, as before the split (what the tests compare with).
