@@ -119,7 +119,8 @@ pub struct Detector {
 }
 
 /// An event split out of a batch, with what the pass reads of it before the rules run. Its
-/// whole tree is built only when the rules run ([`event_tree`]).
+/// whole tree ([`event_tree`]) is built when its rules run, and only if it needs one
+/// ([`ParsedEvent::needs_tree`]).
 struct ParsedEvent {
     raw: Box<RawValue>,
     key: String,
@@ -132,7 +133,7 @@ impl ParsedEvent {
     /// it is a sign-in, which teaches its user's networks whatever the rules. Any other event
     /// (most of an org's sign-ons, sign-outs and policy evaluations, against the built-in pack)
     /// raises nothing and feeds no correlation, and its tree would be built for nothing.
-    fn needs_rules(&self, rules: &RuleSet) -> bool {
+    fn needs_tree(&self, rules: &RuleSet) -> bool {
         self.session_user.is_some() || rules.can_match(self.event_type.as_deref())
     }
 }
@@ -621,7 +622,7 @@ impl Found {
                 continue;
             }
             self.count_recovered(&origin, event.event_type.as_deref());
-            if !event.needs_rules(pass.rules) {
+            if !event.needs_tree(pass.rules) {
                 continue;
             }
             // Built here, one event at a time, and dropped after its rules ran (event_head).
