@@ -276,6 +276,43 @@ impl Forwarder {
     ) -> (Vec<OutboxEntry>, Vec<(OutboxEntry, DeliveryError)>) {
         let labels = self.health.labels(self.sink.name());
         metrics::counter!(DELIVERY_ATTEMPTS_TOTAL, labels.clone()).increment(batch.len() as u64);
+        let (mut readable, mut failures, outcome) = match self.publish_as_stored(&batch).await {
+            Some(outcome) => (batch, Vec::new(), outcome),
+            None => self.publish_parsed(batch).await,
+        };
+        if let Err(error) = outcome {
+            failures.push((readable.remove(0), error));
+            readable.clear();
+        }
+        if !failures.is_empty() {
+            metrics::counter!(DELIVERY_FAILURES_TOTAL, labels).increment(failures.len() as u64);
+        }
+        self.health
+            .record(self.sink.name(), failures.last().map(|(_, error)| error));
+        (readable, failures)
+    }
+
+    /// Publishes `batch` as stored when the format is the stored one and the sink reads nothing
+    /// else ([`Sink::publish_payloads`]): parsing each alert would be thrown away. `None` when
+    /// it is not such a sink.
+    async fn publish_as_stored(&self, batch: &[OutboxEntry]) -> Option<Result<(), DeliveryError>> {
+        if self.format != AlertFormat::Factorwatch {
+            return None;
+        }
+        let payloads: Vec<&str> = batch.iter().map(|entry| entry.record.alert.get()).collect();
+        Some(self.sink.publish_payloads(&payloads)?.await)
+    }
+
+    /// Parses, renders and publishes `batch`: the entries it publishes, those whose stored alert
+    /// no longer parses, with their error, and the publish's outcome.
+    async fn publish_parsed(
+        &self,
+        batch: Vec<OutboxEntry>,
+    ) -> (
+        Vec<OutboxEntry>,
+        Vec<(OutboxEntry, DeliveryError)>,
+        Result<(), DeliveryError>,
+    ) {
         let (mut readable, mut failures) = (Vec::with_capacity(batch.len()), Vec::new());
         let mut alerts = Vec::with_capacity(batch.len());
         for entry in batch {
@@ -305,16 +342,7 @@ impl Forwarder {
         } else {
             self.sink.publish_batch(&deliveries).await
         };
-        if let Err(error) = outcome {
-            failures.push((readable.remove(0), error));
-            readable.clear();
-        }
-        if !failures.is_empty() {
-            metrics::counter!(DELIVERY_FAILURES_TOTAL, labels).increment(failures.len() as u64);
-        }
-        self.health
-            .record(self.sink.name(), failures.last().map(|(_, error)| error));
-        (readable, failures)
+        (readable, failures, outcome)
     }
 
     /// Records a failed attempt; returns how long the sink should pause.

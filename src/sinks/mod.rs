@@ -146,6 +146,15 @@ pub trait Sink: Send + Sync {
             Ok(())
         })
     }
+
+    /// For a sink that sends the alert's JSON as it is and reads nothing of the parsed alert:
+    /// delivers `payloads` (at most [`Sink::batch_limit`], oldest first) as
+    /// [`Sink::publish_batch`] would deliver them. The delivery loop then does not parse each
+    /// stored alert only to throw it away. `None` (the default): the sink reads
+    /// [`Delivery::alert`], and gets its deliveries through [`Sink::publish_batch`].
+    fn publish_payloads<'a>(&'a self, _payloads: &'a [&'a str]) -> Option<PublishFuture<'a>> {
+        None
+    }
 }
 
 /// Builds the sink a `[[sinks]]` block describes.
