@@ -13,6 +13,8 @@
 
 mod layout;
 mod markdown;
+#[path = "../it/ports.rs"]
+mod ports;
 mod server;
 #[test]
 fn offline_examples() {

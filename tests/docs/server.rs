@@ -371,10 +371,9 @@ fn time_length(text: &str) -> Option<usize> {
     (bytes.get(end) == Some(&b'Z')).then_some(end + 1)
 }
 
-/// A loopback address nothing listens on (the port is free when this returns).
+/// A loopback address nothing listens on, for the server to bind.
 fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    listener.local_addr().expect("bound").to_string()
+    format!("127.0.0.1:{}", crate::ports::free_port())
 }
 
 /// Starts a destination that answers every request with [`REFUSAL`], and returns its address.

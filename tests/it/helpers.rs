@@ -30,6 +30,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use crate::ports::free_port;
+
 /// The secret every test app accepts.
 pub const SECRET: &str = "Basic dGVzdDp0ZXN0LXNlY3JldA==";
 
@@ -425,15 +427,6 @@ pub struct ChildServer {
     pub hook_url: String,
 }
 
-/// A free loopback port (bound, then released for the child to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl ChildServer {
     /// Starts `factorwatch serve` on `data_dir` and `port`, and waits until /healthz answers.
     pub async fn start(data_dir: &Path, port: u16) -> ChildServer {
@@ -498,13 +491,19 @@ impl ChildServer {
 
     async fn started(child: Child, port: u16, ops_addr: SocketAddr) -> ChildServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let server = ChildServer {
+        let mut server = ChildServer {
             child,
             addr,
             ops_addr,
             hook_url: format!("http://{addr}/okta/events"),
         };
         server.wait_healthy().await;
+        // What answered must be this child, not another test's server on the same port.
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!(
+                "factorwatch on {addr} exited ({status}), yet something answered /healthz there"
+            );
+        }
         server
     }
 

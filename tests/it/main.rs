@@ -41,6 +41,7 @@ mod monitoring;
 mod okta_actions;
 mod okta_standin;
 mod orgs;
+mod ports;
 mod receiver;
 #[cfg(all(feature = "nats", feature = "redis"))]
 mod reconcile;

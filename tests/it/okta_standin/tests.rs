@@ -1256,10 +1256,7 @@ async fn verify_sends_the_challenge_with_the_hook_headers() {
     assert_eq!(status, 400);
     assert_eq!(failing.gets(), 2, "one retry after an error response");
 
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/hook", listener.local_addr().unwrap())
-    };
+    let closed = format!("http://127.0.0.1:{}/hook", crate::ports::free_port());
     let (status, error) =
         status_and_body(call(Method::POST, &create(&closed).await, auth, None).await).await;
     assert_eq!(status, 400, "{error}");
