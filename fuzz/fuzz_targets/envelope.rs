@@ -8,6 +8,7 @@
 
 #![no_main]
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -39,7 +40,7 @@ fuzz_target!(|body: &[u8]| {
     let mut history = NetworkHistory::new(HashMap::new());
     let privileged = ["ceo@acme.com".to_owned()];
     for raw in envelope.data.events {
-        let raw = single_line(raw);
+        let raw = single_line(Cow::Borrowed(raw));
         assert!(!raw.get().contains('\n'), "an event is one line");
         let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
             continue;

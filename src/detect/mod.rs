@@ -38,11 +38,13 @@ mod ticks;
 mod type_dispatch;
 mod watched;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsigma_eval::EvaluationResult;
+use self_cell::self_cell;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -54,7 +56,7 @@ use crate::clock::{now_ms, rfc3339, wait_for_work};
 use crate::cluster::{Claim, SharedState};
 use crate::okta::event::single_line;
 use crate::okta::hook_eligible::is_hook_eligible;
-use crate::okta::{Delivery, Envelope, LogEvent, Origin};
+use crate::okta::{Delivery, Envelope, EnvelopeError, LogEvent, Origin};
 use crate::sinks::{AlertFilter, SinkConfig};
 use crate::spool::{DetectionCommit, OutboxRecord, Spool, SpoolError, StoredBatch};
 use crate::telemetry::metrics::{
@@ -121,14 +123,32 @@ pub struct Detector {
 /// An event split out of a batch, with what the pass reads of it before the rules run. Its
 /// whole tree ([`event_tree`]) is built when its rules run, and only if it needs one
 /// ([`ParsedEvent::needs_tree`]).
-struct ParsedEvent {
-    raw: Box<RawValue>,
+struct ParsedEvent<'a> {
+    /// Its exact JSON, borrowed from the batch's body; copied only to put an event that spans
+    /// lines on one ([`single_line`]).
+    raw: Cow<'a, RawValue>,
     key: String,
     session_user: Option<String>,
     event_type: Option<String>,
 }
 
-impl ParsedEvent {
+impl<'a> ParsedEvent<'a> {
+    /// Reads the head of the event `raw`.
+    fn read(raw: &'a RawValue) -> Self {
+        let raw = single_line(Cow::Borrowed(raw));
+        let EventHead {
+            key,
+            session_user,
+            event_type,
+        } = EventHead::read(raw.get());
+        Self {
+            raw,
+            key,
+            session_user,
+            event_type,
+        }
+    }
+
     /// Whether the pass must build this event's tree: when some rule can match its type, or when
     /// it is a sign-in, which teaches its user's networks whatever the rules. Any other event
     /// (most of an org's sign-ons, sign-outs and policy evaluations, against the built-in pack)
@@ -138,11 +158,50 @@ impl ParsedEvent {
     }
 }
 
-/// A batch split into events.
-struct ParsedBatch {
-    batch: StoredBatch,
-    envelope_meta: Envelope,
-    events: Vec<ParsedEvent>,
+/// What a pass reads of one batch's body, borrowing from it.
+struct BatchEvents<'a> {
+    /// The envelope, its events taken out into `events`.
+    envelope: Envelope<'a>,
+    events: Vec<ParsedEvent<'a>>,
+}
+
+impl<'a> BatchEvents<'a> {
+    /// Splits `body` into its envelope and events.
+    fn read(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let mut envelope = Envelope::parse(body)?;
+        let events = std::mem::take(&mut envelope.data.events)
+            .into_iter()
+            .map(ParsedEvent::read)
+            .collect();
+        Ok(Self { envelope, events })
+    }
+}
+
+self_cell!(
+    /// A stored batch split into events that borrow from its body. One value, so that a pass
+    /// moves it between its threads without copying every event out of the body first.
+    struct ParsedBatch {
+        owner: StoredBatch,
+        #[covariant]
+        dependent: BatchEvents,
+    }
+);
+
+impl ParsedBatch {
+    /// The batch as the spool stored it.
+    fn batch(&self) -> &StoredBatch {
+        self.borrow_owner()
+    }
+
+    /// Its envelope (without the events).
+    fn envelope(&self) -> &Envelope<'_> {
+        &self.borrow_dependent().envelope
+    }
+
+    /// Its events, in their order in the batch.
+    fn events(&self) -> &[ParsedEvent<'_>] {
+        &self.borrow_dependent().events
+    }
 }
 
 impl Detector {
@@ -226,7 +285,7 @@ impl Detector {
         }
         let keys = parsed
             .iter()
-            .flat_map(|p| p.events.iter().map(|e| (e.key.clone(), p.batch.id)))
+            .flat_map(|p| p.events().iter().map(|e| (e.key.clone(), p.batch().id)))
             .collect();
         let mut seen = self.spool.already_seen(keys, now).await?;
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
@@ -355,7 +414,7 @@ impl Detector {
     ) -> Result<NetworkHistory, SpoolError> {
         let users: HashSet<String> = parsed
             .iter()
-            .flat_map(|batch| &batch.events)
+            .flat_map(ParsedBatch::events)
             .filter_map(|event| event.session_user.clone())
             .collect();
         if users.is_empty() {
@@ -388,40 +447,15 @@ fn parse_batches(batches: Vec<StoredBatch>) -> (Vec<ParsedBatch>, Vec<StoredBatc
     let mut parsed = Vec::with_capacity(batches.len());
     let mut unreadable = Vec::new();
     for batch in batches {
-        match Envelope::parse(&batch.body) {
-            Ok(mut envelope) => {
-                let events = std::mem::take(&mut envelope.data.events)
-                    .into_iter()
-                    .map(parse_event)
-                    .collect();
-                parsed.push(ParsedBatch {
-                    batch,
-                    envelope_meta: envelope,
-                    events,
-                });
-            }
-            Err(err) => {
+        match ParsedBatch::try_new_or_recover(batch, |batch| BatchEvents::read(&batch.body)) {
+            Ok(batch) => parsed.push(batch),
+            Err((batch, err)) => {
                 tracing::error!(batch = batch.id, error = %err, "stored batch is unreadable; quarantined");
                 unreadable.push(batch);
             }
         }
     }
     (parsed, unreadable)
-}
-
-fn parse_event(raw: Box<RawValue>) -> ParsedEvent {
-    let raw = single_line(raw);
-    let EventHead {
-        key,
-        session_user,
-        event_type,
-    } = EventHead::read(raw.get());
-    ParsedEvent {
-        raw,
-        key,
-        session_user,
-        event_type,
-    }
 }
 
 /// The whole JSON tree of one event, for the rules. The raw text passed JSON validation at
@@ -517,7 +551,12 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
     let mut fresh = HashSet::new();
     parsed
         .iter()
-        .flat_map(|batch| batch.events.iter().map(move |e| (&e.key, batch.batch.id)))
+        .flat_map(|batch| {
+            batch
+                .events()
+                .iter()
+                .map(move |e| (&e.key, batch.batch().id))
+        })
         .filter(|(key, _)| !seen.contains(*key) && fresh.insert(*key))
         .map(|(key, id)| (key.clone(), id))
         .collect()
@@ -540,8 +579,8 @@ fn detect_batches(
     let mut batches = Vec::with_capacity(parsed.len());
     for batch in parsed {
         found.batch(pass, &batch, seen, &mut history, correlation.as_deref_mut());
-        metrics::counter!(EVENTS_DETECTED_TOTAL).increment(batch.events.len() as u64);
-        batches.push(batch.batch);
+        metrics::counter!(EVENTS_DETECTED_TOTAL).increment(batch.events().len() as u64);
+        batches.push(batch.into_owner());
     }
     report_recovered(pass.org, found.recovered);
     let (correlation_state, correlation_journal) = found.fire_timers(pass, correlation);
@@ -613,10 +652,10 @@ impl Found {
         history: &mut NetworkHistory,
         mut correlation: Option<&mut LiveCorrelation>,
     ) {
-        let origin = parsed.envelope_meta.origin();
-        let received_ms = parsed.batch.received_at_ms as i64;
-        let received_at = rfc3339(parsed.batch.received_at_ms);
-        for event in &parsed.events {
+        let origin = parsed.envelope().origin();
+        let received_ms = parsed.batch().received_at_ms as i64;
+        let received_at = rfc3339(parsed.batch().received_at_ms);
+        for event in parsed.events() {
             if seen.contains(&event.key) || !self.fresh.insert(event.key.clone()) {
                 metrics::counter!(DUPLICATE_EVENTS_TOTAL).increment(1);
                 continue;
@@ -633,7 +672,7 @@ impl Found {
                 raw: &event.raw,
                 key: &event.key,
                 origin: &origin,
-                delivery_id: parsed.envelope_meta.event_id.as_deref(),
+                delivery_id: parsed.envelope().event_id.as_deref(),
                 received_at: &received_at,
             };
             let time = event_time(&matched, received_ms);
@@ -847,4 +886,54 @@ fn log_alert(alert: &Alert) {
         ip = alert.client.ip_address.as_deref().unwrap_or("-"),
         "alert"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: u64, body: &str) -> StoredBatch {
+        StoredBatch {
+            id,
+            received_at_ms: 1,
+            body: body.as_bytes().to_vec(),
+            stored_len: body.len() as u64,
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_into_events_borrowed_from_its_body_and_an_unreadable_one_comes_back_whole() {
+        let good = "{\"data\":{\"events\":[{\"uuid\":\"a\",\"eventType\":\"user.session.start\"},\
+                    {\n  \"uuid\": \"b\"\n}]}}";
+        let broken = r#"{"data":{"events":[{"uuid":"c"}"#;
+        let (parsed, unreadable) = parse_batches(vec![stored(1, good), stored(2, broken)]);
+
+        let [unreadable] = &unreadable[..] else {
+            panic!("one unreadable batch")
+        };
+        assert_eq!(
+            (unreadable.id, &unreadable.body[..]),
+            (2, broken.as_bytes())
+        );
+        let [batch] = &parsed[..] else {
+            panic!("one readable batch")
+        };
+        let events = batch.events();
+        let texts: Vec<&str> = events.iter().map(|event| event.raw.get()).collect();
+        let expected = [
+            r#"{"uuid":"a","eventType":"user.session.start"}"#,
+            r#"{"uuid":"b"}"#,
+        ];
+        assert_eq!(texts, expected, "each event's text, on one line");
+        assert!(
+            matches!(events[0].raw, Cow::Borrowed(_)),
+            "an event on one line is not copied"
+        );
+        let keys: Vec<&str> = events.iter().map(|event| event.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(events[0].event_type.as_deref(), Some("user.session.start"));
+
+        let batch = parsed.into_iter().next().unwrap().into_owner();
+        assert_eq!((batch.id, &batch.body[..]), (1, good.as_bytes()));
+    }
 }

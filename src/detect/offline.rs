@@ -3,6 +3,7 @@
 //! The alerts are built by the same code the detector uses (context, levels, grouping,
 //! de-duplication on uuid).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 
@@ -142,9 +143,9 @@ impl<'a> OfflineDetector<'a> {
 
     /// Detects `value`; returns the alerts no longer held, in order.
     pub fn push(&mut self, mut value: Value) -> Vec<Alert> {
-        let raw = single_line(
+        let raw = single_line(Cow::Owned(
             RawValue::from_string(value.to_string()).expect("a JSON value serializes to JSON"),
-        );
+        ));
         let key = dedup_key(&LogEvent(&value), raw.get());
         if self.seen.contains(&key) {
             return Vec::new();

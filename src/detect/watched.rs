@@ -25,11 +25,11 @@ impl PassTally {
         }
         let mut tally = Self::default();
         for batch in parsed {
-            let Some(delivery_id) = &batch.envelope_meta.event_id else {
+            let Some(delivery_id) = &batch.envelope().event_id else {
                 continue;
             };
-            let events = batch.events.len() as u64;
-            let new = new_per_batch.get(&batch.batch.id).copied().unwrap_or(0);
+            let events = batch.events().len() as u64;
+            let new = new_per_batch.get(&batch.batch().id).copied().unwrap_or(0);
             *tally.by_delivery.entry(delivery_id.clone()).or_default() += Tally {
                 batches: 1,
                 new,

@@ -4,8 +4,9 @@
 //! - [`EnvelopeCheck::parse`] runs while Okta waits. It borrows from the body and looks only at what
 //!   decides whether the batch is acceptable (`data.events` is an array); every event stays an
 //!   unparsed [`RawValue`], which is far cheaper than building a `serde_json::Value` tree.
-//! - [`Envelope::parse`] runs later, in the detector, on the stored bytes, and keeps each event's
-//!   raw JSON verbatim so alerts can carry it with unknown fields intact.
+//! - [`Envelope::parse`] runs later, in the detector, on the stored bytes. It borrows each event's
+//!   raw JSON from them verbatim, so alerts can carry it with unknown fields intact, and copies
+//!   none.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -71,9 +72,9 @@ impl<'a> EnvelopeCheck<'a> {
     }
 }
 
-/// A stored envelope, parsed for detection.
+/// A stored envelope, parsed for detection; its events borrow from the body.
 #[derive(Debug)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// `com.okta.event_hook` from Okta; [`SYSTEM_LOG_ENVELOPE`] on a page the System Log poller
     /// stored.
     pub event_type: Option<String>,
@@ -82,14 +83,14 @@ pub struct Envelope {
     /// One id per delivery; Okta's retry of a delivery reuses it.
     pub event_id: Option<String>,
     /// The batch.
-    pub data: EnvelopeData,
+    pub data: EnvelopeData<'a>,
 }
 
 /// `data` of an envelope.
 #[derive(Debug)]
-pub struct EnvelopeData {
-    /// One System Log `LogEvent` each, kept as the exact JSON Okta sent.
-    pub events: Vec<Box<RawValue>>,
+pub struct EnvelopeData<'a> {
+    /// One System Log `LogEvent` each, the exact JSON Okta sent.
+    pub events: Vec<&'a RawValue>,
 }
 
 /// Reads any JSON value as optional text, so an odd `source` or `eventId` never loses a batch.
@@ -98,22 +99,17 @@ fn lenient_text(raw: Option<&RawValue>) -> Option<String> {
     crate::okta::event::scalar_text(&value)
 }
 
-impl Envelope {
-    /// Parses a stored body: the same check intake ran, then owned copies of what the detector
-    /// reads, so it fails only on a spool written by an incompatible version.
-    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+impl<'a> Envelope<'a> {
+    /// Parses a stored body: the same check intake ran, then what the detector reads, so it
+    /// fails only on a spool written by an incompatible version.
+    pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
         let check = EnvelopeCheck::parse(body)?;
         Ok(Self {
             event_type: lenient_text(check.event_type),
             source: lenient_text(check.source),
             event_id: lenient_text(check.event_id),
             data: EnvelopeData {
-                events: check
-                    .data
-                    .events
-                    .into_iter()
-                    .map(ToOwned::to_owned)
-                    .collect(),
+                events: check.data.events,
             },
         })
     }

@@ -5,6 +5,7 @@
 //! says string (`version`, `postalCode`) read as their decimal text, `null` and missing are the same,
 //! and nothing is ever rejected for a field we did not expect.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
@@ -108,13 +109,14 @@ pub fn dedup_key(event: &LogEvent<'_>, raw: &str) -> String {
 
 /// The event's JSON with the line breaks between tokens removed (and the other whitespace between
 /// tokens with them), so an alert always fits on one JSON line. Key order, number spelling, string
-/// escapes and unknown fields are kept exactly. JSON that has no line break is returned as is.
-pub fn single_line(raw: Box<RawValue>) -> Box<RawValue> {
-    let text = raw.get();
+/// escapes and unknown fields are kept exactly. JSON that has no line break is returned as is,
+/// borrowed if it was.
+pub fn single_line(raw: Cow<'_, RawValue>) -> Cow<'_, RawValue> {
     // Every event passes here, and nearly all of them are one line already.
-    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+    if memchr::memchr2(b'\n', b'\r', raw.get().as_bytes()).is_none() {
         return raw;
     }
+    let text = raw.get();
     let mut out = String::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
     for c in text.chars() {
@@ -131,7 +133,9 @@ pub fn single_line(raw: Box<RawValue>) -> Box<RawValue> {
             out.push(c);
         }
     }
-    RawValue::from_string(out).expect("removing whitespace between JSON tokens keeps it valid")
+    let line =
+        RawValue::from_string(out).expect("removing whitespace between JSON tokens keeps it valid");
+    Cow::Owned(line)
 }
 
 #[cfg(test)]
@@ -162,12 +166,17 @@ mod tests {
     fn pretty_printed_events_become_one_line_and_keep_their_content() {
         let pretty = "{\n  \"b\": \"a \\\" \\n x\",\n  \"a\": [1.50, {\"k\": null}]\n}";
         let raw = RawValue::from_string(pretty.to_owned()).unwrap();
-        let line = single_line(raw);
+        let line = single_line(Cow::Owned(raw));
         assert_eq!(line.get(), r#"{"b":"a \" \n x","a":[1.50,{"k":null}]}"#);
         let carriage_returns = RawValue::from_string("{\"a\":\r[1,\r2]}".to_owned()).unwrap();
-        assert_eq!(single_line(carriage_returns).get(), r#"{"a":[1,2]}"#);
+        assert_eq!(
+            single_line(Cow::Borrowed(&carriage_returns)).get(),
+            r#"{"a":[1,2]}"#
+        );
         let compact = RawValue::from_string(r#"{"x": 1}"#.to_owned()).unwrap();
-        assert_eq!(single_line(compact).get(), r#"{"x": 1}"#);
+        let kept = single_line(Cow::Borrowed(&compact));
+        assert!(matches!(kept, Cow::Borrowed(_)), "a line is not copied");
+        assert_eq!(kept.get(), r#"{"x": 1}"#);
     }
 
     #[test]

@@ -124,7 +124,7 @@ mod tests {
         );
         let now = Envelope::parse(page.commit.due_now.as_deref().unwrap()).unwrap();
         let held = Envelope::parse(page.commit.held.as_deref().unwrap()).unwrap();
-        let uuids = |envelope: &Envelope| -> Vec<String> {
+        let uuids = |envelope: &Envelope<'_>| -> Vec<String> {
             envelope
                 .data
                 .events
