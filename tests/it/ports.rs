@@ -11,6 +11,7 @@
 //! repeats.
 
 use std::net::TcpListener;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The first port handed out (above the well-known services of this machine kind: RabbitMQ's
@@ -23,13 +24,8 @@ const END: u32 = 25_000;
 /// process binds it (and binds it again after a restart) without another test taking it meanwhile.
 pub fn free_port() -> u16 {
     // Each test binary starts at its own offset, so two that run at once rarely meet.
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id() % (END - FIRST),
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
+    static NEXT: LazyLock<AtomicU32> =
+        LazyLock::new(|| AtomicU32::new(std::process::id() % (END - FIRST)));
     for _ in FIRST..END {
         let offset = NEXT.fetch_add(1, Ordering::Relaxed) % (END - FIRST);
         let port = u16::try_from(FIRST + offset).expect("a port below 65536");
