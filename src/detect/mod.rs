@@ -202,6 +202,12 @@ impl ParsedBatch {
     fn events(&self) -> &[ParsedEvent<'_>] {
         &self.borrow_dependent().events
     }
+
+    /// Each event's de-duplication key, with the id of this batch.
+    fn keys(&self) -> impl Iterator<Item = (&String, u64)> {
+        let id = self.batch().id;
+        self.events().iter().map(move |event| (&event.key, id))
+    }
 }
 
 impl Detector {
@@ -285,7 +291,8 @@ impl Detector {
         }
         let keys = parsed
             .iter()
-            .flat_map(|p| p.events().iter().map(|e| (e.key.clone(), p.batch().id)))
+            .flat_map(ParsedBatch::keys)
+            .map(|(key, id)| (key.clone(), id))
             .collect();
         let mut seen = self.spool.already_seen(keys, now).await?;
         seen.extend(self.claimed_elsewhere(&parsed, &seen).await);
@@ -551,12 +558,7 @@ fn fresh_keys(parsed: &[ParsedBatch], seen: &HashSet<String>) -> Vec<(String, u6
     let mut fresh = HashSet::new();
     parsed
         .iter()
-        .flat_map(|batch| {
-            batch
-                .events()
-                .iter()
-                .map(move |e| (&e.key, batch.batch().id))
-        })
+        .flat_map(ParsedBatch::keys)
         .filter(|(key, _)| !seen.contains(*key) && fresh.insert(*key))
         .map(|(key, id)| (key.clone(), id))
         .collect()
